@@ -1,0 +1,207 @@
+"""Fixes as LoRA adapters on the SD3 transformer: create, stack, toggle, remove, save, load.
+
+Each fix is one named peft LoRA adapter (through diffusers' adapter API on the transformer), so
+fixes stack like peft adapters and the base weights are never written. Saved fixes are the
+diffusers LoRA format: `pytorch_lora_weights.safetensors` that a stock
+`StableDiffusion3Pipeline.load_lora_weights` reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .models.loading import LoadedModel
+
+# The attention projections diffusers' SD3 LoRA script trains by default.
+SD3_LORA_TARGETS = (
+    "attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0",
+    "attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj", "attn.to_add_out",
+)
+LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
+_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+
+
+class AdapterError(RuntimeError):
+    """A fix could not be created, loaded or saved; the message says why."""
+
+
+@dataclass
+class Fix:
+    name: str
+    enabled: bool = True
+    weight: float = 1.0
+    path: Path | None = None  # where it was saved/loaded from, if anywhere
+
+
+class FixManager:
+    """The set of fixes on one loaded model, and which of them are active."""
+
+    def __init__(self, model: LoadedModel):
+        self.model = model
+        self.fixes: dict[str, Fix] = {}
+
+    @property
+    def transformer(self):
+        return self.model.pipe.transformer
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def create(self, name: str, rank: int = 8, alpha: float | None = None,
+               targets: tuple[str, ...] = SD3_LORA_TARGETS) -> list[torch.nn.Parameter]:
+        """Add a fresh LoRA (zero effect at start) on top of the enabled fixes; return its params."""
+        from peft import LoraConfig
+
+        self._check_name(name)
+        config = LoraConfig(r=rank, lora_alpha=alpha or rank, init_lora_weights="gaussian",
+                            target_modules=list(targets), lora_dropout=0.0)
+        self.transformer.add_adapter(config, adapter_name=name)
+        self.fixes[name] = Fix(name)
+        self.apply()
+        return self.trainable_parameters(name)
+
+    def trainable_parameters(self, name: str) -> list[torch.nn.Parameter]:
+        """Make exactly this fix's LoRA weights trainable (others and the base stay frozen)."""
+        params = []
+        for pname, p in self.transformer.named_parameters():
+            mine = f".{name}." in pname and "lora_" in pname
+            p.requires_grad_(mine)
+            if mine:
+                params.append(p)
+        if not params:
+            raise AdapterError(f"fix {name!r} has no LoRA parameters; check the target modules")
+        return params
+
+    def freeze(self) -> None:
+        for p in self.transformer.parameters():
+            p.requires_grad_(False)
+
+    def remove(self, name: str) -> None:
+        self._require(name)
+        self.transformer.delete_adapters(name)
+        del self.fixes[name]
+        self.apply()
+
+    def set_enabled(self, name: str, enabled: bool, weight: float | None = None) -> None:
+        self._require(name).enabled = enabled
+        if weight is not None:
+            self.fixes[name].weight = float(weight)
+        self.apply()
+
+    def apply(self) -> None:
+        """Activate exactly the enabled fixes (with their weights); none -> the base model."""
+        active = [f for f in self.fixes.values() if f.enabled]
+        if not active:
+            if self.fixes:
+                self.transformer.disable_adapters()
+            return
+        self.transformer.enable_adapters()
+        self.transformer.set_adapters([f.name for f in active], weights=[f.weight for f in active])
+
+    @contextlib.contextmanager
+    def disabled(self):
+        """Temporarily the base model: `with fixes.disabled(): generate(...)`."""
+        if not self.fixes:
+            yield
+            return
+        self.transformer.disable_adapters()
+        try:
+            yield
+        finally:
+            self.apply()
+
+    @contextlib.contextmanager
+    def only(self, names: list[str]):
+        """Temporarily exactly these fixes (e.g. to compare one run against the base)."""
+        saved = {n: f.enabled for n, f in self.fixes.items()}
+        try:
+            for n, f in self.fixes.items():
+                f.enabled = n in names
+            self.apply()
+            yield
+        finally:
+            for n, on in saved.items():
+                if n in self.fixes:
+                    self.fixes[n].enabled = on
+            self.apply()
+
+    # -- files ---------------------------------------------------------------------------------
+    def save(self, name: str, folder: str | Path) -> Path:
+        """Write the fix as a diffusers LoRA file (+ its LoRA config as safetensors metadata)."""
+        from diffusers import StableDiffusion3Pipeline
+        from peft.utils import get_peft_model_state_dict
+
+        self._require(name)
+        state = get_peft_model_state_dict(self.transformer, adapter_name=name)
+        bad = [k for k, v in state.items() if not torch.isfinite(v).all()]
+        if bad:
+            raise AdapterError(f"fix {name!r} has non-finite weights ({bad[0]}...); not saved")
+        cfg = self.transformer.peft_config[name].to_dict()
+        cfg = {k: (sorted(v) if isinstance(v, set) else v) for k, v in cfg.items()}
+        StableDiffusion3Pipeline.save_lora_weights(
+            folder, transformer_lora_layers=state, weight_name=LORA_WEIGHT_NAME,
+            transformer_lora_adapter_metadata=cfg,
+        )
+        path = Path(folder) / LORA_WEIGHT_NAME
+        self.fixes[name].path = path
+        return path
+
+    def load(self, path: str | Path, name: str, enabled: bool = True) -> Fix:
+        """Load a saved fix (a .safetensors file or a folder holding one) under `name`."""
+        path = Path(path)
+        file = path / LORA_WEIGHT_NAME if path.is_dir() else path
+        self._check_name(name)
+        if file.suffix != ".safetensors":
+            raise AdapterError(f"{file.name}: only .safetensors fixes are loaded (pickle files can run code)")
+        if not file.is_file():
+            raise AdapterError(f"no LoRA file at {file}")
+        _validate_lora_file(file)
+        try:
+            self.model.pipe.load_lora_weights(str(file.parent), weight_name=file.name, adapter_name=name)
+        except Exception as err:  # diffusers raises several types for mismatched keys/shapes
+            with contextlib.suppress(Exception):
+                self.transformer.delete_adapters(name)
+            self.apply()
+            raise AdapterError(f"{file}: not a LoRA for this model ({err})") from err
+        self.fixes[name] = Fix(name, enabled=enabled, path=file)
+        self.apply()
+        return self.fixes[name]
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _check_name(self, name: str) -> None:
+        if not _NAME_RE.match(name):
+            raise AdapterError(f"fix name {name!r}: use letters, digits, '-' and '_' (max 80)")
+        if name in self.fixes:
+            raise AdapterError(f"a fix named {name!r} is already loaded")
+
+    def _require(self, name: str) -> Fix:
+        if name not in self.fixes:
+            raise AdapterError(f"no fix named {name!r}; loaded: {', '.join(self.fixes) or 'none'}")
+        return self.fixes[name]
+
+
+def _validate_lora_file(file: Path) -> None:
+    """Refuse corrupt or poisoned files before they reach the model."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(file), framework="pt") as f:
+            keys = list(f.keys())
+            if not keys or not all("lora" in k for k in keys):
+                raise AdapterError(f"{file.name}: holds no LoRA weights")
+            for k in keys:
+                t = f.get_tensor(k)
+                if not torch.isfinite(t).all():
+                    raise AdapterError(f"{file.name}: tensor {k} has NaN/inf values")
+    except SafetensorError as err:
+        raise AdapterError(f"{file.name}: corrupt safetensors file ({err})") from err
+    except (OSError, ValueError) as err:
+        raise AdapterError(f"{file.name}: unreadable ({err})") from err
+
+
+def lora_scale(rank: int, alpha: float | None) -> float:
+    return (alpha or rank) / rank if rank else math.nan

@@ -1,0 +1,180 @@
+"""Naming and loading models: the embedded default, a local diffusers folder, or a hub id.
+
+One function, `load_model`, turns a name into a ready pipeline plus what the studio must know
+about it (ModelInfo, a fingerprint of the base weights). Hub ids are read from the local
+Hugging Face cache only when offline, so a missing model fails fast with instructions instead of
+a long download attempt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .info import INFO_FILE, ModelInfo
+
+EMBEDDED = "embedded"
+ASSETS_DIR = Path(__file__).resolve().parents[2] / "assets"
+EMBEDDED_DIR = ASSETS_DIR / "flags-sd3"
+# The real models this tool is built for; both need a download on the user's machine.
+KNOWN_HUB_MODELS = {
+    "sd3-medium": "stabilityai/stable-diffusion-3-medium-diffusers",
+    "ddpm-celebahq": "google/ddpm-celebahq-256",
+}
+
+
+class ModelNotFoundError(RuntimeError):
+    """The named model is not on this machine; the message says how to get it."""
+
+
+class UnsupportedModelError(RuntimeError):
+    """The model exists but is not a pipeline family the engine can unlearn."""
+
+
+@dataclass
+class LoadOptions:
+    """How to place a model. Defaults suit a CPU; a 24 GB card wants dtype=bf16, drop_t5."""
+
+    device: str = "auto"  # "auto" -> cuda if available, else cpu
+    dtype: str = "auto"  # "auto" -> bf16 on cuda, fp32 on cpu; or fp32 | fp16 | bf16
+    drop_t5: bool = True  # SD3 without T5 (4.7B params): the docs' "Dropping the T5 Text Encoder"
+    cpu_offload: bool = False  # diffusers' model CPU offload: low VRAM, slower
+    gradient_checkpointing: bool = False  # less activation memory while unlearning
+    offline: bool = False  # never touch the network (also via HF_HUB_OFFLINE=1)
+
+    def resolved_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        dev = torch.device(self.device)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device={self.device!r} but no CUDA GPU is visible; use --device cpu")
+        return dev
+
+    def resolved_dtype(self) -> torch.dtype:
+        table = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+        if self.dtype == "auto":
+            return torch.bfloat16 if self.resolved_device().type == "cuda" else torch.float32
+        if self.dtype not in table:
+            raise ValueError(f"dtype={self.dtype!r}: choose one of auto, {', '.join(table)}")
+        return table[self.dtype]
+
+
+@dataclass
+class LoadedModel:
+    pipe: object  # StableDiffusion3Pipeline
+    info: ModelInfo
+    source: str  # what the user named
+    location: str  # the folder or hub id it came from
+    options: LoadOptions = field(default_factory=LoadOptions)
+    _fingerprint: str | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.pipe.transformer.device
+
+    def fingerprint(self) -> str:
+        """sha256 of the base transformer weights, computed once (runs record it)."""
+        if self._fingerprint is None:
+            self._fingerprint = base_fingerprint(self.pipe.transformer)
+        return self._fingerprint
+
+
+def base_fingerprint(transformer: torch.nn.Module) -> str:
+    """Hash of the transformer's own (non-LoRA) weights, so a run can tell which base it fixed."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(transformer.state_dict().items()):
+        if "lora_" in name:
+            continue
+        h.update(name.encode())
+        h.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def resolve(name: str) -> tuple[str, str]:
+    """Return (kind, location) for a model name: kind is 'folder' or 'hub'."""
+    if name in (EMBEDDED, "", None):
+        if not (EMBEDDED_DIR / "model_index.json").exists():
+            raise ModelNotFoundError(
+                f"the embedded model is missing at {EMBEDDED_DIR}; rebuild it with "
+                "`python scripts/build_embedded_model.py` (about 30 minutes on 2 cores)"
+            )
+        return "folder", str(EMBEDDED_DIR)
+    name = KNOWN_HUB_MODELS.get(name, name)
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "model_index.json").exists():
+            raise ModelNotFoundError(f"{path} is not a diffusers folder (no model_index.json)")
+        return "folder", str(path)
+    if name.count("/") == 1 and not name.startswith((".", "/")):
+        return "hub", name
+    raise ModelNotFoundError(f"no model folder at {name!r}, and it is not a hub id like 'owner/name'")
+
+
+def load_model(name: str = EMBEDDED, options: LoadOptions | None = None) -> LoadedModel:
+    """Load an SD3 pipeline by name with the given placement options."""
+    from diffusers import DiffusionPipeline, StableDiffusion3Pipeline
+
+    options = options or LoadOptions()
+    kind, location = resolve(name)
+    offline = options.offline or os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+    device, dtype = options.resolved_device(), options.resolved_dtype()
+    kwargs = dict(torch_dtype=dtype, use_safetensors=True)
+    if options.drop_t5:
+        kwargs.update(text_encoder_3=None, tokenizer_3=None)
+    if kind == "hub":
+        kwargs["local_files_only"] = offline
+    try:
+        config = DiffusionPipeline.load_config(location, local_files_only=offline if kind == "hub" else True)
+        family = config.get("_class_name", "")
+        if family != "StableDiffusion3Pipeline":
+            raise UnsupportedModelError(
+                f"{name} is a {family or 'unknown'} model; the unlearning engine supports SD3 "
+                "(StableDiffusion3Pipeline) models. Unconditional DDPM support is planned."
+            )
+        pipe = StableDiffusion3Pipeline.from_pretrained(location, **kwargs)
+    except (OSError, EnvironmentError) as err:
+        if kind == "hub":
+            raise ModelNotFoundError(
+                f"{location} is not in the local Hugging Face cache ({_hf_cache()}). On a machine "
+                f"with network run `huggingface-cli download {location}` (SD3 needs its licence "
+                "accepted on the hub first), or pass a local diffusers folder with --model."
+            ) from err
+        raise ModelNotFoundError(f"could not load {location}: {err}") from err
+    info = ModelInfo.load(location, fallback_name=Path(location).name) if kind == "folder" else ModelInfo(name=location)
+    if options.drop_t5 and not (kind == "folder" and (Path(location) / INFO_FILE).exists()):
+        # Without T5 the appended zero tokens carry nothing; fewer cost less attention.
+        info.max_sequence_length = min(info.max_sequence_length, 77)
+    pipe.set_progress_bar_config(disable=True)
+    _place(pipe, device, options)
+    return LoadedModel(pipe=pipe, info=info, source=name, location=location, options=options)
+
+
+def wrap_pipeline(pipe, info: ModelInfo | None = None, source: str = "in-memory") -> LoadedModel:
+    """A LoadedModel around a pipeline built in memory (tests, scripts)."""
+    pipe.set_progress_bar_config(disable=True)
+    return LoadedModel(pipe=pipe, info=info or ModelInfo(name=source), source=source, location=source)
+
+
+def _place(pipe, device: torch.device, options: LoadOptions) -> None:
+    if options.cpu_offload and device.type == "cuda":
+        pipe.enable_model_cpu_offload(device=device)
+    else:
+        pipe.to(device)
+    if options.gradient_checkpointing:
+        pipe.transformer.enable_gradient_checkpointing()
+    for module in (pipe.vae, pipe.text_encoder, pipe.text_encoder_2, pipe.transformer):
+        if module is not None:
+            module.requires_grad_(False)
+
+
+def _hf_cache() -> str:
+    try:
+        from huggingface_hub.constants import HF_HUB_CACHE
+
+        return HF_HUB_CACHE
+    except Exception:  # pragma: no cover - very old hub versions
+        return "~/.cache/huggingface/hub"

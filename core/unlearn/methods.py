@@ -1,0 +1,157 @@
+"""Unlearning methods: each turns one training batch into a gradient on the fix's LoRA weights.
+
+A method is a small strategy class with one job, `step(batch) -> StepGradients`; the trainer
+owns everything else (sampling, optimiser, logging, cancel). Registry: `METHODS[name]`.
+
+- surrogate (the paper): lambda-weighted forget loss toward the surrogate + remember loss,
+  with gradient surgery.
+- neggrad: gradient ascent on the flagged image's ordinary loss, plus the remember loss.
+- erasediff: forget target = uniform noise; g = g_r + max(eta - <g_r,g_f>/||g_f||^2, 0) g_f.
+- siss: mixture importance sampling (Alberti et al., ICLR 2025), all timesteps sampled.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import torch
+
+from . import objectives as obj
+from . import surgery
+from .config import UnlearnConfig
+from .weighting import lambda_weight
+
+
+@dataclass
+class Batch:
+    """Everything one step needs; latents in model space, shapes (B, C, h, w)."""
+
+    x_f: torch.Tensor  # flagged latent, repeated forget_batch_size times
+    x_s: torch.Tensor  # surrogate latent, same shape
+    cond_f: obj.Conditioning
+    eps_f: torch.Tensor
+    s_f: torch.Tensor  # (F,) noise levels
+    x_r: torch.Tensor  # remember latents
+    cond_r: obj.Conditioning
+    eps_r: torch.Tensor
+    s_r: torch.Tensor  # (R,)
+    uniform_f: torch.Tensor  # U[0,1) draws, EraseDiff's forget "noise" target
+    mix_from_forget: torch.Tensor  # (R,) bool, SISS's mixture choice
+
+
+@dataclass
+class StepGradients:
+    grads: list[torch.Tensor]
+    loss_f: float
+    loss_r: float
+    lam: float | None = None  # mean lambda over the forget samples
+    cos: float | None = None  # cosine(g_f, g_r) when both were computed
+    projected: bool | None = None
+
+
+def _grads(loss: torch.Tensor, params: list[torch.nn.Parameter], retain_graph: bool = False) -> list[torch.Tensor]:
+    gs = torch.autograd.grad(loss, params, allow_unused=True, retain_graph=retain_graph)
+    return [torch.zeros_like(p) if g is None else g for g, p in zip(gs, params)]
+
+
+class UnlearnMethod(ABC):
+    name: str
+
+    def __init__(self, transformer, params: list[torch.nn.Parameter], config: UnlearnConfig):
+        self.transformer, self.params, self.config = transformer, params, config
+
+    @abstractmethod
+    def step(self, b: Batch) -> StepGradients:
+        """Losses and the gradient to apply (before clipping) for one batch."""
+
+    def v(self, x_t, s, cond):
+        return obj.velocity(self.transformer, x_t, s, cond)
+
+    def remember_loss(self, b: Batch, weights: torch.Tensor | None = None) -> torch.Tensor:
+        x_t = obj.noisy(b.x_r, b.eps_r, b.s_r)
+        per = obj.per_sample_mse(self.v(x_t, b.s_r, b.cond_r), obj.ordinary_target(b.x_r, b.eps_r))
+        return (per * weights).mean() if weights is not None else per.mean()
+
+
+class SurrogateMethod(UnlearnMethod):
+    name = "surrogate"
+
+    def forget_loss(self, b: Batch, weights: torch.Tensor) -> torch.Tensor:
+        x_t = obj.noisy(b.x_f, b.eps_f, b.s_f)
+        target = obj.surrogate_target(x_t, b.x_s, b.s_f)
+        return (obj.per_sample_mse(self.v(x_t, b.s_f, b.cond_f), target) * weights).mean()
+
+    def step(self, b: Batch) -> StepGradients:
+        lam_f = lambda_weight(b.s_f, self.config).to(b.x_f.device)
+        w_r = (1 - lambda_weight(b.s_r, self.config)).to(b.x_r.device)
+        if self.config.surgery == "off":
+            # One combined pass: the plain step the surgery's cost is measured against.
+            loss_f, loss_r = self.forget_loss(b, lam_f), self.remember_loss(b, w_r)
+            grads = _grads(loss_f + loss_r, self.params)
+            return StepGradients(grads, loss_f.item(), loss_r.item(), lam_f.mean().item())
+        loss_f = self.forget_loss(b, lam_f)
+        g_f = _grads(loss_f, self.params)
+        loss_r = self.remember_loss(b, w_r)
+        g_r = _grads(loss_r, self.params)
+        res = surgery.project(g_f, g_r, self.config.surgery)
+        return StepGradients(res.combined(), loss_f.item(), loss_r.item(), lam_f.mean().item(), res.cos, res.projected)
+
+
+class NegGradMethod(UnlearnMethod):
+    name = "neggrad"
+
+    def step(self, b: Batch) -> StepGradients:
+        x_t = obj.noisy(b.x_f, b.eps_f, b.s_f)
+        loss_f = obj.per_sample_mse(self.v(x_t, b.s_f, b.cond_f), obj.ordinary_target(b.x_f, b.eps_f)).mean()
+        loss_r = self.remember_loss(b)
+        grads = _grads(loss_r - self.config.neggrad_weight * loss_f, self.params)
+        return StepGradients(grads, loss_f.item(), loss_r.item())
+
+
+class EraseDiffMethod(UnlearnMethod):
+    name = "erasediff"
+
+    def step(self, b: Batch) -> StepGradients:
+        x_t = obj.noisy(b.x_f, b.eps_f, b.s_f)
+        # The forget image's noise is swapped for U[0,1) draws: v target = u - x_f.
+        loss_f = obj.per_sample_mse(self.v(x_t, b.s_f, b.cond_f), b.uniform_f - b.x_f).mean()
+        g_f = _grads(loss_f, self.params)
+        loss_r = self.remember_loss(b)
+        g_r = _grads(loss_r, self.params)
+        nf2 = surgery.dot(g_f, g_f)
+        coef = torch.clamp(self.config.erasediff_eta - surgery.dot(g_r, g_f) / (nf2 + 1e-20), min=0)
+        grads = [r + coef.to(f.dtype) * f for f, r in zip(g_f, g_r)]
+        return StepGradients(grads, loss_f.item(), loss_r.item(), cos=surgery.cosine(g_f, g_r))
+
+
+class SISSMethod(UnlearnMethod):
+    name = "siss"
+
+    def step(self, b: Batch) -> StepGradients:
+        lam = self.config.siss_lambda
+        x, a = b.x_r, b.x_f[:1].expand_as(b.x_r)
+        sb = obj.broadcast(b.s_r, x)
+        src = torch.where(b.mix_from_forget.view(-1, 1, 1, 1), a, x)
+        m = (1 - sb) * src + sb * b.eps_r  # the mixture sample, same eps and s for both
+        pred = self.v(m, b.s_r, b.cond_r)
+        loss_x_i = obj.per_sample_mse(pred, (m - x) / sb)
+        loss_a_i = obj.per_sample_mse(pred, (m - a) / sb)
+        with torch.no_grad():
+            d_x = ((m - (1 - sb) * x) ** 2).flatten(1).sum(1) / (2 * b.s_r**2)
+            d_a = ((m - (1 - sb) * a) ** 2).flatten(1).sum(1) / (2 * b.s_r**2)
+            log1m, loglam = torch.log(torch.tensor(1 - lam)), torch.log(torch.tensor(lam))
+            # w_x = 1/((1-l) + l e^(d_x-d_a)), w_a = 1/((1-l) e^(d_a-d_x) + l), in log space.
+            w_x = torch.exp(-torch.logaddexp(log1m.expand_as(d_x), loglam + d_x - d_a))
+            w_a = torch.exp(-torch.logaddexp(log1m + d_a - d_x, loglam.expand_as(d_a)))
+        loss_x, loss_a = (w_x * loss_x_i).mean(), (w_a * loss_a_i).mean()
+        g_x = _grads(loss_x, self.params, retain_graph=True)  # both losses share one forward pass
+        g_a = _grads(loss_a, self.params)
+        scale = self.config.siss_scaling_norm / (surgery.norm(g_a) + 1e-20)
+        grads = [gx - scale.to(ga.dtype) * ga for gx, ga in zip(g_x, g_a)]
+        return StepGradients(grads, loss_a.item(), loss_x.item(), cos=surgery.cosine(g_a, g_x))
+
+
+METHODS: dict[str, type[UnlearnMethod]] = {
+    cls.name: cls for cls in (SurrogateMethod, NegGradMethod, EraseDiffMethod, SISSMethod)
+}

@@ -1,0 +1,164 @@
+"""The training loop of a fix: sampling, method step, clipping, AdamW, progress, cancel, monitor.
+
+It knows nothing of files or prompts: it gets latents and embeddings, trains the LoRA
+parameters it is given, and reports each step. NaN/inf stops it with DivergedError before the
+bad update is applied; a cancel token is checked every step.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from .config import UnlearnConfig
+from .methods import METHODS, Batch
+from .objectives import Conditioning
+from .weighting import sample_sigmas
+
+
+class DivergedError(RuntimeError):
+    """The loss or gradient became NaN/inf; nothing from this run is kept."""
+
+
+class CancelledError(RuntimeError):
+    """The caller cancelled the run; nothing from this run is kept."""
+
+
+class CancelToken:
+    """Thread-safe stop flag a GUI's Stop button sets and the loop checks every step."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+
+@dataclass
+class StepReport:
+    step: int  # 1-based
+    total: int
+    L_f: float
+    L_r: float
+    lam: float | None
+    cos: float | None
+    projected: bool | None
+    grad_norm: float
+    seconds: float
+
+    def row(self) -> dict:
+        return {"step": self.step, "L_f": self.L_f, "L_r": self.L_r, "lambda": self.lam, "cos_fr": self.cos,
+                "projected": self.projected, "grad_norm": self.grad_norm, "seconds": self.seconds}
+
+
+@dataclass
+class ForgetData:
+    x_f: torch.Tensor  # (1, C, h, w) flagged latent
+    x_s: torch.Tensor  # (1, C, h, w) surrogate latent
+    cond: Conditioning  # batch 1
+
+
+@dataclass
+class RememberData:
+    latents: torch.Tensor  # (N, C, h, w)
+    cond: Conditioning  # batch N, aligned with latents
+
+
+@dataclass
+class TrainResult:
+    steps_done: int
+    stopped_early: bool
+    reports: list[StepReport] = field(default_factory=list)
+
+
+StepCallback = Callable[[StepReport], None]
+MonitorFn = Callable[[int], bool]  # step -> True once the flagged output is fixed
+
+
+def train(
+    transformer,
+    params: list[torch.nn.Parameter],
+    scheduler_sigmas: torch.Tensor,
+    forget: ForgetData,
+    remember: RememberData,
+    config: UnlearnConfig,
+    on_step: StepCallback | None = None,
+    cancel: CancelToken | None = None,
+    monitor: MonitorFn | None = None,
+) -> TrainResult:
+    device = params[0].device
+    gen = torch.Generator("cpu").manual_seed(config.seed)
+    method = METHODS[config.method](transformer, params, config)
+    optim = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    result = TrainResult(0, False)
+    transformer.train()
+    try:
+        for step in range(1, config.steps + 1):
+            if cancel is not None and cancel.cancelled:
+                raise CancelledError(f"cancelled at step {step - 1} of {config.steps}")
+            t0 = time.perf_counter()
+            batch = _sample_batch(forget, remember, scheduler_sigmas, config, gen, device)
+            out = method.step(batch)
+            grad_norm = _apply(out.grads, params, config.max_grad_norm, step, out)
+            optim.step()
+            optim.zero_grad(set_to_none=True)
+            report = StepReport(step, config.steps, out.loss_f, out.loss_r, out.lam, out.cos, out.projected,
+                                grad_norm, time.perf_counter() - t0)
+            result.reports.append(report)
+            result.steps_done = step
+            if on_step:
+                on_step(report)
+            if monitor and config.monitor_every and (step % config.monitor_every == 0 or step == config.steps):
+                fixed = monitor(step)
+                if fixed and config.stop_when_fixed:
+                    result.stopped_early = step < config.steps
+                    break
+    finally:
+        transformer.eval()
+        for p in params:
+            p.grad = None
+    return result
+
+
+def _apply(grads, params, max_norm: float, step: int, out) -> float:
+    """Set .grad, refuse non-finite values, clip; return the pre-clip norm."""
+    if not (torch.isfinite(torch.tensor([out.loss_f, out.loss_r])).all()):
+        raise DivergedError(
+            f"loss became non-finite at step {step} (L_f={out.loss_f}, L_r={out.loss_r}); "
+            "lower the learning rate or check the inputs")
+    for p, g in zip(params, grads):
+        p.grad = g.detach().to(p.dtype)
+    norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+    if not torch.isfinite(norm):
+        raise DivergedError(f"gradient became non-finite at step {step}; lower the learning rate")
+    return float(norm)
+
+
+def _sample_batch(forget: ForgetData, remember: RememberData, sigmas: torch.Tensor, config: UnlearnConfig,
+                  gen: torch.Generator, device) -> Batch:
+    """All randomness of a step from one CPU generator, so a run is reproducible from its seed."""
+    F, R = config.forget_batch_size, config.remember_batch_size
+    shape = forget.x_f.shape[1:]
+    idx = torch.randint(0, remember.latents.shape[0], (R,), generator=gen)
+    to = lambda t: t.to(device)  # noqa: E731 - tiny local helper
+    return Batch(
+        x_f=to(forget.x_f.expand(F, *shape)),
+        x_s=to(forget.x_s.expand(F, *shape)),
+        cond_f=forget.cond.repeat(F),
+        eps_f=to(torch.randn((F, *shape), generator=gen)),
+        s_f=to(sample_sigmas(F, sigmas, config, gen)),
+        x_r=to(remember.latents[idx]),
+        cond_r=remember.cond.take(idx.to(remember.cond.pooled.device)),
+        eps_r=to(torch.randn((R, *shape), generator=gen)),
+        s_r=to(sample_sigmas(R, sigmas, config, gen)),
+        uniform_f=to(torch.rand((F, *shape), generator=gen)),
+        mix_from_forget=to(torch.rand(R, generator=gen) < config.siss_lambda),
+    )
