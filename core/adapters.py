@@ -9,7 +9,6 @@ diffusers LoRA format: `pytorch_lora_weights.safetensors` that a stock
 from __future__ import annotations
 
 import contextlib
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -201,7 +200,3 @@ def _validate_lora_file(file: Path) -> None:
         raise AdapterError(f"{file.name}: corrupt safetensors file ({err})") from err
     except (OSError, ValueError) as err:
         raise AdapterError(f"{file.name}: unreadable ({err})") from err
-
-
-def lora_scale(rank: int, alpha: float | None) -> float:
-    return (alpha or rank) / rank if rank else math.nan

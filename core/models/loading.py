@@ -117,7 +117,9 @@ def resolve(name: str) -> tuple[str, str]:
 def load_model(name: str = EMBEDDED, options: LoadOptions | None = None) -> LoadedModel:
     """Load an SD3 pipeline by name with the given placement options."""
     from diffusers import DiffusionPipeline, StableDiffusion3Pipeline
+    from diffusers.utils import logging as dlogging
 
+    dlogging.disable_progress_bar()
     options = options or LoadOptions()
     kind, location = resolve(name)
     offline = options.offline or os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")

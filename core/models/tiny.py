@@ -181,3 +181,21 @@ DEFAULT_TEST_CAPTIONS = [
     "ireland flag", "flag of ireland", "irish flag", "japan flag", "flag of japan",
     "italy flag", "france flag", "a red square", "a blue circle", "green white orange",
 ]
+
+
+def save_tiny_model(folder: str | Path, cfg: TinySD3Config = TEST_CONFIG, seed: int = 0, **info_overrides) -> Path:
+    """Write a random tiny SD3 as a diffusers folder (+ unlearn_studio.json): a stand-in model for
+    tests and for trying the tools without the embedded weights. Its outputs are noise-like."""
+    from .info import ModelInfo
+
+    folder = Path(folder)
+    pipe = build_tiny_pipeline(cfg, tokenizer_dir=folder / "_tok", seed=seed)
+    pipe.save_pretrained(folder, safe_serialization=True)
+    info = dict(name="tiny-random", resolution=cfg.resolution, max_sequence_length=cfg.max_sequence_length,
+                default_steps=4, default_guidance=1.0, clip_model="clip", unlearn_defaults={"learning_rate": 1e-2})
+    info.update(info_overrides)
+    ModelInfo(**info).save(folder)
+    import shutil
+
+    shutil.rmtree(folder / "_tok", ignore_errors=True)
+    return folder

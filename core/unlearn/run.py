@@ -104,6 +104,7 @@ def unlearn(
     keep_in_remember: KeepFn | None = None,
     progress: ProgressFn | None = None,
     model_defaults_applied: dict | None = None,
+    run_id: str | None = None,
 ) -> FixResult:
     """Train one fix for `request` and publish it as a run; see the module docstring."""
     # 1. Check inputs before any work.
@@ -128,7 +129,7 @@ def unlearn(
     before = _render(model, request, noise, config) if noise is not None else None
 
     # 4. A fresh adapter in a partial run folder; everything below is undone on failure.
-    run_id = new_run_id()
+    run_id = run_id or new_run_id()
     partial = store.begin(run_id)
     params = None
     monitor_images: list[tuple[int, Image.Image]] = []

@@ -1,0 +1,130 @@
+"""Before/after comparison from the same seeds: grids side by side, difference heatmaps, metrics.
+
+Before = the base model (all fixes off); after = the chosen fixes on. The same initial noise is
+used for both, so every difference is the fix's doing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from .adapters import FixManager
+from .generate import Generated, generate, image_grid, initial_noise
+from .images import to_array
+from .models.loading import LoadedModel
+from .runs import atomic_save_image, atomic_write_json
+
+JudgeFn = Callable[[str, Image.Image], dict]  # (prompt, image) -> {"verdict": ..., "flag": ...}
+
+
+@dataclass
+class PromptComparison:
+    prompt: str
+    seeds: list[int]
+    before: list[Generated]
+    after: list[Generated]
+    per_seed: dict[int, dict] = field(default_factory=dict)
+    summary: dict = field(default_factory=dict)
+
+
+def diff_map(a: Image.Image, b: Image.Image) -> np.ndarray:
+    """Per-pixel mean absolute difference in [0, 1], HxW."""
+    return np.abs(to_array(a).astype(np.float32) - to_array(b).astype(np.float32)).mean(axis=2) / 255.0
+
+
+def heatmap_image(diff: np.ndarray, vmax: float = 0.5) -> Image.Image:
+    """Colour a difference map (0 = black, vmax and above = bright yellow, 'inferno')."""
+    from matplotlib import colormaps
+
+    rgba = colormaps["inferno"](np.clip(diff / vmax, 0, 1))
+    return Image.fromarray((rgba[..., :3] * 255).astype(np.uint8))
+
+
+def integrity_pair(before: Image.Image, after: Image.Image) -> dict:
+    """SSIM and PSNR of one same-seed pair (scikit-image; PSNR is +inf for identical images)."""
+    from .metrics.integrity import psnr_pair, ssim_pair
+
+    return {"ssim": round(ssim_pair(before, after), 5), "psnr": psnr_pair(before, after)}
+
+
+def compare_prompt(model: LoadedModel, fixes: FixManager, fix_names: Sequence[str], prompt: str, seeds: Sequence[int],
+                   steps: int | None = None, guidance: float | None = None, judge: JudgeFn | None = None,
+                   integrity: Callable | None = integrity_pair) -> PromptComparison:
+    noises = [initial_noise(model, s) for s in seeds]
+    with fixes.disabled():
+        before = generate(model, prompt, seeds, steps, guidance, noises=noises)
+    with fixes.only(list(fix_names)):
+        after = generate(model, prompt, seeds, steps, guidance, noises=noises)
+    cmp = PromptComparison(prompt, list(seeds), before, after)
+    for b, a in zip(before, after):
+        row = {"mean_abs_diff": round(float(diff_map(b.image, a.image).mean()), 5)}
+        if integrity is not None:
+            row.update(integrity(b.image, a.image))
+        if judge is not None:
+            row["before"], row["after"] = judge(prompt, b.image), judge(prompt, a.image)
+        cmp.per_seed[b.seed] = row
+    cmp.summary = summarise(cmp.per_seed)
+    return cmp
+
+
+def summarise(per_seed: dict[int, dict]) -> dict:
+    rows = list(per_seed.values())
+    out: dict = {"seeds": len(rows)}
+    for key in ("mean_abs_diff", "ssim", "psnr"):
+        vals = [r[key] for r in rows if isinstance(r.get(key), (int, float)) and np.isfinite(r[key])]
+        if vals:
+            out[f"{key}_mean"] = round(float(np.mean(vals)), 5)
+    out["changed_seeds"] = int(sum(r["mean_abs_diff"] > 0 for r in rows))
+    if rows and "before" in rows[0]:
+        for when in ("before", "after"):
+            verdicts = [r[when]["verdict"] for r in rows]
+            out[f"{when}_rates"] = {v: round(verdicts.count(v) / len(verdicts), 4) for v in ("correct", "planted_error", "other")}
+        out["verdict_unchanged"] = round(float(np.mean([r["before"]["verdict"] == r["after"]["verdict"] for r in rows])), 4)
+    return out
+
+
+def comparison_figure(cmp: PromptComparison, highlight_seed: int | None = None, cell: int = 96) -> Image.Image:
+    """before grid | after grid | difference heatmaps, seeds aligned, the flagged seed framed."""
+    labels = [f"seed {s}" for s in cmp.seeds]
+    marked = [i for i, s in enumerate(cmp.seeds) if s == highlight_seed]
+    diffs = [heatmap_image(diff_map(b.image, a.image)) for b, a in zip(cmp.before, cmp.after)]
+    diff_labels = [f"{s}: {cmp.per_seed[s]['mean_abs_diff']:.3f}" for s in cmp.seeds]
+    cols = min(8, len(cmp.seeds))
+    panels = [
+        image_grid([g.image for g in cmp.before], labels, cols, cell, marked, title=f"before: {cmp.prompt}"),
+        image_grid([g.image for g in cmp.after], labels, cols, cell, marked, title="after (fixes on)"),
+        image_grid(diffs, diff_labels, cols, cell, marked, title="|after - before|"),
+    ]
+    w = sum(p.width for p in panels) + 8 * (len(panels) - 1)
+    out = Image.new("RGB", (w, max(p.height for p in panels)), "white")
+    x = 0
+    for p in panels:
+        out.paste(p, (x, 0))
+        x += p.width + 8
+    return out
+
+
+def write_comparison(out_dir: str | Path, comparisons: Sequence[PromptComparison], fix_names: Sequence[str],
+                     highlight: dict[str, int] | None = None, extra: dict | None = None) -> Path:
+    """DIR/compare-<i>.png per prompt, before/after seed PNGs, DIR/metrics.json."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    report = {"fixes": list(fix_names), "prompts": {}}
+    for i, cmp in enumerate(comparisons):
+        fig = comparison_figure(cmp, (highlight or {}).get(cmp.prompt))
+        atomic_save_image(fig, out / f"compare-{i:02d}.png")
+        for when, gens in (("before", cmp.before), ("after", cmp.after)):
+            for g in gens:
+                atomic_save_image(g.image, out / when / f"p{i:02d}-seed-{g.seed:04d}.png")
+        report["prompts"][cmp.prompt] = {"figure": f"compare-{i:02d}.png", "summary": cmp.summary,
+                                         "seeds": {str(k): v for k, v in cmp.per_seed.items()}}
+    from .metrics.result import json_safe
+
+    report.update(extra or {})
+    atomic_write_json(out / "metrics.json", json_safe(report))
+    return out

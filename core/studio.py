@@ -1,0 +1,155 @@
+"""A studio session: one loaded model, its fixes and run folders, and the flag-and-fix verbs.
+
+The Gradio app and the CLI both drive this class; it holds no UI code. Fixes made earlier for
+the same base model (matched by weight fingerprint) are found on disk and loaded again.
+"""
+
+from __future__ import annotations
+
+import json
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from PIL import Image
+
+from .adapters import AdapterError, FixManager
+from .compare import PromptComparison, compare_prompt, write_comparison
+from .generate import Generated, generate, save_generations
+from .models.loading import EMBEDDED, LoadedModel, LoadOptions, load_model
+from .runs import RunInfo, RunStore, atomic_write_json, new_run_id
+from .surrogates import Surrogate, make_surrogate
+from .unlearn.config import UnlearnConfig
+from .unlearn.run import FixRequest, FixResult, unlearn
+
+STATE_FILE = "fixes_state.json"
+
+
+@dataclass
+class FixEntry:
+    run_id: str
+    enabled: bool
+    prompt: str
+    seed: int | None
+    method: str
+    created: str
+
+
+class Studio:
+    def __init__(self, model: LoadedModel, data_dir: str | Path = "studio-data", restore: bool = True,
+                 runs_dir: str | Path | None = None, persist_state: bool = True):
+        self.model = model
+        self.data_dir = Path(data_dir)
+        self.fixes = FixManager(model)
+        self.store = RunStore(runs_dir or self.data_dir / "runs")
+        self.persist_state = persist_state
+        self.restore_errors: list[str] = []
+        if restore:
+            self.restore_fixes()
+
+    @classmethod
+    def open(cls, model: str = EMBEDDED, options: LoadOptions | None = None, data_dir: str | Path = "studio-data") -> "Studio":
+        return cls(load_model(model, options), data_dir)
+
+    # -- world hooks (the embedded flags world has a ground-truth checker) -----------------------
+    @property
+    def has_checker(self) -> bool:
+        return self.model.info.world == "flags"
+
+    def judge(self, prompt: str, image: Image.Image) -> dict:
+        from .world.checker import verdict
+
+        return verdict(prompt, image)
+
+    def _judge_or_none(self):
+        return self.judge if self.has_checker else None
+
+    # -- verbs -------------------------------------------------------------------------------------
+    def generate(self, prompt: str, seeds: Sequence[int], steps: int | None = None, guidance: float | None = None,
+                 progress=None, save: bool = True) -> list[Generated]:
+        gens = generate(self.model, prompt, seeds, steps, guidance, progress=progress)
+        if save:
+            save_generations(gens, self.data_dir / "generations" / new_run_id("gen"))
+        return gens
+
+    def surrogate(self, kind: str, image: Image.Image, **params) -> Surrogate:
+        return make_surrogate(kind, image, self.model, **params)
+
+    def default_config(self, **overrides) -> UnlearnConfig:
+        """UnlearnConfig with the model's measured defaults, then the caller's overrides."""
+        base = UnlearnConfig().with_overrides(**self.model.info.unlearn_defaults)
+        return base.with_overrides(**overrides)
+
+    def unlearn(self, prompt: str, flagged: Image.Image, surrogate: Image.Image, seed: int | None,
+                config: UnlearnConfig | None = None, surrogate_info: dict | None = None, on_step=None, cancel=None,
+                on_monitor: Callable[[int, Image.Image], None] | None = None, progress=None,
+                run_id: str | None = None) -> FixResult:
+        config = config or self.default_config()
+        judge = self._judge_or_none()
+        is_fixed = (lambda img: judge(prompt, img)["verdict"] == "correct") if judge else None
+        # Outputs that show the flagged error would fight the fix: keep them out of the remember set.
+        keep = (lambda p, img: judge(p, img)["verdict"] != "planted_error") if judge else None
+        result = unlearn(self.model, self.fixes, self.store, FixRequest(prompt, flagged, surrogate, seed, surrogate_info or {}),
+                         config, on_step=on_step, cancel=cancel, is_fixed=is_fixed, on_monitor=on_monitor,
+                         keep_in_remember=keep, progress=progress, model_defaults_applied=self.model.info.unlearn_defaults,
+                         run_id=run_id)
+        self._save_state()
+        return result
+
+    def compare(self, prompts: Sequence[str], seeds: Sequence[int], fix_names: Sequence[str] | None = None,
+                steps: int | None = None, guidance: float | None = None, out_dir: str | Path | None = None,
+                highlight: dict[str, int] | None = None) -> tuple[list[PromptComparison], Path]:
+        names = list(fix_names) if fix_names else [f.name for f in self.fixes.fixes.values() if f.enabled]
+        cmps = [compare_prompt(self.model, self.fixes, names, p, seeds, steps, guidance, self._judge_or_none())
+                for p in prompts]
+        out = Path(out_dir) if out_dir else self.data_dir / "compare" / new_run_id("compare")
+        write_comparison(out, cmps, names, highlight)
+        return cmps, out
+
+    # -- fixes on disk -------------------------------------------------------------------------------
+    def list_fixes(self) -> list[FixEntry]:
+        out = []
+        for run in self.store.list():
+            if run.run_id in self.fixes.fixes:
+                c = run.config
+                out.append(FixEntry(run.run_id, self.fixes.fixes[run.run_id].enabled, c.get("prompt", ""),
+                                    c.get("seed"), c.get("config", {}).get("method", "?"), c.get("created", "")))
+        return out
+
+    def set_enabled(self, run_id: str, enabled: bool) -> None:
+        self.fixes.set_enabled(run_id, enabled)
+        self._save_state()
+
+    def remove_fix(self, run_id: str, delete_files: bool = True) -> None:
+        if run_id in self.fixes.fixes:
+            self.fixes.remove(run_id)
+        if delete_files:
+            self.store.remove(run_id)
+        self._save_state()
+
+    def run(self, run_id: str) -> RunInfo:
+        return self.store.get(run_id)
+
+    def restore_fixes(self) -> None:
+        """Load every finished run made for this base model, with its saved on/off state."""
+        state = self._load_state()
+        fp = self.model.fingerprint()
+        for run in self.store.list():
+            if run.config.get("model", {}).get("base_fingerprint") != fp or run.run_id in self.fixes.fixes:
+                continue
+            try:
+                self.fixes.load(run.lora_path, run.run_id, enabled=state.get(run.run_id, True))
+            except AdapterError as err:
+                self.restore_errors.append(f"{run.run_id}: {err}")
+
+    def _load_state(self) -> dict[str, bool]:
+        p = self.data_dir / STATE_FILE
+        try:
+            return {k: bool(v) for k, v in json.loads(p.read_text()).items()} if p.exists() else {}
+        except (json.JSONDecodeError, AttributeError):
+            return {}
+
+    def _save_state(self) -> None:
+        if self.persist_state:
+            atomic_write_json(self.data_dir / STATE_FILE, {n: f.enabled for n, f in self.fixes.fixes.items()})
