@@ -86,12 +86,15 @@ class LoadedModel:
 def base_fingerprint(transformer: torch.nn.Module) -> str:
     """Hash of the transformer's own (non-LoRA) weights, so a run can tell which base it fixed."""
     h = hashlib.sha256()
-    for name, tensor in sorted(transformer.state_dict().items()):
-        if "lora_" in name:
-            continue
+    for name, tensor in sorted(base_state_dict(transformer).items()):
         h.update(name.encode())
         h.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def base_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The module's own weights under their original names, whatever adapters wrap them."""
+    return {k.replace(".base_layer", ""): v for k, v in module.state_dict().items() if "lora_" not in k}
 
 
 def resolve(name: str) -> tuple[str, str]:

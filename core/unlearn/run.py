@@ -134,7 +134,9 @@ def unlearn(
     params = None
     monitor_images: list[tuple[int, Image.Image]] = []
     try:
-        params = fixes.create(run_id, rank=config.lora_rank, alpha=config.lora_alpha)
+        with torch.random.fork_rng(devices=[]):  # LoRA's gaussian init draws from the global RNG
+            torch.manual_seed(config.seed)
+            params = fixes.create(run_id, rank=config.lora_rank, alpha=config.lora_alpha)
         partial.save_image("flagged.png", flagged)
         partial.save_image("surrogate.png", surrogate)
         log = partial.loss_log()

@@ -1,0 +1,137 @@
+"""Seeded generation, and fixes as LoRA adapters: toggle, stack, save, load in a stock pipeline."""
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from core.adapters import AdapterError, FixManager
+from core.generate import generate, image_grid, initial_noise, parse_seeds
+from core.models.loading import base_fingerprint, base_state_dict
+
+
+def _arrays(gens):
+    return [np.asarray(g.image) for g in gens]
+
+
+def _perturb_fix(fixes, name, scale=0.5, seed=0):
+    """A fix with visible effect, without training: random LoRA B weights."""
+    params = fixes.create(name, rank=4)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in params:
+            p.add_(torch.randn(p.shape, generator=g) * scale)
+    fixes.freeze()
+
+
+def test_parse_seeds():
+    assert parse_seeds("0-3,7,10-11") == [0, 1, 2, 3, 7, 10, 11]
+    assert parse_seeds([5, 2]) == [5, 2]
+    with pytest.raises(ValueError):
+        parse_seeds("5-2")
+    with pytest.raises(ValueError):
+        parse_seeds(" , ")
+
+
+def test_same_seed_same_state_is_bit_identical_and_seeds_differ(tiny_model):
+    a = _arrays(generate(tiny_model, "ireland flag", [0, 1, 2]))
+    b = _arrays(generate(tiny_model, "ireland flag", [0, 1, 2]))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not np.array_equal(a[0], a[1])
+    # the initial noise depends on the seed alone
+    assert torch.equal(initial_noise(tiny_model, 5), initial_noise(tiny_model, 5))
+
+
+def test_output_of_a_seed_does_not_depend_on_its_batch(tiny_model):
+    alone = _arrays(generate(tiny_model, "japan flag", [3]))[0]
+    in_batch = _arrays(generate(tiny_model, "japan flag", [0, 3, 9]))[1]
+    # Batched CPU matmuls may round differently; images must agree to within one level.
+    assert np.abs(alone.astype(int) - in_batch.astype(int)).max() <= 1
+
+
+def test_grid_has_one_cell_per_image(tiny_model):
+    gens = generate(tiny_model, "ireland flag", [0, 1, 2])
+    grid = image_grid([g.image for g in gens], [str(g.seed) for g in gens], cols=2, cell=32)
+    assert grid.width == 2 * (32 + 4) + 4 and grid.height == 2 * (32 + 14 + 4) + 4
+
+
+def test_disabling_fixes_restores_base_outputs_bit_identically(tiny_model):
+    base = _arrays(generate(tiny_model, "ireland flag", [0, 1]))
+    base_weights = {k: v.clone() for k, v in base_state_dict(tiny_model.pipe.transformer).items()}
+    fingerprint = base_fingerprint(tiny_model.pipe.transformer)
+    fixes = FixManager(tiny_model)
+    _perturb_fix(fixes, "fix-a")
+    fixed = _arrays(generate(tiny_model, "ireland flag", [0, 1]))
+    assert not np.array_equal(base[0], fixed[0])
+    with fixes.disabled():
+        again = _arrays(generate(tiny_model, "ireland flag", [0, 1]))
+    assert all(np.array_equal(x, y) for x, y in zip(base, again))
+    fixes.set_enabled("fix-a", False)
+    assert all(np.array_equal(x, y) for x, y in zip(base, _arrays(generate(tiny_model, "ireland flag", [0, 1]))))
+    # the base weights were never written, and the fingerprint ignores the adapters
+    after = base_state_dict(tiny_model.pipe.transformer)
+    assert after.keys() == base_weights.keys() and all(torch.equal(after[k], base_weights[k]) for k in after)
+    assert base_fingerprint(tiny_model.pipe.transformer) == fingerprint
+
+
+def test_fixes_stack_and_remove(tiny_model):
+    fixes = FixManager(tiny_model)
+    _perturb_fix(fixes, "one", seed=1)
+    only_one = _arrays(generate(tiny_model, "ireland flag", [0]))[0]
+    _perturb_fix(fixes, "two", seed=2)
+    both = _arrays(generate(tiny_model, "ireland flag", [0]))[0]
+    assert not np.array_equal(only_one, both)
+    fixes.remove("two")
+    assert np.array_equal(only_one, _arrays(generate(tiny_model, "ireland flag", [0]))[0])
+
+
+def test_saved_fix_loads_in_stock_pipeline_and_reproduces_outputs(tiny_model, tiny_model_dir, tmp_path):
+    from diffusers import StableDiffusion3Pipeline
+
+    from core.models import ModelInfo, wrap_pipeline
+
+    fixes = FixManager(tiny_model)
+    _perturb_fix(fixes, "fix-save")
+    expected = _arrays(generate(tiny_model, "flag of japan", [0, 4]))
+    path = fixes.save("fix-save", tmp_path / "lora")
+    assert path.name == "pytorch_lora_weights.safetensors"
+
+    stock = StableDiffusion3Pipeline.from_pretrained(str(tiny_model_dir), text_encoder_3=None, tokenizer_3=None)
+    stock.load_lora_weights(str(tmp_path / "lora"))  # the plain diffusers call a user would make
+    got = _arrays(generate(wrap_pipeline(stock, tiny_model.info), "flag of japan", [0, 4]))
+    assert all(np.abs(x.astype(int) - y.astype(int)).max() <= 1 for x, y in zip(expected, got))
+    # and through the manager, under another name
+    fresh = FixManager(wrap_pipeline(StableDiffusion3Pipeline.from_pretrained(
+        str(tiny_model_dir), text_encoder_3=None, tokenizer_3=None), ModelInfo(**vars(tiny_model.info))))
+    fresh.load(path, "reloaded")
+    got2 = _arrays(generate(fresh.model, "flag of japan", [0, 4]))
+    assert all(np.abs(x.astype(int) - y.astype(int)).max() <= 1 for x, y in zip(expected, got2))
+
+
+def test_bad_fix_files_are_refused_and_leave_the_model_unchanged(tiny_model, tmp_path):
+    fixes = FixManager(tiny_model)
+    base = _arrays(generate(tiny_model, "ireland flag", [0]))[0]
+    pickle_file = tmp_path / "evil.bin"
+    pickle_file.write_bytes(b"\x80\x04not a real pickle")
+    with pytest.raises(AdapterError, match="safetensors"):
+        fixes.load(pickle_file, "evil")
+    cut = tmp_path / "cut.safetensors"
+    _perturb_fix(fixes, "donor")
+    full = fixes.save("donor", tmp_path / "donor")
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    with pytest.raises(AdapterError, match="corrupt|unreadable"):
+        fixes.load(cut, "cut")
+    nan_file = tmp_path / "nan.safetensors"
+    save_file({"transformer.transformer_blocks.0.attn.to_q.lora_A.weight": torch.full((4, 4), float("nan"))}, str(nan_file))
+    with pytest.raises(AdapterError, match="NaN"):
+        fixes.load(nan_file, "nan")
+    fixes.remove("donor")
+    assert set(fixes.fixes) == set()
+    assert np.array_equal(base, _arrays(generate(tiny_model, "ireland flag", [0]))[0])
+
+
+def test_fix_names_are_checked(tiny_model):
+    fixes = FixManager(tiny_model)
+    for bad in ("../x", "a.b", "", "x" * 81):
+        with pytest.raises(AdapterError):
+            fixes.create(bad)

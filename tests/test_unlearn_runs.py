@@ -1,0 +1,163 @@
+"""A fix from start to finish on a tiny model: it learns, it is reproducible, and failures leave nothing."""
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import ImageOps
+
+from core.adapters import FixManager
+from core.generate import encode, generate
+from core.images import ImageInputError
+from core.runs import RunStore
+from core.unlearn import objectives as obj
+from core.unlearn.config import UnlearnConfig
+from core.unlearn.methods import SurrogateMethod
+from core.unlearn.run import FixRequest, build_remember_set, encode_prompts, unlearn
+from core.unlearn.trainer import CancelledError, CancelToken, DivergedError
+
+PROMPT = "ireland flag"
+
+
+def _cfg(**kw):
+    base = dict(steps=12, learning_rate=1e-2, remember_set_size=6, forget_batch_size=4, remember_batch_size=4,
+                monitor_every=0)
+    base.update(kw)
+    return UnlearnConfig(**base)
+
+
+def _request(model, seed=1):
+    flagged = generate(model, PROMPT, [seed])[0].image
+    return FixRequest(PROMPT, flagged, ImageOps.mirror(flagged), seed=seed)
+
+
+@torch.no_grad()
+def _forget_loss(model, request) -> float:
+    """The forget loss on a fixed batch of noise levels and noises (deterministic)."""
+    x_f, x_s = encode(model, [request.flagged]), encode(model, [request.surrogate])
+    g = torch.Generator().manual_seed(123)
+    s = torch.tensor([0.2, 0.4, 0.6, 0.8])
+    eps = torch.randn((4, *x_f.shape[1:]), generator=g)
+    x_t = obj.noisy(x_f.expand(4, -1, -1, -1), eps, s)
+    cond = encode_prompts(model, [PROMPT]).repeat(4)
+    v = obj.velocity(model.pipe.transformer, x_t, s, cond)
+    return float(obj.per_sample_mse(v, obj.surrogate_target(x_t, x_s.expand(4, -1, -1, -1), s)).mean())
+
+
+def _folder_digest(path):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(path.iterdir()) if p.is_file()}
+
+
+def test_a_short_run_lowers_the_forget_loss_and_writes_a_complete_run(tiny_model, tmp_path):
+    fixes, store = FixManager(tiny_model), RunStore(tmp_path / "runs")
+    req = _request(tiny_model)
+    before = _forget_loss(tiny_model, req)
+    res = unlearn(tiny_model, fixes, store, req, _cfg(steps=30, learning_rate=5e-2))
+    after = _forget_loss(tiny_model, req)
+    # The random 1-layer test model's attention LoRA can only remove a few percent of this loss in
+    # 30 steps (measured: 2.22 -> 2.14); the loss is deterministic, so any drop is the training's.
+    assert after < 0.98 * before, (before, after)
+    files = {p.name for p in res.run.path.iterdir()}
+    assert {"config.json", "pytorch_lora_weights.safetensors", "loss_log.csv", "metrics.json",
+            "flagged.png", "surrogate.png", "before.png", "after.png"} <= files
+    cfg = json.loads((res.run.path / "config.json").read_text())
+    assert cfg["seed"] == 1 and cfg["config"]["steps"] == 30 and cfg["model"]["base_fingerprint"] == tiny_model.fingerprint()
+    assert {"torch", "diffusers", "peft"} <= set(cfg["versions"])
+    assert all(s != 1 for _, s in cfg["remember_seeds"])
+    header = (res.run.path / "loss_log.csv").read_text().splitlines()[0]
+    assert header.startswith("step,L_f,L_r,lambda,cos_fr,projected")
+    assert len((res.run.path / "loss_log.csv").read_text().splitlines()) == 31
+
+
+def test_same_config_and_seed_reproduce_the_same_fix(tiny_model, tmp_path):
+    from safetensors.torch import load_file
+
+    req = _request(tiny_model)
+    weights = []
+    for i in range(2):
+        fixes = FixManager(tiny_model)
+        res = unlearn(tiny_model, fixes, RunStore(tmp_path / f"r{i}"), req, _cfg(seed=7))
+        weights.append(load_file(str(res.run.lora_path)))
+        fixes.remove(res.run.run_id)
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def _assert_nothing_left(model, fixes, store, base_images, earlier=None):
+    assert [r.run_id for r in store.list()] == ([earlier] if earlier else [])
+    assert not list(store.root.glob(".partial-*"))
+    assert set(fixes.fixes) == ({earlier} if earlier else set())
+    with fixes.disabled():
+        now = [np.asarray(g.image) for g in generate(model, PROMPT, [0, 1])]
+    assert all(np.array_equal(a, b) for a, b in zip(base_images, now))
+
+
+def test_cancel_and_nan_leave_no_fix_and_keep_base_and_earlier_fixes(tiny_model, tmp_path, monkeypatch):
+    fixes, store = FixManager(tiny_model), RunStore(tmp_path / "runs")
+    base = [np.asarray(g.image) for g in generate(tiny_model, PROMPT, [0, 1])]
+    earlier = unlearn(tiny_model, fixes, store, _request(tiny_model, seed=2), _cfg(steps=4))
+    earlier_digest = _folder_digest(earlier.run.path)
+    with_earlier = [np.asarray(g.image) for g in generate(tiny_model, PROMPT, [0, 1])]
+
+    token = CancelToken()
+    with pytest.raises(CancelledError):
+        unlearn(tiny_model, fixes, store, _request(tiny_model), _cfg(steps=50),
+                on_step=lambda r: token.cancel() if r.step == 3 else None, cancel=token)
+    _assert_nothing_left(tiny_model, fixes, store, base, earlier.run.run_id)
+
+    real_step = SurrogateMethod.step
+
+    def poisoned(self, batch):
+        out = real_step(self, batch)
+        out.loss_f = float("nan")
+        return out
+
+    monkeypatch.setattr(SurrogateMethod, "step", poisoned)
+    with pytest.raises(DivergedError, match="non-finite"):
+        unlearn(tiny_model, fixes, store, _request(tiny_model), _cfg())
+    _assert_nothing_left(tiny_model, fixes, store, base, earlier.run.run_id)
+    assert _folder_digest(earlier.run.path) == earlier_digest
+    assert all(np.array_equal(a, np.asarray(g.image)) for a, g in zip(with_earlier, generate(tiny_model, PROMPT, [0, 1])))
+
+
+def test_identical_surrogate_and_wrong_shapes_are_refused_before_any_work(tiny_model, tmp_path):
+    fixes, store = FixManager(tiny_model), RunStore(tmp_path / "runs")
+    req = _request(tiny_model)
+    with pytest.raises(ImageInputError, match="identical"):
+        unlearn(tiny_model, fixes, store, FixRequest(PROMPT, req.flagged, req.flagged.copy(), 1), _cfg())
+    with pytest.raises(ImageInputError, match="square"):
+        unlearn(tiny_model, fixes, store, FixRequest(PROMPT, req.flagged, req.surrogate.resize((16, 12)), 1), _cfg())
+    assert not fixes.fixes and not store.list()
+
+
+def test_monitor_stops_when_fixed(tiny_model, tmp_path):
+    fixes, store = FixManager(tiny_model), RunStore(tmp_path / "runs")
+    seen = []
+    res = unlearn(tiny_model, fixes, store, _request(tiny_model), _cfg(steps=40, monitor_every=5, stop_when_fixed=True),
+                  is_fixed=lambda img: len(seen) >= 2, on_monitor=lambda step, img: seen.append(step))
+    assert seen == [5, 10] and res.train.stopped_early and res.train.steps_done == 10
+    assert res.run.metrics()["steps_done"] == 10
+
+
+@pytest.mark.parametrize("method", ["neggrad", "erasediff", "siss"])
+def test_baselines_run_in_the_same_engine(tiny_model, tmp_path, method):
+    fixes, store = FixManager(tiny_model), RunStore(tmp_path / "runs")
+    res = unlearn(tiny_model, fixes, store, _request(tiny_model), _cfg(method=method, steps=5))
+    assert res.train.steps_done == 5 and all(np.isfinite([r.L_f, r.L_r]).all() for r in res.train.reports)
+    assert res.run.config["config"]["method"] == method
+
+
+def test_remember_set_skips_flagged_seeds_and_filtered_outputs(tiny_model):
+    cfg = _cfg(remember_set_size=5, remember_seed_start=10)
+    calls = []
+
+    def keep(prompt, image):
+        calls.append(prompt)
+        return len(calls) % 2 == 1  # drop every second candidate
+
+    data, kept, dropped = build_remember_set(tiny_model, [PROMPT], cfg, {11}, keep)
+    seeds = [s for _, s in kept]
+    assert len(seeds) == 5 and 11 not in seeds and len(dropped) >= 4
+    assert data.latents.shape[0] == 5 and data.cond.pooled.shape[0] == 5
