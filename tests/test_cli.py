@@ -1,0 +1,74 @@
+"""The CLI flow generate -> surrogate -> unlearn -> compare on a tiny model, and its errors."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from core.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_flow_end_to_end(tiny_model_dir, tmp_path, capsys):
+    m = ["--model", tiny_model_dir, "--device", "cpu"]
+    code, out, _ = _run(capsys, "generate", "--prompt", "ireland flag", "--seeds", "0-3", "--out", tmp_path / "gen", *m)
+    assert code == 0 and json.loads(out)["seeds"] == [0, 1, 2, 3]
+    assert {p.name for p in (tmp_path / "gen").iterdir()} == {"seed-0000.png", "seed-0001.png", "seed-0002.png", "seed-0003.png", "grid.png"}
+
+    code, out, _ = _run(capsys, "surrogate", "--image", tmp_path / "gen/seed-0002.png", "--kind", "flip", "--out", tmp_path / "sur.png", *m)
+    assert code == 0 and json.loads(out)["kind"] == "flip"
+    flagged = np.asarray(Image.open(tmp_path / "gen/seed-0002.png"))
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "sur.png")), flagged[:, ::-1])
+
+    run = tmp_path / "runs" / "fix-ireland"
+    code, out, err = _run(capsys, "unlearn", "--prompt", "ireland flag", "--seed", 2, "--surrogate", tmp_path / "sur.png",
+                          "--steps", 6, "--remember-size", 4, "--out", run, *m)
+    assert code == 0, err
+    assert {"config.json", "pytorch_lora_weights.safetensors", "loss_log.csv", "metrics.json"} <= {p.name for p in run.iterdir()}
+    config = json.loads((run / "config.json").read_text())
+    assert config["seed"] == 2 and config["config"]["steps"] == 6 and config["config"]["learning_rate"] == 1e-2
+    # flagged image defaulted to the generation at seed 2
+    assert np.array_equal(np.asarray(Image.open(run / "flagged.png")), flagged)
+
+    code, out, err = _run(capsys, "compare", "--run", run, "--prompt", "ireland flag", "--prompt", "japan flag",
+                          "--seeds", "0-3", "--out", tmp_path / "cmp", *m)
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "cmp/metrics.json").read_text())
+    seeds = metrics["prompts"]["ireland flag"]["seeds"]
+    assert set(seeds) == {"0", "1", "2", "3"} and seeds["2"]["mean_abs_diff"] > 0
+    assert (tmp_path / "cmp/compare-00.png").exists() and (tmp_path / "cmp/compare-01.png").exists()
+
+    # the run is repeatable from its saved config
+    code, _, err = _run(capsys, "unlearn", "--prompt", "ireland flag", "--seed", 2, "--surrogate", tmp_path / "sur.png",
+                        "--config", run / "config.json", "--out", tmp_path / "runs/again", *m)
+    assert code == 0, err
+    from safetensors.torch import load_file
+
+    a, b = load_file(str(run / "pytorch_lora_weights.safetensors")), load_file(str(tmp_path / "runs/again/pytorch_lora_weights.safetensors"))
+    assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
+
+
+def test_cli_errors_are_one_line_with_nonzero_exit(tiny_model_dir, tmp_path, capsys):
+    code, _, err = _run(capsys, "generate", "--prompt", "x", "--model", tmp_path / "nope", "--out", tmp_path / "o")
+    assert code == 1 and err.startswith("error:") and len(err.strip().splitlines()) == 1
+    code, _, err = _run(capsys, "check", "--prompt", "ireland flag", "--seeds", "0-1", "--model", tiny_model_dir)
+    assert code == 1 and "embedded flags world" in err
+    code, _, err = _run(capsys, "unlearn", "--prompt", "p", "--seed", 0, "--surrogate", tmp_path / "missing.png",
+                        "--model", tiny_model_dir, "--out", tmp_path / "r")
+    assert code == 1 and "no such image" in err and not (tmp_path / "r").exists()
+
+
+def test_console_entry_point_runs_as_a_process(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "core.cli", "generate", "--prompt", "x", "--model", str(tmp_path / "none"),
+                           "--out", str(tmp_path / "o")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "error:" in proc.stderr
