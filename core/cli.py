@@ -5,6 +5,7 @@
     unlearn-studio unlearn   --prompt P --seed S --surrogate IMG [--flagged IMG] --out RUN
     unlearn-studio compare   --run RUN [--run RUN2] --prompt P --seeds 0-15 --out DIR
     unlearn-studio check     --prompt P --seeds 0-63 [--run RUN ...]       (embedded world)
+    unlearn-studio relapse   --run RUN                                     (embedded world)
     unlearn-studio studio    [--host 127.0.0.1] [--port 7860]              (the Gradio app)
 
 Every command takes --model (default: the embedded model) and --device. Errors print one line
@@ -96,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default="0-63")
     p.add_argument("--run", type=Path, action="append", default=[], help="apply these fixes first")
     _sampling_args(p)
+    _model_args(p)
+
+    p = sub.add_parser("relapse", help="does a fixed error come back at other seeds/steps/guidance/phrasings? (embedded world)")
+    p.add_argument("--run", type=Path, required=True, help="the fix RUN folder")
+    p.add_argument("--scan-seeds", default="0-63", help="seeds scanned for the same error before the fix")
+    p.add_argument("--out", type=Path, help="write the JSON report here too")
     _model_args(p)
 
     p = sub.add_parser("studio", help="start the Gradio studio on 127.0.0.1")
@@ -256,11 +263,23 @@ def cmd_check(args) -> int:
     _load_runs(studio, args.run)
     seeds = parse_seeds(args.seeds)
     gens = studio.generate(args.prompt, seeds, args.steps, args.guidance, save=False)
-    report = check_images(args.prompt, [g.image for g in gens])
-    per = report.get("per_image", report.get("seeds", []))
-    seeds_out = {str(s): per[i] if isinstance(per, list) else per[str(i)] for i, s in enumerate(seeds)}
-    print(json.dumps({"prompt": args.prompt, "seeds": seeds_out, "rates": report["rates"],
-                      "fixes": [str(r) for r in args.run]}, indent=1))
+    report = check_images(args.prompt, [g.image for g in gens], seeds)
+    report["fixes"] = [str(r) for r in args.run]
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+def cmd_relapse(args) -> int:
+    from .generate import parse_seeds
+    from .runs import atomic_write_json
+
+    studio = _studio(args)
+    names = _load_runs(studio, [args.run])
+    cfg = json.loads((args.run / "config.json").read_text())
+    report = studio.relapse(cfg["prompt"], cfg["seed"], names, parse_seeds(args.scan_seeds))
+    if args.out:
+        atomic_write_json(args.out, report)
+    print(json.dumps({"run": str(args.run), "kinds": report["kinds"], "error_seeds_before": report["error_seeds_before"]}, indent=1))
     return 0
 
 
@@ -271,7 +290,7 @@ def cmd_studio(args) -> int:
 
 
 COMMANDS = {"generate": cmd_generate, "surrogate": cmd_surrogate, "unlearn": cmd_unlearn,
-            "compare": cmd_compare, "check": cmd_check, "studio": cmd_studio}
+            "compare": cmd_compare, "check": cmd_check, "relapse": cmd_relapse, "studio": cmd_studio}
 
 if __name__ == "__main__":
     raise SystemExit(main())

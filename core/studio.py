@@ -107,6 +107,26 @@ class Studio:
         write_comparison(out, cmps, names, highlight)
         return cmps, out
 
+    def relapse(self, prompt: str, flagged_seed: int, fix_names: Sequence[str], scan_seeds: Sequence[int] = range(64),
+                paraphrases: Sequence[str] | None = None) -> dict:
+        """Relapse probe of a fix on the embedded world (the checker decides what shows the error)."""
+        from .relapse import probe_cases, relapse_probe
+        from .world.prompts import PROMPTS, flag_for_prompt
+
+        if not self.has_checker:
+            raise ValueError("the relapse probe needs the flag checker: use the embedded flags world")
+        shows_error = lambda p, img: self.judge(p, img)["verdict"] == "planted_error"  # noqa: E731
+        with self.fixes.disabled():
+            base = generate(self.model, prompt, scan_seeds)
+        error_seeds = [g.seed for g in base if shows_error(prompt, g.image)]
+        flag = flag_for_prompt(prompt)
+        if paraphrases is None:
+            paraphrases = PROMPTS.get(flag, []) if flag else []
+        cases = probe_cases(self.model, prompt, flagged_seed, error_seeds, paraphrases)
+        report = relapse_probe(self.model, self.fixes, fix_names, cases, shows_error)
+        report["error_seeds_before"] = error_seeds
+        return report
+
     # -- fixes on disk -------------------------------------------------------------------------------
     def list_fixes(self) -> list[FixEntry]:
         out = []
