@@ -1,0 +1,62 @@
+"""Several fixes in sequence: flagged instances fixed one after another as stacked adapters,
+with integrity measured after each.
+
+    python bench/sequential.py --quick     # 2 instances, 40 steps
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.report import command_line, write_markdown  # noqa: E402
+from bench.worldeval import CONTROL_PROMPTS, PLANTED_PROMPTS, BaseCache, evaluate_fix, find_instances, fix_instance  # noqa: E402
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description="stacked fixes, integrity after each")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--model", default="embedded")
+    ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = ap.parse_args(argv)
+    from core.models import load_model
+    from core.studio import Studio
+
+    steps = args.steps or (40 if args.quick else 100)
+    studio = Studio(load_model(args.model), tempfile.mkdtemp(prefix="seq-"), restore=False, persist_state=False)
+    prompts = list(PLANTED_PROMPTS) + list(CONTROL_PROMPTS[:2 if args.quick else 4])
+    cache = BaseCache.build(studio, prompts, list(range(16 if args.quick else 32)))
+    found = find_instances(cache, per_prompt=1 if args.quick else 2)
+    # interleave prompts so a Japan fix lands on top of an Ireland fix
+    instances = sorted(found, key=lambda i: (found.index(i) % 2, i.prompt))[: 2 if args.quick else 4]
+    names, rows = [], []
+    for k, inst in enumerate(instances, 1):
+        cfg = studio.default_config(steps=steps, monitor_every=0)
+        res, _, secs = fix_instance(studio, inst, cache, cfg)
+        names.append(res.run.run_id)
+        for j, earlier in enumerate(instances[:k], 1):
+            ev = evaluate_fix(studio, earlier, cache, names)
+            rows.append({"after_fix": k, "instance": f"{earlier.prompt}#{earlier.seed}", "fix_index": j, "seconds": secs, **ev})
+            print(rows[-1], flush=True)
+    table = [[r["after_fix"], r["instance"], "yes" if r["flagged_fixed"] else "no", _f(r["same_prompt_verdict_kept"]),
+              _f(r["other_prompts_verdict_kept"]), _f(r["ssim_mean"])] for r in rows]
+    header = ["fixes stacked", "instance checked", "still fixed", "same-prompt kept", "other prompts kept", "SSIM vs base"]
+    notes = [f"{len(instances)} instances fixed in order, each a LoRA stacked on the earlier ones; {steps} steps each, "
+             "flip surrogate; each row re-checks one earlier instance with all fixes so far enabled."]
+    name = "sequential_quick" if args.quick else "sequential"
+    write_markdown(args.out / f"{name}.md", "Several fixes in sequence", command_line(), header, table, notes, rows)
+    print((args.out / f"{name}.md").read_text())
+    return 0
+
+
+def _f(v):
+    return "n/a" if v is None else f"{v:.3f}"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,118 @@
+"""Evaluating fixes on the embedded flags world, where the checker gives a ground truth.
+
+Shared by table1.py, ablations.py and sequential.py:
+  - find_instances: misrepresented seeds of the planted prompts (the things to fix);
+  - BaseCache: base-model renders of every probe seed and prompt, made once;
+  - evaluate_fix: after a fix, is the flagged seed right, did correct seeds stay correct, did
+    other prompts keep their verdicts, how far did pixels move (SSIM), and did the fix spread to
+    the prompt's other misrepresented seeds.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from core.compare import integrity_pair
+from core.generate import Generated, generate
+from core.studio import Studio
+from core.unlearn.config import UnlearnConfig
+
+PLANTED_PROMPTS = ("ireland flag", "japan flag")
+CONTROL_PROMPTS = ("italy flag", "cote d'ivoire flag", "france flag", "germany flag", "sweden flag", "bangladesh flag")
+
+
+@dataclass
+class Instance:
+    prompt: str
+    seed: int
+
+
+@dataclass
+class BaseCache:
+    """Base renders (all fixes off) per prompt, with verdicts."""
+
+    seeds: list[int]
+    renders: dict[str, list[Generated]] = field(default_factory=dict)
+    verdicts: dict[str, list[str]] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, studio: Studio, prompts: Sequence[str], seeds: Sequence[int]) -> "BaseCache":
+        cache = cls(list(seeds))
+        with studio.fixes.disabled():
+            for p in prompts:
+                gens = generate(studio.model, p, cache.seeds)
+                cache.renders[p] = gens
+                cache.verdicts[p] = [studio.judge(p, g.image)["verdict"] for g in gens]
+        return cache
+
+
+def find_instances(cache: BaseCache, prompts: Sequence[str] = PLANTED_PROMPTS, per_prompt: int = 2) -> list[Instance]:
+    out = []
+    for p in prompts:
+        bad = [s for s, v in zip(cache.seeds, cache.verdicts[p]) if v == "planted_error"]
+        out += [Instance(p, s) for s in bad[:per_prompt]]
+    return out
+
+
+def fix_instance(studio: Studio, inst: Instance, cache: BaseCache, config: UnlearnConfig, surrogate_kind: str = "flip",
+                 surrogate_params: dict | None = None):
+    """Train one fix; returns (FixResult, steps_to_fix or None, seconds)."""
+    flagged = cache.renders[inst.prompt][cache.seeds.index(inst.seed)].image
+    sur = studio.surrogate(surrogate_kind, flagged, **(surrogate_params or {}))
+    first_fixed: list[int] = []
+
+    def on_monitor(step, img):
+        if not first_fixed and studio.judge(inst.prompt, img)["verdict"] == "correct":
+            first_fixed.append(step)
+
+    t0 = time.perf_counter()
+    res = studio.unlearn(inst.prompt, flagged, sur.image, inst.seed, config, sur.info, on_monitor=on_monitor)
+    return res, (first_fixed[0] if first_fixed else None), time.perf_counter() - t0
+
+
+def evaluate_fix(studio: Studio, inst: Instance, cache: BaseCache, fix_names: Sequence[str]) -> dict:
+    """Verdicts and pixel integrity of the model with `fix_names` on, against the base cache."""
+    flagged_ok, kept_correct, spread, other_same, ssims, moved = None, [], [], [], [], []
+    with studio.fixes.only(list(fix_names)):
+        for p, base in cache.renders.items():
+            after = generate(studio.model, p, cache.seeds, noises=[g.noise for g in base])
+            for s, b, a, vb in zip(cache.seeds, base, after, cache.verdicts[p]):
+                va = studio.judge(p, a.image)["verdict"]
+                if p == inst.prompt and s == inst.seed:
+                    flagged_ok = va == "correct"
+                    continue
+                if p == inst.prompt and vb == "planted_error":
+                    spread.append(va == "correct")  # other misrepresented seeds of the same prompt
+                    continue
+                if p == inst.prompt:
+                    kept_correct.append(va == vb)
+                else:
+                    other_same.append(va == vb)
+                pair = integrity_pair(b.image, a.image)
+                ssims.append(pair["ssim"])
+                moved.append(float(np.abs(np.asarray(b.image, float) - np.asarray(a.image, float)).mean() / 255))
+    return {
+        "flagged_fixed": bool(flagged_ok),
+        "same_prompt_verdict_kept": _frac(kept_correct),
+        "other_prompts_verdict_kept": _frac(other_same),
+        "spread_to_other_error_seeds": _frac(spread),
+        "other_error_seeds": len(spread),
+        "ssim_mean": float(np.mean(ssims)) if ssims else None,
+        "mean_abs_change": float(np.mean(moved)) if moved else None,
+    }
+
+
+def _frac(xs: list[bool]) -> float | None:
+    return float(np.mean(xs)) if xs else None
+
+
+def mean_std(rows: list[dict], key: str) -> str:
+    vals = [r[key] for r in rows if r.get(key) is not None]
+    if not vals:
+        return "n/a"
+    vals = [float(v) for v in vals]
+    return f"{np.mean(vals):.3f} ± {np.std(vals):.3f}" if len(vals) > 1 else f"{vals[0]:.3f}"
