@@ -1,0 +1,56 @@
+"""Naming and loading models; the offline tokenizer."""
+
+import pytest
+
+from core.models import LoadOptions, ModelNotFoundError, load_model
+from core.models.loading import resolve
+from core.models.tokenizer import build_clip_tokenizer
+
+
+def test_tokenizer_makes_each_known_word_one_token(tmp_path):
+    captions = ["ireland flag", "flag of japan", "irish flag", "cote d'ivoire flag"]
+    tok = build_clip_tokenizer(captions, tmp_path / "tok", max_length=8)
+    ids = tok("flag of japan").input_ids
+    assert ids[0] == tok.bos_token_id and ids[-1] == tok.eos_token_id
+    assert tok.convert_ids_to_tokens(ids[1:-1]) == ["flag</w>", "of</w>", "japan</w>"]
+    assert tok.decode(ids, skip_special_tokens=True).strip() == "flag of japan"
+    # unknown words fall back to characters, never to an unknown id
+    unk = tok("zebra").input_ids[1:-1]
+    assert len(unk) > 1 and all(i < len(tok) for i in unk)
+    assert tok.model_max_length == 8 and tok.pad_token_id == tok.eos_token_id
+    assert max(tok.get_vocab().values()) == len(tok) - 1  # special tokens last, as in CLIP
+
+
+def test_names_resolve_or_fail_with_instructions(tmp_path, tiny_model_dir):
+    assert resolve(str(tiny_model_dir)) == ("folder", str(tiny_model_dir))
+    assert resolve("sd3-medium") == ("hub", "stabilityai/stable-diffusion-3-medium-diffusers")
+    (tmp_path / "not-a-model").mkdir()
+    with pytest.raises(ModelNotFoundError, match="model_index.json"):
+        resolve(str(tmp_path / "not-a-model"))
+    with pytest.raises(ModelNotFoundError, match="hub id"):
+        resolve("no/such/thing/here")
+
+
+def test_missing_hub_model_offline_says_how_to_get_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    with pytest.raises(ModelNotFoundError, match="huggingface-cli download stabilityai/stable-diffusion-3-medium-diffusers"):
+        load_model("stabilityai/stable-diffusion-3-medium-diffusers", LoadOptions(offline=True))
+
+
+def test_load_options_are_checked():
+    with pytest.raises(ValueError, match="dtype"):
+        LoadOptions(dtype="fp8").resolved_dtype()
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA"):
+            LoadOptions(device="cuda").resolved_device()
+    assert str(LoadOptions(device="cpu").resolved_dtype()) == "torch.float32"
+
+
+def test_loaded_model_is_frozen_and_fingerprinted(tiny_model_dir):
+    m1, m2 = load_model(str(tiny_model_dir)), load_model(str(tiny_model_dir))
+    assert m1.fingerprint() == m2.fingerprint()
+    assert not any(p.requires_grad for p in m1.pipe.transformer.parameters())
+    assert m1.info.resolution == 16 and m1.info.max_sequence_length == 2
