@@ -17,6 +17,8 @@ from PIL import Image
 from .adapters import AdapterError, FixManager
 from .compare import PromptComparison, compare_prompt, write_comparison
 from .generate import Generated, generate, save_generations
+from .metrics import availability, lpips, sscd_similarity
+from .metrics.clip_space import clip_fd, clip_similarity
 from .models.loading import EMBEDDED, LoadedModel, LoadOptions, load_model
 from .runs import RunInfo, RunStore, atomic_write_json, new_run_id
 from .surrogates import Surrogate, make_surrogate
@@ -103,9 +105,24 @@ class Studio:
         names = list(fix_names) if fix_names else [f.name for f in self.fixes.fixes.values() if f.enabled]
         cmps = [compare_prompt(self.model, self.fixes, names, p, seeds, steps, guidance, self._judge_or_none())
                 for p in prompts]
+        for c in cmps:
+            c.summary.update(self._set_metrics(c, (highlight or {}).get(c.prompt)))
         out = Path(out_dir) if out_dir else self.data_dir / "compare" / new_run_id("compare")
-        write_comparison(out, cmps, names, highlight)
+        write_comparison(out, cmps, names, highlight, extra={"metric_availability": {
+            k: {"available": a, "reason": r} for k, (a, r) in availability().items()}})
         return cmps, out
+
+    def _set_metrics(self, c: PromptComparison, flagged_seed: int | None) -> dict:
+        """Set-level metrics of one prompt's before/after outputs; unavailable ones say why."""
+        before, after = [g.image for g in c.before], [g.image for g in c.after]
+        found = {"lpips": lpips(before, after, device=str(self.model.device))}
+        if len(before) >= 2:
+            found["clip_fd"] = clip_fd(self.model, before, after)
+        if flagged_seed in c.seeds:
+            i = c.seeds.index(flagged_seed)
+            found["sscd_to_flagged"] = sscd_similarity(before[i], [after[i]], device=str(self.model.device))
+            found["clip_similarity_to_flagged"] = clip_similarity(self.model, before[i], [after[i]])
+        return {k: (round(r.value, 5) if r.available else {"unavailable": r.reason}) for k, r in found.items()}
 
     def relapse(self, prompt: str, flagged_seed: int, fix_names: Sequence[str], scan_seeds: Sequence[int] = range(64),
                 paraphrases: Sequence[str] | None = None) -> dict:

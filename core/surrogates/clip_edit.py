@@ -38,6 +38,9 @@ def load_clip(location: str, name: str):
     try:
         clip = CLIPModel.from_pretrained(source, local_files_only=True, use_safetensors=True).eval()
     except OSError as err:
+        if "/" not in name:
+            raise ModelNotFoundError(f"the model has no CLIP folder {name!r} ({folder}); CLIP-guided edits and "
+                                     "CLIP metrics need one: use paint/SDEdit surrogates") from err
         raise ModelNotFoundError(
             f"the CLIP model {name!r} for CLIP-guided edits is not on this machine; on a machine with "
             f"network run `huggingface-cli download {name}`, or use paint/SDEdit surrogates") from err
