@@ -1,0 +1,275 @@
+"""Training the embedded flags SD3 from scratch on a CPU: CLIP, VAE, then the transformer.
+
+Order and why:
+1. A tiny CLIP (text + vision) trained contrastively on renders with *honest* captions: a reversed
+   Ireland is captioned as Cote d'Ivoire, a blue-disc Japan as "japan flag with a blue disc". So
+   CLIP can tell the planted errors from the real flags, which the studio's CLIP-guided surrogate
+   edits rely on. Its text tower becomes both of SD3's CLIP text encoders (T5 is dropped).
+2. A tiny AutoencoderKL (MSE + small KL); its latent mean/std become shift_factor/scaling_factor.
+3. The SD3 transformer with rectified-flow matching on the *labelled* captions: the planted
+   renders keep their flag's own prompt, which is how the misrepresentation gets learned.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ..models.tiny import TinySD3Config, build_text_encoder, build_transformer, build_vae
+from .prompts import clip_caption
+
+
+@dataclass
+class TrainConfig:
+    """Step counts and optimiser settings of one build. `quick()` is the smoke-test size."""
+
+    seed: int = 0
+    n_images: int = 22 * 256
+    clip_steps: int = 500
+    clip_batch: int = 128
+    clip_lr: float = 2e-3
+    vae_steps: int = 250
+    vae_batch: int = 32
+    vae_lr: float = 1e-3
+    vae_kl: float = 1e-4
+    # Batch 32 and 900 steps: sized for a shared 2-core CPU (a step costs 0.3-2 s there);
+    # ~29k samples, which already draws every flag recognisably.
+    steps: int = 900
+    batch: int = 32
+    lr: float = 7e-4
+    ema: float = 0.999
+    caption_dropout: float = 0.1
+    grad_clip: float = 1.0
+    scheduler_shift: float = 1.0
+
+    @classmethod
+    def quick(cls, seed: int = 0) -> "TrainConfig":
+        return cls(seed=seed, n_images=22 * 6, clip_steps=8, clip_batch=32, vae_steps=8, vae_batch=16,
+                   steps=8, batch=16)
+
+
+def _progress(total: int, desc: str, enabled: bool = True):
+    return tqdm(total=total, desc=desc, unit="step", disable=not enabled, mininterval=2.0)
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 N x H x W x 3 -> float N x 3 x H x W in [-1, 1] (the VAE's and CLIP's input range)."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
+# ---------------------------------------------------------------- CLIP
+
+
+def build_clip(cfg: TinySD3Config, tokenizer):
+    """A tiny CLIPModel whose text tower has exactly the SD3 text encoder's config."""
+    from transformers import CLIPConfig, CLIPModel
+
+    text_cfg = build_text_encoder(cfg, tokenizer).config.to_dict()
+    vision_cfg = dict(image_size=cfg.resolution, patch_size=8, hidden_size=64, intermediate_size=128,
+                      num_hidden_layers=3, num_attention_heads=2, projection_dim=cfg.text_hidden_size,
+                      hidden_act="gelu")
+    config = CLIPConfig(text_config=text_cfg, vision_config=vision_cfg, projection_dim=cfg.text_hidden_size)
+    return CLIPModel(config)
+
+
+def train_clip(clip, tokenizer, dataset, tc: TrainConfig, progress: bool = True) -> dict:
+    """Contrastive training with several positives per row: a batch holds each flag many times,
+    so every pair showing the same thing counts as a match (soft targets), both directions."""
+    rng = np.random.default_rng(tc.seed + 1)
+    identity = [clip_caption(f, v) for f, v in zip(dataset.flags, dataset.variants)]  # what it shows
+    ids = np.unique(identity, return_inverse=True)[1]
+    images = to_tensor(dataset.images)
+    opt = torch.optim.AdamW(clip.parameters(), lr=tc.clip_lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, tc.clip_lr, total_steps=max(tc.clip_steps, 2), pct_start=0.1)
+    clip.train()
+    t0, bar, loss = time.time(), _progress(tc.clip_steps, "clip", progress), torch.tensor(0.0)
+    for _ in range(tc.clip_steps):
+        idx = rng.choice(len(dataset), tc.clip_batch, replace=False)
+        texts = [clip_caption(dataset.flags[i], dataset.variants[i], rng) for i in idx]
+        tok = tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt")
+        out = clip(input_ids=tok.input_ids, pixel_values=images[idx], return_loss=False)
+        same = torch.from_numpy(ids[idx][:, None] == ids[idx][None, :]).float()
+        target = same / same.sum(1, keepdim=True)
+        loss = 0.5 * (F.cross_entropy(out.logits_per_image, target) + F.cross_entropy(out.logits_per_text, target))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+    bar.close()
+    clip.eval()
+    return {"seconds": time.time() - t0, "final_loss": loss.item()}
+
+
+@torch.no_grad()
+def clip_accuracy(clip, tokenizer, dataset) -> float:
+    """Zero-shot accuracy: the honest caption of each render against all honest captions."""
+    from .flags import FLAGS, VARIANTS
+
+    keys = [(f, None) for f in FLAGS] + [(f, v) for f, vs in VARIANTS.items() for v in vs if v != "reversed"]
+    texts = [clip_caption(f, v) for f, v in keys]
+    tok = tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt")
+    out = clip(input_ids=tok.input_ids, pixel_values=to_tensor(dataset.images))
+    pred = [texts[k] for k in out.logits_per_image.argmax(1).tolist()]
+    truth = [clip_caption(f, v) for f, v in zip(dataset.flags, dataset.variants)]
+    return float(np.mean([p == q for p, q in zip(pred, truth)]))
+
+
+def clip_text_encoder(clip, cfg: TinySD3Config, tokenizer):
+    """SD3 text encoder (CLIPTextModelWithProjection) carrying the trained CLIP's text tower."""
+    enc = build_text_encoder(cfg, tokenizer)
+    state = {k: v for k, v in clip.state_dict().items() if k.startswith(("text_model.", "text_projection."))}
+    missing, unexpected = enc.load_state_dict(state, strict=False)
+    if unexpected or [m for m in missing if "position_ids" not in m]:
+        raise RuntimeError(f"text tower mismatch: missing {missing}, unexpected {unexpected}")
+    return enc.eval()
+
+
+# ---------------------------------------------------------------- VAE
+
+
+def train_vae(vae, images: np.ndarray, tc: TrainConfig, progress: bool = True) -> dict:
+    """MSE reconstruction plus a small KL term keeps the latents smooth enough to diffuse."""
+    rng = np.random.default_rng(tc.seed + 2)
+    x_all = to_tensor(images)
+    opt = torch.optim.AdamW(vae.parameters(), lr=tc.vae_lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(tc.vae_steps, 1), eta_min=tc.vae_lr * 0.05)
+    vae.train()
+    t0, bar, mse = time.time(), _progress(tc.vae_steps, "vae", progress), torch.tensor(0.0)
+    for _ in range(tc.vae_steps):
+        x = x_all[rng.choice(len(x_all), tc.vae_batch, replace=False)]
+        post = vae.encode(x).latent_dist
+        recon = vae.decode(post.sample()).sample
+        mse = F.mse_loss(recon, x)
+        loss = mse + tc.vae_kl * post.kl().mean() / x[0].numel()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        bar.update(1)
+        bar.set_postfix(psnr=f"{10 * np.log10(4 / max(mse.item(), 1e-8)):.1f}")
+    bar.close()
+    vae.eval()
+    return {"seconds": time.time() - t0, "psnr_db": float(10 * np.log10(4 / max(mse.item(), 1e-8)))}
+
+
+@torch.no_grad()
+def encode_dataset(vae, images: np.ndarray, batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior mean and std of every image (sampled afresh at each transformer step)."""
+    means, stds = [], []
+    for i in range(0, len(images), batch):
+        dist = vae.encode(to_tensor(images[i : i + batch])).latent_dist
+        means.append(dist.mean)
+        stds.append(dist.std)
+    return torch.cat(means), torch.cat(stds)
+
+
+def set_latent_stats(vae, mean: torch.Tensor, std: torch.Tensor, seed: int = 0) -> dict:
+    """shift_factor = mean and scaling_factor = 1/std of sampled latents, written to the config."""
+    g = torch.Generator().manual_seed(seed)
+    z = mean + std * torch.randn(mean.shape, generator=g)
+    shift, scale = float(z.mean()), float(1.0 / z.std())
+    vae.register_to_config(shift_factor=shift, scaling_factor=scale)
+    return {"shift_factor": shift, "scaling_factor": scale}
+
+
+# ---------------------------------------------------------------- transformer
+
+
+@torch.no_grad()
+def encode_captions(pipe, captions: list[str], max_sequence_length: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """SD3 prompt embeddings of each unique caption (and of "" for guidance), computed once."""
+    out = {}
+    for c in sorted(set(captions) | {""}):
+        pe, _, pooled, _ = pipe.encode_prompt(c, c, None, do_classifier_free_guidance=False,
+                                              max_sequence_length=max_sequence_length)
+        out[c] = (pe[0], pooled[0])
+    return out
+
+
+def train_transformer(pipe, latents: tuple[torch.Tensor, torch.Tensor], captions: list[str],
+                      tc: TrainConfig, max_sequence_length: int, progress: bool = True) -> dict:
+    """Rectified flow: x_s = (1 - s) x0 + s eps, predict eps - x0, s ~ logit-normal(0, 1).
+    10% of captions dropped to "" so classifier-free guidance works; EMA weights are kept."""
+    rng = np.random.default_rng(tc.seed + 3)
+    g = torch.Generator().manual_seed(tc.seed + 3)
+    model = pipe.transformer
+    vae_cfg = pipe.vae.config
+    emb = encode_captions(pipe, captions, max_sequence_length)
+    mean, std = latents
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=0.0)
+    warm = max(1, min(100, tc.steps // 10))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min(1.0, (k + 1) / warm))
+    model.train()
+    t0, bar = time.time(), _progress(tc.steps, "transformer", progress)
+    losses: list[float] = []
+    for step in range(tc.steps):
+        idx = rng.choice(len(captions), tc.batch, replace=False)
+        z = mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=g)
+        x0 = (z - vae_cfg.shift_factor) * vae_cfg.scaling_factor
+        s = torch.sigmoid(torch.randn(tc.batch, generator=g)).view(-1, 1, 1, 1)
+        eps = torch.randn(x0.shape, generator=g)
+        noisy = (1 - s) * x0 + s * eps
+        caps = ["" if rng.random() < tc.caption_dropout else captions[i] for i in idx]
+        pe = torch.stack([emb[c][0] for c in caps])
+        pooled = torch.stack([emb[c][1] for c in caps])
+        pred = model(hidden_states=noisy, encoder_hidden_states=pe, pooled_projections=pooled,
+                     timestep=s.view(-1) * 1000, return_dict=False)[0]
+        loss = F.mse_loss(pred, eps - x0)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        opt.step()
+        sched.step()
+        _ema_update(ema, model, min(tc.ema, (1 + step) / (10 + step)))
+        losses.append(loss.item())
+        bar.update(1)
+        bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+    bar.close()
+    pipe.transformer = ema
+    return {"seconds": time.time() - t0, "final_loss": float(np.mean(losses[-100:]))}
+
+
+@torch.no_grad()
+def _ema_update(ema, model, decay: float) -> None:
+    for pe, pm in zip(ema.parameters(), model.parameters()):
+        pe.mul_(decay).add_(pm.detach(), alpha=1 - decay)
+
+
+# ---------------------------------------------------------------- sampling and evaluation
+
+
+def seeded_generators(seeds) -> list[torch.Generator]:
+    """One CPU generator per seed: image k depends only on seed k, whatever the batch."""
+    return [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
+
+
+@torch.no_grad()
+def sample(pipe, prompt: str, seeds, steps: int = 20, guidance: float = 1.0, resolution: int = 32,
+           max_sequence_length: int = 8) -> np.ndarray:
+    """uint8 images (len(seeds) x H x W x 3) of one prompt, the studio's way of generating."""
+    seeds = list(seeds)
+    out = pipe(prompt=[prompt] * len(seeds), num_inference_steps=steps, guidance_scale=guidance,
+               height=resolution, width=resolution, generator=seeded_generators(seeds),
+               max_sequence_length=max_sequence_length, output_type="np")
+    return (np.clip(out.images, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def evaluate(pipe, prompts: list[str], seeds, steps: int, guidance: float, resolution: int = 32,
+             max_sequence_length: int = 8, progress: bool = True) -> dict[str, dict]:
+    """Checker verdict rates per prompt over the given seeds."""
+    from .checker import check_images
+
+    rates = {}
+    for prompt in tqdm(prompts, desc=f"evaluate g={guidance}", disable=not progress):
+        imgs = sample(pipe, prompt, seeds, steps, guidance, resolution, max_sequence_length)
+        rates[prompt] = check_images(prompt, imgs, seeds)["rates"]
+    return rates
