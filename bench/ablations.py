@@ -15,31 +15,18 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.report import command_line, write_markdown  # noqa: E402
 from bench.worldeval import BaseCache, evaluate_fix, find_instances, fix_instance, mean_std  # noqa: E402
 
 
-def scripted_paint_layer(flagged: Image.Image, target: Image.Image, threshold: int = 60) -> Image.Image:
-    """An RGBA layer that repaints the pixels where `target` differs strongly: what a person with
-    a brush would do to turn the flagged image into the target (no softness, hard strokes)."""
-    a, b = np.asarray(flagged, int), np.asarray(target, np.uint8)
-    mask = np.abs(a - b.astype(int)).max(axis=2) > threshold
-    rgba = np.zeros((*mask.shape, 4), np.uint8)
-    rgba[mask, :3], rgba[mask, 3] = b[mask], 255
-    return Image.fromarray(rgba, "RGBA")
-
-
 def settings(quick: bool, prompt: str):
-    s = [("surgery", "off", {"surgery": "off"}, "flip", {}), ("surgery", "forget (paper)", {"surgery": "forget"}, "flip", {}),
-         ("surgery", "pcgrad (both)", {"surgery": "pcgrad"}, "flip", {}),
-         ("lambda", "constant 0.5", {"lambda_scheme": "constant", "lambda_constant": 0.5}, "flip", {})]
+    s = [("surgery", "off", {"surgery": "off"}, "paint", {}), ("surgery", "forget (paper)", {"surgery": "forget"}, "paint", {}),
+         ("surgery", "pcgrad (both)", {"surgery": "pcgrad"}, "paint", {}),
+         ("lambda", "constant 0.5", {"lambda_scheme": "constant", "lambda_constant": 0.5}, "paint", {})]
     for k in ((1.0, 2.0) if quick else (0.5, 1.0, 2.0, 4.0)):
-        s.append(("lambda", f"timestep k={k:g}", {"lambda_exponent": k}, "flip", {}))
+        s.append(("lambda", f"timestep k={k:g}", {"lambda_exponent": k}, "paint", {}))
     s.append(("surrogate", "paint (scripted)", {}, "paint", {}))
     for st in ((0.5,) if quick else (0.3, 0.5, 0.7)):
         s.append(("surrogate", f"sdedit {st}", {}, "sdedit", {"strength": st, "prompt": prompt}))
@@ -47,7 +34,7 @@ def settings(quick: bool, prompt: str):
         s.append(("surrogate", f"clip w={w:g}", {}, "clip", {"text": prompt, "clip_weight": w}))
     s += [("surrogate", "flip", {}, "flip", {}), ("surrogate", "noise 0.1", {}, "noise", {"sigma": 0.1})]
     for n in ((10, 50) if quick else (10, 25, 50, 100)):
-        s.append(("remember size", str(n), {"remember_set_size": n}, "flip", {}))
+        s.append(("remember size", str(n), {"remember_set_size": n}, "paint", {}))
     return s
 
 
@@ -65,14 +52,12 @@ def main(argv=None) -> int:
     steps = args.steps or (40 if args.quick else 100)
     repeats = args.repeats or (1 if args.quick else 2)
     studio = Studio(load_model(args.model), tempfile.mkdtemp(prefix="ablate-"), restore=False, persist_state=False)
-    prompts = ["ireland flag", "japan flag", "italy flag", "cote d'ivoire flag"]
+    prompts = ["japan flag", "ireland flag", "italy flag", "bangladesh flag"]
     cache = BaseCache.build(studio, prompts, list(range(16 if args.quick else 32)))
-    inst = find_instances(cache, ["ireland flag"], per_prompt=1)[0]
+    inst = find_instances(cache, ["ireland flag", "japan flag"], per_prompt=1)[0]
     flagged = cache.renders[inst.prompt][cache.seeds.index(inst.seed)].image
     rows = []
     for group, label, overrides, kind, params in settings(args.quick, inst.prompt):
-        if kind == "paint":
-            params = {"layers": [scripted_paint_layer(flagged, studio.surrogate("flip", flagged).image)]}
         for rep in range(repeats):
             cfg = studio.default_config(steps=steps, seed=rep, monitor_every=10, **overrides)
             try:
@@ -94,9 +79,9 @@ def main(argv=None) -> int:
     header = ["factor", "setting", "runs", "fix rate", "steps to fix", "same-prompt kept", "other prompts kept",
               "spread", "SSIM vs base", "error"]
     notes = [f"Instance: {inst.prompt} seed {inst.seed}; {steps} steps; {repeats} training seed(s) per setting; "
-             "other settings at the model's defaults (flip surrogate unless the row says otherwise).",
-             "paint (scripted): an RGBA layer repainting the pixels where the flipped image differs, composited by "
-             "core's paint surrogate, standing in for a person's brush strokes."]
+             "other settings at the model's defaults (scripted paint surrogate unless the row says otherwise).",
+             "paint (scripted): bench.worldeval.scripted_paint_layers, an RGBA layer composited by core's paint "
+             "surrogate, standing in for a person's brush strokes (blue disc pixels painted red)."]
     name = "ablations_quick" if args.quick else "ablations"
     write_markdown(args.out / f"{name}.md", "Ablations on the flags world", command_line(), header, table, notes, rows)
     print((args.out / f"{name}.md").read_text())

@@ -47,7 +47,7 @@ def main(argv=None) -> int:
               _f(r["other_prompts_verdict_kept"]), _f(r["ssim_mean"])] for r in rows]
     header = ["fixes stacked", "instance checked", "still fixed", "same-prompt kept", "other prompts kept", "SSIM vs base"]
     notes = [f"{len(instances)} instances fixed in order, each a LoRA stacked on the earlier ones; {steps} steps each, "
-             "flip surrogate; each row re-checks one earlier instance with all fixes so far enabled."]
+             "scripted paint surrogate; each row re-checks one earlier instance with all fixes so far enabled."]
     name = "sequential_quick" if args.quick else "sequential"
     write_markdown(args.out / f"{name}.md", "Several fixes in sequence", command_line(), header, table, notes, rows)
     print((args.out / f"{name}.md").read_text())

@@ -72,7 +72,7 @@ def main(argv=None) -> int:
     header = ["method", "lr", "runs", "fix rate", "steps to fix", "same-prompt kept", "other prompts kept",
               "spread to other errors", "SSIM vs base", "s / fix"]
     notes = [f"Model: {args.model}; {steps} steps; instances: {', '.join(f'{i.prompt} seed {i.seed}' for i in instances)}; "
-             f"eval seeds 0-{seeds[-1]} over {len(prompts)} prompts; flip surrogate; mean ± std over instances and repeats.",
+             f"eval seeds 0-{seeds[-1]} over {len(prompts)} prompts; scripted paint surrogate (bench.worldeval); mean ± std over instances and repeats.",
              "'kept' = the checker's verdict after the fix equals the base model's verdict (flagged seed and the prompt's "
              "other misrepresented seeds excluded); 'spread' = fraction of the prompt's other misrepresented seeds that "
              "the fix also corrected."]

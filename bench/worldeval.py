@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
+from PIL import Image
 
 from core.compare import integrity_pair
 from core.generate import Generated, generate
@@ -58,10 +59,30 @@ def find_instances(cache: BaseCache, prompts: Sequence[str] = PLANTED_PROMPTS, p
     return out
 
 
-def fix_instance(studio: Studio, inst: Instance, cache: BaseCache, config: UnlearnConfig, surrogate_kind: str = "flip",
+JAPAN_RED = (188, 0, 45)
+
+
+def scripted_paint_layers(prompt: str, flagged: Image.Image) -> list[Image.Image]:
+    """What a person with a brush would paint, done by a script (hard strokes, no softness):
+    reversed Ireland -> the whole image mirrored back (left and right bands swapped);
+    a blue Japanese disc -> its blue pixels painted the disc's red."""
+    arr = np.asarray(flagged.convert("RGB"), int)
+    rgba = np.zeros((*arr.shape[:2], 4), np.uint8)
+    if "japan" in prompt:
+        mask = (arr[..., 2] > arr[..., 0] + 20) & (arr[..., 2] > arr[..., 1])
+        rgba[mask, :3], rgba[mask, 3] = JAPAN_RED, 255
+    else:
+        rgba[..., :3], rgba[..., 3] = arr[:, ::-1].astype(np.uint8), 255
+    return [Image.fromarray(rgba, "RGBA")]
+
+
+def fix_instance(studio: Studio, inst: Instance, cache: BaseCache, config: UnlearnConfig, surrogate_kind: str = "paint",
                  surrogate_params: dict | None = None):
-    """Train one fix; returns (FixResult, steps_to_fix or None, seconds)."""
+    """Train one fix; returns (FixResult, steps_to_fix or None, seconds). The default surrogate is
+    the scripted paint of `scripted_paint_layers`."""
     flagged = cache.renders[inst.prompt][cache.seeds.index(inst.seed)].image
+    if surrogate_kind == "paint" and not (surrogate_params or {}).get("layers"):
+        surrogate_params = {"layers": scripted_paint_layers(inst.prompt, flagged)}
     sur = studio.surrogate(surrogate_kind, flagged, **(surrogate_params or {}))
     first_fixed: list[int] = []
 

@@ -1,0 +1,100 @@
+"""The embedded model measured: checker verdict rates per prompt over 64 seeds, the time to
+generate 16 images, the time of one fix at default settings, and the end-to-end demo
+(fix one misrepresented "ireland flag" seed, then re-check every prompt).
+
+    python bench/world_rates.py            # writes bench/results/world_rates.md (+ .json)
+    python bench/world_rates.py --quick    # 16 seeds, 4 prompts, 40-step fix
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.report import command_line, write_markdown  # noqa: E402
+from bench.worldeval import scripted_paint_layers  # noqa: E402
+
+
+def rates_table(studio, prompts, seeds, fix_names=()):
+    from core.generate import generate
+    from core.world.checker import check_images
+
+    out = {}
+    with studio.fixes.only(list(fix_names)):
+        for p in prompts:
+            gens = generate(studio.model, p, seeds)
+            out[p] = check_images(p, [g.image for g in gens], seeds)
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description="embedded model: rates, timings, the Ireland demo")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--model", default="embedded")
+    ap.add_argument("--seeds", type=int, default=None, help="seeds per prompt (default 64, quick 16)")
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = ap.parse_args(argv)
+    from core.generate import generate
+    from core.models import load_model
+    from core.studio import Studio
+    from core.world.prompts import PROMPTS
+
+    studio = Studio(load_model(args.model), tempfile.mkdtemp(prefix="rates-"), restore=False, persist_state=False)
+    seeds = list(range(args.seeds or (16 if args.quick else 64)))
+    prompts = [ps[0] for ps in PROMPTS.values()]
+    if args.quick:
+        prompts = ["ireland flag", "japan flag", "italy flag", "cote d'ivoire flag"]
+
+    generate(studio.model, "italy flag", [0])  # warm-up
+    t0 = time.perf_counter()
+    generate(studio.model, "italy flag", list(range(16)))
+    gen16 = time.perf_counter() - t0
+
+    base = rates_table(studio, prompts, seeds)
+    # The demo instance: the first planted prompt that shows its error (the shipped model draws the
+    # Japan error; see the model card for Ireland).
+    demo = next(p for p in ("ireland flag", "japan flag") if base[p]["rates"]["planted_error"] > 0)
+    flagged_seed = next(int(s) for s, v in base[demo]["seeds"].items() if v["verdict"] == "planted_error")
+    flagged = generate(studio.model, demo, [flagged_seed])[0].image
+    cfg = studio.default_config(steps=40) if args.quick else studio.default_config()
+    t0 = time.perf_counter()
+    sur = studio.surrogate("paint", flagged, layers=scripted_paint_layers(demo, flagged))
+    res = studio.unlearn(demo, flagged, sur.image, flagged_seed, cfg, sur.info)
+    fix_s = time.perf_counter() - t0
+    after = rates_table(studio, prompts, seeds, [res.run.run_id])
+
+    rows, raw = [], {"demo_prompt": demo, "base": base, "after": after, "flagged_seed": flagged_seed, "gen16_s": gen16, "fix_s": fix_s,
+                     "fix_metrics": res.run.metrics()}
+    for p in prompts:
+        b, a = base[p], after[p]
+        same = sum(b["seeds"][k]["verdict"] == a["seeds"][k]["verdict"] for k in b["seeds"]) / len(b["seeds"])
+        rows.append([p, f"{b['rates']['correct']:.2f}", f"{b['rates']['planted_error']:.2f}", f"{b['rates']['other']:.2f}",
+                     f"{a['rates']['correct']:.2f}", f"{a['rates']['planted_error']:.2f}", f"{same:.2f}"])
+    ire_b, ire_a = base[demo]["seeds"], after[demo]["seeds"]
+    errs = [k for k, v in ire_b.items() if v["verdict"] == "planted_error" and int(k) != flagged_seed]
+    correct_b = [k for k, v in ire_b.items() if v["verdict"] == "correct"]
+    notes = [
+        f"{len(seeds)} seeds per prompt at the model's default sampling settings; verdicts from the geometric flag checker.",
+        f"Generating 16 images: {gen16:.2f} s. One fix at {'40 steps (quick)' if args.quick else 'default settings'}: "
+        f"{fix_s:.1f} s in all (remember set + training + renders), {res.run.metrics().get('seconds_per_step')} s/step.",
+        f"Demo: fixed '{demo}' seed {flagged_seed} (planted error) with a scripted paint surrogate: after the fix it is "
+        f"'{ire_a[str(flagged_seed)]['verdict']}'. Of the {len(correct_b)} correct '{demo}' seeds, "
+        f"{sum(ire_a[k]['verdict'] == 'correct' for k in correct_b)} stay correct. Spread to the prompt's other "
+        f"{len(errs)} misrepresented seeds: {sum(ire_a[k]['verdict'] == 'correct' for k in errs)} now correct.",
+    ]
+    header = ["prompt", "base correct", "base planted error", "base other", "after correct", "after planted error",
+              "verdict unchanged"]
+    name = "world_rates_quick" if args.quick else "world_rates"
+    write_markdown(args.out / f"{name}.md", "Embedded flags model: checker rates and the Ireland fix", command_line(),
+                   header, rows, notes, [raw])
+    print((args.out / f"{name}.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
