@@ -1,0 +1,152 @@
+"""Section 5: before/after from the same seeds, for the flagged prompt and for other prompts.
+
+Before = base model, after = the chosen fixes; the same initial noise for both (core.compare), so
+every difference is the fix's doing. The flagged seed is framed in red in the figures.
+"""
+
+import json
+
+import gradio as gr
+import pandas as pd
+from PIL import Image
+
+from .common import GPU, Session, fmt, serve_copy, user_errors
+
+TABLE_COLUMNS = ["prompt", "seed", "flagged", "mean_abs_diff", "ssim", "psnr", "lpips", "checker_before",
+                 "checker_after"]
+
+
+def build(ui, studio) -> None:
+    info = studio.model.info
+    gr.Markdown("## 5 · Compare: same seeds, before and after", elem_classes=["section-title"])
+    with gr.Row():
+        with gr.Column(scale=1):
+            ui.cmp_prompt = gr.Textbox(label="Flagged prompt",
+                                       info="filled in when you flag; the flagged seed is framed")
+            ui.cmp_other = gr.Textbox(label="Other prompts (integrity check), one per line", lines=3)
+            with gr.Row():
+                ui.cmp_seeds = gr.Textbox(label="Seeds", value="0-7", info="e.g. 0-7 or 0,3,5")
+                ui.cmp_steps = gr.Number(label="Steps", value=info.default_steps, precision=0, minimum=1, maximum=1000)
+                ui.cmp_guidance = gr.Number(label="Guidance", value=info.default_guidance, minimum=0, maximum=30)
+            ui.cmp_fixes = gr.CheckboxGroup(label="Fixes to compare (none ticked = all switched-on fixes)", choices=[])
+            ui.cmp_btn = gr.Button("Compare", variant="primary", elem_id="compare-btn")
+            ui.cmp_file = gr.File(label="metrics.json (per seed, all prompts)", interactive=False, height=90)
+        with gr.Column(scale=2):
+            ui.cmp_summary = gr.Markdown("Compare runs the same seeds without and with the fixes.",
+                                         elem_id="compare-summary")
+            ui.cmp_figure = gr.Image(label="before / after / |after - before| per prompt; flagged seed framed red",
+                                     type="pil", format="png", interactive=False, elem_id="compare-figure",
+                                     buttons=["download", "fullscreen"])
+    ui.cmp_table = gr.Dataframe(headers=TABLE_COLUMNS, label="Per-seed metrics", interactive=False, wrap=True,
+                                max_height=360)
+
+
+def _lpips_column(cmps) -> tuple[dict, str]:
+    """LPIPS per (prompt, seed) when its weights are on this machine; else an honest reason."""
+    from core.metrics import availability, lpips
+
+    ok, reason = availability()["lpips"]
+    if not ok:
+        return {}, f"LPIPS: unavailable ({reason})"
+    values = {}
+    for c in cmps:
+        res = lpips([b.image for b in c.before], [a.image for a in c.after])
+        if not res.available:
+            return {}, f"LPIPS: unavailable ({res.reason})"
+        values.update({(c.prompt, s): v for s, v in zip(c.seeds, res.per_item)})
+    return values, "LPIPS: AlexNet backbone (images under 64 px are upsampled first)"
+
+
+def table(cmps, highlight: dict, lp: dict) -> pd.DataFrame:
+    rows = []
+    for c in cmps:
+        for seed in c.seeds:
+            r = c.per_seed[seed]
+            rows.append([c.prompt, seed, "yes" if highlight.get(c.prompt) == seed else "",
+                         r.get("mean_abs_diff"), r.get("ssim"), r.get("psnr"),
+                         lp.get((c.prompt, seed), "unavailable"),
+                         (r.get("before") or {}).get("verdict", "no checker"),
+                         (r.get("after") or {}).get("verdict", "no checker")])
+    df = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    df["psnr"] = df["psnr"].map(lambda v: "inf (identical)" if v == float("inf") else round(float(v), 2))
+    return df
+
+
+def summary_text(cmps, highlight: dict, names: list[str], lp_note: str) -> str:
+    lines = [f"Fixes: {', '.join(names)}"]
+    for c in cmps:
+        s = c.summary
+        parts = [f"**{c.prompt}**: {s.get('changed_seeds')}/{s.get('seeds')} seeds changed",
+                 f"mean |diff| {fmt(s.get('mean_abs_diff_mean'))}", f"SSIM {fmt(s.get('ssim_mean'))}",
+                 f"PSNR {fmt(s.get('psnr_mean'))}"]
+        if c.prompt in highlight and highlight[c.prompt] in c.per_seed:
+            parts.append(f"flagged seed {highlight[c.prompt]}: |diff| "
+                         f"{fmt(c.per_seed[highlight[c.prompt]]['mean_abs_diff'])}")
+        if "before_rates" in s:
+            b, a = s["before_rates"], s["after_rates"]
+            parts.append(f"correct {b['correct']:.0%} → {a['correct']:.0%}, "
+                         f"planted error {b['planted_error']:.0%} → {a['planted_error']:.0%}")
+        lines.append(" · ".join(parts))
+    lines.append(lp_note)
+    return "  \n".join(lines)
+
+
+def stacked_figure(cmps, highlight: dict, cell: int = 80) -> Image.Image:
+    """Before, after and difference grids stacked per prompt (reads better on a page than the
+    side-by-side compare-NN.png figures, which go into metrics.json's folder and the export)."""
+    from core.compare import diff_map, heatmap_image
+    from core.generate import image_grid
+
+    panels = []
+    for c in cmps:
+        marked = [i for i, s in enumerate(c.seeds) if s == highlight.get(c.prompt)]
+        cols, labels = min(8, len(c.seeds)), [f"seed {s}" for s in c.seeds]
+        diffs = [heatmap_image(diff_map(b.image, a.image)) for b, a in zip(c.before, c.after)]
+        panels += [
+            image_grid([g.image for g in c.before], labels, cols, cell, marked, title=f"before: {c.prompt}"),
+            image_grid([g.image for g in c.after], labels, cols, cell, marked, title=f"after: {c.prompt}"),
+            image_grid(diffs, [f"{s}: {c.per_seed[s]['mean_abs_diff']:.3f}" for s in c.seeds], cols, cell, marked,
+                       title="|after - before| (mean)"),
+        ]
+    gap, top = 6, 30  # top: room for the component's label
+    out = Image.new("RGB", (max(p.width for p in panels), top + sum(p.height + gap for p in panels)), "white")
+    y = top
+    for p in panels:
+        out.paste(p, (0, y))
+        y += p.height + gap
+    return out
+
+
+def compare(studio, session: Session, prompt, other, seeds, steps, guidance, fixes, progress=gr.Progress()):
+    from core.generate import parse_seeds
+    from core.runs import atomic_write_json
+
+    with user_errors("Compare"):
+        flag = session.flag()
+        prompt = (prompt or "").strip() or (flag.prompt if flag else "")
+        prompts = [p for p in dict.fromkeys([prompt] + [l.strip() for l in (other or "").splitlines()]) if p]
+        if not prompts:
+            raise ValueError("no prompt to compare: flag an output or type a prompt")
+        seed_list = parse_seeds(seeds or "")
+        names = list(fixes or []) or [f.run_id for f in studio.list_fixes() if f.enabled]
+        if not names:
+            raise ValueError("no fix is switched on: unlearn first, or tick a fix to compare")
+        highlight = {flag.prompt: flag.seed} if flag else {}
+        progress(0.1, desc=f"generating {len(prompts)} x {len(seed_list)} x 2 images")
+        cmps, out = studio.compare(prompts, seed_list, names, int(steps) if steps else None,
+                                   None if guidance is None else float(guidance), highlight=highlight)
+        lp, lp_note = _lpips_column(cmps)
+    report = json.loads((out / "metrics.json").read_text())
+    report["lpips"] = {f"{p} | {s}": v for (p, s), v in lp.items()} or lp_note
+    atomic_write_json(out / "metrics.json", report)
+    return (stacked_figure(cmps, highlight), table(cmps, highlight, lp), summary_text(cmps, highlight, names, lp_note),
+            serve_copy(out / "metrics.json"))
+
+
+def wire(ui, studio) -> None:
+    def on_compare(session, prompt, other, seeds, steps, guidance, fixes, progress=gr.Progress()):
+        return compare(studio, session, prompt, other, seeds, steps, guidance, fixes, progress)
+
+    ui.cmp_btn.click(on_compare, [ui.session, ui.cmp_prompt, ui.cmp_other, ui.cmp_seeds, ui.cmp_steps, ui.cmp_guidance,
+                                  ui.cmp_fixes], [ui.cmp_figure, ui.cmp_table, ui.cmp_summary, ui.cmp_file],
+                     api_name="compare", **GPU)

@@ -1,0 +1,120 @@
+"""Section 6: the fixes made for this base model: list, switch on/off, remove, export.
+
+Each fix is a run folder (LoRA file, config.json, metrics, loss log, PNGs); Studio finds them again
+after a restart. Export hands out a zip with the LoRA file and a one-file HTML report.
+"""
+
+import gradio as gr
+import pandas as pd
+
+from .common import GPU, fmt, serve_copy, upload_dir, user_errors
+
+FIX_COLUMNS = ["run_id", "on", "prompt", "seed", "method", "steps", "surrogate", "flagged change", "created"]
+
+
+def build(ui, studio) -> None:
+    gr.Markdown("## 6 · Fixes", elem_classes=["section-title"])
+    ui.fix_table = gr.Dataframe(headers=FIX_COLUMNS, label="Fixes for this model (each is a run with its config)",
+                                interactive=False, wrap=True, max_height=300)
+    with gr.Row():
+        with gr.Column(scale=2):
+            with gr.Row():
+                ui.fix_pick = gr.Dropdown(label="Fix", choices=[], value=None, interactive=True, scale=3)
+                ui.fix_on = gr.Checkbox(label="switched on", value=False, scale=1)
+            with gr.Row():
+                ui.fix_refresh = gr.Button("Refresh")
+                ui.fix_export = gr.Button("Export (zip: LoRA + report)", variant="primary")
+                ui.fix_remove = gr.Button("Remove", variant="stop")
+            ui.fix_file = gr.File(label="Export", interactive=False, height=90)
+        with gr.Column(scale=3):
+            ui.fix_config = gr.JSON(label="Run config and metrics", open=False)
+
+
+def _rows(studio) -> pd.DataFrame:
+    rows = []
+    for f in studio.list_fixes():
+        run = studio.run(f.run_id)
+        cfg, m = run.config, run.metrics()
+        rows.append([f.run_id, "on" if f.enabled else "off", f.prompt, f.seed, f.method,
+                     m.get("steps_done", cfg.get("config", {}).get("steps")),
+                     (cfg.get("surrogate") or {}).get("kind", "?"), fmt(m.get("flagged_seed_mean_abs_change")),
+                     f.created])
+    return pd.DataFrame(rows, columns=FIX_COLUMNS)
+
+
+def _details(studio, run_id):
+    if not run_id:
+        return None
+    run = studio.run(run_id)
+    return {"run_id": run_id, "folder": str(run.path), "metrics": run.metrics(), **run.config}
+
+
+def fix_widgets(studio, pick: str | None = None):
+    """(table, fix dropdown, compare checkboxes, config JSON, on/off) for the fixes as they are now."""
+    fixes = studio.list_fixes()
+    ids = [f.run_id for f in fixes]
+    pick = pick if pick in ids else (ids[-1] if ids else None)
+    on = next((f.enabled for f in fixes if f.run_id == pick), False)
+    return (_rows(studio), gr.update(choices=ids, value=pick), gr.update(choices=ids, value=[]),
+            _details(studio, pick), on)
+
+
+def _enabled(studio, run_id) -> bool:
+    return next((f.enabled for f in studio.list_fixes() if f.run_id == run_id), False)
+
+
+def set_enabled(studio, run_id, on):
+    with user_errors("Switch fix"):
+        if not run_id:
+            raise ValueError("pick a fix first")
+        studio.set_enabled(run_id, bool(on))
+    gr.Info(f"{run_id} switched {'on' if on else 'off'}")
+    return fix_widgets(studio, run_id)
+
+
+def remove(studio, run_id):
+    if not run_id:  # nothing picked, or the confirm dialog was cancelled
+        return (gr.skip(),) * 5
+    with user_errors("Remove fix"):
+        studio.run(run_id)  # raises for an unknown or invalid id
+        studio.remove_fix(run_id)
+    gr.Info(f"{run_id} removed")
+    return fix_widgets(studio)
+
+
+def export(studio, run_id):
+    from .report import export_zip
+
+    with user_errors("Export"):
+        if not run_id:
+            raise ValueError("pick a fix to export")
+        run = studio.run(run_id)
+        path = export_zip(run, studio.data_dir / "compare", upload_dir("exports") / f"{run_id}.zip")
+    return serve_copy(path)
+
+
+def wire(ui, studio) -> None:
+    widgets = [ui.fix_table, ui.fix_pick, ui.cmp_fixes, ui.fix_config, ui.fix_on]
+
+    def on_pick(run_id):
+        with user_errors("Fix"):
+            return _details(studio, run_id), _enabled(studio, run_id)
+
+    def on_switch(run_id, enabled):
+        return set_enabled(studio, run_id, enabled)
+
+    def on_refresh(run_id=None):
+        return fix_widgets(studio, run_id)
+
+    def on_remove(run_id):
+        return remove(studio, run_id)
+
+    def on_export(run_id):
+        return export(studio, run_id)
+
+    ui.fix_pick.input(on_pick, [ui.fix_pick], [ui.fix_config, ui.fix_on], api_name="show_fix")
+    ui.fix_on.input(on_switch, [ui.fix_pick, ui.fix_on], widgets, api_name="set_fix_enabled", **GPU)
+    ui.fix_refresh.click(on_refresh, [ui.fix_pick], widgets, api_name="list_fixes")
+    ui.fix_remove.click(on_remove, [ui.fix_pick], widgets, api_name="remove_fix", **GPU,
+                        js="(r) => (r && confirm('Remove fix ' + r + ' and delete its files?')) ? r : null")
+    ui.fix_export.click(on_export, [ui.fix_pick], [ui.fix_file], api_name="export_fix")

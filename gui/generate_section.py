@@ -1,0 +1,156 @@
+"""Sections 1 and 2: generate seeded outputs, then flag the bad one(s).
+
+Flags live in the session (gr.State): several can be flagged over a session and one is active; the
+active flag feeds the surrogate, unlearn and compare sections.
+"""
+
+import gradio as gr
+
+from .common import GPU, MAX_SEEDS, Flag, Session, user_errors
+
+
+def parse_seed_input(start, count, seed_list: str) -> list[int]:
+    """A seed list like '0-7,12' wins; otherwise `count` seeds from `start`."""
+    from core.generate import parse_seeds
+
+    if seed_list and seed_list.strip():
+        seeds = parse_seeds(seed_list)
+    else:
+        if start is None or count is None:
+            raise ValueError("give a start seed and a count, or a seed list like 0-7,12")
+        start, count = int(start), int(count)
+        if count < 1:
+            raise ValueError(f"count={count}: generate at least one image")
+        if start < 0:
+            raise ValueError("seeds must be >= 0")
+        seeds = list(range(start, start + count))
+    if len(seeds) > MAX_SEEDS:
+        raise ValueError(f"{len(seeds)} seeds asked; the studio generates at most {MAX_SEEDS} at once")
+    return seeds
+
+
+def build(ui, studio) -> None:
+    info = studio.model.info
+    gr.Markdown("## 1 · Generate", elem_classes=["section-title"])
+    with gr.Row():
+        with gr.Column(scale=3):
+            ui.prompt = gr.Textbox(label="Prompt", elem_id="prompt", placeholder="e.g. ireland flag", lines=1)
+            with gr.Row():
+                ui.seed_start = gr.Number(label="Start seed", value=0, precision=0, minimum=0)
+                ui.seed_count = gr.Number(label="Count", value=8, precision=0, minimum=1, maximum=MAX_SEEDS)
+                ui.seed_list = gr.Textbox(label="or seed list", placeholder="0-7,12 (overrides start/count)",
+                                          elem_id="seed-list")
+            with gr.Row():
+                ui.gen_steps = gr.Number(label="Steps", value=info.default_steps, precision=0, minimum=1, maximum=1000)
+                ui.gen_guidance = gr.Number(label="Guidance", value=info.default_guidance, minimum=0, maximum=30)
+            ui.gen_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn")
+            ui.gen_status = gr.Markdown("")
+        with gr.Column(scale=5):
+            ui.gallery = gr.Gallery(label="Outputs (click one to flag it)", elem_id="gallery", columns=6, height=300,
+                                    format="png",
+                                    object_fit="contain", allow_preview=False, elem_classes=["pixelated"])
+    gr.Markdown("## 2 · Flag", elem_classes=["section-title"])
+    with gr.Row():
+        with gr.Column(scale=2):
+            with gr.Row():
+                ui.flag_seed = gr.Number(label="Seed to flag", value=None, precision=0, minimum=0)
+                ui.flag_btn = gr.Button("Flag", variant="secondary")
+            ui.flag_dd = gr.Dropdown(label="Active flag", choices=[], value=None, interactive=True,
+                                     info="every output flagged this session; pick the one to fix")
+            ui.flag_info = gr.Markdown("Nothing flagged yet: click a bad output in the gallery.")
+        with gr.Column(scale=1, min_width=200):
+            ui.flag_image = gr.Image(label="Flagged output", elem_id="flag-image", type="pil", format="png",
+                                     interactive=False, height=200, elem_classes=["pixelated", "fill-img"])
+
+
+def generate(studio, session: Session, prompt, start, count, seed_list, steps, guidance, progress=gr.Progress()):
+    with user_errors("Generate"):
+        seeds = parse_seed_input(start, count, seed_list)
+        if not prompt or not prompt.strip():
+            raise ValueError("the prompt is empty: type what to draw")
+        steps = int(steps) if steps else None
+        guidance = float(guidance) if guidance is not None else None
+        progress(0, desc="generating")
+        gens = studio.generate(prompt, seeds, steps, guidance,
+                               progress=lambda done, total, msg: progress(done / total, desc=msg))
+    session.generation = {"prompt": prompt, "seeds": seeds, "images": [g.image for g in gens],
+                          "steps": steps, "guidance": guidance}
+    items = [(g.image, f"seed {g.seed}") for g in gens]
+    status = f"{len(gens)} outputs of *{prompt}*, seeds {seed_summary(seeds)}. Click the bad one to flag it."
+    return items, session, status
+
+
+def seed_summary(seeds: list[int]) -> str:
+    return ", ".join(map(str, seeds)) if len(seeds) <= 10 else f"{seeds[0]}..{seeds[-1]} ({len(seeds)})"
+
+
+def flag_seed(studio, session: Session, seed):
+    """Flag one output of the last generation by its seed (the gallery click calls this too)."""
+    gen = session.generation
+    if gen is None:
+        raise gr.Error("Generate first, then flag one of the outputs.", title="Nothing to flag")
+    if seed is None:
+        raise gr.Error("Type the seed of the output to flag, or click it in the gallery.", title="No seed")
+    seed = int(seed)
+    if seed not in gen["seeds"]:
+        raise gr.Error(f"seed {seed} is not among the last outputs ({seed_summary(gen['seeds'])})",
+                       title="Unknown seed")
+    image = gen["images"][gen["seeds"].index(seed)]
+    existing = next((f for f in session.flags if f.prompt == gen["prompt"] and f.seed == seed
+                     and f.steps == gen["steps"] and f.guidance == gen["guidance"]), None)
+    if existing is None:
+        existing = Flag(f"flag{len(session.flags) + 1}", gen["prompt"], seed, image, gen["steps"], gen["guidance"])
+        session.flags.append(existing)
+    return activate(studio, session, existing.id)
+
+
+def activate(studio, session: Session, flag_id):
+    """Make a flag active; returns every widget that shows the active flag."""
+    from .surrogate_section import editor_value, shown_surrogate
+
+    flag = session.flag(flag_id)
+    if flag is None:
+        raise gr.Error(f"no flag {flag_id!r} in this session", title="Unknown flag")
+    session.active = flag.id
+    choices = [(f.label, f.id) for f in session.flags]
+    text = (f"**{flag.id}** · seed **{flag.seed}** · prompt *{flag.prompt}*"
+            f" · steps {flag.steps or studio.model.info.default_steps}"
+            f" · guidance {studio.model.info.default_guidance if flag.guidance is None else flag.guidance}")
+    info = studio.model.info
+    return (session, gr.update(choices=choices, value=flag.id), text, flag.image,
+            editor_value(flag.image, info.resolution), flag.image, flag.prompt, flag.seed,
+            flag.steps or info.default_steps, info.default_guidance if flag.guidance is None else flag.guidance,
+            *shown_surrogate(session, flag))
+
+
+def wire(ui, studio) -> None:
+    flag_outputs = [ui.session, ui.flag_dd, ui.flag_info, ui.flag_image, ui.editor, ui.sur_flagged,
+                    ui.cmp_prompt, ui.flag_seed, ui.cmp_steps, ui.cmp_guidance, ui.sur_image, ui.sur_diff,
+                    ui.sur_info]
+
+    def on_generate(session, prompt, start, count, seed_list, steps, guidance, progress=gr.Progress()):
+        return generate(studio, session, prompt, start, count, seed_list, steps, guidance, progress)
+
+    inputs = [ui.session, ui.prompt, ui.seed_start, ui.seed_count, ui.seed_list, ui.gen_steps, ui.gen_guidance]
+    outputs = [ui.gallery, ui.session, ui.gen_status]
+    ui.gen_btn.click(on_generate, inputs, outputs, api_name="generate", **GPU)
+    ui.prompt.submit(on_generate, inputs, outputs, api_name=False, **GPU)
+
+    def on_flag(session, seed):
+        return flag_seed(studio, session, seed)
+
+    ui.flag_btn.click(on_flag, [ui.session, ui.flag_seed], flag_outputs, api_name="flag")
+
+    def on_select(session, evt: gr.SelectData):
+        gen = session.generation
+        if gen is None or evt.index is None:
+            raise gr.Error("Generate first, then click an output.", title="Nothing to flag")
+        index = evt.index if isinstance(evt.index, int) else evt.index[0]
+        return flag_seed(studio, session, gen["seeds"][index])
+
+    ui.gallery.select(on_select, [ui.session], flag_outputs, api_name=False)
+
+    def on_pick(session, flag_id):
+        return activate(studio, session, flag_id)
+
+    ui.flag_dd.input(on_pick, [ui.session, ui.flag_dd], flag_outputs, api_name="pick_flag")
