@@ -161,3 +161,12 @@ def test_remember_set_skips_flagged_seeds_and_filtered_outputs(tiny_model):
     seeds = [s for _, s in kept]
     assert len(seeds) == 5 and 11 not in seeds and len(dropped) >= 4
     assert data.latents.shape[0] == 5 and data.cond.pooled.shape[0] == 5
+
+
+def test_cancel_during_remember_set_build_stops_before_training(tiny_model, tmp_path):
+    fixes, store = FixManager(tiny_model), RunStore(tmp_path / "runs")
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(CancelledError, match="remember set"):
+        unlearn(tiny_model, fixes, store, _request(tiny_model), _cfg(remember_set_size=40), cancel=token)
+    assert not fixes.fixes and not store.list() and not list(store.root.glob(".partial-*"))

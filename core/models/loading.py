@@ -100,7 +100,8 @@ def base_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 def resolve(name: str) -> tuple[str, str]:
     """Return (kind, location) for a model name: kind is 'folder' or 'hub'."""
     if name in (EMBEDDED, "", None):
-        if not (EMBEDDED_DIR / "model_index.json").exists():
+        # Both files: the build writes unlearn_studio.json last, so a half-written folder is refused.
+        if not ((EMBEDDED_DIR / "model_index.json").exists() and (EMBEDDED_DIR / INFO_FILE).exists()):
             raise ModelNotFoundError(
                 f"the embedded model is missing at {EMBEDDED_DIR}; rebuild it with "
                 "`python scripts/build_embedded_model.py` (about 30 minutes on 2 cores)"

@@ -24,7 +24,7 @@ from ..models.loading import LoadedModel
 from ..runs import CONFIG_FILE, METRICS_FILE, RunInfo, RunStore, environment_versions, new_run_id
 from .config import UnlearnConfig
 from .objectives import Conditioning
-from .trainer import ForgetData, RememberData, StepReport, TrainResult, train
+from .trainer import CancelledError, ForgetData, RememberData, StepReport, TrainResult, train
 
 KeepFn = Callable[[str, Image.Image], bool]  # (prompt, image) -> keep in the remember set?
 ProgressFn = Callable[[float, str], None]  # (fraction 0..1, message)
@@ -60,7 +60,7 @@ def encode_prompts(model: LoadedModel, prompts: list[str]) -> Conditioning:
 
 
 def build_remember_set(model: LoadedModel, prompts: list[str], config: UnlearnConfig, exclude_seeds: set[int],
-                       keep: KeepFn | None = None, progress: ProgressFn | None = None):
+                       keep: KeepFn | None = None, progress: ProgressFn | None = None, cancel=None):
     """Generate the remember set with the model as it is now (base + enabled fixes).
 
     Flagged seeds are never used; `keep` can drop more (e.g. outputs showing the same error, which
@@ -75,7 +75,7 @@ def build_remember_set(model: LoadedModel, prompts: list[str], config: UnlearnCo
             seed += per_prompt - got
             if not seeds:
                 continue
-            for g in generate(model, p, seeds, config.sampling_steps, config.guidance):
+            for g in _generate_cancellable(model, p, seeds, config, cancel):
                 if keep is not None and not keep(p, g.image):
                     excluded.append((p, g.seed))
                     continue
@@ -120,7 +120,7 @@ def unlearn(
     # 2. Remember set from the model as it is (earlier fixes included), flagged seed excluded.
     excluded = {request.seed} if request.seed is not None else set()
     prompts = [request.prompt] + [p for p in config.remember_prompts if p != request.prompt]
-    remember, kept, dropped = build_remember_set(model, prompts, config, excluded, keep_in_remember, progress)
+    remember, kept, dropped = build_remember_set(model, prompts, config, excluded, keep_in_remember, progress, cancel)
 
     # 3. Latents and conditioning of the instance.
     x_f, x_s = encode(model, [flagged]), encode(model, [surrogate])
@@ -173,6 +173,14 @@ def unlearn(
             fixes.remove(run_id)
         raise
     return FixResult(run, result, kept, dropped, monitor_images)
+
+
+def _generate_cancellable(model: LoadedModel, prompt: str, seeds: list[int], config: UnlearnConfig, cancel, chunk: int = 16):
+    """Generate in chunks, checking the cancel token between them (a remember set can take minutes)."""
+    for start in range(0, len(seeds), chunk):
+        if cancel is not None and cancel.cancelled:
+            raise CancelledError("cancelled while building the remember set")
+        yield from generate(model, prompt, seeds[start:start + chunk], config.sampling_steps, config.guidance)
 
 
 def _render(model: LoadedModel, request: FixRequest, noise, config: UnlearnConfig) -> Image.Image:
