@@ -61,7 +61,12 @@ class FixManager:
         self.transformer.add_adapter(config, adapter_name=name)
         self.fixes[name] = Fix(name)
         self.apply()
-        return self.trainable_parameters(name)
+        params = self.trainable_parameters(name)
+        # On a bf16/fp16 base, keep the trained LoRA weights in fp32 (as diffusers' training scripts
+        # do): AdamW steps at lr 1e-4 would otherwise mostly round away.
+        for p in params:
+            p.data = p.data.float()
+        return params
 
     def trainable_parameters(self, name: str) -> list[torch.nn.Parameter]:
         """Make exactly this fix's LoRA weights trainable (others and the base stay frozen)."""

@@ -16,12 +16,16 @@ Grads = list[torch.Tensor]
 _EPS = 1e-20
 
 
+def _flat(a: Grads) -> torch.Tensor:
+    return torch.cat([x.reshape(-1) for x in a]).double()
+
+
 def dot(a: Grads, b: Grads) -> torch.Tensor:
-    return sum((x.double() * y.double()).sum() for x, y in zip(a, b))
+    return torch.dot(_flat(a), _flat(b))
 
 
 def norm(a: Grads) -> torch.Tensor:
-    return dot(a, a).sqrt()
+    return _flat(a).norm()
 
 
 def cosine(a: Grads, b: Grads) -> float:
@@ -41,16 +45,21 @@ class SurgeryResult:
 
 
 def project(g_f: Grads, g_r: Grads, mode: str = "forget") -> SurgeryResult:
-    """Apply surgery `mode` (off | forget | pcgrad) and report the conflict."""
-    inner = dot(g_f, g_r)
-    cos = cosine(g_f, g_r)
+    """Apply surgery `mode` (off | forget | pcgrad) and report the conflict.
+
+    Each gradient is flattened once and the three inner products computed once (in float64):
+    a loop per LoRA tensor per product cost ~14k small ops per step at SD3-medium's size.
+    """
+    if mode not in ("off", "forget", "pcgrad"):
+        raise ValueError(f"surgery mode {mode!r}: choose off, forget or pcgrad")
+    flat_f, flat_r = _flat(g_f), _flat(g_r)
+    inner, nf2, nr2 = torch.dot(flat_f, flat_r), torch.dot(flat_f, flat_f), torch.dot(flat_r, flat_r)
+    denom = (nf2 * nr2).sqrt()
+    cos = float(inner / denom) if denom > 0 else 0.0
     if mode == "off" or inner >= 0:
         return SurgeryResult(g_f, g_r, cos, False)
-    nr2, nf2 = dot(g_r, g_r), dot(g_f, g_f)
     new_f = [f - (inner / (nr2 + _EPS)).to(f.dtype) * r for f, r in zip(g_f, g_r)]
-    if mode == "forget":
-        return SurgeryResult(new_f, g_r, cos, True)
     if mode == "pcgrad":
         new_r = [r - (inner / (nf2 + _EPS)).to(r.dtype) * f for f, r in zip(g_f, g_r)]
         return SurgeryResult(new_f, new_r, cos, True)
-    raise ValueError(f"surgery mode {mode!r}: choose off, forget or pcgrad")
+    return SurgeryResult(new_f, g_r, cos, True)
