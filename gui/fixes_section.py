@@ -83,7 +83,7 @@ def remove(studio, run_id):
 
 
 def export(studio, run_id):
-    from .report import export_zip
+    from core.report import export_zip
 
     with user_errors("Export"):
         if not run_id:
