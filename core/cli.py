@@ -105,6 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="write the JSON report here too")
     _model_args(p)
 
+    p = sub.add_parser("export", help="zip a fix: LoRA file, run records and a one-file HTML report")
+    p.add_argument("--run", type=Path, required=True, help="the fix RUN folder")
+    p.add_argument("--compare-dir", type=Path, default=None, help="where `compare` outputs live (optional)")
+    p.add_argument("--out", type=Path, required=True, help="the .zip to write")
+
     p = sub.add_parser("studio", help="start the Gradio studio on 127.0.0.1")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
     p.add_argument("--port", type=int, default=7860)
@@ -283,6 +288,16 @@ def cmd_relapse(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .report import export_zip
+    from .runs import RunStore
+
+    run = RunStore(args.run.resolve().parent).get(args.run.resolve().name)
+    out = export_zip(run, args.compare_dir or args.run / "_no_compare", args.out)
+    print(json.dumps({"out": str(out)}))
+    return 0
+
+
 def cmd_studio(args) -> int:
     from gui.app import launch_studio
 
@@ -290,7 +305,8 @@ def cmd_studio(args) -> int:
 
 
 COMMANDS = {"generate": cmd_generate, "surrogate": cmd_surrogate, "unlearn": cmd_unlearn,
-            "compare": cmd_compare, "check": cmd_check, "relapse": cmd_relapse, "studio": cmd_studio}
+            "compare": cmd_compare, "check": cmd_check, "relapse": cmd_relapse, "export": cmd_export,
+            "studio": cmd_studio}
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -48,6 +48,13 @@ def test_cli_flow_end_to_end(tiny_model_dir, tmp_path, capsys):
     assert set(seeds) == {"0", "1", "2", "3"} and seeds["2"]["mean_abs_diff"] > 0
     assert (tmp_path / "cmp/compare-00.png").exists() and (tmp_path / "cmp/compare-01.png").exists()
 
+    code, out, err = _run(capsys, "export", "--run", run, "--out", tmp_path / "fix.zip")
+    assert code == 0, err
+    import zipfile
+
+    names = zipfile.ZipFile(tmp_path / "fix.zip").namelist()
+    assert any(n.endswith("pytorch_lora_weights.safetensors") for n in names) and any(n.endswith(".html") for n in names)
+
     # the run is repeatable from its saved config
     code, _, err = _run(capsys, "unlearn", "--prompt", "ireland flag", "--seed", 2, "--surrogate", tmp_path / "sur.png",
                         "--config", run / "config.json", "--out", tmp_path / "runs/again", *m)
