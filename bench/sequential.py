@@ -31,7 +31,9 @@ def main(argv=None) -> int:
     studio = Studio(load_model(args.model), tempfile.mkdtemp(prefix="seq-"), restore=False, persist_state=False)
     prompts = list(PLANTED_PROMPTS) + list(CONTROL_PROMPTS[:2 if args.quick else 4])
     cache = BaseCache.build(studio, prompts, list(range(16 if args.quick else 32)))
-    found = find_instances(cache, per_prompt=1 if args.quick else 2)
+    # Two per prompt even in quick mode: the shipped model shows only the Japan error, and a
+    # sequence needs at least two instances.
+    found = find_instances(cache, per_prompt=2 if args.quick else 4)
     # interleave prompts so a Japan fix lands on top of an Ireland fix
     instances = sorted(found, key=lambda i: (found.index(i) % 2, i.prompt))[: 2 if args.quick else 4]
     names, rows = [], []
