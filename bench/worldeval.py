@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from core.compare import integrity_pair
+from core.compare import integrity_pair, mean_abs_diff
 from core.generate import Generated, generate
 from core.studio import Studio
 from core.unlearn.config import UnlearnConfig
@@ -115,7 +115,7 @@ def evaluate_fix(studio: Studio, inst: Instance, cache: BaseCache, fix_names: Se
                     other_same.append(va == vb)
                 pair = integrity_pair(b.image, a.image)
                 ssims.append(pair["ssim"])
-                moved.append(float(np.abs(np.asarray(b.image, float) - np.asarray(a.image, float)).mean() / 255))
+                moved.append(mean_abs_diff(b.image, a.image))
     return {
         "flagged_fixed": bool(flagged_ok),
         "same_prompt_verdict_kept": _frac(kept_correct),

@@ -234,13 +234,7 @@ def cmd_unlearn(args) -> int:
 
 
 def _load_runs(studio, runs: list[Path]) -> list[str]:
-    names = []
-    for i, run in enumerate(runs):
-        name = f"run{i}-{run.resolve().name}"[:80]
-        name = "".join(c if c.isalnum() or c in "-_" else "-" for c in name)
-        studio.fixes.load(run, name)
-        names.append(name)
-    return names
+    return [f["name"] for f in studio.load_runs(runs)]
 
 
 def cmd_compare(args) -> int:

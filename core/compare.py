@@ -37,6 +37,11 @@ def diff_map(a: Image.Image, b: Image.Image) -> np.ndarray:
     return np.abs(to_array(a).astype(np.float32) - to_array(b).astype(np.float32)).mean(axis=2) / 255.0
 
 
+def mean_abs_diff(a: Image.Image, b: Image.Image) -> float:
+    """Mean absolute pixel difference in [0, 1] (0 = identical)."""
+    return float(diff_map(a, b).mean())
+
+
 def heatmap_image(diff: np.ndarray, vmax: float = 0.5) -> Image.Image:
     """Colour a difference map (0 = black, vmax and above = bright yellow, 'inferno')."""
     from matplotlib import colormaps
@@ -62,7 +67,7 @@ def compare_prompt(model: LoadedModel, fixes: FixManager, fix_names: Sequence[st
         after = generate(model, prompt, seeds, steps, guidance, noises=noises)
     cmp = PromptComparison(prompt, list(seeds), before, after)
     for b, a in zip(before, after):
-        row = {"mean_abs_diff": round(float(diff_map(b.image, a.image).mean()), 5)}
+        row = {"mean_abs_diff": round(mean_abs_diff(b.image, a.image), 5)}
         if integrity is not None:
             row.update(integrity(b.image, a.image))
         if judge is not None:

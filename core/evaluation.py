@@ -34,6 +34,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
+from .compare import mean_abs_diff
+
 FIX_FILE = "pytorch_lora_weights.safetensors"
 
 
@@ -62,40 +64,14 @@ def image_hash(img: Image.Image) -> str:
     return h.hexdigest()
 
 
-def mean_abs_diff(a: Image.Image, b: Image.Image) -> float:
-    x = np.asarray(a.convert("RGB"), dtype=np.float32)
-    y = np.asarray(b.convert("RGB"), dtype=np.float32)
-    return float(np.abs(x - y).mean() / 255.0)
-
-
-def _fix_name(path: Path, taken: set[str]) -> str:
-    import re
-
-    base = re.sub(r"[^A-Za-z0-9_-]", "_", (path.parent.name if path.is_file() else path.name))[:70] or "fix"
-    name, i = base, 1
-    while name in taken:
-        i += 1
-        name = f"{base}_{i}"
-    return name
-
-
 def load_fixes(studio, runs: Sequence[str | Path]) -> list[dict]:
-    """Load each run's LoRA (stacked, enabled); refuse fixes recorded for another base model."""
-    fixes = []
-    for run in runs:
-        path = Path(run)
-        folder = path.parent if path.is_file() else path
-        cfg_file = folder / "config.json"
-        recorded = None
-        if cfg_file.exists():
-            recorded = json.loads(cfg_file.read_text()).get("model", {}).get("base_fingerprint")
-        if recorded and recorded != studio.model.fingerprint():
-            raise EvaluationError(f"fix {path} was trained on base {recorded}, this model is "
-                                  f"{studio.model.fingerprint()}: it does not belong to this model")
-        name = _fix_name(path, set(studio.fixes.fixes))
-        studio.fixes.load(path, name, enabled=True)
-        fixes.append({"name": name, "path": str(path), "base_fingerprint": recorded})
-    return fixes
+    """Load each run's LoRA (stacked, enabled); see Studio.load_runs."""
+    from .studio import WrongBaseError
+
+    try:
+        return studio.load_runs(runs)
+    except WrongBaseError as err:
+        raise EvaluationError(str(err)) from err
 
 
 def evaluate_shard(studio, prompts: Sequence[str], seeds: Sequence[int], fix_names: Sequence[str],

@@ -7,6 +7,7 @@ the same base model (matched by weight fingerprint) are found on disk and loaded
 from __future__ import annotations
 
 import json
+import re
 
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,10 @@ from .unlearn.config import UnlearnConfig
 from .unlearn.run import FixRequest, FixResult, unlearn
 
 STATE_FILE = "fixes_state.json"
+
+
+class WrongBaseError(AdapterError):
+    """A fix recorded for another base model (its weight fingerprint differs)."""
 
 
 @dataclass
@@ -168,6 +173,23 @@ class Studio:
     def run(self, run_id: str) -> RunInfo:
         return self.store.get(run_id)
 
+    def load_runs(self, runs: Sequence[str | Path]) -> list[dict]:
+        """Load run folders (or their LoRA files) as enabled fixes, refusing any recorded for
+        another base model; returns [{"name", "path", "base_fingerprint"}] per run."""
+        loaded = []
+        for run in runs:
+            path = Path(run)
+            folder = path.parent if path.is_file() else path
+            cfg_file = folder / "config.json"
+            recorded = json.loads(cfg_file.read_text()).get("model", {}).get("base_fingerprint") if cfg_file.exists() else None
+            if recorded and recorded != self.model.fingerprint():
+                raise WrongBaseError(f"fix {path} was trained on base {recorded}, this model is "
+                                 f"{self.model.fingerprint()}: it does not belong to this model")
+            name = _unique_fix_name(folder.name, set(self.fixes.fixes))
+            self.fixes.load(path, name, enabled=True)
+            loaded.append({"name": name, "path": str(path), "base_fingerprint": recorded})
+        return loaded
+
     def restore_fixes(self) -> None:
         """Load every finished run made for this base model, with its saved on/off state."""
         state = self._load_state()
@@ -190,3 +212,12 @@ class Studio:
     def _save_state(self) -> None:
         if self.persist_state:
             atomic_write_json(self.data_dir / STATE_FILE, {n: f.enabled for n, f in self.fixes.fixes.items()})
+
+
+def _unique_fix_name(base: str, taken: set[str]) -> str:
+    base = re.sub(r"[^A-Za-z0-9_-]", "_", base)[:70] or "fix"
+    name, i = base, 1
+    while name in taken:
+        i += 1
+        name = f"{base}_{i}"
+    return name

@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from ..adapters import FixManager
+from ..compare import mean_abs_diff
 from ..generate import decode, encode, generate, initial_noise
 from ..images import ImageInputError, fit_to_model, to_array
 from ..models.loading import LoadedModel
@@ -209,8 +210,7 @@ def _metrics(result: TrainResult, seconds: float, flagged, after, kept, dropped)
         "remember_excluded": len(dropped),
     }
     if after is not None:
-        diff = np.abs(to_array(after).astype(np.float32) - to_array(flagged).astype(np.float32)) / 255.0
-        m["flagged_seed_mean_abs_change"] = round(float(diff.mean()), 5)
+        m["flagged_seed_mean_abs_change"] = round(mean_abs_diff(after, flagged), 5)
     return m
 
 
