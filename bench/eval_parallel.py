@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, required=True, help="folder for eval.json")
     args = p.parse_args(argv)
 
-    from core.evaluation import EvalSpec, evaluate, launched_cpu_single_process, write_result
+    from core.evaluation import EvalSpec, evaluate, launched_cpu_single_process, shutdown_processes, write_result
     from core.generate import parse_seeds
 
     if launched_cpu_single_process():
@@ -51,11 +51,17 @@ def main(argv=None) -> int:
                     steps=args.steps, guidance=args.guidance, device=args.device, dtype=args.dtype,
                     batch_size=args.batch_size)
     t0 = time.perf_counter()
-    result = evaluate(spec, threads=args.threads)
-    if result is None:  # not the main process
+    try:
+        result = evaluate(spec, threads=args.threads)
+        if result is not None:  # the main process writes; the others just wait for it
+            result["wall_s"] = round(time.perf_counter() - t0, 3)
+            path = write_result(result, args.out)
+    except BaseException:
+        shutdown_processes(barrier=False)
+        raise
+    shutdown_processes()
+    if result is None:
         return 0
-    result["wall_s"] = round(time.perf_counter() - t0, 3)
-    path = write_result(result, args.out)
     procs = ", ".join(f"p{w['process']}: {len(w['seeds'])} seeds in {w['generate_s']:.1f}s" for w in result["processes"])
     print(f"{result['num_processes']} process(es) [{procs}] -> {path}")
     for prompt, s in result["summary"].items():

@@ -199,6 +199,18 @@ def evaluate(spec: EvalSpec, state=None, threads: int | None = None) -> dict | N
     }
 
 
+def shutdown_processes(barrier: bool = True) -> None:
+    """Let every launched process reach the same point, then close the process group. Without
+    this a worker that finished early exits with gloo threads still running and aborts
+    ("terminate called without an active exception"), failing the whole launch."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        if barrier:  # skipped after an error: the other processes may never arrive
+            dist.barrier()
+        dist.destroy_process_group()
+
+
 def write_result(result: dict, out_dir: str | Path, name: str = "eval.json") -> Path:
     from .runs import atomic_write_json
 
