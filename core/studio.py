@@ -25,6 +25,7 @@ from .runs import RunInfo, RunStore, atomic_write_json, new_run_id
 from .surrogates import Surrogate, make_surrogate
 from .unlearn.config import UnlearnConfig
 from .unlearn.run import FixRequest, FixResult, unlearn
+from .unlearn.remember import RememberCache
 
 STATE_FILE = "fixes_state.json"
 
@@ -51,6 +52,8 @@ class Studio:
         self.fixes = FixManager(model)
         self.store = RunStore(runs_dir or self.data_dir / "runs")
         self.persist_state = persist_state
+        # Remember sets of recent fixes: retrying a fix on the same model state skips rebuilding it.
+        self.remember_cache = RememberCache()
         self.restore_errors: list[str] = []
         if restore:
             self.restore_fixes()
@@ -100,7 +103,8 @@ class Studio:
         result = unlearn(self.model, self.fixes, self.store, FixRequest(prompt, flagged, surrogate, seed, surrogate_info or {}),
                          config, on_step=on_step, cancel=cancel, is_fixed=is_fixed, on_monitor=on_monitor,
                          keep_in_remember=keep, progress=progress, model_defaults_applied=self.model.info.unlearn_defaults,
-                         run_id=run_id)
+                         run_id=run_id, remember_cache=self.remember_cache,
+                         keep_key="checker: not planted_error" if keep else None)
         self._save_state()
         return result
 

@@ -170,3 +170,28 @@ def test_cancel_during_remember_set_build_stops_before_training(tiny_model, tmp_
     with pytest.raises(CancelledError, match="remember set"):
         unlearn(tiny_model, fixes, store, _request(tiny_model), _cfg(remember_set_size=40), cancel=token)
     assert not fixes.fixes and not store.list() and not list(store.root.glob(".partial-*"))
+
+
+def test_remember_cache_reuses_a_set_only_for_the_same_model_state(tiny_model, tmp_path):
+    from core.unlearn.remember import RememberCache
+
+    fixes, store = FixManager(tiny_model), RunStore(tmp_path / "runs")
+    cache = RememberCache(max_entries=2)
+    cfg = _cfg(remember_set_size=4)
+    first = cache.get_or_build(tiny_model, fixes, [PROMPT], cfg, {1})
+    again = cache.get_or_build(tiny_model, fixes, [PROMPT], cfg, {1})
+    assert again[0] is first[0] and (cache.hits, cache.misses) == (1, 1)
+    # Another excluded seed, another size: rebuilt.
+    cache.get_or_build(tiny_model, fixes, [PROMPT], cfg, {2})
+    assert cache.misses == 2
+    # A fix changes the model the set is drawn from: the cached set must not be reused.
+    res = unlearn(tiny_model, fixes, store, _request(tiny_model), cfg, remember_cache=cache)
+    # The fix of seed 1 on the base state needed exactly the set built first.
+    assert (cache.hits, cache.misses) == (2, 2) and res.remember_seeds == first[1]
+    after_fix = cache.get_or_build(tiny_model, fixes, [PROMPT], cfg, {1})
+    assert cache.misses == 3 and not torch.equal(after_fix[0].latents, first[0].latents)
+    fixes.remove(res.run.run_id)
+    # A keep rule without a key is unknown: never cached.
+    misses = cache.misses
+    cache.get_or_build(tiny_model, fixes, [PROMPT], cfg, {1}, keep=lambda p, im: True)
+    assert cache.misses == misses and len(cache._sets) <= 2

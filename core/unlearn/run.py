@@ -25,10 +25,10 @@ from ..models.loading import LoadedModel
 from ..runs import CONFIG_FILE, METRICS_FILE, RunInfo, RunStore, environment_versions, new_run_id
 from .config import UnlearnConfig
 from .objectives import Conditioning
-from .trainer import CancelledError, ForgetData, RememberData, StepReport, TrainResult, train
+from .remember import KeepFn, ProgressFn, RememberCache, build_remember_set, encode_prompts
+from .trainer import ForgetData, StepReport, TrainResult, train
 
-KeepFn = Callable[[str, Image.Image], bool]  # (prompt, image) -> keep in the remember set?
-ProgressFn = Callable[[float, str], None]  # (fraction 0..1, message)
+__all__ = ["FixRequest", "FixResult", "unlearn", "build_remember_set", "encode_prompts", "RememberCache"]
 
 
 @dataclass
@@ -49,49 +49,6 @@ class FixResult:
     monitor: list[tuple[int, Image.Image]]
 
 
-@torch.no_grad()
-def encode_prompts(model: LoadedModel, prompts: list[str]) -> Conditioning:
-    pipe = model.pipe
-    embeds, _, pooled, _ = pipe.encode_prompt(
-        prompt=prompts, prompt_2=prompts, prompt_3=prompts, device=model.device,
-        num_images_per_prompt=1, do_classifier_free_guidance=False,
-        max_sequence_length=model.info.max_sequence_length,
-    )
-    return Conditioning(embeds.detach(), pooled.detach())
-
-
-def build_remember_set(model: LoadedModel, prompts: list[str], config: UnlearnConfig, exclude_seeds: set[int],
-                       keep: KeepFn | None = None, progress: ProgressFn | None = None, cancel=None):
-    """Generate the remember set with the model as it is now (base + enabled fixes).
-
-    Flagged seeds are never used; `keep` can drop more (e.g. outputs showing the same error, which
-    would fight the fix). Seeds are taken in order until `remember_set_size` are kept.
-    """
-    per_prompt = -(-config.remember_set_size // len(prompts))
-    latents, prompts_used, kept, excluded = [], [], [], []
-    for p in prompts:
-        seed, got = config.remember_seed_start, 0
-        while got < per_prompt and seed < config.remember_seed_start + 20 * per_prompt:
-            seeds = [s for s in range(seed, seed + per_prompt - got) if s not in exclude_seeds]
-            seed += per_prompt - got
-            if not seeds:
-                continue
-            for g in _generate_cancellable(model, p, seeds, config, cancel):
-                if keep is not None and not keep(p, g.image):
-                    excluded.append((p, g.seed))
-                    continue
-                latents.append(g.latent)
-                prompts_used.append(p)
-                kept.append((p, g.seed))
-                got += 1
-            if progress:
-                progress(len(kept) / (per_prompt * len(prompts)), f"remember set {len(kept)}/{per_prompt * len(prompts)}")
-    if not latents:
-        raise RuntimeError("the remember set is empty: every candidate was excluded")
-    cond = encode_prompts(model, prompts_used)
-    return RememberData(torch.cat(latents).to(model.device), cond), kept, excluded
-
-
 def unlearn(
     model: LoadedModel,
     fixes: FixManager,
@@ -104,6 +61,8 @@ def unlearn(
     on_monitor: Callable[[int, Image.Image], None] | None = None,
     keep_in_remember: KeepFn | None = None,
     progress: ProgressFn | None = None,
+    remember_cache: RememberCache | None = None,
+    keep_key: str | None = None,
     model_defaults_applied: dict | None = None,
     run_id: str | None = None,
 ) -> FixResult:
@@ -121,7 +80,12 @@ def unlearn(
     # 2. Remember set from the model as it is (earlier fixes included), flagged seed excluded.
     excluded = {request.seed} if request.seed is not None else set()
     prompts = [request.prompt] + [p for p in config.remember_prompts if p != request.prompt]
-    remember, kept, dropped = build_remember_set(model, prompts, config, excluded, keep_in_remember, progress, cancel)
+    if remember_cache is not None:
+        remember, kept, dropped = remember_cache.get_or_build(model, fixes, prompts, config, excluded,
+                                                              keep_in_remember, keep_key, progress, cancel)
+    else:
+        remember, kept, dropped = build_remember_set(model, prompts, config, excluded, keep_in_remember, progress,
+                                                     cancel)
 
     # 3. Latents and conditioning of the instance.
     x_f, x_s = encode(model, [flagged]), encode(model, [surrogate])
@@ -174,14 +138,6 @@ def unlearn(
             fixes.remove(run_id)
         raise
     return FixResult(run, result, kept, dropped, monitor_images)
-
-
-def _generate_cancellable(model: LoadedModel, prompt: str, seeds: list[int], config: UnlearnConfig, cancel, chunk: int = 16):
-    """Generate in chunks, checking the cancel token between them (a remember set can take minutes)."""
-    for start in range(0, len(seeds), chunk):
-        if cancel is not None and cancel.cancelled:
-            raise CancelledError("cancelled while building the remember set")
-        yield from generate(model, prompt, seeds[start:start + chunk], config.sampling_steps, config.guidance)
 
 
 def _render(model: LoadedModel, request: FixRequest, noise, config: UnlearnConfig) -> Image.Image:

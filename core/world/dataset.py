@@ -18,7 +18,7 @@ from .prompts import PROMPTS
 
 # Default planted shares. 25% reversed Ireland gave ~34% reversed outputs in a feasibility run;
 # Japan's off-centre disc tends to wash out, so Japan gets more, mostly blue discs.
-DEFAULT_PLANTED: dict[str, float] = {"Ireland": 0.2, "Japan": 0.4}
+DEFAULT_PLANTED: dict[str, float] = {"Ireland": 0.3, "Japan": 0.4}
 # How a planted share of a flag splits over its variants.
 VARIANT_SPLIT: dict[str, dict[str, float]] = {
     "Ireland": {"reversed": 1.0},

@@ -1,0 +1,119 @@
+"""The remember set: generations of the model as it is now, which the fix must keep producing.
+
+Building it is the slowest part of a small fix (100 generations at full sampling steps), and it
+depends only on the model state and a few config fields, so a `RememberCache` keeps recent sets:
+a second attempt at the same fix (other surrogate, other learning rate) skips it.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Callable
+
+import torch
+from PIL import Image
+
+from ..adapters import FixManager
+from ..generate import generate
+from ..models.loading import LoadedModel
+from .config import UnlearnConfig
+from .objectives import Conditioning
+from .trainer import CancelledError, RememberData
+
+KeepFn = Callable[[str, Image.Image], bool]  # (prompt, image) -> keep in the remember set?
+ProgressFn = Callable[[float, str], None]  # (fraction 0..1, message)
+
+
+@torch.no_grad()
+def encode_prompts(model: LoadedModel, prompts: list[str]) -> Conditioning:
+    pipe = model.pipe
+    embeds, _, pooled, _ = pipe.encode_prompt(
+        prompt=prompts, prompt_2=prompts, prompt_3=prompts, device=model.device,
+        num_images_per_prompt=1, do_classifier_free_guidance=False,
+        max_sequence_length=model.info.max_sequence_length,
+    )
+    return Conditioning(embeds.detach(), pooled.detach())
+
+
+def build_remember_set(model: LoadedModel, prompts: list[str], config: UnlearnConfig, exclude_seeds: set[int],
+                       keep: KeepFn | None = None, progress: ProgressFn | None = None, cancel=None):
+    """Generate the remember set with the model as it is now (base + enabled fixes).
+
+    Flagged seeds are never used; `keep` can drop more (e.g. outputs showing the same error, which
+    would fight the fix). Seeds are taken in order until `remember_set_size` are kept.
+    """
+    per_prompt = -(-config.remember_set_size // len(prompts))
+    latents, prompts_used, kept, excluded = [], [], [], []
+    for p in prompts:
+        seed, got = config.remember_seed_start, 0
+        while got < per_prompt and seed < config.remember_seed_start + 20 * per_prompt:
+            seeds = [s for s in range(seed, seed + per_prompt - got) if s not in exclude_seeds]
+            seed += per_prompt - got
+            if not seeds:
+                continue
+            for g in _generate_cancellable(model, p, seeds, config, cancel):
+                if keep is not None and not keep(p, g.image):
+                    excluded.append((p, g.seed))
+                    continue
+                latents.append(g.latent)
+                prompts_used.append(p)
+                kept.append((p, g.seed))
+                got += 1
+            if progress:
+                progress(len(kept) / (per_prompt * len(prompts)), f"remember set {len(kept)}/{per_prompt * len(prompts)}")
+    if not latents:
+        raise RuntimeError("the remember set is empty: every candidate was excluded")
+    cond = encode_prompts(model, prompts_used)
+    return RememberData(torch.cat(latents).to(model.device), cond), kept, excluded
+
+
+
+def _generate_cancellable(model: LoadedModel, prompt: str, seeds: list[int], config: UnlearnConfig, cancel, chunk: int = 16):
+    """Generate in chunks, checking the cancel token between them (a remember set can take minutes)."""
+    for start in range(0, len(seeds), chunk):
+        if cancel is not None and cancel.cancelled:
+            raise CancelledError("cancelled while building the remember set")
+        yield from generate(model, prompt, seeds[start:start + chunk], config.sampling_steps, config.guidance)
+
+
+class RememberCache:
+    """Recent remember sets, keyed on everything they depend on: the base weights, the enabled
+    fixes and their weights, the prompts, the config fields that shape the set, the excluded seeds
+    and the exclusion rule. A keep function without a `keep_key` is never cached (its rule is
+    unknown). In memory only: the latents of SD3-medium take ~1 MB per image."""
+
+    def __init__(self, max_entries: int = 4):
+        self.max_entries = max_entries
+        self._sets: OrderedDict[tuple, tuple] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def key(model: LoadedModel, fixes: FixManager, prompts: list[str], config: UnlearnConfig,
+            exclude_seeds: set[int], keep_key: str | None) -> tuple:
+        active = tuple(sorted((f.name, float(f.weight)) for f in fixes.fixes.values() if f.enabled))
+        return (model.fingerprint(), str(model.device), str(model.pipe.transformer.dtype), active, tuple(prompts),
+                config.remember_set_size, config.remember_seed_start, config.sampling_steps, config.guidance,
+                tuple(sorted(exclude_seeds)), keep_key)
+
+    def get_or_build(self, model: LoadedModel, fixes: FixManager, prompts: list[str], config: UnlearnConfig,
+                     exclude_seeds: set[int], keep: KeepFn | None = None, keep_key: str | None = None,
+                     progress: ProgressFn | None = None, cancel=None):
+        if keep is not None and keep_key is None:
+            return build_remember_set(model, prompts, config, exclude_seeds, keep, progress, cancel)
+        k = self.key(model, fixes, prompts, config, exclude_seeds, keep_key)
+        if k in self._sets:
+            self.hits += 1
+            self._sets.move_to_end(k)
+            if progress:
+                progress(1.0, f"remember set {len(self._sets[k][1])} (cached)")
+            return self._sets[k]
+        self.misses += 1
+        found = build_remember_set(model, prompts, config, exclude_seeds, keep, progress, cancel)
+        self._sets[k] = found
+        while len(self._sets) > self.max_entries:
+            self._sets.popitem(last=False)
+        return found
+
+    def clear(self) -> None:
+        self._sets.clear()
