@@ -14,7 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.report import command_line, write_markdown  # noqa: E402
-from bench.worldeval import CONTROL_PROMPTS, PLANTED_PROMPTS, BaseCache, evaluate_fix, find_instances, fix_instance  # noqa: E402
+from bench.worldeval import CONTROL_PROMPTS, PLANTED_PROMPTS, BaseCache, evaluate_fix, find_instances, fix_instance, render_with_fixes  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -41,8 +41,9 @@ def main(argv=None) -> int:
         cfg = studio.default_config(steps=steps, monitor_every=0)
         res, _, secs = fix_instance(studio, inst, cache, cfg)
         names.append(res.run.run_id)
+        renders = render_with_fixes(studio, cache, names)  # one render of the stack, judged per instance
         for j, earlier in enumerate(instances[:k], 1):
-            ev = evaluate_fix(studio, earlier, cache, names)
+            ev = evaluate_fix(studio, earlier, cache, names, renders)
             rows.append({"after_fix": k, "instance": f"{earlier.prompt}#{earlier.seed}", "fix_index": j, "seconds": secs, **ev})
             print(rows[-1], flush=True)
     table = [[r["after_fix"], r["instance"], "yes" if r["flagged_fixed"] else "no", _f(r["same_prompt_verdict_kept"]),

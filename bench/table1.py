@@ -31,6 +31,10 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--lr-factors", default=None, help="comma list of multiples of the model's default lr")
     ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--per-prompt", type=int, default=None,
+                    help="misrepresented seeds taken per planted prompt (quick: 1 in all; full: 2 each)")
+    ap.add_argument("--eval-seeds", type=int, default=None, help="seeds per prompt for integrity (quick 16, full 32)")
+    ap.add_argument("--controls", type=int, default=None, help="control prompts evaluated (quick 2, full 6)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args(argv)
     from core.models import load_model
@@ -42,10 +46,12 @@ def main(argv=None) -> int:
     repeats = args.repeats or (1 if quick else 3)
     factors = [float(x) for x in (args.lr_factors or ("1" if quick else "0.3,1,3")).split(",")]
     studio = Studio(load_model(args.model), tempfile.mkdtemp(prefix="table1-"), restore=False, persist_state=False)
-    seeds = list(range(16 if quick else 32))
-    prompts = list(PLANTED_PROMPTS) + list(CONTROL_PROMPTS[: 2 if quick else 6])
+    seeds = list(range(args.eval_seeds or (16 if quick else 32)))
+    prompts = list(PLANTED_PROMPTS) + list(CONTROL_PROMPTS[: args.controls or (2 if quick else 6)])
     cache = BaseCache.build(studio, prompts, seeds)
-    instances = find_instances(cache, per_prompt=1 if quick else 2)[: 1 if quick else None]
+    instances = find_instances(cache, per_prompt=args.per_prompt or (1 if quick else 2))
+    if quick and not args.per_prompt:
+        instances = instances[:1]
     base_lr = studio.default_config().learning_rate
     rows = []
     for inst in instances:

@@ -95,27 +95,35 @@ def fix_instance(studio: Studio, inst: Instance, cache: BaseCache, config: Unlea
     return res, (first_fixed[0] if first_fixed else None), time.perf_counter() - t0
 
 
-def evaluate_fix(studio: Studio, inst: Instance, cache: BaseCache, fix_names: Sequence[str]) -> dict:
-    """Verdicts and pixel integrity of the model with `fix_names` on, against the base cache."""
-    flagged_ok, kept_correct, spread, other_same, ssims, moved = None, [], [], [], [], []
+def render_with_fixes(studio: Studio, cache: BaseCache, fix_names: Sequence[str]) -> dict[str, list]:
+    """The cache's prompts and seeds (same noises) with exactly `fix_names` enabled."""
     with studio.fixes.only(list(fix_names)):
-        for p, base in cache.renders.items():
-            after = generate(studio.model, p, cache.seeds, noises=[g.noise for g in base])
-            for s, b, a, vb in zip(cache.seeds, base, after, cache.verdicts[p]):
-                va = studio.judge(p, a.image)["verdict"]
-                if p == inst.prompt and s == inst.seed:
-                    flagged_ok = va == "correct"
-                    continue
-                if p == inst.prompt and vb == "planted_error":
-                    spread.append(va == "correct")  # other misrepresented seeds of the same prompt
-                    continue
-                if p == inst.prompt:
-                    kept_correct.append(va == vb)
-                else:
-                    other_same.append(va == vb)
-                pair = integrity_pair(b.image, a.image)
-                ssims.append(pair["ssim"])
-                moved.append(mean_abs_diff(b.image, a.image))
+        return {p: generate(studio.model, p, cache.seeds, noises=[g.noise for g in base])
+                for p, base in cache.renders.items()}
+
+
+def evaluate_fix(studio: Studio, inst: Instance, cache: BaseCache, fix_names: Sequence[str],
+                 renders: dict[str, list] | None = None) -> dict:
+    """Verdicts and pixel integrity of the model with `fix_names` on, against the base cache.
+    Pass `renders` (from render_with_fixes) to judge several instances on one set of outputs."""
+    flagged_ok, kept_correct, spread, other_same, ssims, moved = None, [], [], [], [], []
+    renders = renders if renders is not None else render_with_fixes(studio, cache, fix_names)
+    for p, base in cache.renders.items():
+        for s, b, a, vb in zip(cache.seeds, base, renders[p], cache.verdicts[p]):
+            va = studio.judge(p, a.image)["verdict"]
+            if p == inst.prompt and s == inst.seed:
+                flagged_ok = va == "correct"
+                continue
+            if p == inst.prompt and vb == "planted_error":
+                spread.append(va == "correct")  # other misrepresented seeds of the same prompt
+                continue
+            if p == inst.prompt:
+                kept_correct.append(va == vb)
+            else:
+                other_same.append(va == vb)
+            pair = integrity_pair(b.image, a.image)
+            ssims.append(pair["ssim"])
+            moved.append(mean_abs_diff(b.image, a.image))
     return {
         "flagged_fixed": bool(flagged_ok),
         "same_prompt_verdict_kept": _frac(kept_correct),

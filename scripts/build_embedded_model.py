@@ -60,12 +60,30 @@ def parse_args(argv=None):
 
 
 def prepare_out(out: Path) -> Path:
-    """Empty the output folder, refusing to wipe anything that is not a model folder."""
-    if out.exists() and any(out.iterdir()):
-        if not (out / "model_index.json").exists():
-            raise SystemExit(f"{out} is not empty and holds no model: refusing to overwrite it")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    """Check the output folder can be replaced, and return an empty staging folder beside it.
+
+    The build writes into `<out>.building` and `publish` swaps it in at the end, so a killed or
+    failed build leaves the existing model untouched (and its staging folder is reused next time).
+    """
+    if out.exists() and any(out.iterdir()) and not (out / "model_index.json").exists():
+        raise SystemExit(f"{out} is not empty and holds no model: refusing to overwrite it")
+    staging = out.with_name(out.name + ".building")
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    return staging
+
+
+def publish(staging: Path, out: Path) -> Path:
+    """Replace `out` by the finished staging folder with two renames."""
+    previous = out.with_name(out.name + ".previous")
+    if previous.exists():
+        shutil.rmtree(previous)
+    if out.exists():
+        out.rename(previous)
+    staging.rename(out)
+    if previous.exists():
+        shutil.rmtree(previous)
     return out
 
 
@@ -252,6 +270,7 @@ def main(argv=None) -> Path:
     out = args.out or (Path(tempfile.mkdtemp(prefix="flags-sd3-quick-")) if args.quick else Path("assets/flags-sd3"))
     cfg = TinySD3Config()
     progress = not args.no_progress
+    final_out = out
     if args.measure_only:
         report = json.loads((out / "build_report.json").read_text())
     else:
@@ -276,6 +295,8 @@ def main(argv=None) -> Path:
         report["timings"]["evaluate"] = TIMINGS["evaluate"]
     (out / "build_report.json").write_text(json.dumps(report, indent=2, default=str))
     write_model_card(out, report, folder_mb(out))
+    if out != final_out:
+        out = publish(out, final_out)
     print(json.dumps({"out": str(out), "size_mb": round(folder_mb(out), 2), "timings": TIMINGS,
                       "default_guidance": info.default_guidance, "rates": report["eval"]["rates"]}, indent=2))
     return out

@@ -240,3 +240,31 @@ def test_quick_build_writes_a_loadable_folder(tmp_path):
     from diffusers import StableDiffusion3Pipeline
 
     StableDiffusion3Pipeline.from_pretrained(out, text_encoder_3=None, tokenizer_3=None)
+
+
+def test_build_stages_beside_the_model_and_swaps_it_in_only_when_done(tmp_path):
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("build_embedded_model", root / "scripts" / "build_embedded_model.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+
+    out = tmp_path / "flags-sd3"
+    out.mkdir()
+    (out / "model_index.json").write_text("{}")  # the shipped model
+    (tmp_path / "flags-sd3.building").mkdir()  # left by a killed build
+    (tmp_path / "flags-sd3.building" / "half.bin").write_text("x")
+    staging = build.prepare_out(out)
+    assert staging.name == "flags-sd3.building" and not any(staging.iterdir())
+    assert (out / "model_index.json").read_text() == "{}"  # untouched while building
+    (staging / "model_index.json").write_text('{"new": 1}')
+    assert build.publish(staging, out) == out
+    assert json.loads((out / "model_index.json").read_text()) == {"new": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["flags-sd3"]
+    # A folder that is not a model is never replaced.
+    other = tmp_path / "photos"
+    other.mkdir()
+    (other / "me.png").write_text("x")
+    with pytest.raises(SystemExit, match="refusing"):
+        build.prepare_out(other)

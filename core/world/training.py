@@ -38,9 +38,9 @@ class TrainConfig:
     vae_batch: int = 32
     vae_lr: float = 1e-3
     vae_kl: float = 1e-4
-    # Batch 64 x 2500 steps (~160k samples, ~20 min on 2 idle cores): 900 x 32 drew every flag
+    # Batch 64 x 1600 steps (~100k samples, ~28 min at ~1.03 s/step on 2 idle cores): 900 x 32 drew every flag
     # but blurred the Nordic crosses and lost the planted Ireland mode entirely.
-    steps: int = 2500
+    steps: int = 1600
     batch: int = 64
     lr: float = 7e-4
     ema: float = 0.999
