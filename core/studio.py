@@ -6,9 +6,10 @@ the same base model (matched by weight fingerprint) are found on disk and loaded
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -30,6 +31,19 @@ from .unlearn.remember import RememberCache
 STATE_FILE = "fixes_state.json"
 
 
+def _exclusive(method):
+    """One model job at a time per studio: adapters are switched on the shared transformer, so a
+    toggle or a second job during a fix would train or render the wrong model state. Re-entrant,
+    so a verb may call another. A fix is stopped through its cancel token, not this lock."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._model_lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 class WrongBaseError(AdapterError):
     """A fix recorded for another base model (its weight fingerprint differs)."""
 
@@ -48,6 +62,7 @@ class Studio:
     def __init__(self, model: LoadedModel, data_dir: str | Path = "studio-data", restore: bool = True,
                  runs_dir: str | Path | None = None, persist_state: bool = True):
         self.model = model
+        self._model_lock = threading.RLock()
         self.data_dir = Path(data_dir)
         self.fixes = FixManager(model)
         self.store = RunStore(runs_dir or self.data_dir / "runs")
@@ -76,6 +91,7 @@ class Studio:
         return self.judge if self.has_checker else None
 
     # -- verbs -------------------------------------------------------------------------------------
+    @_exclusive
     def generate(self, prompt: str, seeds: Sequence[int], steps: int | None = None, guidance: float | None = None,
                  progress=None, save: bool = True) -> list[Generated]:
         gens = generate(self.model, prompt, seeds, steps, guidance, progress=progress)
@@ -83,6 +99,7 @@ class Studio:
             save_generations(gens, self.data_dir / "generations" / new_run_id("gen"))
         return gens
 
+    @_exclusive
     def surrogate(self, kind: str, image: Image.Image, **params) -> Surrogate:
         return make_surrogate(kind, image, self.model, **params)
 
@@ -91,6 +108,7 @@ class Studio:
         base = UnlearnConfig().with_overrides(**self.model.info.unlearn_defaults)
         return base.with_overrides(**overrides)
 
+    @_exclusive
     def unlearn(self, prompt: str, flagged: Image.Image, surrogate: Image.Image, seed: int | None,
                 config: UnlearnConfig | None = None, surrogate_info: dict | None = None, on_step=None, cancel=None,
                 on_monitor: Callable[[int, Image.Image], None] | None = None, progress=None,
@@ -108,6 +126,7 @@ class Studio:
         self._save_state()
         return result
 
+    @_exclusive
     def compare(self, prompts: Sequence[str], seeds: Sequence[int], fix_names: Sequence[str] | None = None,
                 steps: int | None = None, guidance: float | None = None, out_dir: str | Path | None = None,
                 highlight: dict[str, int] | None = None) -> tuple[list[PromptComparison], Path]:
@@ -133,6 +152,7 @@ class Studio:
             found["clip_similarity_to_flagged"] = clip_similarity(self.model, before[i], [after[i]])
         return {k: (round(r.value, 5) if r.available else {"unavailable": r.reason}) for k, r in found.items()}
 
+    @_exclusive
     def relapse(self, prompt: str, flagged_seed: int, fix_names: Sequence[str], scan_seeds: Sequence[int] = range(64),
                 paraphrases: Sequence[str] | None = None) -> dict:
         """Relapse probe of a fix on the embedded world (the checker decides what shows the error)."""
@@ -163,10 +183,12 @@ class Studio:
                                     c.get("seed"), c.get("config", {}).get("method", "?"), c.get("created", "")))
         return out
 
+    @_exclusive
     def set_enabled(self, run_id: str, enabled: bool) -> None:
         self.fixes.set_enabled(run_id, enabled)
         self._save_state()
 
+    @_exclusive
     def remove_fix(self, run_id: str, delete_files: bool = True) -> None:
         if run_id in self.fixes.fixes:
             self.fixes.remove(run_id)
@@ -177,6 +199,7 @@ class Studio:
     def run(self, run_id: str) -> RunInfo:
         return self.store.get(run_id)
 
+    @_exclusive
     def load_runs(self, runs: Sequence[str | Path]) -> list[dict]:
         """Load run folders (or their LoRA files) as enabled fixes, refusing any recorded for
         another base model; returns [{"name", "path", "base_fingerprint"}] per run."""
@@ -194,6 +217,7 @@ class Studio:
             loaded.append({"name": name, "path": str(path), "base_fingerprint": recorded})
         return loaded
 
+    @_exclusive
     def restore_fixes(self) -> None:
         """Load every finished run made for this base model, with its saved on/off state."""
         state = self._load_state()

@@ -195,3 +195,30 @@ def test_remember_cache_reuses_a_set_only_for_the_same_model_state(tiny_model, t
     misses = cache.misses
     cache.get_or_build(tiny_model, fixes, [PROMPT], cfg, {1}, keep=lambda p, im: True)
     assert cache.misses == misses and len(cache._sets) <= 2
+
+
+def test_studio_runs_one_model_job_at_a_time(tiny_model, tmp_path):
+    import threading
+    import time
+
+    from core.studio import Studio
+
+    studio = Studio(tiny_model, tmp_path / "data", restore=False, persist_state=False)
+    req = _request(tiny_model)
+    training = threading.Event()
+    events = []
+
+    def on_step(report):
+        training.set()
+        time.sleep(0.02)
+        events.append(("step", report.step))
+
+    worker = threading.Thread(target=studio.unlearn, args=(PROMPT, req.flagged, req.surrogate, req.seed,
+                                                           _cfg(steps=8)), kwargs={"on_step": on_step})
+    worker.start()
+    assert training.wait(60)
+    studio.generate(PROMPT, [3], save=False)
+    events.append(("generate", None))
+    worker.join(60)
+    # The render waited for the fix: it comes after every training step, not between them.
+    assert events[-1] == ("generate", None) and [e for e in events if e[0] == "step"][-1][1] == 8
