@@ -54,3 +54,19 @@ def test_loaded_model_is_frozen_and_fingerprinted(tiny_model_dir):
     assert m1.fingerprint() == m2.fingerprint()
     assert not any(p.requires_grad for p in m1.pipe.transformer.parameters())
     assert m1.info.resolution == 16 and m1.info.max_sequence_length == 2
+
+
+def test_tokenizer_training_is_deterministic_across_processes():
+    # `tokenizers`' trainer broke ties in hash order (two builds, two merge lists); ours must not.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import hashlib, json; from core.models.tokenizer import train_clip_bpe; "
+            "from core.world.prompts import all_captions; v, m = train_clip_bpe(all_captions()); "
+            "print(hashlib.sha256(json.dumps([v, m]).encode()).hexdigest())")
+    root = Path(__file__).resolve().parents[1]
+    digests = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root,
+                              env={"PYTHONHASHSEED": str(seed), "PYTHONPATH": str(root)}).stdout
+               for seed in (1, 2, 3)}
+    assert len(digests) == 1 and len(digests.pop()) == 65

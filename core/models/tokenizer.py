@@ -9,6 +9,7 @@ captions the model will see, so every known word becomes a single token.
 from __future__ import annotations
 
 import json
+from collections import Counter
 import re
 from pathlib import Path
 from typing import Iterable
@@ -28,33 +29,50 @@ def train_clip_bpe(texts: Iterable[str], vocab_size: int = 1000) -> tuple[dict[s
     """Learn a CLIP-format BPE vocabulary and merge list from `texts`.
 
     Returns (vocab, merges): vocab maps token -> id with the two special tokens last.
-    """
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
+    Plain BPE over word counts, written out because `tokenizers`' BpeTrainer breaks ties between
+    equally frequent pairs in hash order: two builds gave two merge lists. Here ties go to the
+    alphabetically first pair, so the same captions always give the same tokenizer.
+    """
     alphabet = [chr(c) for c in range(ord("a"), ord("z") + 1)] + list("0123456789'-.,")
-    bpe = Tokenizer(models.BPE(end_of_word_suffix="</w>"))
-    bpe.pre_tokenizer = pre_tokenizers.Whitespace()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        initial_alphabet=alphabet,
-        end_of_word_suffix="</w>",
-        show_progress=False,
-        special_tokens=[],
-    )
-    bpe.train_from_iterator([" ".join(_words(texts))], trainer)
-    # Every single character, with and without the suffix, stays reachable for unseen words.
-    tokens = sorted(bpe.get_vocab().items(), key=lambda kv: kv[1])
+    counts = Counter(_words(texts))
+    words = {w: [*w[:-1], w[-1] + "</w>"] for w in counts}
     vocab: dict[str, int] = {}
+    # Every single character, with and without the suffix, stays reachable for unseen words.
     for ch in alphabet:
         for tok in (ch, ch + "</w>"):
             vocab.setdefault(tok, len(vocab))
-    for tok, _ in tokens:
-        vocab.setdefault(tok, len(vocab))
-    model = json.loads(bpe.to_str())["model"]
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    for symbols in words.values():
+        for tok in symbols:
+            vocab.setdefault(tok, len(vocab))
+    merges: list[tuple[str, str]] = []
+    while len(vocab) < vocab_size - 2:
+        pairs: Counter = Counter()
+        for w, symbols in words.items():
+            for pair in zip(symbols, symbols[1:]):
+                pairs[pair] += counts[w]
+        if not pairs:
+            break  # every word is one token
+        best = min(pairs, key=lambda pair: (-pairs[pair], pair))
+        merges.append(best)
+        vocab.setdefault(best[0] + best[1], len(vocab))
+        for w, symbols in words.items():
+            words[w] = _merge(symbols, best)
     vocab[BOS_TOKEN] = len(vocab)
     vocab[EOS_TOKEN] = len(vocab)
     return vocab, merges
+
+
+def _merge(symbols: list[str], pair: tuple[str, str]) -> list[str]:
+    out, i = [], 0
+    while i < len(symbols):
+        if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == pair:
+            out.append(symbols[i] + symbols[i + 1])
+            i += 2
+        else:
+            out.append(symbols[i])
+            i += 1
+    return out
 
 
 def save_clip_tokenizer(vocab: dict[str, int], merges: list[tuple[str, str]], out_dir: str | Path, max_length: int) -> Path:
