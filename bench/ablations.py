@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     rows = []
     for group, label, overrides, kind, params in settings(args.quick, inst.prompt):
         for rep in range(repeats):
-            cfg = studio.default_config(steps=steps, seed=rep, monitor_every=10, **overrides)
+            cfg = studio.default_config(steps=steps, seed=rep, monitor_every=10, stop_when_fixed=False, **overrides)
             try:
                 res, to_fix, secs = fix_instance(studio, inst, cache, cfg, kind, params)
             except Exception as err:  # e.g. a surrogate that equals the flagged image

@@ -38,7 +38,7 @@ def main(argv=None) -> int:
     instances = sorted(found, key=lambda i: (found.index(i) % 2, i.prompt))[: 2 if args.quick else 4]
     names, rows = [], []
     for k, inst in enumerate(instances, 1):
-        cfg = studio.default_config(steps=steps, monitor_every=0)
+        cfg = studio.default_config(steps=steps)  # the studio defaults, stop-when-fixed included
         res, _, secs = fix_instance(studio, inst, cache, cfg)
         names.append(res.run.run_id)
         renders = render_with_fixes(studio, cache, names)  # one render of the stack, judged per instance
@@ -49,8 +49,9 @@ def main(argv=None) -> int:
     table = [[r["after_fix"], r["instance"], "yes" if r["flagged_fixed"] else "no", _f(r["same_prompt_verdict_kept"]),
               _f(r["other_prompts_verdict_kept"]), _f(r["ssim_mean"])] for r in rows]
     header = ["fixes stacked", "instance checked", "still fixed", "same-prompt kept", "other prompts kept", "SSIM vs base"]
-    notes = [f"{len(instances)} instances fixed in order, each a LoRA stacked on the earlier ones; {steps} steps each, "
-             "scripted paint surrogate; each row re-checks one earlier instance with all fixes so far enabled."]
+    notes = [f"{len(instances)} instances fixed in order, each a LoRA stacked on the earlier ones, at the studio's "
+             f"defaults for the model (at most {steps} steps, stop when the checker sees the seed fixed); scripted paint "
+             "surrogate; each row re-checks one earlier instance with all fixes so far enabled."]
     name = "sequential_quick" if args.quick else "sequential"
     write_markdown(args.out / f"{name}.md", "Several fixes in sequence", command_line(), header, table, notes, rows)
     print((args.out / f"{name}.md").read_text())

@@ -58,7 +58,7 @@ def main(argv=None) -> int:
         for method in args.methods.split(","):
             for f in factors:
                 for rep in range(repeats):
-                    cfg = studio.default_config(method=method, steps=steps, learning_rate=base_lr * f, seed=rep,
+                    cfg = studio.default_config(method=method, steps=steps, learning_rate=base_lr * f, seed=rep, stop_when_fixed=False,
                                                 monitor_every=10, remember_set_size=50 if quick else 100)
                     res, to_fix, secs = fix_instance(studio, inst, cache, cfg)
                     ev = evaluate_fix(studio, inst, cache, [res.run.run_id])

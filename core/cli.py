@@ -78,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--remember-size", type=int, default=None, help="remember-set size (paper: 100)")
     p.add_argument("--rank", type=int, default=None, help="LoRA rank")
     p.add_argument("--train-seed", type=int, default=None, help="seed of the training randomness")
-    p.add_argument("--stop-when-fixed", action="store_true", help="stop once the flagged seed is fixed (checker)")
+    p.add_argument("--stop-when-fixed", action=argparse.BooleanOptionalAction, default=None,
+                   help="stop once the checker sees the flagged seed fixed (default: the model's; on for the embedded "
+                        "model, --no-stop-when-fixed runs every step)")
     p.add_argument("--on", type=Path, action="append", default=[], help="earlier fix RUN to stack on (repeatable)")
     p.add_argument("--config", type=Path, help="a run's config.json to repeat (CLI flags override it)")
     p.add_argument("--out", required=True, type=Path)
@@ -203,7 +205,7 @@ def _unlearn_overrides(args) -> dict:
     return {"method": args.method, "steps": args.steps, "learning_rate": args.lr, "surgery": args.surgery,
             "lambda_scheme": args.lambda_scheme, "lambda_exponent": args.lambda_exponent,
             "remember_set_size": args.remember_size, "lora_rank": args.rank, "seed": args.train_seed,
-            "stop_when_fixed": True if args.stop_when_fixed else None}
+            "stop_when_fixed": args.stop_when_fixed}
 
 
 def cmd_unlearn(args) -> int:

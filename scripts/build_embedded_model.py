@@ -30,6 +30,7 @@ from core.models.tiny import TinySD3Config, build_transformer, build_vae  # noqa
 from core.models.tokenizer import build_clip_tokenizer  # noqa: E402
 from core.world import training as T  # noqa: E402
 from core.world.dataset import DEFAULT_PLANTED, VARIANT_SPLIT, make_dataset  # noqa: E402
+from core.world.defaults import FLAGS_UNLEARN_DEFAULTS  # noqa: E402
 from core.world.flags import FLAGS, palette_hex  # noqa: E402
 from core.world.prompts import all_captions, canonical_prompt  # noqa: E402
 
@@ -283,7 +284,7 @@ def main(argv=None) -> Path:
         report["eval"] = measure(out, cfg, n_seeds, 4 if args.quick else 20, progress, args.quick)
     info = ModelInfo(name="flags-sd3", resolution=cfg.resolution, max_sequence_length=cfg.max_sequence_length,
                      default_steps=20, default_guidance=report["eval"]["default_guidance"], clip_model="clip",
-                     world="flags", unlearn_defaults={"learning_rate": 1e-3}, palette=palette_hex())
+                     world="flags", unlearn_defaults=FLAGS_UNLEARN_DEFAULTS, palette=palette_hex())
     info.save(out)
     if not args.measure_only:
         TIMINGS["total"] = round(time.time() - t_start, 1)
