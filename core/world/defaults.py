@@ -1,10 +1,10 @@
 """The studio's unlearning defaults for the flags world, as measured on the shipped model.
 
-On 16 seeds x 22 prompts, fixing "ireland flag" seed 0 with a painted surrogate (bench notes in
-README): the paper's remember set (100 generations of the flagged prompt only) let every tried
-learning rate (1e-4 .. 1e-3) also erase "cote d'ivoire flag", which *is* the flagged image, and
-100 steps at 1e-3 damaged other flags too. Remembering every prompt of the world and stopping once
-the checker sees the flagged seed drawn right kept the most: 95.5% of other prompts' verdicts.
+On 16 seeds x 22 prompts, fixing "ireland flag" seed 0 with a painted surrogate: running all 100
+steps erased "cote d'ivoire flag" (which *is* the flagged image) at every learning rate tried
+(1e-4 .. 1e-3), with the paper's remember set (the flagged prompt only) or with every prompt
+remembered. Stopping once the checker sees the seed drawn right (10 steps at 1e-3), with every
+prompt remembered, kept the most: 95.5% of the other prompts' verdicts. README has the numbers.
 """
 
 from __future__ import annotations
