@@ -114,6 +114,3 @@ class RememberCache:
         while len(self._sets) > self.max_entries:
             self._sets.popitem(last=False)
         return found
-
-    def clear(self) -> None:
-        self._sets.clear()

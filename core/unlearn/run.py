@@ -19,12 +19,11 @@ from PIL import Image
 
 from ..adapters import FixManager
 from ..compare import mean_abs_diff
-from ..generate import decode, encode, generate, initial_noise
+from ..generate import encode, generate, initial_noise
 from ..images import ImageInputError, fit_to_model, to_array
 from ..models.loading import LoadedModel
 from ..runs import CONFIG_FILE, METRICS_FILE, RunInfo, RunStore, environment_versions, new_run_id
 from .config import UnlearnConfig
-from .objectives import Conditioning
 from .remember import KeepFn, ProgressFn, RememberCache, build_remember_set, encode_prompts
 from .trainer import ForgetData, StepReport, TrainResult, train
 

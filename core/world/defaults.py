@@ -15,5 +15,5 @@ FLAGS_UNLEARN_DEFAULTS: dict = {
     "learning_rate": 1e-3,
     "stop_when_fixed": True,  # the checker is the forgetting criterion; monitor every 10 steps
     "remember_prompts": [phrasings[0] for phrasings in PROMPTS.values()],
-    "remember_set_size": 110,  # 5 generations per prompt of the 22
+    "remember_set_size": 5 * len(PROMPTS),  # 5 generations per prompt
 }

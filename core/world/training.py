@@ -58,6 +58,16 @@ def _progress(total: int, desc: str, enabled: bool = True):
     return tqdm(total=total, desc=desc, unit="step", disable=not enabled, mininterval=2.0)
 
 
+def _optimizer_step(loss: torch.Tensor, opt, sched, clip_params=None, max_norm: float | None = None) -> None:
+    """One update of the build's trainers: backward, optional gradient clipping, step, schedule."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip_params is not None:
+        torch.nn.utils.clip_grad_norm_(clip_params, max_norm)
+    opt.step()
+    sched.step()
+
+
 def to_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 N x H x W x 3 -> float N x 3 x H x W in [-1, 1] (the VAE's and CLIP's input range)."""
     return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
@@ -97,10 +107,7 @@ def train_clip(clip, tokenizer, dataset, tc: TrainConfig, progress: bool = True)
         same = torch.from_numpy(ids[idx][:, None] == ids[idx][None, :]).float()
         target = same / same.sum(1, keepdim=True)
         loss = 0.5 * (F.cross_entropy(out.logits_per_image, target) + F.cross_entropy(out.logits_per_text, target))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
+        _optimizer_step(loss, opt, sched)
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.3f}")
     bar.close()
@@ -149,10 +156,7 @@ def train_vae(vae, images: np.ndarray, tc: TrainConfig, progress: bool = True) -
         recon = vae.decode(post.sample()).sample
         mse = F.mse_loss(recon, x)
         loss = mse + tc.vae_kl * post.kl().mean() / x[0].numel()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
+        _optimizer_step(loss, opt, sched)
         bar.update(1)
         bar.set_postfix(psnr=f"{10 * np.log10(4 / max(mse.item(), 1e-8)):.1f}")
     bar.close()
@@ -224,11 +228,7 @@ def train_transformer(pipe, latents: tuple[torch.Tensor, torch.Tensor], captions
         pred = model(hidden_states=noisy, encoder_hidden_states=pe, pooled_projections=pooled,
                      timestep=s.view(-1) * 1000, return_dict=False)[0]
         loss = F.mse_loss(pred, eps - x0)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-        opt.step()
-        sched.step()
+        _optimizer_step(loss, opt, sched, model.parameters(), tc.grad_clip)
         _ema_update(ema, model, min(tc.ema, (1 + step) / (10 + step)))
         losses.append(loss.item())
         bar.update(1)
