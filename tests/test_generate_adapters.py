@@ -6,7 +6,7 @@ import torch
 from safetensors.torch import save_file
 
 from core.adapters import AdapterError, FixManager
-from core.generate import generate, image_grid, initial_noise, parse_seeds
+from core.generate import generate, generate_many, image_grid, initial_noise, parse_seeds
 from core.models.loading import base_fingerprint, base_state_dict
 
 
@@ -47,6 +47,17 @@ def test_output_of_a_seed_does_not_depend_on_its_batch(tiny_model):
     in_batch = _arrays(generate(tiny_model, "japan flag", [0, 3, 9]))[1]
     # Batched CPU matmuls may round differently; images must agree to within one level.
     assert np.abs(alone.astype(int) - in_batch.astype(int)).max() <= 1
+
+
+def test_generating_many_prompts_in_one_batch_matches_one_prompt_at_a_time(tiny_model):
+    mixed = generate_many(tiny_model, [("japan flag", 3), ("ireland flag", 4), ("japan flag", 5)])
+    assert [(g.prompt, g.seed) for g in mixed] == [("japan flag", 3), ("ireland flag", 4), ("japan flag", 5)]
+    japan = _arrays(generate(tiny_model, "japan flag", [3, 5]))
+    ireland = _arrays(generate(tiny_model, "ireland flag", [4]))
+    for got, want in zip(_arrays(mixed), [japan[0], ireland[0], japan[1]]):
+        assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+    with pytest.raises(ValueError, match="empty"):
+        generate_many(tiny_model, [("japan flag", 0), ("  ", 1)])
 
 
 def test_grid_has_one_cell_per_image(tiny_model):

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from ..adapters import FixManager
-from ..generate import generate
+from ..generate import generate_many
 from ..models.loading import LoadedModel
 from .config import UnlearnConfig
 from .objectives import Conditioning
@@ -40,40 +40,51 @@ def build_remember_set(model: LoadedModel, prompts: list[str], config: UnlearnCo
     """Generate the remember set with the model as it is now (base + enabled fixes).
 
     Flagged seeds are never used; `keep` can drop more (e.g. outputs showing the same error, which
-    would fight the fix). Seeds are taken in order until `remember_set_size` are kept.
+    would fight the fix). Per prompt, seeds are taken in order until its share of
+    `remember_set_size` is kept. All prompts are generated together, in rounds: the first round asks
+    for every prompt's share, later rounds only refill what `keep` dropped.
     """
     per_prompt = -(-config.remember_set_size // len(prompts))
-    latents, prompts_used, kept, excluded = [], [], [], []
-    for p in prompts:
-        seed, got = config.remember_seed_start, 0
-        while got < per_prompt and seed < config.remember_seed_start + 20 * per_prompt:
-            seeds = [s for s in range(seed, seed + per_prompt - got) if s not in exclude_seeds]
-            seed += per_prompt - got
-            if not seeds:
+    total = per_prompt * len(prompts)
+    seed_limit = config.remember_seed_start + 20 * per_prompt
+    next_seed = {p: config.remember_seed_start for p in prompts}
+    found: dict[str, list] = {p: [] for p in prompts}  # prompt -> kept Generated, in seed order
+    excluded: list[tuple[str, int]] = []
+    while True:
+        requests = []
+        for p in prompts:
+            want = per_prompt - len(found[p])
+            while want > 0 and next_seed[p] < seed_limit:
+                if next_seed[p] not in exclude_seeds:
+                    requests.append((p, next_seed[p]))
+                    want -= 1
+                next_seed[p] += 1
+        if not requests:
+            break
+        for g in _generate_cancellable(model, requests, config, cancel):
+            if keep is not None and not keep(g.prompt, g.image):
+                excluded.append((g.prompt, g.seed))
                 continue
-            for g in _generate_cancellable(model, p, seeds, config, cancel):
-                if keep is not None and not keep(p, g.image):
-                    excluded.append((p, g.seed))
-                    continue
-                latents.append(g.latent)
-                prompts_used.append(p)
-                kept.append((p, g.seed))
-                got += 1
-            if progress:
-                progress(len(kept) / (per_prompt * len(prompts)), f"remember set {len(kept)}/{per_prompt * len(prompts)}")
-    if not latents:
+            found[g.prompt].append(g)
+        if progress:
+            n = sum(map(len, found.values()))
+            progress(n / total, f"remember set {n}/{total}")
+    gens = [g for p in prompts for g in found[p]]
+    if not gens:
         raise RuntimeError("the remember set is empty: every candidate was excluded")
-    cond = encode_prompts(model, prompts_used)
-    return RememberData(torch.cat(latents).to(model.device), cond), kept, excluded
+    cond = encode_prompts(model, [g.prompt for g in gens])
+    kept = [(g.prompt, g.seed) for g in gens]
+    return RememberData(torch.cat([g.latent for g in gens]).to(model.device), cond), kept, excluded
 
 
-
-def _generate_cancellable(model: LoadedModel, prompt: str, seeds: list[int], config: UnlearnConfig, cancel, chunk: int = 16):
+def _generate_cancellable(model: LoadedModel, requests: list[tuple[str, int]], config: UnlearnConfig, cancel,
+                          chunk: int = 32):
     """Generate in chunks, checking the cancel token between them (a remember set can take minutes)."""
-    for start in range(0, len(seeds), chunk):
+    for start in range(0, len(requests), chunk):
         if cancel is not None and cancel.cancelled:
             raise CancelledError("cancelled while building the remember set")
-        yield from generate(model, prompt, seeds[start:start + chunk], config.sampling_steps, config.guidance)
+        yield from generate_many(model, requests[start:start + chunk], config.sampling_steps, config.guidance,
+                                 batch_size=chunk)
 
 
 class RememberCache:
