@@ -44,6 +44,7 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default="embedded")
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--eval-seeds", type=int, default=None, help="seeds per prompt for integrity (quick 16, full 32)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args(argv)
     from core.models import load_model
@@ -53,7 +54,7 @@ def main(argv=None) -> int:
     repeats = args.repeats or (1 if args.quick else 2)
     studio = Studio(load_model(args.model), tempfile.mkdtemp(prefix="ablate-"), restore=False, persist_state=False)
     prompts = ["japan flag", "ireland flag", "italy flag", "bangladesh flag"]
-    cache = BaseCache.build(studio, prompts, list(range(16 if args.quick else 32)))
+    cache = BaseCache.build(studio, prompts, list(range(args.eval_seeds or (16 if args.quick else 32))))
     inst = find_instances(cache, ["ireland flag", "japan flag"], per_prompt=1)[0]
     flagged = cache.renders[inst.prompt][cache.seeds.index(inst.seed)].image
     rows = []

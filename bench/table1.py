@@ -7,6 +7,8 @@ prompt's other misrepresented seeds, SSIM to the base outputs, and seconds per f
 
     python bench/table1.py --quick        # 1 instance, 1 lr, 1 repeat, 40 steps: a few minutes
     python bench/table1.py                # 2 instances per planted prompt, 3 lrs, 3 repeats
+    python bench/table1.py --stop-lr-factors 1   # also every method stopped when the checker sees the
+                                                 # seed fixed (the studio's default), at equal forgetting
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ def main(argv=None) -> int:
                     help="misrepresented seeds taken per planted prompt (quick: 1 in all; full: 2 each)")
     ap.add_argument("--eval-seeds", type=int, default=None, help="seeds per prompt for integrity (quick 16, full 32)")
     ap.add_argument("--controls", type=int, default=None, help="control prompts evaluated (quick 2, full 6)")
+    ap.add_argument("--stop-lr-factors", default="",
+                    help="comma list of lr multiples at which each method also runs with stop_when_fixed (rows '+stop')")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args(argv)
     from core.models import load_model
@@ -53,35 +57,43 @@ def main(argv=None) -> int:
     if quick and not args.per_prompt:
         instances = instances[:1]
     base_lr = studio.default_config().learning_rate
+    # (lr factor, stop when fixed): matched steps first, then the equal-forgetting variant.
+    variants = [(f, False) for f in factors] + [(float(x), True) for x in filter(None, args.stop_lr_factors.split(","))]
     rows = []
     for inst in instances:
         for method in args.methods.split(","):
-            for f in factors:
+            for f, stop in variants:
                 for rep in range(repeats):
-                    cfg = studio.default_config(method=method, steps=steps, learning_rate=base_lr * f, seed=rep, stop_when_fixed=False,
+                    cfg = studio.default_config(method=method, steps=steps, learning_rate=base_lr * f, seed=rep, stop_when_fixed=stop,
                                                 monitor_every=10, remember_set_size=50 if quick else 100)
                     res, to_fix, secs = fix_instance(studio, inst, cache, cfg)
                     ev = evaluate_fix(studio, inst, cache, [res.run.run_id])
                     studio.remove_fix(res.run.run_id)
-                    rows.append({"instance": f"{inst.prompt}#{inst.seed}", "method": method, "lr": base_lr * f,
-                                 "repeat": rep, "steps_to_fix": to_fix, "seconds": secs, **ev})
+                    rows.append({"instance": f"{inst.prompt}#{inst.seed}", "method": method + ("+stop" if stop else ""),
+                                 "lr": base_lr * f, "repeat": rep, "steps_to_fix": to_fix,
+                                 "steps_done": res.train.steps_done, "seconds": secs, **ev})
                     print(rows[-1], flush=True)
     table = []
-    for method in args.methods.split(","):
-        for f in factors:
-            sel = [r for r in rows if r["method"] == method and abs(r["lr"] - base_lr * f) < 1e-12]
-            if not sel:
-                continue
-            table.append([method, f"{base_lr * f:.0e}", len(sel), mean_std(sel, "flagged_fixed"), mean_std(sel, "steps_to_fix"),
-                          mean_std(sel, "same_prompt_verdict_kept"), mean_std(sel, "other_prompts_verdict_kept"),
-                          mean_std(sel, "spread_to_other_error_seeds"), mean_std(sel, "ssim_mean"), mean_std(sel, "seconds")])
+    for stop in (False, True):
+        for method in args.methods.split(","):
+            for f in sorted({f for f, st in variants if st == stop}):
+                label = method + ("+stop" if stop else "")
+                sel = [r for r in rows if r["method"] == label and abs(r["lr"] - base_lr * f) < 1e-12]
+                if not sel:
+                    continue
+                table.append([label, f"{base_lr * f:.0e}", len(sel), mean_std(sel, "flagged_fixed"), mean_std(sel, "steps_to_fix"),
+                              mean_std(sel, "same_prompt_verdict_kept"), mean_std(sel, "other_prompts_verdict_kept"),
+                              mean_std(sel, "spread_to_other_error_seeds"), mean_std(sel, "ssim_mean"), mean_std(sel, "steps_done"),
+                              mean_std(sel, "seconds")])
     header = ["method", "lr", "runs", "fix rate", "steps to fix", "same-prompt kept", "other prompts kept",
-              "spread to other errors", "SSIM vs base", "s / fix"]
+              "spread to other errors", "SSIM vs base", "steps run", "s / fix"]
     notes = [f"Model: {args.model}; {steps} steps; instances: {', '.join(f'{i.prompt} seed {i.seed}' for i in instances)}; "
              f"eval seeds 0-{seeds[-1]} over {len(prompts)} prompts; scripted paint surrogate (bench.worldeval); mean ± std over instances and repeats.",
              "'kept' = the checker's verdict after the fix equals the base model's verdict (flagged seed and the prompt's "
              "other misrepresented seeds excluded); 'spread' = fraction of the prompt's other misrepresented seeds that "
-             "the fix also corrected."]
+             "the fix also corrected. '+stop' rows: the same method stopped at the first monitor step (every 10) "
+             "where the checker sees the flagged seed correct, the studio's default on this model. s / fix includes building "
+             "the remember set only for the first fix of an instance (the studio caches it), hence its spread."]
     name = "table1_quick" if quick else "table1"
     write_markdown(args.out / f"{name}.md", "Table I on the flags world", command_line(), header, table, notes, rows)
     plot_scatter(args.out / f"{name}.png", rows, x="ssim_mean", y="other_prompts_verdict_kept", group="method",
