@@ -118,6 +118,15 @@ def resolve(name: str) -> tuple[str, str]:
     raise ModelNotFoundError(f"no model folder at {name!r}, and it is not a hub id like 'owner/name'")
 
 
+def _dtype_kwarg(dtype) -> dict:
+    """Newer diffusers renamed from_pretrained's `torch_dtype` to `dtype` and warn on the old name."""
+    try:
+        from diffusers.utils.deprecation_utils import _resolve_dtype  # noqa: F401  (present since the rename)
+    except ImportError:
+        return {"torch_dtype": dtype}
+    return {"dtype": dtype}
+
+
 def load_model(name: str = EMBEDDED, options: LoadOptions | None = None) -> LoadedModel:
     """Load an SD3 pipeline by name with the given placement options."""
     from diffusers import DiffusionPipeline, StableDiffusion3Pipeline
@@ -128,7 +137,7 @@ def load_model(name: str = EMBEDDED, options: LoadOptions | None = None) -> Load
     kind, location = resolve(name)
     offline = options.offline or os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
     device, dtype = options.resolved_device(), options.resolved_dtype()
-    kwargs = dict(torch_dtype=dtype, use_safetensors=True)
+    kwargs = dict(_dtype_kwarg(dtype), use_safetensors=True)
     if options.drop_t5:
         kwargs.update(text_encoder_3=None, tokenizer_3=None)
     if kind == "hub":
