@@ -15,6 +15,7 @@ from core.runs import RunStore
 from core.unlearn import objectives as obj
 from core.unlearn.config import UnlearnConfig
 from core.unlearn.methods import SurrogateMethod
+from core.unlearn.remember import remember_quotas
 from core.unlearn.run import FixRequest, build_remember_set, encode_prompts, unlearn
 from core.unlearn.trainer import CancelledError, CancelToken, DivergedError
 
@@ -161,6 +162,18 @@ def test_remember_set_skips_flagged_seeds_and_filtered_outputs(tiny_model):
     seeds = [s for _, s in kept]
     assert len(seeds) == 5 and 11 not in seeds and len(dropped) >= 4
     assert data.latents.shape[0] == 5 and data.cond.pooled.shape[0] == 5
+
+
+def test_flagged_prompt_share_sets_how_much_of_the_remember_set_comes_from_the_flagged_prompt(tiny_model):
+    other = "japan flag"
+    assert remember_quotas([PROMPT, other], _cfg(remember_set_size=10)) == {PROMPT: 5, other: 5}
+    cfg = _cfg(remember_set_size=10, flagged_prompt_share=0.8)
+    assert remember_quotas([PROMPT, other], cfg) == {PROMPT: 8, other: 2}
+    data, kept, _ = build_remember_set(tiny_model, [PROMPT, other], cfg, {100_001})
+    assert [p for p, _ in kept].count(PROMPT) == 8 and [p for p, _ in kept].count(other) == 2
+    assert all(seed != 100_001 for _, seed in kept)  # an excluded seed is skipped for every prompt
+    with pytest.raises(ValueError, match="flagged_prompt_share"):
+        _cfg(flagged_prompt_share=0.0)
 
 
 def test_cancel_during_remember_set_build_stops_before_training(tiny_model, tmp_path):

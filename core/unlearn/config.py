@@ -33,6 +33,9 @@ class UnlearnConfig:
     remember_set_size: int = _f(100, "generations of the prompt kept as the remember set (paper: 100)")
     remember_seed_start: int = _f(100_000, "remember seeds start here, far from the seeds people browse")
     remember_prompts: list[str] = _f([], "extra prompts whose generations join the remember set")
+    flagged_prompt_share: float | None = _f(
+        None, "share of the remember set taken from the flagged prompt when there are extra prompts; "
+        "None = an even split over all remember prompts")
     lambda_scheme: str = _f("timestep", "timestep: lambda = s**k rises with noise level s; constant: the ablation")
     lambda_exponent: float = _f(
         2.0, "k in lambda = s**k. The paper's exact value was not recoverable; k=2 also cancels the "
@@ -82,6 +85,8 @@ class UnlearnConfig:
                 bad(name, "must be between 1 and 1024")
         if not 1 <= self.remember_set_size <= 100_000:
             bad("remember_set_size", "must be between 1 and 100000")
+        if self.flagged_prompt_share is not None and not 0.0 < self.flagged_prompt_share <= 1.0:
+            bad("flagged_prompt_share", "must be in (0, 1] or None")
         if not 0 <= self.lambda_constant <= 1:
             bad("lambda_constant", "must be in [0, 1]")
         if self.lambda_exponent < 0:

@@ -39,22 +39,21 @@ def build_remember_set(model: LoadedModel, prompts: list[str], config: UnlearnCo
                        keep: KeepFn | None = None, progress: ProgressFn | None = None, cancel=None):
     """Generate the remember set with the model as it is now (base + enabled fixes).
 
-    Flagged seeds are never used; `keep` can drop more (e.g. outputs showing the same error, which
-    would fight the fix). Per prompt, seeds are taken in order until its share of
-    `remember_set_size` is kept. All prompts are generated together, in rounds: the first round asks
+    `prompts[0]` is the flagged prompt. Flagged seeds are never used; `keep` can drop more (e.g.
+    outputs showing the same error, which would fight the fix). Per prompt, seeds are taken in
+    order until its quota (`remember_quotas`) is kept. All prompts are generated together, in rounds: the first round asks
     for every prompt's share, later rounds only refill what `keep` dropped.
     """
-    per_prompt = -(-config.remember_set_size // len(prompts))
-    total = per_prompt * len(prompts)
-    seed_limit = config.remember_seed_start + 20 * per_prompt
+    quota = remember_quotas(prompts, config)
+    total = sum(quota.values())
     next_seed = {p: config.remember_seed_start for p in prompts}
     found: dict[str, list] = {p: [] for p in prompts}  # prompt -> kept Generated, in seed order
     excluded: list[tuple[str, int]] = []
     while True:
         requests = []
         for p in prompts:
-            want = per_prompt - len(found[p])
-            while want > 0 and next_seed[p] < seed_limit:
+            want = quota[p] - len(found[p])
+            while want > 0 and next_seed[p] < config.remember_seed_start + 20 * quota[p]:
                 if next_seed[p] not in exclude_seeds:
                     requests.append((p, next_seed[p]))
                     want -= 1
@@ -75,6 +74,19 @@ def build_remember_set(model: LoadedModel, prompts: list[str], config: UnlearnCo
     cond = encode_prompts(model, [g.prompt for g in gens])
     kept = [(g.prompt, g.seed) for g in gens]
     return RememberData(torch.cat([g.latent for g in gens]).to(model.device), cond), kept, excluded
+
+
+def remember_quotas(prompts: list[str], config: UnlearnConfig) -> dict[str, int]:
+    """How many generations each prompt contributes: an even split (rounded up), or, with
+    `flagged_prompt_share`, that share for the flagged prompt (prompts[0]) and an even split of the
+    rest over the others."""
+    n, size = len(prompts), config.remember_set_size
+    share = config.flagged_prompt_share
+    if share is None or n == 1:
+        return {p: -(-size // n) for p in prompts}
+    own = max(1, round(share * size))
+    rest = -(-max(0, size - own) // (n - 1))
+    return {prompts[0]: own} | {p: rest for p in prompts[1:]}
 
 
 def _generate_cancellable(model: LoadedModel, requests: list[tuple[str, int]], config: UnlearnConfig, cancel,
@@ -104,7 +116,7 @@ class RememberCache:
             exclude_seeds: set[int], keep_key: str | None) -> tuple:
         active = tuple(sorted((f.name, float(f.weight)) for f in fixes.fixes.values() if f.enabled))
         return (model.fingerprint(), str(model.device), str(model.pipe.transformer.dtype), active, tuple(prompts),
-                config.remember_set_size, config.remember_seed_start, config.sampling_steps, config.guidance,
+                config.remember_set_size, config.flagged_prompt_share, config.remember_seed_start, config.sampling_steps, config.guidance,
                 tuple(sorted(exclude_seeds)), keep_key)
 
     def get_or_build(self, model: LoadedModel, fixes: FixManager, prompts: list[str], config: UnlearnConfig,
