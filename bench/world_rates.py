@@ -9,6 +9,7 @@ generate 16 images, the time of one fix at default settings, and the end-to-end 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -32,13 +33,30 @@ def rates_table(studio, prompts, seeds, fix_names=()):
     return out
 
 
+def _reuse_base(path: Path, prompts: list[str], seeds: list[int]) -> dict:
+    """Base verdicts from an earlier run's JSON (its rows hold the raw record); refuses a mismatch."""
+    data = json.loads(path.read_text())
+    raw = data["rows"][0] if isinstance(data, dict) and "rows" in data else data[0]
+    base = raw["base"]
+    if set(base) != set(prompts) or any(sorted(map(int, base[p]["seeds"])) != seeds for p in prompts):
+        raise SystemExit(f"{path}: its base covers other prompts or seeds")
+    return base
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="embedded model: rates, timings, the Ireland demo")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--model", default="embedded")
     ap.add_argument("--seeds", type=int, default=None, help="seeds per prompt (default 64, quick 16)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                    help="override a field of the studio's default UnlearnConfig (JSON value), e.g. "
+                         "--set flagged_prompt_share=0.2; repeatable")
+    ap.add_argument("--base-from", type=Path, default=None,
+                    help="reuse the base verdicts of an earlier world_rates JSON of the same model and seeds")
+    ap.add_argument("--name", default=None, help="output name (default world_rates or world_rates_quick)")
     args = ap.parse_args(argv)
+    overrides = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.overrides)}
     from core.generate import generate
     from core.models import load_model
     from core.studio import Studio
@@ -55,13 +73,13 @@ def main(argv=None) -> int:
     generate(studio.model, "italy flag", list(range(16)))
     gen16 = time.perf_counter() - t0
 
-    base = rates_table(studio, prompts, seeds)
+    base = _reuse_base(args.base_from, prompts, seeds) if args.base_from else rates_table(studio, prompts, seeds)
     # The demo instance: the first planted prompt that shows its error (the shipped model draws the
     # Japan error; see the model card for Ireland).
     demo = next(p for p in ("ireland flag", "japan flag") if base[p]["rates"]["planted_error"] > 0)
     flagged_seed = next(int(s) for s, v in base[demo]["seeds"].items() if v["verdict"] == "planted_error")
     flagged = generate(studio.model, demo, [flagged_seed])[0].image
-    cfg = studio.default_config(steps=40) if args.quick else studio.default_config()
+    cfg = studio.default_config(**({"steps": 40} if args.quick else {}), **overrides)
     t0 = time.perf_counter()
     sur = studio.surrogate("paint", flagged, layers=scripted_paint_layers(demo, flagged))
     res = studio.unlearn(demo, flagged, sur.image, flagged_seed, cfg, sur.info)
@@ -79,6 +97,8 @@ def main(argv=None) -> int:
     errs = [k for k, v in ire_b.items() if v["verdict"] == "planted_error" and int(k) != flagged_seed]
     correct_b = [k for k, v in ire_b.items() if v["verdict"] == "correct"]
     notes = [
+        *([f"Config overrides of the studio defaults: {json.dumps(overrides)}."] if overrides else []),
+        *([f"Base verdicts reused from {args.base_from.name} (same model, same seeds)."] if args.base_from else []),
         f"{len(seeds)} seeds per prompt at the model's default sampling settings; verdicts from the geometric flag checker.",
         f"Generating 16 images: {gen16:.2f} s. One fix at {'40 steps (quick)' if args.quick else 'default settings'}: "
         f"{fix_s:.1f} s in all (remember set + training + renders), {res.run.metrics().get('seconds_per_step')} s/step.",
@@ -89,7 +109,7 @@ def main(argv=None) -> int:
     ]
     header = ["prompt", "base correct", "base planted error", "base other", "after correct", "after planted error",
               "verdict unchanged"]
-    name = "world_rates_quick" if args.quick else "world_rates"
+    name = args.name or ("world_rates_quick" if args.quick else "world_rates")
     write_markdown(args.out / f"{name}.md", "Embedded flags model: checker rates and the Ireland fix", command_line(),
                    header, rows, notes, [raw])
     print((args.out / f"{name}.md").read_text())
