@@ -76,9 +76,10 @@ def main(argv=None) -> int:
         err = next((r["error"] for r in rows if r["setting"] == label and "error" in r), "")
         table.append([group, label, len(sel), mean_std(sel, "flagged_fixed"), mean_std(sel, "steps_to_fix"),
                       mean_std(sel, "same_prompt_verdict_kept"), mean_std(sel, "other_prompts_verdict_kept"),
-                      mean_std(sel, "spread_to_other_error_seeds"), mean_std(sel, "ssim_mean"), err[:60]])
+                      mean_std(sel, "spread_to_other_error_seeds"), mean_std(sel, "ssim_mean"),
+                      mean_std(sel, "clip_fd"), err[:60]])
     header = ["factor", "setting", "runs", "fix rate", "steps to fix", "same-prompt kept", "other prompts kept",
-              "spread", "SSIM vs base", "error"]
+              "spread", "SSIM vs base", "world-CLIP FD", "error"]
     notes = [f"Instance: {inst.prompt} seed {inst.seed}; {steps} steps; {repeats} training seed(s) per setting; "
              "other settings at the model's defaults (scripted paint surrogate unless the row says otherwise).",
              "paint (scripted): bench.worldeval.scripted_paint_layers, an RGBA layer composited by core's paint "

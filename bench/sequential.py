@@ -47,8 +47,8 @@ def main(argv=None) -> int:
             rows.append({"after_fix": k, "instance": f"{earlier.prompt}#{earlier.seed}", "fix_index": j, "seconds": secs, **ev})
             print(rows[-1], flush=True)
     table = [[r["after_fix"], r["instance"], "yes" if r["flagged_fixed"] else "no", _f(r["same_prompt_verdict_kept"]),
-              _f(r["other_prompts_verdict_kept"]), _f(r["ssim_mean"])] for r in rows]
-    header = ["fixes stacked", "instance checked", "still fixed", "same-prompt kept", "other prompts kept", "SSIM vs base"]
+              _f(r["other_prompts_verdict_kept"]), _f(r["ssim_mean"]), _f(r["clip_fd"])] for r in rows]
+    header = ["fixes stacked", "instance checked", "still fixed", "same-prompt kept", "other prompts kept", "SSIM vs base", "world-CLIP FD"]
     notes = [f"{len(instances)} instances fixed in order, each a LoRA stacked on the earlier ones, at the studio's "
              f"defaults for the model (at most {steps} steps, stop when the checker sees the seed fixed); scripted paint "
              "surrogate; each row re-checks one earlier instance with all fixes so far enabled."]

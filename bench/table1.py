@@ -83,10 +83,11 @@ def main(argv=None) -> int:
                     continue
                 table.append([label, f"{base_lr * f:.0e}", len(sel), mean_std(sel, "flagged_fixed"), mean_std(sel, "steps_to_fix"),
                               mean_std(sel, "same_prompt_verdict_kept"), mean_std(sel, "other_prompts_verdict_kept"),
-                              mean_std(sel, "spread_to_other_error_seeds"), mean_std(sel, "ssim_mean"), mean_std(sel, "steps_done"),
+                              mean_std(sel, "spread_to_other_error_seeds"), mean_std(sel, "ssim_mean"), mean_std(sel, "clip_fd"),
+                              mean_std(sel, "lpips_mean"), mean_std(sel, "steps_done"),
                               mean_std(sel, "seconds")])
     header = ["method", "lr", "runs", "fix rate", "steps to fix", "same-prompt kept", "other prompts kept",
-              "spread to other errors", "SSIM vs base", "steps run", "s / fix"]
+              "spread to other errors", "SSIM vs base", "world-CLIP FD", "LPIPS", "steps run", "s / fix"]
     notes = [f"Model: {args.model}; {steps} steps; instances: {', '.join(f'{i.prompt} seed {i.seed}' for i in instances)}; "
              f"eval seeds 0-{seeds[-1]} over {len(prompts)} prompts; scripted paint surrogate (bench.worldeval); mean ± std over instances and repeats.",
              "'kept' = the checker's verdict after the fix equals the base model's verdict (flagged seed and the prompt's "
@@ -94,6 +95,11 @@ def main(argv=None) -> int:
              "the fix also corrected. '+stop' rows: the same method stopped at the first monitor step (every 10) "
              "where the checker sees the flagged seed correct, the studio's default on this model. s / fix includes building "
              "the remember set only for the first fix of an instance (the studio caches it), hence its spread."]
+    lpips_missing = next((r["lpips_unavailable"] for r in rows if r.get("lpips_unavailable")), None)
+    notes.append("Integrity is measured on every seed and prompt but the flagged instance: SSIM per same-seed pair, "
+                 "world-CLIP FD = Frechet distance between the before and after sets in the world's own CLIP image "
+                 "space (lower = less moved), LPIPS per pair. "
+                 + (f"LPIPS: n/a here, {lpips_missing}" if lpips_missing else ""))
     name = "table1_quick" if quick else "table1"
     write_markdown(args.out / f"{name}.md", "Table I on the flags world", command_line(), header, table, notes, rows)
     plot_scatter(args.out / f"{name}.png", rows, x="ssim_mean", y="other_prompts_verdict_kept", group="method",

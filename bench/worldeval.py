@@ -19,6 +19,8 @@ from PIL import Image
 
 from core.compare import integrity_pair, mean_abs_diff
 from core.generate import Generated, generate
+from core.metrics.clip_space import clip_fd
+from core.metrics.lpips_metric import lpips
 from core.studio import Studio
 from core.unlearn.config import UnlearnConfig
 
@@ -107,6 +109,7 @@ def evaluate_fix(studio: Studio, inst: Instance, cache: BaseCache, fix_names: Se
     """Verdicts and pixel integrity of the model with `fix_names` on, against the base cache.
     Pass `renders` (from render_with_fixes) to judge several instances on one set of outputs."""
     flagged_ok, kept_correct, spread, other_same, ssims, moved = None, [], [], [], [], []
+    befores, afters = [], []  # the integrity set: every seed and prompt but the flagged instance
     renders = renders if renders is not None else render_with_fixes(studio, cache, fix_names)
     for p, base in cache.renders.items():
         for s, b, a, vb in zip(cache.seeds, base, renders[p], cache.verdicts[p]):
@@ -124,6 +127,10 @@ def evaluate_fix(studio: Studio, inst: Instance, cache: BaseCache, fix_names: Se
             pair = integrity_pair(b.image, a.image)
             ssims.append(pair["ssim"])
             moved.append(mean_abs_diff(b.image, a.image))
+            befores.append(b.image)
+            afters.append(a.image)
+    fd = clip_fd(studio.model, befores, afters)
+    lp = lpips(befores, afters)
     return {
         "flagged_fixed": bool(flagged_ok),
         "same_prompt_verdict_kept": _frac(kept_correct),
@@ -132,6 +139,9 @@ def evaluate_fix(studio: Studio, inst: Instance, cache: BaseCache, fix_names: Se
         "other_error_seeds": len(spread),
         "ssim_mean": float(np.mean(ssims)) if ssims else None,
         "mean_abs_change": float(np.mean(moved)) if moved else None,
+        "clip_fd": fd.value,  # None when the model has no CLIP
+        "lpips_mean": lp.value,  # None when the LPIPS backbone is not in the local cache
+        "lpips_unavailable": None if lp.available else lp.reason,
     }
 
 
