@@ -41,8 +41,8 @@ def build_remember_set(model: LoadedModel, prompts: list[str], config: UnlearnCo
 
     `prompts[0]` is the flagged prompt. Flagged seeds are never used; `keep` can drop more (e.g.
     outputs showing the same error, which would fight the fix). Per prompt, seeds are taken in
-    order until its quota (`remember_quotas`) is kept. All prompts are generated together, in rounds: the first round asks
-    for every prompt's share, later rounds only refill what `keep` dropped.
+    order until its quota (`remember_quotas`) is kept. All prompts are generated together, in
+    rounds: the first asks for every prompt's quota, later ones only refill what `keep` dropped.
     """
     quota = remember_quotas(prompts, config)
     total = sum(quota.values())
@@ -89,9 +89,10 @@ def remember_quotas(prompts: list[str], config: UnlearnConfig) -> dict[str, int]
     return {prompts[0]: own} | {p: rest for p in prompts[1:]}
 
 
-def _generate_cancellable(model: LoadedModel, requests: list[tuple[str, int]], config: UnlearnConfig, cancel,
-                          chunk: int = 32):
-    """Generate in chunks, checking the cancel token between them (a remember set can take minutes)."""
+def _generate_cancellable(model: LoadedModel, requests: list[tuple[str, int]], config: UnlearnConfig, cancel):
+    """Generate in chunks, checking the cancel token between them (a remember set can take minutes).
+    Small models batch 32 images per call (per-call overhead dominates); large ones 4, to bound memory."""
+    chunk = 32 if model.info.resolution <= 128 else 4
     for start in range(0, len(requests), chunk):
         if cancel is not None and cancel.cancelled:
             raise CancelledError("cancelled while building the remember set")
