@@ -21,17 +21,27 @@ def write_markdown(path: Path, title: str, command: str, header: list[str], rows
     return path
 
 
-def plot_scatter(path: Path, rows: list[dict], x: str, y: str, group: str, title: str) -> Path:
+def plot_scatter(path: Path, rows: list[dict], x: str, y: str, group: str, title: str, filled: str | None = None) -> Path:
+    """One colour per group; with `filled`, points whose `filled` key is false are drawn hollow."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for g in sorted({r[group] for r in rows}):
-        pts = [(r[x], r[y]) for r in rows if r[group] == g and r.get(x) is not None and r.get(y) is not None]
-        if pts:
-            ax.scatter(*zip(*pts), label=str(g), alpha=0.7)
+    for i, g in enumerate(sorted({r[group] for r in rows})):
+        sel = [r for r in rows if r[group] == g and r.get(x) is not None and r.get(y) is not None]
+        colour, labelled = f"C{i % 10}", False
+        for hollow in (False, True):
+            pts = [(r[x], r[y]) for r in sel if filled is not None and hollow == (not r.get(filled))]
+            if filled is None and not hollow:
+                pts = [(r[x], r[y]) for r in sel]
+            if pts:
+                ax.scatter(*zip(*pts), label=None if labelled else str(g), alpha=0.7,
+                           facecolors="none" if hollow else colour, edgecolors=colour)
+                labelled = True
+    if filled:
+        title += f"\n(hollow: {filled} false)"
     ax.set(xlabel=x, ylabel=y, title=title)
     ax.legend()
     fig.tight_layout()

@@ -103,7 +103,7 @@ def main(argv=None) -> int:
     name = "table1_quick" if quick else "table1"
     write_markdown(args.out / f"{name}.md", "Table I on the flags world", command_line(), header, table, notes, rows)
     plot_scatter(args.out / f"{name}.png", rows, x="ssim_mean", y="other_prompts_verdict_kept", group="method",
-                 title="Integrity at matched steps (each point: one fix)")
+                 title="Integrity per fix (100 matched steps; +stop: stopped when fixed)", filled="flagged_fixed")
     print((args.out / f"{name}.md").read_text())
     return 0
 
