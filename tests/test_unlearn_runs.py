@@ -176,6 +176,18 @@ def test_flagged_prompt_share_sets_how_much_of_the_remember_set_comes_from_the_f
         _cfg(flagged_prompt_share=0.0)
 
 
+def test_remember_quotas_add_up_to_the_size_asked_for():
+    prompts = [f"p{k}" for k in range(22)]
+    for size in (1, 10, 25, 50, 110, 111):
+        for share in (None, 0.2):
+            q = remember_quotas(prompts, _cfg(remember_set_size=size, flagged_prompt_share=share))
+            assert sum(q.values()) == size and list(q) == prompts
+    q = remember_quotas(prompts, _cfg(remember_set_size=10))
+    assert q["p0"] == 1 and sum(v == 1 for v in q.values()) == 10  # the flagged prompt always gets one
+    q = remember_quotas(prompts, _cfg(remember_set_size=130, flagged_prompt_share=0.2))
+    assert q["p0"] == 26 and sorted(set(list(q.values())[1:])) == [4, 5]
+
+
 def test_cancel_during_remember_set_build_stops_before_training(tiny_model, tmp_path):
     fixes, store = FixManager(tiny_model), RunStore(tmp_path / "runs")
     token = CancelToken()

@@ -77,16 +77,21 @@ def build_remember_set(model: LoadedModel, prompts: list[str], config: UnlearnCo
 
 
 def remember_quotas(prompts: list[str], config: UnlearnConfig) -> dict[str, int]:
-    """How many generations each prompt contributes: an even split (rounded up), or, with
-    `flagged_prompt_share`, that share for the flagged prompt (prompts[0]) and an even split of the
-    rest over the others."""
-    n, size = len(prompts), config.remember_set_size
-    share = config.flagged_prompt_share
-    if share is None or n == 1:
-        return {p: -(-size // n) for p in prompts}
-    own = max(1, round(share * size))
-    rest = -(-max(0, size - own) // (n - 1))
-    return {prompts[0]: own} | {p: rest for p in prompts[1:]}
+    """How many generations each prompt contributes; they add up to exactly `remember_set_size`.
+    An even split, or, with `flagged_prompt_share`, that share for the flagged prompt (prompts[0])
+    and an even split of the rest over the others. What does not divide evenly goes one each to
+    the first prompts (the flagged one first), so a set smaller than the prompt list leaves the
+    last prompts out rather than growing past the size asked for."""
+    size, share = config.remember_set_size, config.flagged_prompt_share
+    if share is None or len(prompts) == 1:
+        return _even_split(prompts, size)
+    own = min(size, max(1, round(share * size)))
+    return {prompts[0]: own} | _even_split(prompts[1:], size - own)
+
+
+def _even_split(prompts: list[str], size: int) -> dict[str, int]:
+    base, extra = divmod(size, len(prompts))
+    return {p: base + (k < extra) for k, p in enumerate(prompts)}
 
 
 def _generate_cancellable(model: LoadedModel, requests: list[tuple[str, int]], config: UnlearnConfig, cancel):
