@@ -68,7 +68,8 @@ def main(argv=None) -> int:
                 continue
             ev = evaluate_fix(studio, inst, cache, [res.run.run_id])
             studio.remove_fix(res.run.run_id)
-            rows.append({"group": group, "setting": label, "repeat": rep, "steps_to_fix": to_fix, "seconds": secs, **ev})
+            rows.append({"group": group, "setting": label, "repeat": rep, "steps_to_fix": to_fix, "seconds": secs,
+                         "remember_set": len(res.remember_seeds), **ev})
             print(rows[-1], flush=True)
     table = []
     for group, label, *_ in settings(args.quick, inst.prompt):
@@ -77,9 +78,9 @@ def main(argv=None) -> int:
         table.append([group, label, len(sel), mean_std(sel, "flagged_fixed"), mean_std(sel, "steps_to_fix"),
                       mean_std(sel, "same_prompt_verdict_kept"), mean_std(sel, "other_prompts_verdict_kept"),
                       mean_std(sel, "spread_to_other_error_seeds"), mean_std(sel, "ssim_mean"),
-                      mean_std(sel, "clip_fd"), err[:60]])
+                      mean_std(sel, "clip_fd"), mean_std(sel, "remember_set"), err[:60]])
     header = ["factor", "setting", "runs", "fix rate", "steps to fix", "same-prompt kept", "other prompts kept",
-              "spread", "SSIM vs base", "world-CLIP FD", "error"]
+              "spread", "SSIM vs base", "world-CLIP FD", "remember set", "error"]
     notes = [f"Instance: {inst.prompt} seed {inst.seed}; {steps} steps; {repeats} training seed(s) per setting; "
              "other settings at the model's defaults (scripted paint surrogate unless the row says otherwise).",
              "paint (scripted): bench.worldeval.scripted_paint_layers, an RGBA layer composited by core's paint "
