@@ -93,24 +93,44 @@ def summarise(per_seed: dict[int, dict]) -> dict:
     return out
 
 
-def comparison_figure(cmp: PromptComparison, highlight_seed: int | None = None, cell: int = 96) -> Image.Image:
-    """before grid | after grid | difference heatmaps, seeds aligned, the flagged seed framed."""
+def comparison_panels(cmp: PromptComparison, highlight_seed: int | None = None, cell: int = 96) -> list[Image.Image]:
+    """The three grids of one prompt, seeds aligned, the flagged seed framed: before, after (fixes
+    on), and |after - before| heatmaps labelled with each seed's mean difference."""
     labels = [f"seed {s}" for s in cmp.seeds]
     marked = [i for i, s in enumerate(cmp.seeds) if s == highlight_seed]
     diffs = [heatmap_image(diff_map(b.image, a.image)) for b, a in zip(cmp.before, cmp.after)]
     diff_labels = [f"{s}: {cmp.per_seed[s]['mean_abs_diff']:.3f}" for s in cmp.seeds]
     cols = min(8, len(cmp.seeds))
-    panels = [
+    return [
         image_grid([g.image for g in cmp.before], labels, cols, cell, marked, title=f"before: {cmp.prompt}"),
-        image_grid([g.image for g in cmp.after], labels, cols, cell, marked, title="after (fixes on)"),
+        image_grid([g.image for g in cmp.after], labels, cols, cell, marked, title=f"after (fixes on): {cmp.prompt}"),
         image_grid(diffs, diff_labels, cols, cell, marked, title="|after - before|"),
     ]
-    w = sum(p.width for p in panels) + 8 * (len(panels) - 1)
-    out = Image.new("RGB", (w, max(p.height for p in panels)), "white")
-    x = 0
+
+
+def comparison_figure(cmp: PromptComparison, highlight_seed: int | None = None, cell: int = 96) -> Image.Image:
+    """before grid | after grid | difference heatmaps side by side (the compare-NN.png files)."""
+    return _tile(comparison_panels(cmp, highlight_seed, cell), horizontal=True)
+
+
+def stacked_comparison_figure(comparisons: Sequence[PromptComparison], highlight: dict[str, int] | None = None,
+                              cell: int = 80, top: int = 0) -> Image.Image:
+    """Every prompt's before, after and difference grids stacked top to bottom: one tall page that
+    reads better in a narrow view (the studio) than the side-by-side figures. `top` leaves room above."""
+    panels = [p for c in comparisons for p in comparison_panels(c, (highlight or {}).get(c.prompt), cell)]
+    return _tile(panels, horizontal=False, margin=top)
+
+
+def _tile(panels: list[Image.Image], horizontal: bool, gap: int = 8, margin: int = 0) -> Image.Image:
+    if horizontal:
+        size = (margin + sum(p.width for p in panels) + gap * (len(panels) - 1), max(p.height for p in panels))
+    else:
+        size = (max(p.width for p in panels), margin + sum(p.height for p in panels) + gap * (len(panels) - 1))
+    out = Image.new("RGB", size, "white")
+    pos = margin
     for p in panels:
-        out.paste(p, (x, 0))
-        x += p.width + 8
+        out.paste(p, (pos, 0) if horizontal else (0, pos))
+        pos += (p.width if horizontal else p.height) + gap
     return out
 
 

@@ -8,7 +8,8 @@ import json
 
 import gradio as gr
 import pandas as pd
-from PIL import Image
+
+from core.compare import stacked_comparison_figure
 
 from .common import GPU, Session, fmt, serve_copy, user_errors
 
@@ -91,32 +92,6 @@ def summary_text(cmps, highlight: dict, names: list[str], lp_note: str) -> str:
     return "  \n".join(lines)
 
 
-def stacked_figure(cmps, highlight: dict, cell: int = 80) -> Image.Image:
-    """Before, after and difference grids stacked per prompt (reads better on a page than the
-    side-by-side compare-NN.png figures, which go into metrics.json's folder and the export)."""
-    from core.compare import diff_map, heatmap_image
-    from core.generate import image_grid
-
-    panels = []
-    for c in cmps:
-        marked = [i for i, s in enumerate(c.seeds) if s == highlight.get(c.prompt)]
-        cols, labels = min(8, len(c.seeds)), [f"seed {s}" for s in c.seeds]
-        diffs = [heatmap_image(diff_map(b.image, a.image)) for b, a in zip(c.before, c.after)]
-        panels += [
-            image_grid([g.image for g in c.before], labels, cols, cell, marked, title=f"before: {c.prompt}"),
-            image_grid([g.image for g in c.after], labels, cols, cell, marked, title=f"after: {c.prompt}"),
-            image_grid(diffs, [f"{s}: {c.per_seed[s]['mean_abs_diff']:.3f}" for s in c.seeds], cols, cell, marked,
-                       title="|after - before| (mean)"),
-        ]
-    gap, top = 6, 30  # top: room for the component's label
-    out = Image.new("RGB", (max(p.width for p in panels), top + sum(p.height + gap for p in panels)), "white")
-    y = top
-    for p in panels:
-        out.paste(p, (0, y))
-        y += p.height + gap
-    return out
-
-
 def compare(studio, session: Session, prompt, other, seeds, steps, guidance, fixes, progress=gr.Progress()):
     from core.generate import parse_seeds
     from core.runs import atomic_write_json
@@ -139,7 +114,7 @@ def compare(studio, session: Session, prompt, other, seeds, steps, guidance, fix
     report = json.loads((out / "metrics.json").read_text())
     report["lpips"] = {f"{p} | {s}": v for (p, s), v in lp.items()} or lp_note
     atomic_write_json(out / "metrics.json", report)
-    return (stacked_figure(cmps, highlight), table(cmps, highlight, lp), summary_text(cmps, highlight, names, lp_note),
+    return (stacked_comparison_figure(cmps, highlight, top=30), table(cmps, highlight, lp), summary_text(cmps, highlight, names, lp_note),
             serve_copy(out / "metrics.json"))
 
 

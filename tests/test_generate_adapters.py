@@ -146,3 +146,28 @@ def test_fix_names_are_checked(tiny_model):
     for bad in ("../x", "a.b", "", "x" * 81):
         with pytest.raises(AdapterError):
             fixes.create(bad)
+
+
+def test_comparison_figures_side_by_side_and_stacked_hold_the_same_three_grids():
+    from PIL import Image
+
+    from core.compare import PromptComparison, comparison_figure, comparison_panels, stacked_comparison_figure
+    from core.generate import Generated
+
+    def gens(colour):
+        return [Generated("p", s, Image.new("RGB", (16, 16), colour), torch.zeros(1), torch.zeros(1)) for s in (0, 1, 2)]
+
+    cmps = [PromptComparison(p, [0, 1, 2], gens("red"), gens("blue"), {s: {"mean_abs_diff": 0.5} for s in (0, 1, 2)})
+            for p in ("a", "b")]
+    panels = comparison_panels(cmps[0], highlight_seed=1, cell=32)
+    assert len(panels) == 3 and len({p.size for p in panels}) == 1
+    w, h = panels[0].size
+    assert comparison_figure(cmps[0], 1, cell=32).size == (3 * w + 2 * 8, h)
+    stacked = stacked_comparison_figure(cmps, {"a": 1}, cell=32, top=30)
+    assert stacked.size == (w, 30 + 6 * h + 5 * 8)
+    # red vs blue differs by the heatmap's maximum everywhere: bright yellow cells, none in "before"
+    def yellow(img):
+        a = np.asarray(img.convert("RGB")).astype(int)
+        return int(((a[..., 0] > 200) & (a[..., 1] > 200) & (a[..., 2] < 200)).sum())
+
+    assert yellow(panels[2]) >= 3 * 16 * 16 and yellow(panels[0]) == 0
