@@ -11,13 +11,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.report import command_line, write_markdown  # noqa: E402
+from bench.report import command_line, plot_settings, write_markdown  # noqa: E402
 from bench.worldeval import BaseCache, evaluate_fix, find_instances, fix_instance, mean_std  # noqa: E402
 
 
@@ -46,7 +47,12 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--eval-seeds", type=int, default=None, help="seeds per prompt for integrity (quick 16, full 32)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    ap.add_argument("--replot", type=Path, default=None, metavar="JSON",
+                    help="only redraw the PNG from an earlier run's JSON (no training)")
     args = ap.parse_args(argv)
+    if args.replot:
+        print(plot(json.loads(args.replot.read_text()), args.replot.with_suffix(".png")))
+        return 0
     from core.models import load_model
     from core.studio import Studio
 
@@ -86,9 +92,20 @@ def main(argv=None) -> int:
              "paint (scripted): bench.worldeval.scripted_paint_layers, an RGBA layer composited by core's paint "
              "surrogate, standing in for a person's brush strokes (blue disc pixels painted red)."]
     name = "ablations_quick" if args.quick else "ablations"
-    write_markdown(args.out / f"{name}.md", "Ablations on the flags world", command_line(), header, table, notes, rows)
+    write_markdown(args.out / f"{name}.md", "Ablations on the flags world", command_line(), header, table,
+                   notes + [f"Plot: {name}.png (bars: mean over training seeds; dots: each run)."], rows)
+    plot(rows, args.out / f"{name}.png")
     print((args.out / f"{name}.md").read_text())
     return 0
+
+
+def plot(rows: list[dict], path: Path) -> Path:
+    ok = [r for r in rows if "error" not in r]
+    for r in ok:
+        r["fixed_at_end"] = float(bool(r["flagged_fixed"]))
+    return plot_settings(path, ok, {"fixed_at_end": "flagged seed fixed at the end", "same_prompt_verdict_kept":
+                                    "same-prompt verdicts kept", "other_prompts_verdict_kept": "other prompts' verdicts kept",
+                                    "ssim_mean": "SSIM vs base (other seeds)"}, "Ablations on the flags world")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bench.common import command_line, markdown_table
 
-__all__ = ["command_line", "write_markdown", "plot_scatter"]
+__all__ = ["command_line", "write_markdown", "plot_scatter", "plot_settings"]
 
 
 def write_markdown(path: Path, title: str, command: str, header: list[str], rows: list[list], notes: list[str] = (),
@@ -44,6 +44,35 @@ def plot_scatter(path: Path, rows: list[dict], x: str, y: str, group: str, title
         title += f"\n(hollow: {filled} false)"
     ax.set(xlabel=x, ylabel=y, title=title)
     ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_settings(path: Path, rows: list[dict], metrics: dict[str, str], title: str) -> Path:
+    """One panel per metric (key -> axis label), one horizontal bar per (group, setting) in row
+    order: the mean over repeats as the bar, each repeat as a dot, groups told apart by colour."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = list(dict.fromkeys((r["group"], r["setting"]) for r in rows))
+    groups = list(dict.fromkeys(g for g, _ in keys))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics) + 1.8, 0.32 * len(keys) + 1.4), sharey=True)
+    for ax, (metric, label) in zip(axes, metrics.items()):
+        for y, (g, s) in enumerate(keys):
+            vals = [float(r[metric]) for r in rows if (r["group"], r["setting"]) == (g, s) and r.get(metric) is not None]
+            colour = f"C{groups.index(g) % 10}"
+            if vals:
+                ax.barh(y, sum(vals) / len(vals), color=colour, alpha=0.45)
+                ax.scatter(vals, [y] * len(vals), color=colour, s=12, zorder=3)
+        ax.set(xlabel=label)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(range(len(keys)), [f"{g}: {s}" for g, s in keys])
+    axes[0].invert_yaxis()
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
