@@ -237,6 +237,10 @@ def test_quick_build_writes_a_loadable_folder(tmp_path):
                     "--out", str(out)], check=True, cwd=root, timeout=600)
     report = json.loads((out / "build_report.json").read_text())
     assert report["quick"] and (out / "README.md").exists() and (out / "transformer").is_dir()
+    # The build picked one of its weight candidates on the probe seeds and says which in the card.
+    assert report["pick"]["picked"] in {"raw"} | {f"ema{d}" for d in report["train_config"]["ema"]}
+    assert set(report["pick"]["control_mean_correct"]) == {"raw"} | {f"ema{d}" for d in report["train_config"]["ema"]}
+    assert f"saved weights are **{report['pick']['picked']}**" in (out / "README.md").read_text()
     from diffusers import StableDiffusion3Pipeline
 
     StableDiffusion3Pipeline.from_pretrained(out, text_encoder_3=None, tokenizer_3=None)
@@ -268,3 +272,16 @@ def test_build_stages_beside_the_model_and_swaps_it_in_only_when_done(tmp_path):
     (other / "me.png").write_text("x")
     with pytest.raises(SystemExit, match="refusing"):
         build.prepare_out(other)
+
+
+def test_transformer_lr_warms_up_holds_then_decays_to_zero():
+    from core.world.training import TrainConfig, lr_factor
+
+    tc = TrainConfig(steps=1000, warmup=100, decay_share=0.3)
+    f = [lr_factor(k, tc) for k in range(tc.steps)]
+    assert f[0] == pytest.approx(0.01) and f[99] == pytest.approx(1.0)
+    assert all(x == 1.0 for x in f[100:700])  # flat at the peak until the last 30%
+    assert all(a > b for a, b in zip(f[700:], f[701:]))  # strictly falling ...
+    assert f[-1] == pytest.approx(1 / 300) and lr_factor(tc.steps, tc) == 0.0  # ... to zero
+    short = TrainConfig(steps=8, warmup=100, decay_share=0.0)  # warm-up capped at a tenth of the run
+    assert [lr_factor(k, short) for k in range(3)] == [1.0, 1.0, 1.0]

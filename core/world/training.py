@@ -34,7 +34,7 @@ class TrainConfig:
     clip_steps: int = 500
     clip_batch: int = 128
     clip_lr: float = 2e-3
-    vae_steps: int = 250
+    vae_steps: int = 400  # 250 left the Nordic crosses' thin bars blurred (PSNR 26.3 dB)
     vae_batch: int = 32
     vae_lr: float = 1e-3
     vae_kl: float = 1e-4
@@ -43,7 +43,11 @@ class TrainConfig:
     steps: int = 1600
     batch: int = 64
     lr: float = 7e-4
-    ema: float = 0.999
+    warmup: int = 100  # steps of linear warm-up (capped at a tenth of the run)
+    decay_share: float = 0.3  # last share of the run, over which the lr falls linearly to 0
+    # EMA tracks kept side by side; the build picks the raw or an EMA track by a probe (see
+    # pick_transformer): at 1600 steps a 0.999 EMA still averages in early, blurrier weights.
+    ema: tuple[float, ...] = (0.999, 0.995)
     caption_dropout: float = 0.1
     grad_clip: float = 1.0
     scheduler_shift: float = 1.0
@@ -146,6 +150,7 @@ def train_vae(vae, images: np.ndarray, tc: TrainConfig, progress: bool = True) -
     """MSE reconstruction plus a small KL term keeps the latents smooth enough to diffuse."""
     rng = np.random.default_rng(tc.seed + 2)
     x_all = to_tensor(images)
+    vae.to(memory_format=torch.channels_last)  # ~12% faster convolutions on CPU
     opt = torch.optim.AdamW(vae.parameters(), lr=tc.vae_lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(tc.vae_steps, 1), eta_min=tc.vae_lr * 0.05)
     vae.train()
@@ -160,7 +165,7 @@ def train_vae(vae, images: np.ndarray, tc: TrainConfig, progress: bool = True) -
         bar.update(1)
         bar.set_postfix(psnr=f"{10 * np.log10(4 / max(mse.item(), 1e-8)):.1f}")
     bar.close()
-    vae.eval()
+    vae.to(memory_format=torch.contiguous_format).eval()  # safetensors saves contiguous tensors
     return {"seconds": time.time() - t0, "psnr_db": float(10 * np.log10(4 / max(mse.item(), 1e-8)))}
 
 
@@ -201,17 +206,19 @@ def encode_captions(pipe, captions: list[str], max_sequence_length: int) -> dict
 def train_transformer(pipe, latents: tuple[torch.Tensor, torch.Tensor], captions: list[str],
                       tc: TrainConfig, max_sequence_length: int, progress: bool = True) -> dict:
     """Rectified flow: x_s = (1 - s) x0 + s eps, predict eps - x0, s ~ logit-normal(0, 1).
-    10% of captions dropped to "" so classifier-free guidance works; EMA weights are kept."""
+    10% of captions dropped to "" so classifier-free guidance works.
+
+    Returns (report, candidates): the raw weights and each EMA track, by name ("raw", "ema0.999",
+    ...); the pipeline holds the first EMA track until `pick_transformer` chooses."""
     rng = np.random.default_rng(tc.seed + 3)
     g = torch.Generator().manual_seed(tc.seed + 3)
     model = pipe.transformer
     vae_cfg = pipe.vae.config
     emb = encode_captions(pipe, captions, max_sequence_length)
     mean, std = latents
-    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    emas = {d: copy.deepcopy(model).eval().requires_grad_(False) for d in tc.ema}
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=0.0)
-    warm = max(1, min(100, tc.steps // 10))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min(1.0, (k + 1) / warm))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: lr_factor(k, tc))
     model.train()
     t0, bar = time.time(), _progress(tc.steps, "transformer", progress)
     losses: list[float] = []
@@ -229,13 +236,46 @@ def train_transformer(pipe, latents: tuple[torch.Tensor, torch.Tensor], captions
                      timestep=s.view(-1) * 1000, return_dict=False)[0]
         loss = F.mse_loss(pred, eps - x0)
         _optimizer_step(loss, opt, sched, model.parameters(), tc.grad_clip)
-        _ema_update(ema, model, min(tc.ema, (1 + step) / (10 + step)))
+        for decay, ema in emas.items():
+            _ema_update(ema, model, min(decay, (1 + step) / (10 + step)))
         losses.append(loss.item())
         bar.update(1)
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
     bar.close()
-    pipe.transformer = ema
-    return {"seconds": time.time() - t0, "final_loss": float(np.mean(losses[-100:]))}
+    model.eval().requires_grad_(False)
+    candidates = {"raw": model} | {f"ema{d}": ema for d, ema in emas.items()}
+    pipe.transformer = candidates[f"ema{tc.ema[0]}"] if tc.ema else model
+    report = {"seconds": time.time() - t0, "final_loss": float(np.mean(losses[-100:]))}
+    return report, candidates
+
+
+def lr_factor(step: int, tc: TrainConfig) -> float:
+    """Linear warm-up, flat, then a linear fall to 0 over the last `decay_share` of the steps.
+    Ending at lr 0 lets the last weights settle instead of jittering at the peak rate."""
+    warm = max(1, min(tc.warmup, tc.steps // 10))
+    decay_start = tc.steps * (1 - tc.decay_share)
+    if step < warm:
+        return (step + 1) / warm
+    if step >= decay_start and tc.decay_share > 0:
+        return max(0.0, (tc.steps - step) / (tc.steps - decay_start))
+    return 1.0
+
+
+def pick_transformer(pipe, candidates: dict, prompts: list[str], seeds, steps: int, guidance: float,
+                     resolution: int, max_sequence_length: int, progress: bool = True) -> dict:
+    """Put the candidate with the highest mean correct rate over `prompts` into the pipeline.
+
+    Probe seeds are disjoint from the seeds the build reports, so the pick does not select on
+    the measured numbers. Ties go to the earlier candidate (EMA tracks come after raw)."""
+    scores = {}
+    for name, model in candidates.items():
+        pipe.transformer = model
+        rates = evaluate(pipe, prompts, seeds, steps, guidance, resolution, max_sequence_length, progress)
+        scores[name] = float(np.mean([r["correct"] for r in rates.values()]))
+    best = max(scores, key=scores.get)
+    pipe.transformer = candidates[best]
+    return {"picked": best, "control_mean_correct": scores, "seeds": list(seeds), "steps": steps,
+            "guidance": guidance}
 
 
 @torch.no_grad()
