@@ -5,6 +5,8 @@
         --model embedded --prompt "ireland flag" --seeds 0-63 [--run RUN ...] --out DIR
     # one process
     PYTHONPATH=. python bench/eval_parallel.py --model ... --prompt ... --seeds 0-63 --out DIR
+    # smoke run: "ireland flag", seeds 0-7, embedded model, bench/results/eval_parallel_quick/
+    PYTHONPATH=. python bench/eval_parallel.py --quick
 
 Writes DIR/eval.json (core.evaluation.evaluate's result): per prompt and seed the base image's
 sha256, with --run also the fixed image's sha256 and mean |after - before|, and the flag checker's
@@ -26,8 +28,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default="embedded",
                    help="'embedded', a diffusers folder or a hub id (no stand-in here: results name the model)")
-    p.add_argument("--prompt", action="append", required=True, help="prompt (repeatable)")
-    p.add_argument("--seeds", default="0-15", help="e.g. 0-63 or 0,3,5")
+    p.add_argument("--prompt", action="append", default=None,
+                   help="prompt (repeatable; required unless --quick, which uses 'ireland flag')")
+    p.add_argument("--seeds", default=None, help="e.g. 0-63 or 0,3,5 (default 0-15; --quick: 0-7)")
     p.add_argument("--run", action="append", default=[], help="fix run folder or LoRA file (repeatable, stacked)")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
     p.add_argument("--guidance", type=float, default=None, help="guidance (default: the model's)")
@@ -36,8 +39,17 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=1,
                    help="seeds per pipeline call; 1 (default) makes results independent of the process count")
     p.add_argument("--threads", type=int, default=None, help="torch threads per process")
-    p.add_argument("--out", type=Path, required=True, help="folder for eval.json")
+    p.add_argument("--out", type=Path, default=None,
+                   help="folder for eval.json (required unless --quick: bench/results/eval_parallel_quick)")
+    p.add_argument("--quick", action="store_true", help="'ireland flag', seeds 0-7 on the embedded model")
     args = p.parse_args(argv)
+    if args.quick:
+        args.prompt = args.prompt or ["ireland flag"]
+        args.seeds = args.seeds or "0-7"
+        args.out = args.out or Path("bench/results/eval_parallel_quick")
+    if not args.prompt or args.out is None:
+        p.error("--prompt and --out are required (or use --quick)")
+    args.seeds = args.seeds or "0-15"
 
     from core.evaluation import EvalSpec, evaluate, launched_cpu_single_process, shutdown_processes, write_result
     from core.generate import parse_seeds
