@@ -1,4 +1,4 @@
-"""Section 6: the fixes made for this base model: list, switch on/off, remove, export.
+"""Section 6: the fixes made for this base model: list, switch on/off, remove, export, relapse probe.
 
 Each fix is a run folder (LoRA file, config.json, metrics, loss log, PNGs); Studio finds them again
 after a restart. Export hands out a zip with the LoRA file and a one-file HTML report.
@@ -10,6 +10,7 @@ import pandas as pd
 from .common import GPU, fmt, serve_copy, upload_dir, user_errors
 
 FIX_COLUMNS = ["run_id", "on", "prompt", "seed", "method", "steps", "surrogate", "flagged change", "created"]
+RELAPSE_COLUMNS = ["probe", "cases", "error before", "error after", "relapsed", "relapse fraction", "new errors"]
 
 
 def build(ui, studio) -> None:
@@ -26,8 +27,13 @@ def build(ui, studio) -> None:
                 ui.fix_export = gr.Button("Export (zip: LoRA + report)", variant="primary")
                 ui.fix_remove = gr.Button("Remove", variant="stop")
             ui.fix_file = gr.File(label="Export", interactive=False, height=90)
+            ui.fix_relapse = gr.Button("Relapse probe (flags world)")
         with gr.Column(scale=3):
             ui.fix_config = gr.JSON(label="Run config and metrics", open=False)
+            ui.relapse_table = gr.Dataframe(
+                headers=RELAPSE_COLUMNS, interactive=False, wrap=True,
+                label="Relapse probe: does the fixed error come back at the prompt's other error seeds, "
+                      "other sampling steps, other guidance, other phrasings? (this fix alone, vs the base)")
 
 
 def _rows(studio) -> pd.DataFrame:
@@ -93,6 +99,18 @@ def export(studio, run_id):
     return serve_copy(path)
 
 
+def relapse(studio, run_id) -> pd.DataFrame:
+    """The relapse probe of one fix (core.Studio.relapse), one row per kind of probe."""
+    with user_errors("Relapse probe"):
+        if not run_id:
+            raise ValueError("pick a fix to probe")
+        cfg = studio.run(run_id).config
+        report = studio.relapse(cfg["prompt"], int(cfg["seed"]), [run_id])
+    rows = [[kind, k["cases"], k["error_before"], k["error_after"], k["relapsed"], fmt(k["relapse_fraction"]),
+             k["new_errors"]] for kind, k in report["kinds"].items()]
+    return pd.DataFrame(rows, columns=RELAPSE_COLUMNS)
+
+
 def wire(ui, studio) -> None:
     widgets = [ui.fix_table, ui.fix_pick, ui.cmp_fixes, ui.fix_config, ui.fix_on]
 
@@ -118,3 +136,5 @@ def wire(ui, studio) -> None:
     ui.fix_remove.click(on_remove, [ui.fix_pick], widgets, api_name="remove_fix", **GPU,
                         js="(r) => (r && confirm('Remove fix ' + r + ' and delete its files?')) ? r : null")
     ui.fix_export.click(on_export, [ui.fix_pick], [ui.fix_file], api_name="export_fix")
+    ui.fix_relapse.click(lambda run_id: relapse(studio, run_id), [ui.fix_pick], [ui.relapse_table],
+                         api_name="relapse_probe", **GPU)
