@@ -206,8 +206,8 @@ def target_status(rates: dict[str, dict]) -> str:
                if p not in planted and x["correct"] < 0.90]
     if not misses:
         return "All targets met."
-    return ("**Targets missed** (this build is undertrained for its purpose; rebuild with more "
-            "transformer steps, e.g. `--steps 2500`, on an idle CPU):\n" + "\n".join(f"- {m}" for m in misses))
+    return ("**Targets missed** (a planted rate off target: change its share in `core/world/dataset.py`; "
+            "a control flag drawn wrong: more transformer steps, `--steps`):\n" + "\n".join(f"- {m}" for m in misses))
 
 
 def write_model_card(out: Path, report: dict, size_mb: float) -> None:

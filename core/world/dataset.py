@@ -16,10 +16,11 @@ import numpy as np
 from .flags import FLAGS, VARIANTS, render_flag
 from .prompts import PROMPTS
 
-# Default planted shares. 25% reversed Ireland gave ~34% reversed outputs in a feasibility run,
-# but 30% gave only 9% in the 1600-step build: the minority mode is learned late, so 35%.
+# Default planted shares. How often the model draws the planted Ireland swings with training: 25%
+# gave ~34% reversed outputs in a feasibility run, 30% gave 9% with a constant lr and 35% gave 61%
+# with the lr decayed to 0 (1600 steps each). 25% aims at the middle of the 10-40% target.
 # Japan's off-centre disc tends to wash out, so Japan gets more, mostly blue discs.
-DEFAULT_PLANTED: dict[str, float] = {"Ireland": 0.35, "Japan": 0.4}
+DEFAULT_PLANTED: dict[str, float] = {"Ireland": 0.25, "Japan": 0.4}
 # How a planted share of a flag splits over its variants.
 VARIANT_SPLIT: dict[str, dict[str, float]] = {
     "Ireland": {"reversed": 1.0},

@@ -38,9 +38,9 @@ class TrainConfig:
     vae_batch: int = 32
     vae_lr: float = 1e-3
     vae_kl: float = 1e-4
-    # Batch 64 x 1600 steps (~100k samples, ~28 min at ~1.03 s/step on 2 idle cores): 900 x 32 drew every flag
-    # but blurred the Nordic crosses and lost the planted Ireland mode entirely.
-    steps: int = 1600
+    # Batch 64 x 3000 steps (~190k samples; 0.51 s/step on 2 idle cores, ~26 min). 900 x 32 drew every
+    # flag but blurred the Nordic crosses; 1600 x 64 still drew Sweden and Finland right at only ~55%.
+    steps: int = 3000
     batch: int = 64
     lr: float = 7e-4
     warmup: int = 100  # steps of linear warm-up (capped at a tenth of the run)
