@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flagged-prompt-share", type=float, default=None,
                    help="share of the remember set taken from the flagged prompt (default: the model's; "
                         "unset = an even split over the remember prompts)")
+    p.add_argument("--lookalike-share", type=float, default=None,
+                   help="share of the remember set for prompts whose flag the flagged image shows (flags "
+                        "world: the checker finds them; 0 = off; default 0.4)")
     p.add_argument("--rank", type=int, default=None, help="LoRA rank")
     p.add_argument("--train-seed", type=int, default=None, help="seed of the training randomness")
     p.add_argument("--stop-when-fixed", action=argparse.BooleanOptionalAction, default=None,
@@ -208,7 +211,8 @@ def _unlearn_overrides(args) -> dict:
     return {"method": args.method, "steps": args.steps, "learning_rate": args.lr, "surgery": args.surgery,
             "lambda_scheme": args.lambda_scheme, "lambda_exponent": args.lambda_exponent,
             "remember_set_size": args.remember_size, "lora_rank": args.rank, "seed": args.train_seed,
-            "stop_when_fixed": args.stop_when_fixed, "flagged_prompt_share": args.flagged_prompt_share}
+            "stop_when_fixed": args.stop_when_fixed, "flagged_prompt_share": args.flagged_prompt_share,
+            "lookalike_share": args.lookalike_share}
 
 
 def cmd_unlearn(args) -> int:

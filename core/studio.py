@@ -115,6 +115,8 @@ class Studio:
                 run_id: str | None = None) -> FixResult:
         config = config or self.default_config()
         judge = self._judge_or_none()
+        if judge and not config.lookalike_prompts:
+            config = config.with_overrides(lookalike_prompts=self.lookalike_prompts(prompt, flagged, config))
         is_fixed = (lambda img: judge(prompt, img)["verdict"] == "correct") if judge else None
         # Outputs that show the flagged error would fight the fix: keep them out of the remember set.
         keep = (lambda p, img: judge(p, img)["verdict"] != "planted_error") if judge else None
@@ -125,6 +127,17 @@ class Studio:
                          keep_key="checker: not planted_error" if keep else None)
         self._save_state()
         return result
+
+    def lookalike_prompts(self, prompt: str, flagged: Image.Image, config: UnlearnConfig) -> list[str]:
+        """Remember prompts whose correct output is the flag the flagged image shows (an Ireland
+        drawn reversed is Cote d'Ivoire's flag): the outputs a fix of this image drags along first.
+        Needs the flags world's checker; empty elsewhere."""
+        if not self.has_checker:
+            return []
+        from .world.prompts import flag_for_prompt
+
+        shown = self.judge(prompt, flagged)["flag"]
+        return [p for p in config.remember_prompts if p != prompt and flag_for_prompt(p) == shown]
 
     @_exclusive
     def compare(self, prompts: Sequence[str], seeds: Sequence[int], fix_names: Sequence[str] | None = None,

@@ -188,6 +188,23 @@ def test_remember_quotas_add_up_to_the_size_asked_for():
     assert q["p0"] == 26 and sorted(set(list(q.values())[1:])) == [4, 5]
 
 
+def test_lookalike_prompts_get_their_share_of_the_remember_set():
+    prompts = [f"p{k}" for k in range(22)]
+    q = remember_quotas(prompts, _cfg(remember_set_size=110, lookalike_prompts=["p1"], lookalike_share=0.4))
+    assert list(q) == prompts and sum(q.values()) == 110
+    assert q["p1"] == 44 and sorted(set(q[p] for p in prompts if p != "p1")) == [3, 4]  # 66 over 21 others
+    two = remember_quotas(prompts, _cfg(remember_set_size=110, lookalike_prompts=["p1", "p5", "not-a-prompt"],
+                                        lookalike_share=0.4, flagged_prompt_share=0.2))
+    assert two["p1"] == two["p5"] == 22 and two["p0"] == 13 and sum(two.values()) == 110
+    # The flagged prompt itself is never a look-alike, and share 0 or no list leaves the split as it was.
+    assert remember_quotas(prompts, _cfg(remember_set_size=110, lookalike_prompts=["p0"])) == \
+        remember_quotas(prompts, _cfg(remember_set_size=110))
+    assert remember_quotas(prompts, _cfg(remember_set_size=110, lookalike_prompts=["p1"], lookalike_share=0.0)) == \
+        remember_quotas(prompts, _cfg(remember_set_size=110))
+    with pytest.raises(ValueError, match="lookalike_share"):
+        _cfg(lookalike_share=1.0).validate()
+
+
 def test_cancel_during_remember_set_build_stops_before_training(tiny_model, tmp_path):
     fixes, store = FixManager(tiny_model), RunStore(tmp_path / "runs")
     token = CancelToken()

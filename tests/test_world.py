@@ -285,3 +285,23 @@ def test_transformer_lr_warms_up_holds_then_decays_to_zero():
     assert f[-1] == pytest.approx(1 / 300) and lr_factor(tc.steps, tc) == 0.0  # ... to zero
     short = TrainConfig(steps=8, warmup=100, decay_share=0.0)  # warm-up capped at a tenth of the run
     assert [lr_factor(k, short) for k in range(3)] == [1.0, 1.0, 1.0]
+
+
+@shipped
+def test_studio_remembers_the_flag_the_flagged_image_shows_most(tmp_path):
+    """A reversed Ireland *is* Cote d'Ivoire's flag: the studio makes "cote d'ivoire flag" the
+    look-alike prompt of such a fix (it gets lookalike_share of the remember set); a Japan with a
+    blue disc shows no other prompt's flag, so it has none."""
+    from PIL import Image
+
+    from core.models import load_model
+    from core.studio import Studio
+
+    studio = Studio(load_model("embedded"), tmp_path / "data", restore=False, persist_state=False)
+    cfg = studio.default_config()
+    reversed_ireland = Image.fromarray(render_flag("Ireland", 3, variant="reversed"))
+    assert studio.lookalike_prompts("ireland flag", reversed_ireland, cfg) == ["cote d'ivoire flag"]
+    blue_japan = Image.fromarray(render_flag("Japan", 3, variant="blue_disc"))
+    assert studio.lookalike_prompts("japan flag", blue_japan, cfg) == []
+    # Only prompts in the remember set count.
+    assert studio.lookalike_prompts("ireland flag", reversed_ireland, cfg.with_overrides(remember_prompts=["italy flag"])) == []

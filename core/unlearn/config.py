@@ -36,6 +36,12 @@ class UnlearnConfig:
     flagged_prompt_share: float | None = _f(
         None, "share of the remember set taken from the flagged prompt when there are extra prompts; "
         "None = an even split over all remember prompts")
+    lookalike_prompts: list[str] = _f(
+        [], "remember prompts whose own correct outputs look like the flagged image (the studio fills "
+        "this from the flags world's checker); a fix drags them along first, so they are remembered most")
+    lookalike_share: float = _f(
+        0.4, "share of the remember set given to lookalike_prompts (no effect while that list is empty). "
+        "Not in the paper: on the flags world an even split let an Ireland fix erase Cote d'Ivoire")
     lambda_scheme: str = _f("timestep", "timestep: lambda = s**k rises with noise level s; constant: the ablation")
     lambda_exponent: float = _f(
         2.0, "k in lambda = s**k. The paper's exact value was not recoverable; k=2 also cancels the "
@@ -87,6 +93,8 @@ class UnlearnConfig:
             bad("remember_set_size", "must be between 1 and 100000")
         if self.flagged_prompt_share is not None and not 0.0 < self.flagged_prompt_share <= 1.0:
             bad("flagged_prompt_share", "must be in (0, 1] or None")
+        if not 0.0 <= self.lookalike_share < 1.0:
+            bad("lookalike_share", "must be in [0, 1)")
         if not 0 <= self.lambda_constant <= 1:
             bad("lambda_constant", "must be in [0, 1]")
         if self.lambda_exponent < 0:

@@ -78,11 +78,24 @@ def build_remember_set(model: LoadedModel, prompts: list[str], config: UnlearnCo
 
 def remember_quotas(prompts: list[str], config: UnlearnConfig) -> dict[str, int]:
     """How many generations each prompt contributes; they add up to exactly `remember_set_size`.
-    An even split, or, with `flagged_prompt_share`, that share for the flagged prompt (prompts[0])
-    and an even split of the rest over the others. What does not divide evenly goes one each to
+    `lookalike_prompts` among them share `lookalike_share` of the set; the rest is an even split,
+    or, with `flagged_prompt_share`, that share for the flagged prompt (prompts[0]) and an even
+    split of the remainder over the others. What does not divide evenly goes one each to
     the first prompts (the flagged one first), so a set smaller than the prompt list leaves the
     last prompts out rather than growing past the size asked for."""
-    size, share = config.remember_set_size, config.flagged_prompt_share
+    size = config.remember_set_size
+    lookalikes = set(config.lookalike_prompts)
+    look = [p for p in prompts[1:] if p in lookalikes]
+    if look and config.lookalike_share > 0:
+        # Look-alike prompts first take their share; the rest is split as usual over the others.
+        n_look = min(size - 1, max(len(look), round(config.lookalike_share * size)))
+        rest = [p for p in prompts if p not in look]
+        quotas = _flagged_and_even(rest, size - n_look, config.flagged_prompt_share) | _even_split(look, n_look)
+        return {p: quotas[p] for p in prompts}
+    return _flagged_and_even(prompts, size, config.flagged_prompt_share)
+
+
+def _flagged_and_even(prompts: list[str], size: int, share: float | None) -> dict[str, int]:
     if share is None or len(prompts) == 1:
         return _even_split(prompts, size)
     own = min(size, max(1, round(share * size)))
@@ -122,7 +135,8 @@ class RememberCache:
             exclude_seeds: set[int], keep_key: str | None) -> tuple:
         active = tuple(sorted((f.name, float(f.weight)) for f in fixes.fixes.values() if f.enabled))
         return (model.fingerprint(), str(model.device), str(model.pipe.transformer.dtype), active, tuple(prompts),
-                config.remember_set_size, config.flagged_prompt_share, config.remember_seed_start, config.sampling_steps, config.guidance,
+                config.remember_set_size, config.flagged_prompt_share, tuple(config.lookalike_prompts),
+                config.lookalike_share, config.remember_seed_start, config.sampling_steps, config.guidance,
                 tuple(sorted(exclude_seeds)), keep_key)
 
     def get_or_build(self, model: LoadedModel, fixes: FixManager, prompts: list[str], config: UnlearnConfig,
