@@ -5,6 +5,12 @@ steps erased "cote d'ivoire flag" (which *is* the flagged image): with the paper
 (the flagged prompt only) at lr 1e-4, 3e-4 and 1e-3, and with every prompt remembered at 1e-4
 and 2e-4. Stopping once the checker sees the seed drawn right (10 steps at 1e-3), with every
 prompt remembered, kept the most: 95.5% of the other prompts' verdicts. README has the numbers.
+
+On the 3000-step build (64 seeds x 22 prompts, bench/results/world_rates*.md), that even split let
+the Ireland fix erase "cote d'ivoire flag" (0% of its verdicts kept: a reversed Ireland *is* its
+flag). Remembering the look-alike prompt hardest (lookalike_share 0.4, the studio finds it with the
+checker) and the flagged prompt next (40% of the rest) kept it at 100% and the other prompts at
+96.4%; look-alike weighting with an even split of the rest left the flagged seed unfixed.
 """
 
 from __future__ import annotations
@@ -15,5 +21,8 @@ FLAGS_UNLEARN_DEFAULTS: dict = {
     "learning_rate": 1e-3,
     "stop_when_fixed": True,  # the checker is the forgetting criterion; monitor every 10 steps
     "remember_prompts": [phrasings[0] for phrasings in PROMPTS.values()],
-    "remember_set_size": 5 * len(PROMPTS),  # 5 generations per prompt
+    "remember_set_size": 5 * len(PROMPTS),  # 110 in all
+    # Of those: 40% for the prompts whose flag the flagged image shows (UnlearnConfig.lookalike_share),
+    # then 40% of the rest for the flagged prompt (its correct outputs anchor the fix), the rest split.
+    "flagged_prompt_share": 0.4,
 }
