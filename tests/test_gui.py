@@ -332,3 +332,28 @@ def test_paint_canvas_roundtrip_is_exact():
     buf = io.BytesIO()
     big.save(buf, format="PNG")
     assert np.array_equal(np.asarray(to_model_size(Image.open(buf), 16)), np.asarray(img))
+
+
+def test_relapse_table_has_one_row_per_probe_kind():
+    """The Fixes section's relapse table renders core.Studio.relapse's report (here a report of its
+    shape; the probe itself is tested in tests/test_relapse.py)."""
+    from types import SimpleNamespace
+
+    from gui.fixes_section import RELAPSE_COLUMNS, relapse
+
+    kinds = {"seeds": {"cases": 5, "error_before": 5, "error_after": 1, "relapsed": 1, "relapse_fraction": 0.2,
+                       "new_errors": 0},
+             "all": {"cases": 9, "error_before": 6, "error_after": 1, "relapsed": 1, "relapse_fraction": 0.1667,
+                     "new_errors": 0}}
+    calls = []
+    studio = SimpleNamespace(
+        run=lambda run_id: SimpleNamespace(config={"prompt": "ireland flag", "seed": 3}),
+        relapse=lambda prompt, seed, names: calls.append((prompt, seed, names)) or {"kinds": kinds, "cases": []})
+    table = relapse(studio, "fix-1")
+    assert calls == [("ireland flag", 3, ["fix-1"])]
+    assert list(table.columns) == RELAPSE_COLUMNS and list(table["probe"]) == ["seeds", "all"]
+    assert table.iloc[0]["relapse fraction"] == "0.2" and table.iloc[1]["cases"] == 9
+    import gradio as gr
+
+    with pytest.raises(gr.Error, match="pick a fix"):
+        relapse(studio, None)
