@@ -25,7 +25,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args(argv)
     from core.models import load_model
-    from core.studio import Studio
+    from core.studio import AlreadyFixedError, Studio
 
     steps = args.steps or (40 if args.quick else 100)
     studio = Studio(load_model(args.model), tempfile.mkdtemp(prefix="seq-"), restore=False, persist_state=False)
@@ -35,11 +35,20 @@ def main(argv=None) -> int:
     # sequence needs at least two instances.
     found = find_instances(cache, per_prompt=2 if args.quick else 4)
     # interleave prompts so a Japan fix lands on top of an Ireland fix
-    instances = sorted(found, key=lambda i: (found.index(i) % 2, i.prompt))[: 2 if args.quick else 4]
-    names, rows = [], []
-    for k, inst in enumerate(instances, 1):
+    candidates = sorted(found, key=lambda i: (found.index(i) % 2, i.prompt))
+    wanted = 2 if args.quick else 4
+    names, rows, instances, skipped = [], [], [], []
+    for inst in candidates:
+        if len(instances) == wanted:
+            break
         cfg = studio.default_config(steps=steps)  # the studio defaults, stop-when-fixed included
-        res, _, secs = fix_instance(studio, inst, cache, cfg)
+        try:
+            res, _, secs = fix_instance(studio, inst, cache, cfg)
+        except AlreadyFixedError:  # an earlier fix of the prompt already corrected this seed
+            skipped.append(f"{inst.prompt}#{inst.seed}")
+            continue
+        instances.append(inst)
+        k = len(instances)
         names.append(res.run.run_id)
         renders = render_with_fixes(studio, cache, names)  # one render of the stack, judged per instance
         for j, earlier in enumerate(instances[:k], 1):
@@ -51,7 +60,9 @@ def main(argv=None) -> int:
     header = ["fixes stacked", "instance checked", "still fixed", "same-prompt kept", "other prompts kept", "SSIM vs base", "world-CLIP FD"]
     notes = [f"{len(instances)} instances fixed in order, each a LoRA stacked on the earlier ones, at the studio's "
              f"defaults for the model (at most {steps} steps, stop when the checker sees the seed fixed); scripted paint "
-             "surrogate; each row re-checks one earlier instance with all fixes so far enabled."]
+             "surrogate; each row re-checks one earlier instance with all fixes so far enabled.",
+             "Skipped, already drawn right by the fixes before them (the studio refuses to fix those): "
+             + (", ".join(skipped) or "none") + "."]
     name = "sequential_quick" if args.quick else "sequential"
     write_markdown(args.out / f"{name}.md", "Several fixes in sequence", command_line(), header, table, notes, rows)
     print((args.out / f"{name}.md").read_text())

@@ -48,6 +48,12 @@ class WrongBaseError(AdapterError):
     """A fix recorded for another base model (its weight fingerprint differs)."""
 
 
+class AlreadyFixedError(ValueError):
+    """The flagged seed is already drawn right with the enabled fixes: training another fix on it
+    only pulls the model toward its remember set (measured: a second Ireland fix on a seed the
+    first had already corrected undid the first)."""
+
+
 @dataclass
 class FixEntry:
     run_id: str
@@ -115,6 +121,14 @@ class Studio:
                 run_id: str | None = None) -> FixResult:
         config = config or self.default_config()
         judge = self._judge_or_none()
+        if judge and seed is not None:
+            now = generate(self.model, prompt, [seed], config.sampling_steps, config.guidance)[0].image
+            if judge(prompt, now)["verdict"] == "correct":
+                enabled = [f.name for f in self.fixes.fixes.values() if f.enabled]
+                raise AlreadyFixedError(
+                    f"{prompt!r} seed {seed} is already drawn correctly with the enabled fixes "
+                    f"({', '.join(enabled) or 'none'}): nothing to unlearn. Switch fixes off to fix it "
+                    "against the base model instead.")
         if judge and not config.lookalike_prompts:
             config = config.with_overrides(lookalike_prompts=self.lookalike_prompts(prompt, flagged, config))
         is_fixed = (lambda img: judge(prompt, img)["verdict"] == "correct") if judge else None

@@ -305,3 +305,21 @@ def test_studio_remembers_the_flag_the_flagged_image_shows_most(tmp_path):
     assert studio.lookalike_prompts("japan flag", blue_japan, cfg) == []
     # Only prompts in the remember set count.
     assert studio.lookalike_prompts("ireland flag", reversed_ireland, cfg.with_overrides(remember_prompts=["italy flag"])) == []
+
+
+@shipped
+def test_studio_refuses_to_fix_a_seed_that_is_already_drawn_right(tmp_path):
+    from PIL import Image
+
+    from core.generate import generate
+    from core.models import load_model
+    from core.studio import AlreadyFixedError, Studio
+
+    studio = Studio(load_model("embedded"), tmp_path / "data", restore=False, persist_state=False)
+    seeds = list(range(8))
+    gens = generate(studio.model, "ireland flag", seeds)
+    right = next(g for g in gens if studio.judge("ireland flag", g.image)["verdict"] == "correct")
+    sur = Image.fromarray(render_flag("Ireland", 0))
+    with pytest.raises(AlreadyFixedError, match=f"seed {right.seed} is already drawn correctly"):
+        studio.unlearn("ireland flag", right.image, sur, right.seed)
+    assert not studio.list_fixes() and not studio.store.list()  # nothing trained, nothing written
