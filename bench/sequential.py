@@ -22,6 +22,9 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--model", default="embedded")
     ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--seeds", type=int, default=None,
+                    help="seeds per prompt to find instances and evaluate on (default 32, quick 16); one fix "
+                         "often corrects its prompt's other error seeds, so a sequence of 4 may need more")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args(argv)
     from core.models import load_model
@@ -30,12 +33,13 @@ def main(argv=None) -> int:
     steps = args.steps or (40 if args.quick else 100)
     studio = Studio(load_model(args.model), tempfile.mkdtemp(prefix="seq-"), restore=False, persist_state=False)
     prompts = list(PLANTED_PROMPTS) + list(CONTROL_PROMPTS[:2 if args.quick else 4])
-    cache = BaseCache.build(studio, prompts, list(range(16 if args.quick else 32)))
+    cache = BaseCache.build(studio, prompts, list(range(args.seeds or (16 if args.quick else 32))))
     # Two per prompt even in quick mode: the shipped model shows only the Japan error, and a
     # sequence needs at least two instances.
-    found = find_instances(cache, per_prompt=2 if args.quick else 4)
+    found = find_instances(cache, per_prompt=2 if args.quick else 8)
     # interleave prompts so a Japan fix lands on top of an Ireland fix
-    candidates = sorted(found, key=lambda i: (found.index(i) % 2, i.prompt))
+    rank = [sum(j.prompt == i.prompt for j in found[:k]) for k, i in enumerate(found)]  # k-th of its prompt
+    candidates = [found[k] for k in sorted(range(len(found)), key=lambda k: (rank[k], found[k].prompt))]
     wanted = 2 if args.quick else 4
     names, rows, instances, skipped = [], [], [], []
     for inst in candidates:
