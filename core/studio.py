@@ -25,7 +25,7 @@ from .models.loading import EMBEDDED, LoadedModel, LoadOptions, load_model
 from .runs import RunInfo, RunStore, atomic_write_json, new_run_id
 from .surrogates import Surrogate, make_surrogate
 from .unlearn.config import UnlearnConfig
-from .unlearn.run import FixRequest, FixResult, unlearn
+from .unlearn.run import AlreadyFixedError, FixRequest, FixResult, unlearn  # noqa: F401 (re-exported)
 from .unlearn.remember import RememberCache
 
 STATE_FILE = "fixes_state.json"
@@ -46,12 +46,6 @@ def _exclusive(method):
 
 class WrongBaseError(AdapterError):
     """A fix recorded for another base model (its weight fingerprint differs)."""
-
-
-class AlreadyFixedError(ValueError):
-    """The flagged seed is already drawn right with the enabled fixes: training another fix on it
-    only pulls the model toward its remember set (measured: a second Ireland fix on a seed the
-    first had already corrected undid the first)."""
 
 
 @dataclass
@@ -121,14 +115,6 @@ class Studio:
                 run_id: str | None = None) -> FixResult:
         config = config or self.default_config()
         judge = self._judge_or_none()
-        if judge and seed is not None:
-            now = generate(self.model, prompt, [seed], config.sampling_steps, config.guidance)[0].image
-            if judge(prompt, now)["verdict"] == "correct":
-                enabled = [f.name for f in self.fixes.fixes.values() if f.enabled]
-                raise AlreadyFixedError(
-                    f"{prompt!r} seed {seed} is already drawn correctly with the enabled fixes "
-                    f"({', '.join(enabled) or 'none'}): nothing to unlearn. Switch fixes off to fix it "
-                    "against the base model instead.")
         if judge and not config.lookalike_prompts:
             config = config.with_overrides(lookalike_prompts=self.lookalike_prompts(prompt, flagged, config))
         is_fixed = (lambda img: judge(prompt, img)["verdict"] == "correct") if judge else None

@@ -27,7 +27,14 @@ from .config import UnlearnConfig
 from .remember import KeepFn, ProgressFn, RememberCache, build_remember_set, encode_prompts
 from .trainer import ForgetData, StepReport, TrainResult, train
 
-__all__ = ["FixRequest", "FixResult", "unlearn", "build_remember_set", "encode_prompts", "RememberCache"]
+__all__ = ["AlreadyFixedError", "FixRequest", "FixResult", "unlearn", "build_remember_set", "encode_prompts",
+           "RememberCache"]
+
+
+class AlreadyFixedError(ValueError):
+    """The flagged seed is already drawn right with the enabled fixes (by the caller's `is_fixed`):
+    training another fix on it only pulls the model toward its remember set (measured: a second
+    Ireland fix on a seed the first had already corrected undid the first)."""
 
 
 @dataclass
@@ -75,6 +82,16 @@ def unlearn(
     if not request.prompt.strip():
         raise ValueError("the prompt is empty")
     t_start = time.perf_counter()
+    # The flagged seed as the model draws it now (earlier fixes on): already right means nothing to
+    # unlearn, and is cheap to learn before the remember set is built.
+    noise = initial_noise(model, request.seed) if request.seed is not None else None
+    before = _render(model, request, noise, config) if noise is not None else None
+    if before is not None and is_fixed is not None and is_fixed(before):
+        enabled = [f.name for f in fixes.fixes.values() if f.enabled]
+        raise AlreadyFixedError(
+            f"{request.prompt!r} seed {request.seed} is already drawn correctly with the enabled fixes "
+            f"({', '.join(enabled) or 'none'}): nothing to unlearn. Switch fixes off to fix it against "
+            "the base model instead.")
 
     # 2. Remember set from the model as it is (earlier fixes included), flagged seed excluded.
     excluded = {request.seed} if request.seed is not None else set()
@@ -89,8 +106,6 @@ def unlearn(
     # 3. Latents and conditioning of the instance.
     x_f, x_s = encode(model, [flagged]), encode(model, [surrogate])
     forget = ForgetData(x_f, x_s, encode_prompts(model, [request.prompt]))
-    noise = initial_noise(model, request.seed) if request.seed is not None else None
-    before = _render(model, request, noise, config) if noise is not None else None
 
     # 4. A fresh adapter in a partial run folder; everything below is undone on failure.
     run_id = run_id or new_run_id()
