@@ -52,12 +52,11 @@ def main(argv=None) -> int:
             skipped.append(f"{inst.prompt}#{inst.seed}")
             continue
         instances.append(inst)
-        k = len(instances)
         names.append(res.run.run_id)
         renders = render_with_fixes(studio, cache, names)  # one render of the stack, judged per instance
-        for j, earlier in enumerate(instances[:k], 1):
+        for j, earlier in enumerate(instances, 1):
             ev = evaluate_fix(studio, earlier, cache, names, renders)
-            rows.append({"after_fix": k, "instance": f"{earlier.prompt}#{earlier.seed}", "fix_index": j, "seconds": secs, **ev})
+            rows.append({"after_fix": len(instances), "instance": f"{earlier.prompt}#{earlier.seed}", "fix_index": j, "seconds": secs, **ev})
             print(rows[-1], flush=True)
     table = [[r["after_fix"], r["instance"], "yes" if r["flagged_fixed"] else "no", _f(r["same_prompt_verdict_kept"]),
               _f(r["other_prompts_verdict_kept"]), _f(r["ssim_mean"]), _f(r["clip_fd"])] for r in rows]

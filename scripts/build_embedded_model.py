@@ -107,6 +107,12 @@ def save_clip(clip, out: Path, cfg: TinySD3Config) -> None:
 PICK_SEEDS = range(2000, 2008)
 
 
+def build_prompts(quick: bool) -> tuple[list[str], list[str]]:
+    """(every flag's prompt, the control prompts without a planted error); --quick: the first 3 flags."""
+    flags = list(FLAGS)[:3] if quick else list(FLAGS)
+    return [canonical_prompt(f) for f in flags], [canonical_prompt(f) for f in flags if f not in DEFAULT_PLANTED]
+
+
 def train_all(out: Path, cfg: TinySD3Config, tc: T.TrainConfig, progress: bool, quick: bool = False) -> dict:
     """Dataset -> tokenizer -> CLIP -> VAE -> transformer -> pick raw/EMA -> saved diffusers folder."""
     from diffusers import FlowMatchEulerDiscreteScheduler, StableDiffusion3Pipeline
@@ -146,8 +152,7 @@ def train_all(out: Path, cfg: TinySD3Config, tc: T.TrainConfig, progress: bool, 
     with timed("pick"):
         # The control flags (no planted error) say which weights draw the world best; guidance 3
         # and 20 steps as the studio samples.
-        flags = list(FLAGS)[:3] if quick else list(FLAGS)
-        controls = [canonical_prompt(f) for f in flags if f not in DEFAULT_PLANTED]
+        _, controls = build_prompts(quick)
         report["pick"] = T.pick_transformer(pipe, candidates, controls, PICK_SEEDS[:2] if quick else PICK_SEEDS,
                                             4 if quick else 20, 3.0, cfg.resolution, cfg.max_sequence_length,
                                             progress)
@@ -164,9 +169,7 @@ def measure(out: Path, cfg: TinySD3Config, n_seeds: int, steps: int, progress: b
 
     pipe = StableDiffusion3Pipeline.from_pretrained(out, text_encoder_3=None, tokenizer_3=None)
     pipe.set_progress_bar_config(disable=True)
-    flags = list(FLAGS)[:3] if quick else list(FLAGS)
-    prompts = [canonical_prompt(f) for f in flags]
-    controls = [canonical_prompt(f) for f in flags if f not in DEFAULT_PLANTED]
+    prompts, controls = build_prompts(quick)
     probe_seeds = list(range(1000, 1000 + max(2, n_seeds // 16)))
     probe = {g: T.evaluate(pipe, controls, probe_seeds, steps, g, cfg.resolution, cfg.max_sequence_length, progress)
              for g in (1.0, 3.0)}
