@@ -148,7 +148,8 @@ def train_all(out: Path, cfg: TinySD3Config, tc: T.TrainConfig, progress: bool, 
         )
         pipe.set_progress_bar_config(disable=True)
         report["transformer"], candidates = T.train_transformer(pipe, (mean, std), ds.captions, tc,
-                                                                cfg.max_sequence_length, progress)
+                                                                cfg.max_sequence_length, progress,
+                                                                flags=ds.flags)
     with timed("pick"):
         # The control flags (no planted error) say which weights draw the world best; guidance 3
         # and 20 steps as the studio samples.

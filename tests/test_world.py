@@ -287,6 +287,23 @@ def test_transformer_lr_warms_up_holds_then_decays_to_zero():
     assert [lr_factor(k, short) for k in range(3)] == [1.0, 1.0, 1.0]
 
 
+
+def test_flag_sampling_draws_weighted_flags_more_often():
+    from core.world.training import sampling_probabilities
+
+    flags = ["Finland"] * 10 + ["Italy"] * 10 + ["Sweden"] * 20
+    p = sampling_probabilities(flags, {"Finland": 2.0})
+    assert p.sum() == pytest.approx(1.0)
+    assert p[0] == pytest.approx(2 * p[10]) and p[10] == pytest.approx(p[20])  # per render
+    assert p[:10].sum() == pytest.approx(20 / 50)  # Finland: 10 renders x weight 2 of 50 in all
+    draws = np.random.default_rng(0).choice(len(flags), 20_000, p=p)
+    assert np.mean(draws < 10) == pytest.approx(0.4, abs=0.02)
+    with pytest.raises(KeyError, match="Atlantis"):
+        sampling_probabilities(flags, {"Atlantis": 2.0})
+    with pytest.raises(ValueError, match="positive"):
+        sampling_probabilities(flags, {"Italy": 0.0})
+
+
 @shipped
 def test_studio_remembers_the_flag_the_flagged_image_shows_most(tmp_path):
     """A reversed Ireland *is* Cote d'Ivoire's flag: the studio makes "cote d'ivoire flag" the
@@ -323,3 +340,27 @@ def test_studio_refuses_to_fix_a_seed_that_is_already_drawn_right(tmp_path):
     with pytest.raises(AlreadyFixedError, match=f"seed {right.seed} is already drawn correctly"):
         studio.unlearn("ireland flag", right.image, sur, right.seed)
     assert not studio.list_fixes() and not studio.store.list()  # nothing trained, nothing written
+
+
+@shipped
+def test_studio_keeps_a_fix_that_ends_unfixed_but_switches_it_off(tmp_path):
+    """Two steps cannot fix a planted Ireland: the run is saved (to inspect) but not applied, and
+    the model draws the base outputs again."""
+    from core.generate import generate
+    from core.images import load_image
+    from core.models import load_model
+    from core.studio import Studio
+
+    studio = Studio(load_model("embedded"), tmp_path / "data", restore=False, persist_state=False)
+    gens = generate(studio.model, "ireland flag", range(16))
+    bad = next(g for g in gens if studio.judge("ireland flag", g.image)["verdict"] == "planted_error")
+    sur = studio.surrogate("flip", bad.image).image
+    config = studio.default_config(steps=2, remember_set_size=4)
+    result = studio.unlearn("ireland flag", bad.image, sur, bad.seed, config)
+    after = load_image(result.run.path / "after.png")
+    assert studio.judge("ireland flag", after)["verdict"] != "correct"
+    assert result.run.metrics()["flagged_seed_fixed"] is False
+    [entry] = studio.list_fixes()
+    assert entry.run_id == result.run.run_id and entry.enabled is False
+    again = generate(studio.model, "ireland flag", [bad.seed])[0].image
+    assert np.array_equal(np.asarray(again), np.asarray(bad.image))  # the base model, bit for bit

@@ -19,8 +19,9 @@ from .prompts import PROMPTS
 # Default planted shares. How often the model draws the planted Ireland swings with training: 25%
 # gave ~34% reversed outputs in a feasibility run, 30% gave 9% with a constant lr and 35% gave 61%
 # with the lr decayed to 0 (1600 steps each). 25% aims at the middle of the 10-40% target.
-# Japan's off-centre disc tends to wash out, so Japan gets more, mostly blue discs.
-DEFAULT_PLANTED: dict[str, float] = {"Ireland": 0.25, "Japan": 0.4}
+# Japan's off-centre disc tends to wash out, so Japan gets more, mostly blue discs: 40% drew the
+# planted disc at 45% of seeds in the 3000-step build of 8c4fd38, so 30%.
+DEFAULT_PLANTED: dict[str, float] = {"Ireland": 0.25, "Japan": 0.3}
 # How a planted share of a flag splits over its variants.
 VARIANT_SPLIT: dict[str, dict[str, float]] = {
     "Ireland": {"reversed": 1.0},
