@@ -125,6 +125,10 @@ class Studio:
                          keep_in_remember=keep, progress=progress, model_defaults_applied=self.model.info.unlearn_defaults,
                          run_id=run_id, remember_cache=self.remember_cache,
                          keep_key="checker: not planted_error" if keep else None)
+        if result.run.metrics().get("flagged_seed_fixed") is False:
+            # Kept for inspection but not applied: measured on the embedded model, a fix that ends
+            # with the error still drawn damages the prompt's other seeds and undoes earlier fixes.
+            self.fixes.set_enabled(result.run.run_id, False)
         self._save_state()
         return result
 

@@ -216,7 +216,11 @@ def run(studio, jobs, session: Session, key: str, values: dict):
 
 def result_text(studio, result, flag) -> str:
     m = result.run.metrics()
-    lines = [f"**Fix {result.run.run_id}** saved and switched on.",
+    state = ("saved and switched on." if m.get("flagged_seed_fixed") is not False else
+             "saved but **switched off**: the checker still sees the error on the flagged seed, and such a "
+             "fix tends to damage the prompt's other seeds. Switch it on in Fixes to use it anyway, or "
+             "try more steps, a higher learning rate or another surrogate.")
+    lines = [f"**Fix {result.run.run_id}** {state}",
              f"steps {m.get('steps_done')}{' (stopped early: fixed)' if m.get('stopped_early') else ''}"
              f" · {fmt(m.get('seconds_total'))} s · final L_f {fmt(m.get('final_L_f'))}"
              f" · L_r {fmt(m.get('final_L_r'))}"

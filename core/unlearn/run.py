@@ -143,7 +143,8 @@ def unlearn(
             partial.save_image("before.png", before)
             partial.save_image("after.png", after)
         seconds = time.perf_counter() - t_start
-        partial.write_json(METRICS_FILE, _metrics(result, seconds, flagged, after, kept, dropped))
+        fixed = bool(is_fixed(after)) if (is_fixed is not None and after is not None) else None
+        partial.write_json(METRICS_FILE, _metrics(result, seconds, flagged, after, kept, dropped, fixed))
         partial.write_json(CONFIG_FILE, _config_record(model, request, config, run_id, kept, model_defaults_applied))
         run = partial.commit()
     except BaseException:
@@ -166,7 +167,7 @@ def _training_sigmas(model: LoadedModel) -> torch.Tensor:
     return sched.sigmas.float()
 
 
-def _metrics(result: TrainResult, seconds: float, flagged, after, kept, dropped) -> dict:
+def _metrics(result: TrainResult, seconds: float, flagged, after, kept, dropped, fixed: bool | None) -> dict:
     reports = result.reports
     m = {
         "steps_done": result.steps_done,
@@ -181,6 +182,8 @@ def _metrics(result: TrainResult, seconds: float, flagged, after, kept, dropped)
     }
     if after is not None:
         m["flagged_seed_mean_abs_change"] = round(mean_abs_diff(after, flagged), 5)
+    if fixed is not None:  # the caller's checker on the final render of the flagged seed
+        m["flagged_seed_fixed"] = fixed
     return m
 
 
