@@ -9,7 +9,7 @@ import pandas as pd
 
 from .common import GPU, fmt, serve_copy, upload_dir, user_errors
 
-FIX_COLUMNS = ["run_id", "on", "prompt", "seed", "method", "steps", "surrogate", "flagged change", "created"]
+FIX_COLUMNS = ["run_id", "on", "prompt", "seed", "method", "steps", "surrogate", "flagged change", "fixed", "created"]
 RELAPSE_COLUMNS = ["probe", "cases", "error before", "error after", "relapsed", "relapse fraction", "new errors"]
 
 
@@ -44,7 +44,7 @@ def _rows(studio) -> pd.DataFrame:
         rows.append([f.run_id, "on" if f.enabled else "off", f.prompt, f.seed, f.method,
                      m.get("steps_done", cfg.get("config", {}).get("steps")),
                      (cfg.get("surrogate") or {}).get("kind", "?"), fmt(m.get("flagged_seed_mean_abs_change")),
-                     f.created])
+                     _fixed(m.get("flagged_seed_fixed")), f.created])
     return pd.DataFrame(rows, columns=FIX_COLUMNS)
 
 
@@ -53,6 +53,11 @@ def _details(studio, run_id):
         return None
     run = studio.run(run_id)
     return {"run_id": run_id, "folder": str(run.path), "metrics": run.metrics(), **run.config}
+
+
+def _fixed(verdict: bool | None) -> str:
+    """The checker's verdict on the flagged seed when the fix finished ("-" without a checker)."""
+    return "-" if verdict is None else ("yes" if verdict else "no")
 
 
 def fix_widgets(studio, pick: str | None = None):

@@ -357,3 +357,30 @@ def test_relapse_table_has_one_row_per_probe_kind():
 
     with pytest.raises(gr.Error, match="pick a fix"):
         relapse(studio, None)
+
+
+def test_fix_result_and_table_say_when_a_fix_ended_unfixed(tmp_path):
+    """The studio switches off a fix whose flagged seed still shows the error (tested in
+    test_world.py); the page must say so, not "switched on"."""
+    from types import SimpleNamespace
+
+    from gui.fixes_section import FIX_COLUMNS, _rows
+    from gui.unlearn_section import result_text
+
+    def run_with(fixed):
+        metrics = {"steps_done": 100, "stopped_early": False, "seconds_total": 30.0, "flagged_seed_fixed": fixed}
+        config = {"prompt": "ireland flag", "seed": 3, "config": {"steps": 100}, "surrogate": {"kind": "flip"}}
+        return SimpleNamespace(run_id=f"fix-{fixed}", path=tmp_path, metrics=lambda: metrics, config=config)
+
+    runs = {r.run_id: r for r in (run_with(False), run_with(True))}
+    studio = SimpleNamespace(has_checker=False, run=runs.__getitem__, list_fixes=lambda: [
+        SimpleNamespace(run_id=k, enabled=k.endswith("True"), prompt="ireland flag", seed=3, method="surrogate",
+                        created="") for k in runs])
+    flag = SimpleNamespace(seed=3, prompt="ireland flag")
+    off = result_text(studio, SimpleNamespace(run=runs["fix-False"]), flag)
+    on = result_text(studio, SimpleNamespace(run=runs["fix-True"]), flag)
+    assert "switched off" in off and "switched on" not in off
+    assert "saved and switched on" in on
+    table = _rows(studio)
+    assert list(table.columns) == FIX_COLUMNS
+    assert list(table["fixed"]) == ["no", "yes"] and list(table["on"]) == ["off", "on"]
