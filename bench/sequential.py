@@ -41,7 +41,7 @@ def main(argv=None) -> int:
     rank = [sum(j.prompt == i.prompt for j in found[:k]) for k, i in enumerate(found)]  # k-th of its prompt
     candidates = [found[k] for k in sorted(range(len(found)), key=lambda k: (rank[k], found[k].prompt))]
     wanted = 2 if args.quick else 4
-    names, rows, instances, skipped = [], [], [], []
+    names, rows, instances, skipped, switched_off = [], [], [], [], []
     for inst in candidates:
         if len(instances) == wanted:
             break
@@ -50,6 +50,9 @@ def main(argv=None) -> int:
             res, _, secs = fix_instance(studio, inst, cache, cfg)
         except AlreadyFixedError:  # an earlier fix of the prompt already corrected this seed
             skipped.append(f"{inst.prompt}#{inst.seed}")
+            continue
+        if not studio.fixes.fixes[res.run.run_id].enabled:  # ended unfixed: the studio keeps it off
+            switched_off.append(f"{inst.prompt}#{inst.seed}")
             continue
         instances.append(inst)
         names.append(res.run.run_id)
@@ -65,7 +68,9 @@ def main(argv=None) -> int:
              f"defaults for the model (at most {steps} steps, stop when the checker sees the seed fixed); scripted paint "
              "surrogate; each row re-checks one earlier instance with all fixes so far enabled.",
              "Skipped, already drawn right by the fixes before them (the studio refuses to fix those): "
-             + (", ".join(skipped) or "none") + "."]
+             + (", ".join(skipped) or "none") + ".",
+             "Tried but ended unfixed, so the studio switched the fix off and it is not in the stack: "
+             + (", ".join(switched_off) or "none") + "."]
     name = "sequential_quick" if args.quick else "sequential"
     write_markdown(args.out / f"{name}.md", "Several fixes in sequence", command_line(), header, table, notes, rows)
     print((args.out / f"{name}.md").read_text())
