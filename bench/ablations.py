@@ -93,7 +93,7 @@ def main(argv=None) -> int:
              "surrogate, standing in for a person's brush strokes (blue disc pixels painted red)."]
     name = "ablations_quick" if args.quick else "ablations"
     write_markdown(args.out / f"{name}.md", "Ablations on the flags world", command_line(), header, table,
-                   notes + [f"Plot: {name}.png (bars: mean over training seeds; dots: each run)."], rows)
+                   notes + [f"Plot: {name}.png (bars: mean over training seeds; dots: each run)."], rows, model=studio.model)
     plot(rows, args.out / f"{name}.png")
     print((args.out / f"{name}.md").read_text())
     return 0

@@ -12,9 +12,12 @@ __all__ = ["command_line", "write_markdown", "plot_scatter", "plot_settings"]
 
 
 def write_markdown(path: Path, title: str, command: str, header: list[str], rows: list[list], notes: list[str] = (),
-                   raw: list[dict] | None = None) -> Path:
+                   raw: list[dict] | None = None, model=None) -> Path:
+    """`model` (a LoadedModel) adds which weights were measured: results outlive a rebuild."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = f"# {title}\n\nMade by: `{command}`\n\n" + markdown_table(header, rows) + "\n" + "".join(f"- {n}\n" for n in notes)
+    measured_on = f"Model: `{model.source}`, base weights sha256 `{model.fingerprint()[:16]}`\n\n" if model else ""
+    text = (f"# {title}\n\nMade by: `{command}`\n\n" + measured_on + markdown_table(header, rows) + "\n"
+            + "".join(f"- {n}\n" for n in notes))
     path.write_text(text)
     if raw is not None:
         path.with_suffix(".json").write_text(json.dumps(raw, indent=1, default=str))

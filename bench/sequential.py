@@ -72,7 +72,7 @@ def main(argv=None) -> int:
              "Tried but ended unfixed, so the studio switched the fix off and it is not in the stack: "
              + (", ".join(switched_off) or "none") + "."]
     name = "sequential_quick" if args.quick else "sequential"
-    write_markdown(args.out / f"{name}.md", "Several fixes in sequence", command_line(), header, table, notes, rows)
+    write_markdown(args.out / f"{name}.md", "Several fixes in sequence", command_line(), header, table, notes, rows, model=studio.model)
     print((args.out / f"{name}.md").read_text())
     return 0
 

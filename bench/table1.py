@@ -101,7 +101,7 @@ def main(argv=None) -> int:
                  "space (lower = less moved), LPIPS per pair. "
                  + (f"LPIPS: n/a here, {lpips_missing}" if lpips_missing else ""))
     name = "table1_quick" if quick else "table1"
-    write_markdown(args.out / f"{name}.md", "Table I on the flags world", command_line(), header, table, notes, rows)
+    write_markdown(args.out / f"{name}.md", "Table I on the flags world", command_line(), header, table, notes, rows, model=studio.model)
     plot_scatter(args.out / f"{name}.png", rows, x="ssim_mean", y="other_prompts_verdict_kept", group="method",
                  title="Integrity per fix (100 matched steps; +stop: stopped when fixed)", filled="flagged_fixed")
     print((args.out / f"{name}.md").read_text())

@@ -107,11 +107,14 @@ def main(argv=None) -> int:
         f"{sum(ire_a[k]['verdict'] == 'correct' for k in correct_b)} stay correct. Spread to the prompt's other "
         f"{len(errs)} misrepresented seeds: {sum(ire_a[k]['verdict'] == 'correct' for k in errs)} now correct.",
     ]
+    others = [(b, after[p]["seeds"][k]) for p in prompts if p != demo for k, b in base[p]["seeds"].items()]
+    notes.append(f"Other prompts' verdicts unchanged: {sum(b['verdict'] == a['verdict'] for b, a in others)} of "
+                 f"{len(others)} seeds ({sum(b['verdict'] == a['verdict'] for b, a in others) / len(others):.1%}).")
     header = ["prompt", "base correct", "base planted error", "base other", "after correct", "after planted error",
               "verdict unchanged"]
     name = args.name or ("world_rates_quick" if args.quick else "world_rates")
     write_markdown(args.out / f"{name}.md", "Embedded flags model: checker rates and the Ireland fix", command_line(),
-                   header, rows, notes, [raw])
+                   header, rows, notes, [raw], model=studio.model)
     print((args.out / f"{name}.md").read_text())
     return 0
 
