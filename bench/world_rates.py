@@ -88,9 +88,14 @@ def main(argv=None) -> int:
 
     rows, raw = [], {"demo_prompt": demo, "base": base, "after": after, "flagged_seed": flagged_seed, "gen16_s": gen16, "fix_s": fix_s,
                      "fix_metrics": res.run.metrics()}
+    others_unchanged = others_seeds = 0  # every prompt but the demo's: the issue's ">= 95% unchanged"
     for p in prompts:
         b, a = base[p], after[p]
-        same = sum(b["seeds"][k]["verdict"] == a["seeds"][k]["verdict"] for k in b["seeds"]) / len(b["seeds"])
+        unchanged = sum(b["seeds"][k]["verdict"] == a["seeds"][k]["verdict"] for k in b["seeds"])
+        same = unchanged / len(b["seeds"])
+        if p != demo:
+            others_unchanged += unchanged
+            others_seeds += len(b["seeds"])
         rows.append([p, f"{b['rates']['correct']:.2f}", f"{b['rates']['planted_error']:.2f}", f"{b['rates']['other']:.2f}",
                      f"{a['rates']['correct']:.2f}", f"{a['rates']['planted_error']:.2f}", f"{same:.2f}"])
     ire_b, ire_a = base[demo]["seeds"], after[demo]["seeds"]
@@ -107,9 +112,8 @@ def main(argv=None) -> int:
         f"{sum(ire_a[k]['verdict'] == 'correct' for k in correct_b)} stay correct. Spread to the prompt's other "
         f"{len(errs)} misrepresented seeds: {sum(ire_a[k]['verdict'] == 'correct' for k in errs)} now correct.",
     ]
-    others = [(b, after[p]["seeds"][k]) for p in prompts if p != demo for k, b in base[p]["seeds"].items()]
-    notes.append(f"Other prompts' verdicts unchanged: {sum(b['verdict'] == a['verdict'] for b, a in others)} of "
-                 f"{len(others)} seeds ({sum(b['verdict'] == a['verdict'] for b, a in others) / len(others):.1%}).")
+    notes.append(f"Other prompts' verdicts unchanged: {others_unchanged} of {others_seeds} seeds "
+                 f"({others_unchanged / others_seeds:.1%}).")
     header = ["prompt", "base correct", "base planted error", "base other", "after correct", "after planted error",
               "verdict unchanged"]
     name = args.name or ("world_rates_quick" if args.quick else "world_rates")

@@ -74,7 +74,6 @@ def test_report_helpers_carry_the_command_line(tmp_path):
     assert C.command_line(["bench/cost.py", "--quick", "--out", "a b"]).endswith("python bench/cost.py --quick --out 'a b'")
 
 
-
 def test_world_reports_name_the_weights_they_measured(tiny_model, tmp_path):
     from bench.report import write_markdown
 
@@ -83,6 +82,7 @@ def test_world_reports_name_the_weights_they_measured(tiny_model, tmp_path):
     assert f"base weights sha256 `{tiny_model.fingerprint()[:16]}`" in text and f"`{tiny_model.source}`" in text
     assert text.index("Made by: `cmd`") < text.index("Model:") < text.index("| x |")
     assert "Model:" not in write_markdown(tmp_path / "b.md", "T", "cmd", ["x"], [[1]]).read_text()
+
 
 def test_missing_embedded_model_falls_back_to_a_labelled_standin(monkeypatch, tmp_path, capsys):
     import core.models.loading as loading
