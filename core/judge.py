@@ -1,0 +1,194 @@
+"""The forgetting judge: has the model forgotten the flagged output? Decided from what any model offers.
+
+A user of SD3 (or any folder or hub model) has the flagged image, the surrogate they made, and the
+model. No ground-truth checker. The judge answers three questions with those alone:
+
+1. **The flagged seed** (`judge_flagged_seed`): the re-render of the flagged seed is compared with the
+   flagged image and with the surrogate *inside the region the user changed* (pixels where surrogate
+   and flagged differ). Its score is the progress from flagged to surrogate there,
+
+       score = d(render, flagged) / (d(render, flagged) + d(render, surrogate))   in [0, 1]
+
+   (0 = still the flagged image, 1 = the surrogate), with d the mean absolute RGB difference over
+   the region. Forgotten when score >= FLAGGED_SEED_THRESHOLD (0.5: nearer the surrogate than the
+   flagged image). How much moved *outside* the region is reported beside it, as a cost.
+2. **Any other image** (`shows_error`): a copy-detection descriptor compares it with the flagged
+   image and the surrogate. It shows the error when it is a near copy of the flagged image
+   (similarity >= the descriptor's copy threshold) and nearer the flagged image than the surrogate.
+3. **Look-alike prompts** (`lookalike_prompts`): other prompts whose own outputs show that picture
+   (a reversed Irish flag *is* Cote d'Ivoire's flag). A fix drags them along first, so the remember
+   set holds more of them; they are never filtered out, since for their own prompt the picture is right.
+
+Descriptors, best first (`pick_descriptor`), and the name of the one used travels with every answer:
+  - "sscd": SSCD copy detection when its TorchScript file is in the local cache (the paper's
+    criterion, similarity 0.4);
+  - "clip:<name>": the model's own CLIP image tower (the embedded world ships one; SD3 users may have
+    openai/clip-vit-large-patch14 in their Hugging Face cache);
+  - "thumbnail": a mean-centred 8x8 colour thumbnail, always available and crude: it sees layout and
+    colour, not identity. Its threshold and CLIP's were chosen on tuning seeds 0-63 of the flags world
+    (bench/results/heldout.md reports on seeds >= 1000).
+
+What it cannot see: an error that lives in a few pixels the user did not paint over (the region is
+the user's edit), an error that a descriptor does not encode (thumbnail: anything below 4 px of a
+32 px image), and whether the new output is *plausible* - only that it left the flagged image for the
+surrogate. The world's checker, where one exists, is an evaluator for benches and tests only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from .images import ensure_rgb
+
+EmbedFn = Callable[[Sequence[Image.Image]], np.ndarray]  # images -> (N, D) unit rows
+
+FLAGGED_SEED_THRESHOLD = 0.5  # region progress flagged -> surrogate; 0.5 = nearer the surrogate
+REGION_MIN_DIFF = 0.1  # a pixel belongs to the user's edit when surrogate and flagged differ this much (0..1)
+REGION_MIN_FRACTION = 0.005  # below this share of pixels, the edit is too faint to localise: use all pixels
+LOOKALIKE_MIN_FRACTION = 0.5  # a prompt is a look-alike when this share of its probe outputs shows the picture
+COPY_THRESHOLDS = {  # similarity to the flagged image at and above which an output is a near copy
+    "sscd": 0.4,  # the paper's criterion (Pizzi et al. 2022 use 0.4-0.5 for copies)
+    "clip": 0.9,  # chosen on the flags world's tuning seeds 0-63 (see module docstring)
+    "thumbnail": 0.6,  # idem
+}
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    """A copy-detection embedding and the threshold that goes with it."""
+
+    name: str  # "sscd" | "clip:<name>" | "thumbnail"
+    embed: EmbedFn
+    copy_threshold: float
+    note: str = ""  # why a better descriptor was not used
+
+
+@dataclass
+class FlaggedSeedVerdict:
+    """The judge's answer for a re-render of the flagged seed; numbers, not only a yes/no."""
+
+    score: float  # progress from flagged (0) to surrogate (1) inside the changed region
+    threshold: float
+    forgotten: bool
+    to_flagged: float  # mean |render - flagged| inside the region (0..1)
+    to_surrogate: float  # mean |render - surrogate| inside the region
+    outside_change: float  # mean |render - flagged| outside the region: collateral at the seed itself
+    region_fraction: float  # share of pixels in the region
+    copy_similarity: float  # descriptor similarity of the render to the flagged image
+    descriptor: str
+
+    def to_dict(self) -> dict:
+        return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+def thumbnail_embed(images: Sequence[Image.Image], size: int = 8) -> np.ndarray:
+    """Mean-centred, unit-norm size x size RGB thumbnails: layout and colour, no learned features."""
+    rows = []
+    for img in images:
+        a = np.asarray(ensure_rgb(img).resize((size, size), Image.BILINEAR), np.float64) / 255.0
+        a = (a - a.mean()).ravel()
+        rows.append(a / max(np.linalg.norm(a), 1e-8))
+    return np.stack(rows)
+
+
+def pick_descriptor(model=None, device: str = "cpu") -> Descriptor:
+    """The best copy descriptor available offline: SSCD, then the model's CLIP, then thumbnails."""
+    from .metrics.sscd import SscdEmbedder, find_sscd_model
+
+    notes = []
+    path, reason = find_sscd_model()
+    if path is not None:
+        try:
+            sscd = SscdEmbedder(path, device=device)
+            return Descriptor("sscd", lambda imgs: sscd(list(imgs)).numpy(), COPY_THRESHOLDS["sscd"])
+        except Exception as err:  # a broken file is reported, never silently trusted
+            notes.append(f"SSCD file {path} could not be loaded: {err}")
+    else:
+        notes.append(f"SSCD unavailable: {reason}")
+    if model is not None:
+        from .metrics.clip_space import clip_embedder
+        from .models.loading import ModelNotFoundError
+
+        try:
+            embed = clip_embedder(model)
+            return Descriptor(f"clip:{model.info.clip_model}", embed, COPY_THRESHOLDS["clip"], "; ".join(notes))
+        except ModelNotFoundError as err:
+            notes.append(f"no CLIP: {err}")
+    return Descriptor("thumbnail", thumbnail_embed, COPY_THRESHOLDS["thumbnail"], "; ".join(notes))
+
+
+class ForgettingJudge:
+    """Judges one flagged instance: its flagged image, its surrogate and a copy descriptor."""
+
+    def __init__(self, flagged: Image.Image, surrogate: Image.Image, descriptor: Descriptor,
+                 threshold: float = FLAGGED_SEED_THRESHOLD):
+        self.flagged = _float(flagged)
+        self.surrogate = _float(surrogate)
+        if self.flagged.shape != self.surrogate.shape:
+            raise ValueError(f"flagged {self.flagged.shape[:2]} and surrogate {self.surrogate.shape[:2]} differ in size")
+        self.descriptor = descriptor
+        self.threshold = threshold
+        diff = np.abs(self.surrogate - self.flagged).max(axis=-1)
+        region = diff >= REGION_MIN_DIFF
+        if region.mean() < REGION_MIN_FRACTION:  # a faint, everywhere edit (e.g. mild noise): judge all pixels
+            region = diff > 0
+        if not region.any():
+            raise ValueError("the surrogate is identical to the flagged image: nothing to judge")
+        self.region = region
+        refs = descriptor.embed([flagged, surrogate])
+        self._e_flagged, self._e_surrogate = refs[0], refs[1]
+
+    @classmethod
+    def for_model(cls, model, flagged: Image.Image, surrogate: Image.Image,
+                  threshold: float = FLAGGED_SEED_THRESHOLD) -> "ForgettingJudge":
+        return cls(flagged, surrogate, pick_descriptor(model, str(getattr(model, "device", "cpu"))), threshold)
+
+    # -- 1. the flagged seed ----------------------------------------------------------------------
+    def judge_flagged_seed(self, render: Image.Image) -> FlaggedSeedVerdict:
+        r = _float(render)
+        if r.shape != self.flagged.shape:
+            raise ValueError(f"render {r.shape[:2]} and flagged {self.flagged.shape[:2]} differ in size")
+        err_f = np.abs(r - self.flagged).mean(axis=-1)
+        err_s = np.abs(r - self.surrogate).mean(axis=-1)
+        d_f, d_s = float(err_f[self.region].mean()), float(err_s[self.region].mean())
+        score = d_f / (d_f + d_s) if d_f + d_s > 0 else 0.0
+        outside = float(err_f[~self.region].mean()) if (~self.region).any() else 0.0
+        sim = float(self.similarity([render])[0][0])
+        return FlaggedSeedVerdict(score, self.threshold, score >= self.threshold, d_f, d_s, outside,
+                                  float(self.region.mean()), sim, self.descriptor.name)
+
+    # -- 2. any other image -----------------------------------------------------------------------
+    def similarity(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
+        """(similarity to the flagged image, similarity to the surrogate) per image."""
+        if not images:
+            return np.zeros(0), np.zeros(0)
+        e = np.asarray(self.descriptor.embed(list(images)), np.float64)
+        return e @ self._e_flagged, e @ self._e_surrogate
+
+    def shows_error(self, images: Sequence[Image.Image]) -> list[bool]:
+        """Near copies of the flagged image that are nearer it than the surrogate."""
+        to_f, to_s = self.similarity(images)
+        return [bool(f >= self.descriptor.copy_threshold and f > s) for f, s in zip(to_f, to_s)]
+
+    # -- 3. look-alike prompts --------------------------------------------------------------------
+    def lookalike_prompts(self, outputs: dict[str, Sequence[Image.Image]]) -> list[str]:
+        """Prompts (keys) whose outputs mostly show the flagged picture."""
+        found = []
+        for prompt, images in outputs.items():
+            shown = self.shows_error(list(images))
+            if shown and np.mean(shown) >= LOOKALIKE_MIN_FRACTION:
+                found.append(prompt)
+        return found
+
+    def describe(self) -> dict:
+        return {"descriptor": self.descriptor.name, "copy_threshold": self.descriptor.copy_threshold,
+                "flagged_seed_threshold": self.threshold, "region_fraction": round(float(self.region.mean()), 4),
+                "descriptor_note": self.descriptor.note}
+
+
+def _float(img: Image.Image) -> np.ndarray:
+    return np.asarray(ensure_rgb(img), np.float32) / 255.0

@@ -1,0 +1,121 @@
+"""The forgetting judge and the fix guard: numbers on images whose answer is known by construction."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from core.judge import (
+    FLAGGED_SEED_THRESHOLD,
+    Descriptor,
+    ForgettingJudge,
+    pick_descriptor,
+    thumbnail_embed,
+)
+from core.unlearn.guard import FixGuard, MonitorPoint
+
+
+def _img(arr) -> Image.Image:
+    return Image.fromarray(np.clip(np.asarray(arr), 0, 255).astype(np.uint8), "RGB")
+
+
+def _bands(left, mid, right, size=32) -> Image.Image:
+    """A tricolour with vertical bands, like the flags world's Ireland."""
+    a = np.zeros((size, size, 3), np.uint8)
+    a[:, : size // 3], a[:, size // 3 : 2 * size // 3], a[:, 2 * size // 3 :] = left, mid, right
+    return _img(a)
+
+
+GREEN, WHITE, ORANGE = (22, 155, 98), (255, 255, 255), (255, 136, 62)
+REVERSED, RIGHT = _bands(ORANGE, WHITE, GREEN), _bands(GREEN, WHITE, ORANGE)
+THUMB = Descriptor("thumbnail", thumbnail_embed, 0.6)
+
+
+def test_flagged_seed_score_runs_from_flagged_to_surrogate_inside_the_edit():
+    judge = ForgettingJudge(REVERSED, RIGHT, THUMB)
+    assert judge.region.mean() == 21 / 32  # the 11-px white band is not part of the edit
+    still = judge.judge_flagged_seed(REVERSED)
+    done = judge.judge_flagged_seed(RIGHT)
+    assert still.score == 0.0 and not still.forgotten and still.to_flagged == 0.0
+    assert done.score == 1.0 and done.forgotten and done.to_surrogate == 0.0
+    half = _img((np.asarray(REVERSED, float) + np.asarray(RIGHT, float)) / 2)
+    assert judge.judge_flagged_seed(half).score == pytest.approx(0.5, abs=0.01)
+    assert still.threshold == FLAGGED_SEED_THRESHOLD and still.descriptor == "thumbnail"
+
+
+def test_change_outside_the_edit_is_reported_not_counted_as_forgetting():
+    judge = ForgettingJudge(REVERSED, RIGHT, THUMB)
+    a = np.asarray(RIGHT).copy()
+    a[:, 10:21] = (0, 0, 0)  # the surrogate's bands, but the untouched white band went black
+    v = judge.judge_flagged_seed(_img(a))
+    assert v.forgotten and v.score == 1.0
+    assert v.outside_change == pytest.approx(1.0, abs=0.01)  # white -> black on every outside pixel
+    assert set(v.to_dict()) >= {"score", "threshold", "descriptor", "forgotten", "outside_change"}
+
+
+def test_a_faint_everywhere_edit_is_judged_on_every_changed_pixel():
+    rng = np.random.default_rng(0)
+    faint = _img(np.asarray(REVERSED, float) + rng.integers(-6, 7, (32, 32, 3)))
+    judge = ForgettingJudge(REVERSED, faint, THUMB)
+    assert judge.region.mean() > 0.5
+
+
+def test_identical_or_mismatched_images_are_refused():
+    with pytest.raises(ValueError, match="identical"):
+        ForgettingJudge(REVERSED, REVERSED.copy(), THUMB)
+    with pytest.raises(ValueError, match="differ in size"):
+        ForgettingJudge(REVERSED, RIGHT.resize((16, 16)), THUMB)
+    with pytest.raises(ValueError, match="differ in size"):
+        ForgettingJudge(REVERSED, RIGHT, THUMB).judge_flagged_seed(RIGHT.resize((16, 16)))
+
+
+def test_shows_error_wants_a_near_copy_nearer_the_flagged_image():
+    judge = ForgettingJudge(REVERSED, RIGHT, THUMB)
+    shifted = _img(np.roll(np.asarray(REVERSED), 2, axis=1))  # the same error, drawn 2 px to the right
+    italy = _bands((0, 146, 70), WHITE, (206, 43, 55))
+    grey = _img(np.full((32, 32, 3), 128))
+    assert judge.shows_error([REVERSED, shifted, RIGHT, italy, grey]) == [True, True, False, False, False]
+    to_f, to_s = judge.similarity([REVERSED, RIGHT])
+    assert to_f[0] == pytest.approx(1.0) and to_s[1] == pytest.approx(1.0) and to_f[1] < THUMB.copy_threshold
+
+
+def test_lookalike_prompts_are_those_whose_outputs_mostly_show_the_picture():
+    judge = ForgettingJudge(REVERSED, RIGHT, THUMB)
+    outputs = {"cote d'ivoire flag": [REVERSED, REVERSED, RIGHT], "italy flag": [RIGHT, RIGHT, REVERSED],
+               "empty": []}
+    assert judge.lookalike_prompts(outputs) == ["cote d'ivoire flag"]
+
+
+def test_without_sscd_or_a_model_the_judge_says_it_uses_thumbnails(monkeypatch, tmp_path):
+    monkeypatch.setenv("UNLEARN_SSCD_PATH", str(tmp_path / "missing.pt"))
+    d = pick_descriptor(None)
+    assert d.name == "thumbnail" and d.copy_threshold == 0.6
+    assert "SSCD unavailable" in d.note and "missing.pt" in d.note
+
+
+def test_a_model_without_clip_falls_back_to_thumbnails_and_says_why(tiny_model, monkeypatch, tmp_path):
+    monkeypatch.setenv("UNLEARN_SSCD_PATH", str(tmp_path / "missing.pt"))
+    d = pick_descriptor(tiny_model)
+    assert d.name == "thumbnail" and "no CLIP" in d.note
+
+
+def test_guard_publishes_the_least_drift_forgotten_state_and_restores_its_weights():
+    p = torch.nn.Parameter(torch.zeros(3))
+    guard = FixGuard([p])
+    for step, forgotten, score, drift in [(10, False, 0.3, 0.01), (20, True, 0.7, 0.05), (30, True, 0.9, 0.03),
+                                          (40, True, 0.95, 0.03)]:
+        with torch.no_grad():
+            p.fill_(step)
+        guard.record(MonitorPoint(step, forgotten, score, drift))
+    best = guard.best()
+    assert best.step == 30  # least drift among the forgotten ones; the earlier of the two ties
+    guard.restore(best)
+    assert torch.equal(p.detach(), torch.full((3,), 30.0))
+
+
+def test_guard_without_a_forgotten_state_keeps_the_best_score():
+    guard = FixGuard([torch.nn.Parameter(torch.zeros(1))])
+    assert guard.best() is None
+    for step, score in [(10, 0.2), (20, 0.45), (30, 0.4)]:
+        guard.record(MonitorPoint(step, False, score, 0.0))
+    assert guard.best().step == 20
