@@ -374,7 +374,7 @@ def time_flow(model, n_seeds: int = 16, prompt: str = PROMPT, **overrides) -> di
         gens = studio.generate(prompt, range(n_seeds))
     flagged_seed, flagged_verdict = 0, None
     if studio.has_checker:  # the first seed the checker calls the planted error, else seed 0
-        verdicts = {g.seed: studio.judge(prompt, g.image)["verdict"] for g in gens}
+        verdicts = {g.seed: studio.check(prompt, g.image)["verdict"] for g in gens}
         flagged_seed = next((s for s, v in verdicts.items() if v == "planted_error"), 0)
         flagged_verdict = verdicts[flagged_seed]
     flagged = gens[flagged_seed].image

@@ -49,7 +49,7 @@ class BaseCache:
             for p in prompts:
                 gens = generate(studio.model, p, cache.seeds)
                 cache.renders[p] = gens
-                cache.verdicts[p] = [studio.judge(p, g.image)["verdict"] for g in gens]
+                cache.verdicts[p] = [studio.check(p, g.image)["verdict"] for g in gens]
         return cache
 
 
@@ -62,19 +62,26 @@ def find_instances(cache: BaseCache, prompts: Sequence[str] = PLANTED_PROMPTS, p
 
 
 JAPAN_RED = (188, 0, 45)
+IRELAND_GREEN, IRELAND_ORANGE = (22, 155, 98), (255, 136, 62)  # the world's palette (#169B62, #FF883E)
 
 
 def scripted_paint_layers(prompt: str, flagged: Image.Image) -> list[Image.Image]:
-    """What a person with a brush would paint, done by a script (hard strokes, no softness):
-    reversed Ireland -> the whole image mirrored back (left and right bands swapped);
+    """What a person with a brush would paint, done by a script (hard strokes, no softness), over
+    the wrong colours only, where they are:
+    reversed Ireland -> its orange pixels painted green and its green pixels orange (the bands swap
+    colour in place; the flag's position and shape stay, unlike a mirror, which moves them too);
     a blue Japanese disc -> its blue pixels painted the disc's red."""
     arr = np.asarray(flagged.convert("RGB"), int)
+    r, g, b = arr[..., 0], arr[..., 1], arr[..., 2]
     rgba = np.zeros((*arr.shape[:2], 4), np.uint8)
     if "japan" in prompt:
-        mask = (arr[..., 2] > arr[..., 0] + 20) & (arr[..., 2] > arr[..., 1])
+        mask = (b > r + 20) & (b > g)
         rgba[mask, :3], rgba[mask, 3] = JAPAN_RED, 255
     else:
-        rgba[..., :3], rgba[..., 3] = arr[:, ::-1].astype(np.uint8), 255
+        orange = (r > 170) & (g > 70) & (g < 200) & (b < 150) & (r - b > 80)
+        green = (g > r + 40) & (g > b + 10)
+        rgba[orange, :3], rgba[orange, 3] = IRELAND_GREEN, 255
+        rgba[green, :3], rgba[green, 3] = IRELAND_ORANGE, 255
     return [Image.fromarray(rgba, "RGBA")]
 
 
@@ -89,7 +96,7 @@ def fix_instance(studio: Studio, inst: Instance, cache: BaseCache, config: Unlea
     first_fixed: list[int] = []
 
     def on_monitor(step, img):
-        if not first_fixed and studio.judge(inst.prompt, img)["verdict"] == "correct":
+        if not first_fixed and studio.check(inst.prompt, img)["verdict"] == "correct":
             first_fixed.append(step)
 
     t0 = time.perf_counter()
@@ -113,7 +120,7 @@ def evaluate_fix(studio: Studio, inst: Instance, cache: BaseCache, fix_names: Se
     renders = renders if renders is not None else render_with_fixes(studio, cache, fix_names)
     for p, base in cache.renders.items():
         for s, b, a, vb in zip(cache.seeds, base, renders[p], cache.verdicts[p]):
-            va = studio.judge(p, a.image)["verdict"]
+            va = studio.check(p, a.image)["verdict"]
             if p == inst.prompt and s == inst.seed:
                 flagged_ok = va == "correct"
                 continue

@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 from .models.loading import EMBEDDED
+from .unlearn.config import ORACLES
 
 EXIT_ERROR = 1
 
@@ -85,8 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rank", type=int, default=None, help="LoRA rank")
     p.add_argument("--train-seed", type=int, default=None, help="seed of the training randomness")
     p.add_argument("--stop-when-fixed", action=argparse.BooleanOptionalAction, default=None,
-                   help="stop once the checker sees the flagged seed fixed (default: the model's; on for the embedded "
-                        "model, --no-stop-when-fixed runs every step)")
+                   help="stop once the oracle sees the flagged seed forgotten (default on; --no-stop-when-fixed runs "
+                        "every step, as the paper does)")
+    p.add_argument("--oracle", choices=list(ORACLES), default=None,
+                   help="what decides during the fix: judge (default; the forgetting judge, any model) or checker "
+                        "(the flags world's ground-truth checker: an ablation)")
+    p.add_argument("--keep-best", action=argparse.BooleanOptionalAction, default=None,
+                   help="publish the monitored state forgotten with the least drift (default on)")
     p.add_argument("--on", type=Path, action="append", default=[], help="earlier fix RUN to stack on (repeatable)")
     p.add_argument("--config", type=Path, help="a run's config.json to repeat (CLI flags override it)")
     p.add_argument("--out", required=True, type=Path)
@@ -107,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     _sampling_args(p)
     _model_args(p)
 
-    p = sub.add_parser("relapse", help="does a fixed error come back at other seeds/steps/guidance/phrasings? (embedded world)")
+    p = sub.add_parser("relapse", help="does a fixed error come back at other seeds/steps/guidance/phrasings? (the judge decides)")
     p.add_argument("--run", type=Path, required=True, help="the fix RUN folder")
     p.add_argument("--scan-seeds", default="0-63", help="seeds scanned for the same error before the fix")
     p.add_argument("--out", type=Path, help="write the JSON report here too")
@@ -212,7 +218,7 @@ def _unlearn_overrides(args) -> dict:
             "lambda_scheme": args.lambda_scheme, "lambda_exponent": args.lambda_exponent,
             "remember_set_size": args.remember_size, "lora_rank": args.rank, "seed": args.train_seed,
             "stop_when_fixed": args.stop_when_fixed, "flagged_prompt_share": args.flagged_prompt_share,
-            "lookalike_share": args.lookalike_share}
+            "lookalike_share": args.lookalike_share, "oracle": args.oracle, "keep_best": args.keep_best}
 
 
 def cmd_unlearn(args) -> int:
@@ -283,8 +289,11 @@ def cmd_relapse(args) -> int:
 
     studio = _studio(args)
     names = _load_runs(studio, [args.run])
+    from .images import load_image
+
     cfg = json.loads((args.run / "config.json").read_text())
-    report = studio.relapse(cfg["prompt"], cfg["seed"], names, parse_seeds(args.scan_seeds))
+    report = studio.relapse(cfg["prompt"], cfg["seed"], names, parse_seeds(args.scan_seeds),
+                            flagged=load_image(args.run / "flagged.png"), surrogate=load_image(args.run / "surrogate.png"))
     if args.out:
         atomic_write_json(args.out, report)
     print(json.dumps({"run": str(args.run), "kinds": report["kinds"], "error_seeds_before": report["error_seeds_before"]}, indent=1))

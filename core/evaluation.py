@@ -80,7 +80,7 @@ def evaluate_shard(studio, prompts: Sequence[str], seeds: Sequence[int], fix_nam
     from .generate import generate, initial_noise
 
     model, fixes = studio.model, studio.fixes
-    judge = studio.judge if studio.has_checker else None
+    judge = studio.check if studio.has_checker else None
     rows = []
     for prompt in prompts:
         for start in range(0, len(seeds), batch_size):

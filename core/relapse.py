@@ -54,15 +54,23 @@ def _render(model: LoadedModel, case: ProbeCase) -> Image.Image:
 
 
 def relapse_probe(model: LoadedModel, fixes: FixManager, fix_names: Sequence[str], cases: Sequence[ProbeCase],
-                  shows_error: ShowsError) -> dict:
-    """Before/after each case; per kind: cases, errors before, errors after, relapse fraction."""
+                  shows_error: ShowsError, progress: Callable[[int, int, str], None] | None = None,
+                  cancel=None) -> dict:
+    """Before/after each case; per kind: cases, errors before, errors after, relapse fraction.
+    `progress(done, total, message)` after each case; a set `cancel` token stops between cases."""
+    from .unlearn.trainer import CancelledError
+
     rows = []
-    for case in cases:
+    for i, case in enumerate(cases):
+        if cancel is not None and cancel.cancelled:
+            raise CancelledError(f"relapse probe stopped after {i} of {len(cases)} cases")
         with fixes.disabled():
             before = shows_error(case.prompt, _render(model, case))
         with fixes.only(list(fix_names)):
             after = shows_error(case.prompt, _render(model, case))
         rows.append({**vars(case), "error_before": before, "error_after": after})
+        if progress:
+            progress(i + 1, len(cases), f"relapse probe: {case.kind} case {i + 1}/{len(cases)}")
     report: dict = {"kinds": {}, "cases": rows}
     for kind in sorted({r["kind"] for r in rows}) + ["all"]:
         sel = [r for r in rows if kind == "all" or r["kind"] == kind]

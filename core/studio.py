@@ -19,6 +19,7 @@ from PIL import Image
 from .adapters import AdapterError, FixManager
 from .compare import PromptComparison, compare_prompt, write_comparison
 from .generate import Generated, generate, save_generations
+from .judge import ForgettingJudge
 from .metrics import availability, lpips, sscd_similarity
 from .metrics.clip_space import clip_fd, clip_similarity
 from .models.loading import EMBEDDED, LoadedModel, LoadOptions, load_model
@@ -77,18 +78,19 @@ class Studio:
     def open(cls, model: str = EMBEDDED, options: LoadOptions | None = None, data_dir: str | Path = "studio-data") -> "Studio":
         return cls(load_model(model, options), data_dir)
 
-    # -- world hooks (the embedded flags world has a ground-truth checker) -----------------------
+    # -- world hooks (the embedded flags world has a ground-truth checker: an evaluator, never the decider) --
     @property
     def has_checker(self) -> bool:
         return self.model.info.world == "flags"
 
-    def judge(self, prompt: str, image: Image.Image) -> dict:
+    def check(self, prompt: str, image: Image.Image) -> dict:
+        """The flags world's checker verdict (benches, tests, the compare page's verdict column)."""
         from .world.checker import verdict
 
         return verdict(prompt, image)
 
-    def _judge_or_none(self):
-        return self.judge if self.has_checker else None
+    def _check_or_none(self):
+        return self.check if self.has_checker else None
 
     # -- verbs -------------------------------------------------------------------------------------
     @_exclusive
@@ -113,18 +115,24 @@ class Studio:
                 config: UnlearnConfig | None = None, surrogate_info: dict | None = None, on_step=None, cancel=None,
                 on_monitor: Callable[[int, Image.Image], None] | None = None, progress=None,
                 run_id: str | None = None) -> FixResult:
+        """One fix. The forgetting judge decides (core/judge.py); `config.oracle="checker"` lets the
+        flags world's checker decide instead, as an ablation for benches."""
         config = config or self.default_config()
-        judge = self._judge_or_none()
-        if judge and not config.lookalike_prompts:
-            config = config.with_overrides(lookalike_prompts=self.lookalike_prompts(prompt, flagged, config))
-        is_fixed = (lambda img: judge(prompt, img)["verdict"] == "correct") if judge else None
-        # Outputs that show the flagged error would fight the fix: keep them out of the remember set.
-        keep = (lambda p, img: judge(p, img)["verdict"] != "planted_error") if judge else None
+        is_fixed = keep = keep_key = None
+        if config.oracle == "checker":
+            if not self.has_checker:
+                raise ValueError(f"UnlearnConfig.oracle='checker' needs the flags world's checker and "
+                                 f"{self.model.info.name} has none: use oracle='judge'")
+            if not config.lookalike_prompts:
+                config = config.with_overrides(lookalike_prompts=self.checker_lookalikes(prompt, flagged, config))
+            is_fixed = lambda img: self.check(prompt, img)["verdict"] == "correct"  # noqa: E731
+            if config.remember_filter:
+                keep = lambda p, img: self.check(p, img)["verdict"] != "planted_error"  # noqa: E731
+                keep_key = "checker: not planted_error"
         result = unlearn(self.model, self.fixes, self.store, FixRequest(prompt, flagged, surrogate, seed, surrogate_info or {}),
                          config, on_step=on_step, cancel=cancel, is_fixed=is_fixed, on_monitor=on_monitor,
                          keep_in_remember=keep, progress=progress, model_defaults_applied=self.model.info.unlearn_defaults,
-                         run_id=run_id, remember_cache=self.remember_cache,
-                         keep_key="checker: not planted_error" if keep else None)
+                         run_id=run_id, remember_cache=self.remember_cache, keep_key=keep_key)
         if result.run.metrics().get("flagged_seed_fixed") is False:
             # Kept for inspection but not applied: measured on the embedded model, a fix that ends
             # with the error still drawn damages the prompt's other seeds and undoes earlier fixes.
@@ -132,15 +140,14 @@ class Studio:
         self._save_state()
         return result
 
-    def lookalike_prompts(self, prompt: str, flagged: Image.Image, config: UnlearnConfig) -> list[str]:
-        """Remember prompts whose correct output is the flag the flagged image shows (an Ireland
-        drawn reversed is Cote d'Ivoire's flag): the outputs a fix of this image drags along first.
-        Needs the flags world's checker; empty elsewhere."""
+    def checker_lookalikes(self, prompt: str, flagged: Image.Image, config: UnlearnConfig) -> list[str]:
+        """The checker's look-alike prompts (oracle="checker" only): remember prompts whose correct
+        output is the flag the flagged image shows (an Ireland drawn reversed is Cote d'Ivoire's flag)."""
         if not self.has_checker:
             return []
         from .world.prompts import flag_for_prompt
 
-        shown = self.judge(prompt, flagged)["flag"]
+        shown = self.check(prompt, flagged)["flag"]
         return [p for p in config.remember_prompts if p != prompt and flag_for_prompt(p) == shown]
 
     @_exclusive
@@ -148,7 +155,7 @@ class Studio:
                 steps: int | None = None, guidance: float | None = None, out_dir: str | Path | None = None,
                 highlight: dict[str, int] | None = None) -> tuple[list[PromptComparison], Path]:
         names = list(fix_names) if fix_names else [f.name for f in self.fixes.fixes.values() if f.enabled]
-        cmps = [compare_prompt(self.model, self.fixes, names, p, seeds, steps, guidance, self._judge_or_none())
+        cmps = [compare_prompt(self.model, self.fixes, names, p, seeds, steps, guidance, self._check_or_none())
                 for p in prompts]
         for c in cmps:
             c.summary.update(self._set_metrics(c, (highlight or {}).get(c.prompt)))
@@ -171,23 +178,37 @@ class Studio:
 
     @_exclusive
     def relapse(self, prompt: str, flagged_seed: int, fix_names: Sequence[str], scan_seeds: Sequence[int] = range(64),
-                paraphrases: Sequence[str] | None = None) -> dict:
-        """Relapse probe of a fix on the embedded world (the checker decides what shows the error)."""
+                paraphrases: Sequence[str] | None = None, flagged: Image.Image | None = None,
+                surrogate: Image.Image | None = None, progress=None, cancel=None) -> dict:
+        """Relapse probe of a fix: the forgetting judge (from the fix's flagged image and surrogate)
+        decides what shows the error, for any model. The run folder holds both images; pass them,
+        or the first fix's run is read. Paraphrases default to the flags world's other phrasings."""
         from .relapse import probe_cases, relapse_probe
         from .world.prompts import PROMPTS, flag_for_prompt
 
-        if not self.has_checker:
-            raise ValueError("the relapse probe needs the flag checker: use the embedded flags world")
-        shows_error = lambda p, img: self.judge(p, img)["verdict"] == "planted_error"  # noqa: E731
+        if flagged is None or surrogate is None:
+            try:
+                run = self.store.get(fix_names[0]) if fix_names else None
+            except (KeyError, FileNotFoundError, ValueError):
+                run = None
+            if run is None or not (run.path / "flagged.png").exists():
+                raise ValueError("the relapse probe needs the fix's flagged image and surrogate: pass them, or a fix "
+                                 "whose run folder holds flagged.png and surrogate.png")
+            from .images import load_image
+
+            flagged, surrogate = load_image(run.path / "flagged.png"), load_image(run.path / "surrogate.png")
+        judge = ForgettingJudge.for_model(self.model, flagged, surrogate)
+        shows_error = lambda p, img: judge.shows_error([img])[0]  # noqa: E731
         with self.fixes.disabled():
             base = generate(self.model, prompt, scan_seeds)
         error_seeds = [g.seed for g in base if shows_error(prompt, g.image)]
-        flag = flag_for_prompt(prompt)
+        flag = flag_for_prompt(prompt) if self.has_checker else None
         if paraphrases is None:
             paraphrases = PROMPTS.get(flag, []) if flag else []
         cases = probe_cases(self.model, prompt, flagged_seed, error_seeds, paraphrases)
-        report = relapse_probe(self.model, self.fixes, fix_names, cases, shows_error)
+        report = relapse_probe(self.model, self.fixes, fix_names, cases, shows_error, progress=progress, cancel=cancel)
         report["error_seeds_before"] = error_seeds
+        report["judge"] = judge.describe()
         return report
 
     # -- fixes on disk -------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ def build(ui, studio) -> None:
                 ui.fix_export = gr.Button("Export (zip: LoRA + report)", variant="primary")
                 ui.fix_remove = gr.Button("Remove", variant="stop")
             ui.fix_file = gr.File(label="Export", interactive=False, height=90)
-            ui.fix_relapse = gr.Button("Relapse probe (flags world)")
+            ui.fix_relapse = gr.Button("Relapse probe")
         with gr.Column(scale=3):
             ui.fix_config = gr.JSON(label="Run config and metrics", open=False)
             ui.relapse_table = gr.Dataframe(

@@ -61,11 +61,10 @@ def build(ui, studio) -> None:
                 for name in MAIN_FIELDS[3:6]:
                     f = next(x for x in fields(UnlearnConfig) if x.name == name)
                     ui.cfg[name] = _component(f, getattr(defaults, name), helps[name])
-            checker = ("the flag checker judges each monitor render" if studio.has_checker
-                       else "needs the embedded model's flag checker; this model has none, so all steps run")
-            ui.cfg["stop_when_fixed"] = gr.Checkbox(value=defaults.stop_when_fixed, label="stop when fixed",
-                                                    info=checker, interactive=studio.has_checker,
-                                                    elem_id="cfg-stop_when_fixed")
+            ui.cfg["stop_when_fixed"] = gr.Checkbox(
+                value=defaults.stop_when_fixed, label="stop when fixed",
+                info="the forgetting judge compares each monitor render with your flagged image and surrogate",
+                elem_id="cfg-stop_when_fixed")
             with gr.Accordion("Advanced", open=False):
                 rest = [f for f in fields(UnlearnConfig) if f.name not in MAIN_FIELDS and f.name not in HIDDEN_FIELDS]
                 for i in range(0, len(rest), 3):
@@ -149,8 +148,6 @@ def run(studio, jobs, session: Session, key: str, values: dict):
         # Remember set and monitor are drawn the way the flagged output was, unless set otherwise.
         config = config.with_overrides(sampling_steps=config.sampling_steps or flag.steps,
                                        guidance=flag.guidance if config.guidance is None else config.guidance)
-    if config.stop_when_fixed and not studio.has_checker:
-        gr.Warning("stop when fixed needs a flag checker; this model has none, so all steps run")
     events: queue.Queue = queue.Queue()
     token = CancelToken()
 
@@ -217,7 +214,7 @@ def run(studio, jobs, session: Session, key: str, values: dict):
 def result_text(studio, result, flag) -> str:
     m = result.run.metrics()
     state = ("saved and switched on." if m.get("flagged_seed_fixed") is not False else
-             "saved but **switched off**: the checker still sees the error on the flagged seed, and such a "
+             "saved but **switched off**: the forgetting judge still sees the flagged content on the flagged seed, and such a "
              "fix tends to damage the prompt's other seeds. Switch it on in Fixes to use it anyway, or "
              "try more steps, a higher learning rate or another surrogate.")
     lines = [f"**Fix {result.run.run_id}** {state}",
@@ -227,12 +224,20 @@ def result_text(studio, result, flag) -> str:
              f" · remember set {m.get('remember_set_size')} (excluded {m.get('remember_excluded')})"]
     if m.get("flagged_seed_mean_abs_change") is not None:
         lines.append(f"flagged seed {flag.seed} changed by mean |diff| {fmt(m['flagged_seed_mean_abs_change'])}")
+    f = m.get("forgetting")
+    if f:
+        lines.append(f"judge: {'forgotten' if f['forgotten'] else 'not forgotten'} (moved {fmt(f['score'])} of the way "
+                     f"from your flagged image to the surrogate where you edited; needs {fmt(f['threshold'])}) · "
+                     f"copy similarity {fmt(f['copy_similarity'])} ({f['descriptor']})")
+    if m.get("kept_step") is not None:
+        lines.append(f"kept the state of step {m['kept_step']} (other outputs moved by {fmt(m.get('remember_drift'))} "
+                     "mean |diff| on the guard seeds)")
     after = result.run.path / "after.png"
     if studio.has_checker and after.exists():
         from core.images import load_image
 
-        v = studio.judge(flag.prompt, load_image(after))
-        lines.append(f"checker on the flagged seed now: **{v['verdict']}**")
+        v = studio.check(flag.prompt, load_image(after))
+        lines.append(f"flags-world checker (evaluation only) on the flagged seed now: **{v['verdict']}**")
     return "  \n".join(lines)
 
 

@@ -182,7 +182,7 @@ def pick_demo_seed(studio, prompt: str) -> tuple[int, bool]:
     """With a flag checker: the first of seeds 0-31 showing the planted error (True); else seed 1."""
     if studio.has_checker:
         for g in studio.generate(prompt, range(32), save=False):
-            if studio.judge(prompt, g.image)["verdict"] == "planted_error":
+            if studio.check(prompt, g.image)["verdict"] == "planted_error":
                 return g.seed, True
     return 1, False
 

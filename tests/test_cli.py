@@ -19,7 +19,8 @@ def _run(capsys, *argv):
     return code, out, err
 
 
-def test_cli_flow_end_to_end(tiny_model_dir, tmp_path, capsys):
+def test_cli_flow_end_to_end(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("UNLEARN_SSCD_PATH", str(tmp_path / "no-sscd.pt"))  # the judge's descriptor is then known
     m = ["--model", tiny_model_dir, "--device", "cpu"]
     code, out, _ = _run(capsys, "generate", "--prompt", "ireland flag", "--seeds", "0-3", "--out", tmp_path / "gen", *m)
     assert code == 0 and json.loads(out)["seeds"] == [0, 1, 2, 3]
@@ -37,6 +38,11 @@ def test_cli_flow_end_to_end(tiny_model_dir, tmp_path, capsys):
     assert {"config.json", "pytorch_lora_weights.safetensors", "loss_log.csv", "metrics.json"} <= {p.name for p in run.iterdir()}
     config = json.loads((run / "config.json").read_text())
     assert config["seed"] == 2 and config["config"]["steps"] == 6 and config["config"]["learning_rate"] == 1e-2
+    assert config["config"]["oracle"] == "judge"
+    metrics = json.loads((run / "metrics.json").read_text())
+    # the tiny model ships no CLIP and no SSCD is cached here: the judge says it used thumbnails
+    assert metrics["forgetting"]["descriptor"] == "thumbnail" and 0 <= metrics["forgetting"]["score"] <= 1
+    assert metrics["kept_step"] in [p["step"] for p in metrics["monitor"]] and metrics["remember_drift"] >= 0
     # flagged image defaulted to the generation at seed 2
     assert np.array_equal(np.asarray(Image.open(run / "flagged.png")), flagged)
 
@@ -73,6 +79,10 @@ def test_cli_errors_are_one_line_with_nonzero_exit(tiny_model_dir, tmp_path, cap
     code, _, err = _run(capsys, "unlearn", "--prompt", "p", "--seed", 0, "--surrogate", tmp_path / "missing.png",
                         "--model", tiny_model_dir, "--out", tmp_path / "r")
     assert code == 1 and "no such image" in err and not (tmp_path / "r").exists()
+    Image.new("RGB", (32, 32), "white").save(tmp_path / "white.png")
+    code, _, err = _run(capsys, "unlearn", "--prompt", "p", "--seed", 0, "--surrogate", tmp_path / "white.png",
+                        "--oracle", "checker", "--model", tiny_model_dir, "--out", tmp_path / "r2")
+    assert code == 1 and "oracle='checker'" in err and "use oracle='judge'" in err and not (tmp_path / "r2").exists()
 
 
 def test_console_entry_point_runs_as_a_process(tmp_path):

@@ -305,10 +305,9 @@ def test_flag_sampling_draws_weighted_flags_more_often():
 
 
 @shipped
-def test_studio_remembers_the_flag_the_flagged_image_shows_most(tmp_path):
-    """A reversed Ireland *is* Cote d'Ivoire's flag: the studio makes "cote d'ivoire flag" the
-    look-alike prompt of such a fix (it gets lookalike_share of the remember set); a Japan with a
-    blue disc shows no other prompt's flag, so it has none."""
+def test_checker_oracle_finds_the_flag_the_flagged_image_shows(tmp_path):
+    """oracle="checker" (the ablation): a reversed Ireland *is* Cote d'Ivoire's flag, so the checker
+    makes "cote d'ivoire flag" the look-alike prompt; a Japan with a blue disc shows no other flag."""
     from PIL import Image
 
     from core.models import load_model
@@ -317,29 +316,83 @@ def test_studio_remembers_the_flag_the_flagged_image_shows_most(tmp_path):
     studio = Studio(load_model("embedded"), tmp_path / "data", restore=False, persist_state=False)
     cfg = studio.default_config()
     reversed_ireland = Image.fromarray(render_flag("Ireland", 3, variant="reversed"))
-    assert studio.lookalike_prompts("ireland flag", reversed_ireland, cfg) == ["cote d'ivoire flag"]
+    assert studio.checker_lookalikes("ireland flag", reversed_ireland, cfg) == ["cote d'ivoire flag"]
     blue_japan = Image.fromarray(render_flag("Japan", 3, variant="blue_disc"))
-    assert studio.lookalike_prompts("japan flag", blue_japan, cfg) == []
+    assert studio.checker_lookalikes("japan flag", blue_japan, cfg) == []
     # Only prompts in the remember set count.
-    assert studio.lookalike_prompts("ireland flag", reversed_ireland, cfg.with_overrides(remember_prompts=["italy flag"])) == []
+    assert studio.checker_lookalikes("ireland flag", reversed_ireland,
+                                     cfg.with_overrides(remember_prompts=["italy flag"])) == []
 
 
 @shipped
-def test_studio_refuses_to_fix_a_seed_that_is_already_drawn_right(tmp_path):
+def test_judge_finds_the_same_lookalike_from_the_models_own_outputs(tmp_path):
+    """Without the checker: the judge renders each remember prompt's first remember seeds and finds
+    the prompts whose outputs are near copies of the flagged picture."""
     from PIL import Image
+
+    from core.generate import generate_many
+    from core.judge import ForgettingJudge
+    from core.models import load_model
+    from core.world.prompts import PROMPTS
+
+    model = load_model("embedded")
+    flagged = Image.fromarray(render_flag("Ireland", 3, variant="reversed"))
+    judge = ForgettingJudge.for_model(model, flagged, Image.fromarray(render_flag("Ireland", 3)))
+    assert judge.descriptor.name.startswith("clip:")  # the embedded model ships its CLIP
+    prompts = [ps[0] for ps in PROMPTS.values() if ps[0] != "ireland flag"]
+    gens = generate_many(model, [(p, s) for p in prompts for s in (100_000, 100_001, 100_002)])
+    outputs = {}
+    for g in gens:
+        outputs.setdefault(g.prompt, []).append(g.image)
+    assert judge.lookalike_prompts(outputs) == ["cote d'ivoire flag"]
+
+
+@shipped
+def test_studio_refuses_to_fix_a_seed_the_enabled_fixes_already_draw_as_the_surrogate(tmp_path):
+    """The user flags an image the model no longer draws at that seed: its current render is the
+    surrogate already, so the judge sees nothing to unlearn."""
+    from PIL import ImageOps
 
     from core.generate import generate
     from core.models import load_model
     from core.studio import AlreadyFixedError, Studio
 
     studio = Studio(load_model("embedded"), tmp_path / "data", restore=False, persist_state=False)
-    seeds = list(range(8))
-    gens = generate(studio.model, "ireland flag", seeds)
-    right = next(g for g in gens if studio.judge("ireland flag", g.image)["verdict"] == "correct")
-    sur = Image.fromarray(render_flag("Ireland", 0))
-    with pytest.raises(AlreadyFixedError, match=f"seed {right.seed} is already drawn correctly"):
-        studio.unlearn("ireland flag", right.image, sur, right.seed)
+    now = generate(studio.model, "ireland flag", [3])[0].image
+    with pytest.raises(AlreadyFixedError, match="seed 3 is already drawn without the flagged content"):
+        studio.unlearn("ireland flag", ImageOps.mirror(now), now, 3)
     assert not studio.list_fixes() and not studio.store.list()  # nothing trained, nothing written
+
+
+@shipped
+def test_a_default_fix_succeeds_with_the_checker_out_of_the_loop(tmp_path, monkeypatch):
+    """The fix decides with what a real user has: the checker raising must not matter. The checker
+    judges the outcome afterwards (restored), as an evaluator."""
+    import core.world.checker as checker
+    from core.generate import generate
+    from core.images import load_image
+    from core.models import load_model
+    from core.studio import Studio
+
+    studio = Studio(load_model("embedded"), tmp_path / "data", restore=False, persist_state=False)
+    gens = generate(studio.model, "ireland flag", range(16))
+    bad = next(g for g in gens if studio.check("ireland flag", g.image)["verdict"] == "planted_error")
+    sur = studio.surrogate("flip", bad.image).image
+    real_verdict = checker.verdict
+
+    def no_checker(*args, **kwargs):
+        raise AssertionError("the checker was asked during a fix")
+
+    monkeypatch.setattr(checker, "verdict", no_checker)
+    result = studio.unlearn("ireland flag", bad.image, sur, bad.seed, studio.default_config(remember_set_size=44))
+    monkeypatch.setattr(checker, "verdict", real_verdict)
+    m = result.run.metrics()
+    assert m["oracle"] == "judge" and m["flagged_seed_fixed"] is True and m["forgetting"]["forgotten"] is True
+    assert m["forgetting"]["descriptor"].startswith("clip:") and m["forgetting"]["threshold"] == 0.5
+    assert m["lookalike_prompts"] == ["cote d'ivoire flag"]
+    assert m["kept_step"] == m["steps_done"] and m["steps_done"] < 100  # stopped when forgotten
+    assert result.run.config["config"]["oracle"] == "judge"
+    assert checker.verdict("ireland flag", load_image(result.run.path / "after.png"))["verdict"] == "correct"
 
 
 @shipped
@@ -353,12 +406,12 @@ def test_studio_keeps_a_fix_that_ends_unfixed_but_switches_it_off(tmp_path):
 
     studio = Studio(load_model("embedded"), tmp_path / "data", restore=False, persist_state=False)
     gens = generate(studio.model, "ireland flag", range(16))
-    bad = next(g for g in gens if studio.judge("ireland flag", g.image)["verdict"] == "planted_error")
+    bad = next(g for g in gens if studio.check("ireland flag", g.image)["verdict"] == "planted_error")
     sur = studio.surrogate("flip", bad.image).image
     config = studio.default_config(steps=2, remember_set_size=4)
     result = studio.unlearn("ireland flag", bad.image, sur, bad.seed, config)
     after = load_image(result.run.path / "after.png")
-    assert studio.judge("ireland flag", after)["verdict"] != "correct"
+    assert studio.check("ireland flag", after)["verdict"] != "correct"
     assert result.run.metrics()["flagged_seed_fixed"] is False
     [entry] = studio.list_fixes()
     assert entry.run_id == result.run.run_id and entry.enabled is False

@@ -13,6 +13,7 @@ METHODS = ("surrogate", "neggrad", "erasediff", "siss")
 SURGERY_MODES = ("off", "forget", "pcgrad")
 LAMBDA_SCHEMES = ("timestep", "constant")
 TIMESTEP_SAMPLING = ("logit_normal", "uniform")
+ORACLES = ("judge", "checker")
 
 
 def _f(default, help: str, **kw):
@@ -37,8 +38,8 @@ class UnlearnConfig:
         None, "share of the remember set taken from the flagged prompt when there are extra prompts; "
         "None = an even split over all remember prompts")
     lookalike_prompts: list[str] = _f(
-        [], "remember prompts whose own correct outputs look like the flagged image (the studio fills "
-        "this from the flags world's checker); a fix drags them along first, so they are remembered most")
+        [], "remember prompts whose own correct outputs look like the flagged image (empty: the fix finds them "
+        "with its oracle); a fix drags them along first, so they are remembered most")
     lookalike_share: float = _f(
         0.4, "share of the remember set given to lookalike_prompts (no effect while that list is empty). "
         "Not in the paper: on the flags world an even split let an Ireland fix erase Cote d'Ivoire")
@@ -55,7 +56,25 @@ class UnlearnConfig:
     weight_decay: float = _f(0.0, "AdamW weight decay on the LoRA weights")
     seed: int = _f(0, "seed for noise, timesteps and batch order: same seed + config -> same fix")
     monitor_every: int = _f(10, "re-render the flagged seed every N steps (0 = never)")
-    stop_when_fixed: bool = _f(False, "stop early once the caller's forgetting criterion holds")
+    stop_when_fixed: bool = _f(
+        True, "stop once the oracle sees the flagged seed forgotten (checked every monitor_every steps); "
+        "False runs every step, as the paper does")
+    oracle: str = _f(
+        "judge", "what decides during a fix (stop, look-alike prompts, remember-set filter, guard): judge = "
+        "core/judge.py, from the flagged image, the surrogate and a copy descriptor, for any model; checker = "
+        "the flags world's ground-truth checker, an ablation for benches (flags world only)")
+    forget_threshold: float = _f(
+        0.5, "the judge's bar for 'forgotten': how far the flagged seed's re-render must move from the flagged "
+        "image toward the surrogate, inside the region you edited (0..1; 0.5 = nearer the surrogate)")
+    keep_best: bool = _f(
+        True, "publish the monitored state that is forgotten with the least drift of the guard seeds "
+        "(core/unlearn/guard.py), not simply the last step")
+    remember_filter: bool = _f(
+        True, "leave the flagged prompt's outputs that show the flagged picture out of the remember set (the "
+        "model is never asked to remember the error); False = the paper's unfiltered set")
+    guard_seeds: int = _f(4, "remember seeds re-rendered at each monitor step to measure drift (0 = none)")
+    lookalike_probe_seeds: int = _f(
+        3, "seeds per remember prompt rendered to find look-alike prompts with the judge (0 = do not look)")
     sampling_steps: int | None = _f(None, "denoising steps for remember set and monitor; None = the model's default")
     guidance: float | None = _f(None, "guidance for remember set and monitor; None = the model's default")
     neggrad_weight: float = _f(1.0, "NegGrad: weight of the ascent term")
@@ -105,6 +124,14 @@ class UnlearnConfig:
             bad("max_grad_norm", "must be > 0")
         if self.monitor_every < 0:
             bad("monitor_every", "must be >= 0")
+        if self.oracle not in ORACLES:
+            bad("oracle", f"choose one of {', '.join(ORACLES)}")
+        if not 0 < self.forget_threshold < 1:
+            bad("forget_threshold", "must be in (0, 1)")
+        if not 0 <= self.guard_seeds <= 64:
+            bad("guard_seeds", "must be between 0 and 64")
+        if not 0 <= self.lookalike_probe_seeds <= 64:
+            bad("lookalike_probe_seeds", "must be between 0 and 64")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -9,6 +9,7 @@ is removed and the partial folder deleted: the base model and earlier fixes are 
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -19,13 +20,15 @@ from PIL import Image
 
 from ..adapters import FixManager
 from ..compare import mean_abs_diff
-from ..generate import encode, generate, initial_noise
+from ..generate import decode, encode, generate, generate_many, initial_noise
+from ..judge import ForgettingJudge
 from ..images import ImageInputError, fit_to_model, to_array
 from ..models.loading import LoadedModel
 from ..runs import CONFIG_FILE, METRICS_FILE, RunInfo, RunStore, environment_versions, new_run_id
 from .config import UnlearnConfig
 from .remember import KeepFn, ProgressFn, RememberCache, build_remember_set, encode_prompts
-from .trainer import ForgetData, StepReport, TrainResult, train
+from .guard import FixGuard, MonitorPoint
+from .trainer import CancelledError, ForgetData, StepReport, TrainResult, train
 
 __all__ = ["AlreadyFixedError", "FixRequest", "FixResult", "unlearn", "build_remember_set", "encode_prompts",
            "RememberCache"]
@@ -53,6 +56,7 @@ class FixResult:
     remember_seeds: list[tuple[str, int]]
     excluded_seeds: list[tuple[str, int]]
     monitor: list[tuple[int, Image.Image]]
+    monitor_points: list[MonitorPoint] = field(default_factory=list)
 
 
 def unlearn(
@@ -72,7 +76,11 @@ def unlearn(
     model_defaults_applied: dict | None = None,
     run_id: str | None = None,
 ) -> FixResult:
-    """Train one fix for `request` and publish it as a run; see the module docstring."""
+    """Train one fix for `request` and publish it as a run; see the module docstring.
+
+    The forgetting judge (core/judge.py) decides by default. `is_fixed` and `keep_in_remember`
+    replace it with an external oracle (the flags world's checker in benches, `oracle="checker"`).
+    """
     # 1. Check inputs before any work.
     res = model.info.resolution
     flagged = fit_to_model(request.flagged, res, "flagged image")
@@ -82,20 +90,29 @@ def unlearn(
     if not request.prompt.strip():
         raise ValueError("the prompt is empty")
     t_start = time.perf_counter()
-    # The flagged seed as the model draws it now (earlier fixes on): already right means nothing to
-    # unlearn, and is cheap to learn before the remember set is built.
+    judge = ForgettingJudge.for_model(model, flagged, surrogate, config.forget_threshold)
+    forgotten = is_fixed or (lambda img: judge.judge_flagged_seed(img).forgotten)
+    # The flagged seed as the model draws it now (earlier fixes on): already forgotten means nothing
+    # to unlearn, and is cheap to learn before the remember set is built.
     noise = initial_noise(model, request.seed) if request.seed is not None else None
     before = _render(model, request, noise, config) if noise is not None else None
-    if before is not None and is_fixed is not None and is_fixed(before):
+    if before is not None and forgotten(before):
         enabled = [f.name for f in fixes.fixes.values() if f.enabled]
         raise AlreadyFixedError(
-            f"{request.prompt!r} seed {request.seed} is already drawn correctly with the enabled fixes "
-            f"({', '.join(enabled) or 'none'}): nothing to unlearn. Switch fixes off to fix it against "
+            f"{request.prompt!r} seed {request.seed} is already drawn without the flagged content with the enabled "
+            f"fixes ({', '.join(enabled) or 'none'}): nothing to unlearn. Switch fixes off to fix it against "
             "the base model instead.")
 
-    # 2. Remember set from the model as it is (earlier fixes included), flagged seed excluded.
+    # 2. Remember set from the model as it is (earlier fixes included), flagged seed excluded. The
+    # judge finds look-alike prompts (remembered most) and keeps the flagged prompt's outputs that
+    # show the flagged picture out (they would fight the fix).
     excluded = {request.seed} if request.seed is not None else set()
     prompts = [request.prompt] + [p for p in config.remember_prompts if p != request.prompt]
+    if keep_in_remember is None:
+        config = _with_lookalikes(model, judge, prompts, config, progress, cancel)
+    if keep_in_remember is None and config.remember_filter:
+        keep_in_remember = lambda p, img: p != request.prompt or not judge.shows_error([img])[0]  # noqa: E731
+        keep_key = f"judge {judge.descriptor.name}: flagged {_image_digest(flagged)} surrogate {_image_digest(surrogate)}"
     if remember_cache is not None:
         remember, kept, dropped = remember_cache.get_or_build(model, fixes, prompts, config, excluded,
                                                               keep_in_remember, keep_key, progress, cancel)
@@ -103,9 +120,12 @@ def unlearn(
         remember, kept, dropped = build_remember_set(model, prompts, config, excluded, keep_in_remember, progress,
                                                      cancel)
 
-    # 3. Latents and conditioning of the instance.
+    # 3. Latents and conditioning of the instance; the guard's remember seeds and their base images.
     x_f, x_s = encode(model, [flagged]), encode(model, [surrogate])
     forget = ForgetData(x_f, x_s, encode_prompts(model, [request.prompt]))
+    guard_rows = _guard_rows(kept, request.prompt, config) if noise is not None else []
+    guard_base = decode(model, remember.latents[guard_rows].to(model.device)) if guard_rows else []
+    guard_requests = [kept[i] for i in guard_rows]
 
     # 4. A fresh adapter in a partial run folder; everything below is undone on failure.
     run_id = run_id or new_run_id()
@@ -116,6 +136,7 @@ def unlearn(
         with torch.random.fork_rng(devices=[]):  # LoRA's gaussian init draws from the global RNG
             torch.manual_seed(config.seed)
             params = fixes.create(run_id, rank=config.lora_rank, alpha=config.lora_alpha)
+        guard = FixGuard(params)
         partial.save_image("flagged.png", flagged)
         partial.save_image("surrogate.png", surrogate)
         log = partial.loss_log()
@@ -126,15 +147,20 @@ def unlearn(
                 on_step(r)
 
         def monitor(step: int) -> bool:
-            img = _render(model, request, noise, config)
+            img, drift = _monitor_render(model, request, noise, config, guard_requests, guard_base)
             monitor_images.append((step, img))
+            point = MonitorPoint(step, bool(forgotten(img)), judge.judge_flagged_seed(img).score, drift)
+            guard.record(point)
             if on_monitor:
                 on_monitor(step, img)
-            return bool(is_fixed(img)) if is_fixed else False
+            return point.forgotten
 
         sigmas = _training_sigmas(model)
         result = train(model.pipe.transformer, params, sigmas, forget, remember, config, step_cb, cancel,
                        monitor if noise is not None else None)
+        kept_point = guard.best() if config.keep_best else None
+        if kept_point is not None:
+            guard.restore(kept_point)
         fixes.freeze()
         # 5. Outputs: the LoRA file, before/after of the flagged seed, config and metrics.
         fixes.save(run_id, partial.path)
@@ -143,8 +169,10 @@ def unlearn(
             partial.save_image("before.png", before)
             partial.save_image("after.png", after)
         seconds = time.perf_counter() - t_start
-        fixed = bool(is_fixed(after)) if (is_fixed is not None and after is not None) else None
-        partial.write_json(METRICS_FILE, _metrics(result, seconds, flagged, after, kept, dropped, fixed))
+        outcome = {"judge": judge, "after": after, "fixed": bool(forgotten(after)) if after is not None else None,
+                   "oracle": "external" if is_fixed else "judge", "guard": guard,
+                   "kept": kept_point or (guard.points[-1] if guard.points else None)}
+        partial.write_json(METRICS_FILE, _metrics(result, seconds, flagged, kept, dropped, outcome, config))
         partial.write_json(CONFIG_FILE, _config_record(model, request, config, run_id, kept, model_defaults_applied))
         run = partial.commit()
     except BaseException:
@@ -152,7 +180,59 @@ def unlearn(
         if params is not None and run_id in fixes.fixes:
             fixes.remove(run_id)
         raise
-    return FixResult(run, result, kept, dropped, monitor_images)
+    return FixResult(run, result, kept, dropped, monitor_images, guard.points)
+
+
+def _with_lookalikes(model: LoadedModel, judge: ForgettingJudge, prompts: list[str], config: UnlearnConfig,
+                     progress, cancel) -> UnlearnConfig:
+    """Fill `lookalike_prompts` with the judge: the other remember prompts whose first remember
+    seeds mostly show the flagged picture. Left alone when the config names them already."""
+    others = prompts[1:]
+    if config.lookalike_prompts or not others or config.lookalike_share <= 0 or config.lookalike_probe_seeds <= 0:
+        return config
+    if cancel is not None and cancel.cancelled:
+        raise CancelledError("cancelled while looking for look-alike prompts")
+    if progress:
+        progress(0.0, f"looking for look-alike prompts ({len(others)} prompts)")
+    seeds = range(config.remember_seed_start, config.remember_seed_start + config.lookalike_probe_seeds)
+    gens = generate_many(model, [(p, s) for p in others for s in seeds], config.sampling_steps, config.guidance,
+                         batch_size=64 if model.info.resolution <= 128 else 4)
+    outputs: dict[str, list] = {}
+    for g in gens:
+        outputs.setdefault(g.prompt, []).append(g.image)
+    return config.with_overrides(lookalike_prompts=judge.lookalike_prompts(outputs))
+
+
+def _guard_rows(kept: list[tuple[str, int]], prompt: str, config: UnlearnConfig) -> list[int]:
+    """Remember rows the guard re-renders: look-alike prompts' first (a fix drags them first), then
+    the flagged prompt's, then one per other prompt, up to `guard_seeds`."""
+    looks = set(config.lookalike_prompts)
+    order = ([i for i, (p, _) in enumerate(kept) if p in looks] + [i for i, (p, _) in enumerate(kept) if p == prompt]
+             + list(range(len(kept))))
+    rows, seen_prompt = [], {}
+    for i in order:
+        p = kept[i][0]
+        if i in rows or (p not in looks and p != prompt and seen_prompt.get(p)):
+            continue
+        rows.append(i)
+        seen_prompt[p] = True
+        if len(rows) == config.guard_seeds:
+            break
+    return rows
+
+
+def _monitor_render(model: LoadedModel, request: FixRequest, noise, config: UnlearnConfig,
+                    guard_requests: list[tuple[str, int]], guard_base: list[Image.Image]) -> tuple[Image.Image, float]:
+    """The flagged seed and the guard seeds in one call; returns (flagged render, guard drift)."""
+    reqs = [(request.prompt, request.seed)] + list(guard_requests)
+    noises = [noise] + [initial_noise(model, s) for _, s in guard_requests]
+    gens = generate_many(model, reqs, config.sampling_steps, config.guidance, batch_size=len(reqs), noises=noises)
+    drift = float(np.mean([mean_abs_diff(b, g.image) for b, g in zip(guard_base, gens[1:])])) if guard_base else 0.0
+    return gens[0].image, drift
+
+
+def _image_digest(img: Image.Image) -> str:
+    return hashlib.sha256(to_array(img).tobytes()).hexdigest()[:12]
 
 
 def _render(model: LoadedModel, request: FixRequest, noise, config: UnlearnConfig) -> Image.Image:
@@ -167,7 +247,8 @@ def _training_sigmas(model: LoadedModel) -> torch.Tensor:
     return sched.sigmas.float()
 
 
-def _metrics(result: TrainResult, seconds: float, flagged, after, kept, dropped, fixed: bool | None) -> dict:
+def _metrics(result: TrainResult, seconds: float, flagged, kept, dropped, outcome: dict,
+             config: UnlearnConfig) -> dict:
     reports = result.reports
     m = {
         "steps_done": result.steps_done,
@@ -179,11 +260,19 @@ def _metrics(result: TrainResult, seconds: float, flagged, after, kept, dropped,
         "projected_fraction": (float(np.mean([bool(r.projected) for r in reports])) if reports and reports[0].projected is not None else None),
         "remember_set_size": len(kept),
         "remember_excluded": len(dropped),
+        "oracle": outcome["oracle"],
+        "lookalike_prompts": list(config.lookalike_prompts),
     }
+    after, judge, point = outcome["after"], outcome["judge"], outcome["kept"]
     if after is not None:
         m["flagged_seed_mean_abs_change"] = round(mean_abs_diff(after, flagged), 5)
-    if fixed is not None:  # the caller's checker on the final render of the flagged seed
-        m["flagged_seed_fixed"] = fixed
+        m["forgetting"] = judge.judge_flagged_seed(after).to_dict()
+    if outcome["fixed"] is not None:  # the deciding oracle on the final render of the flagged seed
+        m["flagged_seed_fixed"] = outcome["fixed"]
+    if point is not None:
+        m["kept_step"] = point.step if config.keep_best else result.steps_done
+        m["remember_drift"] = round(point.drift, 5)
+        m["monitor"] = [p.to_dict() for p in outcome["guard"].points]
     return m
 
 
