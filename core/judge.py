@@ -10,8 +10,9 @@ model. No ground-truth checker. The judge answers three questions with those alo
        score = d(render, flagged) / (d(render, flagged) + d(render, surrogate))   in [0, 1]
 
    (0 = still the flagged image, 1 = the surrogate), with d the mean absolute RGB difference over
-   the region. Forgotten when score >= FLAGGED_SEED_THRESHOLD (0.5: nearer the surrogate than the
-   flagged image). How much moved *outside* the region is reported beside it, as a cost.
+   the region. Forgotten when score >= FLAGGED_SEED_THRESHOLD (0.7; UnlearnConfig.forget_threshold).
+   On the flags world's tuning seeds (0-63) the checker called the flagged seed right from about 0.7
+   on; at 0.5-0.65 it saw half-way blends. How much moved *outside* the region is reported beside it.
 2. **Any other image** (`shows_error`): a copy-detection descriptor compares it with the flagged
    image and the surrogate. It shows the error when it is a near copy of the flagged image
    (similarity >= the descriptor's copy threshold) and nearer the flagged image than the surrogate.
@@ -46,7 +47,7 @@ from .images import ensure_rgb
 
 EmbedFn = Callable[[Sequence[Image.Image]], np.ndarray]  # images -> (N, D) unit rows
 
-FLAGGED_SEED_THRESHOLD = 0.5  # region progress flagged -> surrogate; 0.5 = nearer the surrogate
+FLAGGED_SEED_THRESHOLD = 0.7  # region progress flagged -> surrogate; chosen on tuning seeds 0-63 (module docstring)
 REGION_MIN_DIFF = 0.1  # a pixel belongs to the user's edit when surrogate and flagged differ this much (0..1)
 REGION_MIN_FRACTION = 0.005  # below this share of pixels, the edit is too faint to localise: use all pixels
 LOOKALIKE_MIN_FRACTION = 0.5  # a prompt is a look-alike when this share of its probe outputs shows the picture

@@ -388,7 +388,7 @@ def test_a_default_fix_succeeds_with_the_checker_out_of_the_loop(tmp_path, monke
     monkeypatch.setattr(checker, "verdict", real_verdict)
     m = result.run.metrics()
     assert m["oracle"] == "judge" and m["flagged_seed_fixed"] is True and m["forgetting"]["forgotten"] is True
-    assert m["forgetting"]["descriptor"].startswith("clip:") and m["forgetting"]["threshold"] == 0.5
+    assert m["forgetting"]["descriptor"].startswith("clip:") and m["forgetting"]["threshold"] == 0.7
     assert m["lookalike_prompts"] == ["cote d'ivoire flag"]
     assert m["kept_step"] == m["steps_done"] and m["steps_done"] < 100  # stopped when forgotten
     assert result.run.config["config"]["oracle"] == "judge"

@@ -84,7 +84,7 @@ class SurrogateMethod(UnlearnMethod):
 
     def step(self, b: Batch) -> StepGradients:
         lam_f = lambda_weight(b.s_f, self.config).to(b.x_f.device)
-        w_r = (1 - lambda_weight(b.s_r, self.config)).to(b.x_r.device)
+        w_r = (1 - lambda_weight(b.s_r, self.config)).clamp(min=self.config.remember_floor).to(b.x_r.device)
         if self.config.surgery == "off":
             # One combined pass: the plain step the surgery's cost is measured against.
             loss_f, loss_r = self.forget_loss(b, lam_f), self.remember_loss(b, w_r)
