@@ -25,7 +25,7 @@ def _choices(name: str):
     from core.unlearn import config as c
 
     return {"method": c.METHODS, "surgery": c.SURGERY_MODES, "lambda_scheme": c.LAMBDA_SCHEMES,
-            "timestep_sampling": c.TIMESTEP_SAMPLING}.get(name)
+            "timestep_sampling": c.TIMESTEP_SAMPLING, "oracle": c.ORACLES}.get(name)
 
 
 def _component(f, value, help_text: str):

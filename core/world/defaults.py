@@ -11,6 +11,9 @@ the Ireland fix erase "cote d'ivoire flag" (0% of its verdicts kept: a reversed 
 flag). Remembering the look-alike prompt hardest (lookalike_share 0.4, the studio finds it with the
 checker) and the flagged prompt next (40% of the rest) kept it at 100% and the other prompts at
 96.4%; look-alike weighting with an even split of the rest left the flagged seed unfixed.
+
+Since then the forgetting judge (core/judge.py), not the checker, finds the look-alike prompts and
+decides when a fix is done; the checker only evaluates (bench/results/heldout.md).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from .prompts import PROMPTS
 
 FLAGS_UNLEARN_DEFAULTS: dict = {
     "learning_rate": 1e-3,
-    "stop_when_fixed": True,  # the checker is the forgetting criterion; monitor every 10 steps
+    "stop_when_fixed": True,  # the forgetting judge decides (core/judge.py); monitor every 10 steps
     "remember_prompts": [phrasings[0] for phrasings in PROMPTS.values()],
     "remember_set_size": 5 * len(PROMPTS),  # 110 in all
     # Of those: 40% for the prompts whose flag the flagged image shows (UnlearnConfig.lookalike_share),
