@@ -109,8 +109,8 @@ def paint(studio, session: Session, value):
 def sdedit(studio, session: Session, strength, prompt, seed):
     flag = session.require_flag()
     with user_errors("SDEdit"):
-        sur = studio.surrogate("sdedit", flag.image, strength=float(strength), prompt=prompt or "",
-                               seed=int(seed or 0), steps=flag.steps, guidance=flag.guidance)
+        sur = studio.surrogate("sdedit", flag.image, strength=strength, prompt=prompt or "",
+                               seed=seed or 0, steps=flag.steps, guidance=flag.guidance)
     return _finish(studio, session, flag, sur.image, sur.info)
 
 
@@ -119,7 +119,7 @@ def clip_edit(studio, session: Session, text, weight):
     with user_errors("CLIP-guided edit"):
         if weight is None:
             raise ValueError("choose a CLIP weight")
-        sur = studio.surrogate("clip", flag.image, text=text or "", clip_weight=float(weight))
+        sur = studio.surrogate("clip", flag.image, text=text or "", clip_weight=weight)
     return _finish(studio, session, flag, sur.image, sur.info)
 
 
@@ -133,7 +133,7 @@ def flip(studio, session: Session):
 def noise(studio, session: Session, sigma, seed):
     flag = session.require_flag()
     with user_errors("Noise"):
-        sur = studio.surrogate("noise", flag.image, sigma=float(sigma), seed=int(seed or 0))
+        sur = studio.surrogate("noise", flag.image, sigma=sigma, seed=seed or 0)
     return _finish(studio, session, flag, sur.image, sur.info)
 
 

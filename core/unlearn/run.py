@@ -21,6 +21,7 @@ from ..adapters import FixManager
 from ..compare import mean_abs_diff
 from ..generate import encode, generate, initial_noise
 from ..images import ImageInputError, fit_to_model, to_array
+from ..limits import check_seed
 from ..models.loading import LoadedModel
 from ..runs import CONFIG_FILE, METRICS_FILE, RunInfo, RunStore, environment_versions, new_run_id
 from .config import UnlearnConfig
@@ -81,6 +82,8 @@ def unlearn(
         raise ImageInputError("the surrogate is identical to the flagged image: edit it so the unwanted part is gone")
     if not request.prompt.strip():
         raise ValueError("the prompt is empty")
+    if request.seed is not None:
+        check_seed(request.seed, "flagged seed")
     t_start = time.perf_counter()
     # The flagged seed as the model draws it now (earlier fixes on): already right means nothing to
     # unlearn, and is cheap to learn before the remember set is built.
