@@ -154,15 +154,30 @@ def image_grid(
 
 
 def save_generations(gens: Sequence[Generated], out_dir: str | Path, highlight_seeds: Iterable[int] = ()) -> Path:
-    """DIR/seed-0003.png for each output and DIR/grid.png labelled with seeds."""
+    """DIR/seed-0003.png for each output and DIR/grid.png labelled with seeds.
+
+    On failure (full disk, cancel) the files written so far and the folders this call made are
+    removed again: no half-written or empty generation folder is left behind."""
     from .runs import atomic_save_image
 
     out = Path(out_dir)
+    made = [p for p in (out, *out.parents) if not p.exists()]  # innermost first
     out.mkdir(parents=True, exist_ok=True)
-    for g in gens:
-        atomic_save_image(g.image, out / f"seed-{g.seed:04d}.png")
-    marked = {i for i, g in enumerate(gens) if g.seed in set(highlight_seeds)}
-    grid = image_grid([g.image for g in gens], [f"seed {g.seed}" for g in gens], highlight=marked,
-                      title=gens[0].prompt if gens else None)
-    atomic_save_image(grid, out / "grid.png")
+    written: list[Path] = []
+    try:
+        for g in gens:
+            written.append(atomic_save_image(g.image, out / f"seed-{g.seed:04d}.png"))
+        marked = {i for i, g in enumerate(gens) if g.seed in set(highlight_seeds)}
+        grid = image_grid([g.image for g in gens], [f"seed {g.seed}" for g in gens], highlight=marked,
+                          title=gens[0].prompt if gens else None)
+        written.append(atomic_save_image(grid, out / "grid.png"))
+    except BaseException:
+        for f in written:
+            f.unlink(missing_ok=True)
+        for d in made:
+            try:
+                d.rmdir()  # only if empty: never removes what someone else put there meanwhile
+            except OSError:
+                break
+        raise
     return out

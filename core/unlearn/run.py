@@ -23,7 +23,7 @@ from ..generate import encode, generate, initial_noise
 from ..images import ImageInputError, fit_to_model, to_array
 from ..limits import check_seed
 from ..models.loading import LoadedModel
-from ..runs import CONFIG_FILE, METRICS_FILE, RunInfo, RunStore, environment_versions, new_run_id
+from ..runs import CONFIG_FILE, LORA_FILE, METRICS_FILE, RunInfo, RunStore, environment_versions
 from .config import UnlearnConfig
 from .remember import KeepFn, ProgressFn, RememberCache, build_remember_set, encode_prompts
 from .trainer import ForgetData, StepReport, TrainResult, train
@@ -111,8 +111,8 @@ def unlearn(
     forget = ForgetData(x_f, x_s, encode_prompts(model, [request.prompt]))
 
     # 4. A fresh adapter in a partial run folder; everything below is undone on failure.
-    run_id = run_id or new_run_id()
-    partial = store.begin(run_id)
+    partial = store.begin(run_id)  # claims the id (a generated one is redrawn on a clash)
+    run_id = partial.run_id
     params = None
     monitor_images: list[tuple[int, Image.Image]] = []
     try:
@@ -149,7 +149,7 @@ def unlearn(
         fixed = bool(is_fixed(after)) if (is_fixed is not None and after is not None) else None
         partial.write_json(METRICS_FILE, _metrics(result, seconds, flagged, after, kept, dropped, fixed))
         partial.write_json(CONFIG_FILE, _config_record(model, request, config, run_id, kept, model_defaults_applied))
-        run = partial.commit()
+        run = partial.commit(required=[LORA_FILE])
     except BaseException:
         partial.abort()
         if params is not None and run_id in fixes.fixes:
