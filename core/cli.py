@@ -126,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("studio", help="start the Gradio studio on 127.0.0.1")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
+    p.add_argument("--allow-host", action="append", default=[],
+                   help="another Host name the studio answers to, e.g. a LAN DNS name (repeatable); loopback "
+                        "names and --host are always allowed")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--data-dir", type=Path, default=Path("studio-data"), help="runs, generations, temp files")
     p.add_argument("--share", action="store_true", help="ask Gradio for a public share link (off by default)")
@@ -134,10 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_TEMP_DIRS: list[Path] = []  # scratch folders of this call, removed when the command ends
+_MADE_DIRS: list[Path] = []  # folders made for outputs: removed at the end if still empty
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        return _run_command(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -148,6 +155,21 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {err}", file=sys.stderr)
         return EXIT_ERROR
+
+
+def _run_command(args) -> int:
+    try:
+        return COMMANDS[args.command](args)
+    finally:
+        import shutil
+
+        while _TEMP_DIRS:
+            shutil.rmtree(_TEMP_DIRS.pop(), ignore_errors=True)
+        while _MADE_DIRS:
+            try:
+                _MADE_DIRS.pop().rmdir()  # only if empty: another run may be using it
+            except OSError:
+                pass
 
 
 # -- commands ---------------------------------------------------------------------------------------
@@ -163,7 +185,18 @@ def _studio(args, runs_dir: Path | None = None):
     from .studio import Studio
 
     tmp = Path(tempfile.mkdtemp(prefix="unlearn-cli-"))
+    _TEMP_DIRS.append(tmp)
     return Studio(_load(args), data_dir=tmp, restore=False, runs_dir=runs_dir or tmp / "runs", persist_state=False)
+
+
+def _check_sampling(args) -> None:
+    """--steps and --guidance are checked before the model loads (a bad value costs nothing)."""
+    from .limits import check_guidance, check_steps
+
+    if args.steps is not None:
+        check_steps(args.steps, "--steps")
+    if args.guidance is not None:
+        check_guidance(args.guidance, "--guidance")
 
 
 def _progress_bar(total: int, desc: str):
@@ -176,6 +209,7 @@ def cmd_generate(args) -> int:
     from .generate import parse_seeds, save_generations
 
     seeds = parse_seeds(args.seeds)
+    _check_sampling(args)
     studio = _studio(args)
     with _progress_bar(len(seeds), "generating") as bar:
         gens = studio.generate(args.prompt, seeds, args.steps, args.guidance, save=False,
@@ -206,11 +240,9 @@ def cmd_surrogate(args) -> int:
 
 
 def _open_layer(path: Path):
-    from PIL import Image
+    from .images import open_checked
 
-    with Image.open(path) as img:
-        img.load()
-        return img.convert("RGBA")
+    return open_checked(path, f"paint layer {path}", "RGBA")
 
 
 def _unlearn_overrides(args) -> dict:
@@ -224,10 +256,16 @@ def _unlearn_overrides(args) -> dict:
 def cmd_unlearn(args) -> int:
     from .generate import generate
     from .images import load_image
+    from .limits import check_seed
 
     out = args.out.resolve()
     if out.exists():
         raise FileExistsError(f"{out} exists; choose a new --out folder (runs are never overwritten)")
+    check_seed(args.seed, "--seed")
+    surrogate = load_image(args.surrogate)  # bad inputs fail before the model loads
+    flagged = load_image(args.flagged) if args.flagged else None
+    if not out.parent.exists():  # made for this run: removed again if the run fails
+        _MADE_DIRS.append(out.parent)
     studio = _studio(args, runs_dir=out.parent)
     for i, prev in enumerate(args.on):
         studio.fixes.load(prev, f"on-{i}")
@@ -235,8 +273,8 @@ def cmd_unlearn(args) -> int:
     if args.config:
         config = config.with_overrides(**json.loads(args.config.read_text())["config"])
     config = config.with_overrides(**_unlearn_overrides(args))
-    flagged = load_image(args.flagged) if args.flagged else generate(studio.model, args.prompt, [args.seed])[0].image
-    surrogate = load_image(args.surrogate)
+    if flagged is None:
+        flagged = generate(studio.model, args.prompt, [args.seed])[0].image
     with _progress_bar(config.steps, "unlearning") as bar:
         def on_step(r):
             bar.update(1)
@@ -255,6 +293,8 @@ def _load_runs(studio, runs: list[Path]) -> list[str]:
 def cmd_compare(args) -> int:
     from .generate import parse_seeds
 
+    seeds = parse_seeds(args.seeds)
+    _check_sampling(args)
     studio = _studio(args)
     names = _load_runs(studio, args.run)
     highlight = {}
@@ -262,7 +302,7 @@ def cmd_compare(args) -> int:
         cfg = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else {}
         if cfg.get("seed") is not None:
             highlight[cfg.get("prompt")] = cfg["seed"]
-    cmps, out = studio.compare(args.prompt, parse_seeds(args.seeds), names, args.steps, args.guidance, args.out, highlight)
+    cmps, out = studio.compare(args.prompt, seeds, names, args.steps, args.guidance, args.out, highlight)
     print(json.dumps({"out": str(out), "summary": {c.prompt: c.summary for c in cmps}}))
     return 0
 
@@ -271,11 +311,12 @@ def cmd_check(args) -> int:
     from .generate import parse_seeds
     from .world.checker import check_images
 
+    seeds = parse_seeds(args.seeds)
+    _check_sampling(args)
     studio = _studio(args)
     if not studio.has_checker:
         raise ValueError(f"model {args.model!r} has no flag checker: `check` works on the embedded flags world")
     _load_runs(studio, args.run)
-    seeds = parse_seeds(args.seeds)
     gens = studio.generate(args.prompt, seeds, args.steps, args.guidance, save=False)
     report = check_images(args.prompt, [g.image for g in gens], seeds)
     report["fixes"] = [str(r) for r in args.run]
@@ -287,12 +328,13 @@ def cmd_relapse(args) -> int:
     from .generate import parse_seeds
     from .runs import atomic_write_json
 
+    scan = parse_seeds(args.scan_seeds)
     studio = _studio(args)
     names = _load_runs(studio, [args.run])
     from .images import load_image
 
     cfg = json.loads((args.run / "config.json").read_text())
-    report = studio.relapse(cfg["prompt"], cfg["seed"], names, parse_seeds(args.scan_seeds),
+    report = studio.relapse(cfg["prompt"], cfg["seed"], names, scan,
                             flagged=load_image(args.run / "flagged.png"), surrogate=load_image(args.run / "surrogate.png"))
     if args.out:
         atomic_write_json(args.out, report)

@@ -14,7 +14,9 @@ from typing import Callable, Iterable, Sequence
 import torch
 from PIL import Image, ImageDraw
 
+from . import limits
 from .images import to_pil, to_tensor
+from .limits import MAX_SEEDS_CLI
 from .models.loading import LoadedModel
 
 ProgressFn = Callable[[int, int, str], None]  # (done, total, message)
@@ -29,25 +31,11 @@ class Generated:
     noise: torch.Tensor  # the initial noise that produced it (1, C, h, w), on CPU
 
 
-def parse_seeds(spec: str | Iterable[int]) -> list[int]:
-    """'0-7,12,20-22' -> [0..7, 12, 20, 21, 22]; also accepts an iterable of ints."""
-    if not isinstance(spec, str):
-        return [int(s) for s in spec]
-    seeds: list[int] = []
-    for part in filter(None, (p.strip() for p in spec.split(","))):
-        if "-" in part[1:]:
-            lo, hi = part.split("-", 1) if not part.startswith("-") else (part, part)
-            lo_i, hi_i = int(lo), int(hi)
-            if hi_i < lo_i:
-                raise ValueError(f"seed range {part!r} runs backwards")
-            seeds.extend(range(lo_i, hi_i + 1))
-        else:
-            seeds.append(int(part))
-    if not seeds:
-        raise ValueError(f"no seeds in {spec!r}; write e.g. 0-7 or 0,3,5")
-    if any(s < 0 for s in seeds):
-        raise ValueError("seeds must be >= 0")
-    return seeds
+def parse_seeds(spec: str | Iterable[int], max_count: int = MAX_SEEDS_CLI) -> list[int]:
+    """'0-7,12,20-22' -> [0..7, 12, 20, 21, 22]; also accepts an iterable of ints.
+
+    Bounded before any list is built: see core.limits.parse_seeds."""
+    return limits.parse_seeds(spec, max_count)
 
 
 def latent_shape(model: LoadedModel) -> tuple[int, int, int]:
@@ -59,7 +47,7 @@ def latent_shape(model: LoadedModel) -> tuple[int, int, int]:
 
 def initial_noise(model: LoadedModel, seed: int) -> torch.Tensor:
     """The seed's starting latent, (1, C, h, w) float32 on CPU."""
-    gen = torch.Generator("cpu").manual_seed(int(seed))
+    gen = torch.Generator("cpu").manual_seed(limits.check_seed(seed))
     return torch.randn((1, *latent_shape(model)), generator=gen, dtype=torch.float32)
 
 
@@ -91,7 +79,7 @@ def generate(
     noises: Sequence[torch.Tensor] | None = None,
 ) -> list[Generated]:
     """Generate one image per seed for `prompt` with the model's current adapters."""
-    return generate_many(model, [(prompt, int(s)) for s in seeds], steps, guidance, batch_size, progress, noises)
+    return generate_many(model, [(prompt, s) for s in seeds], steps, guidance, batch_size, progress, noises)
 
 
 @torch.no_grad()
@@ -106,14 +94,9 @@ def generate_many(
 ) -> list[Generated]:
     """Generate one image per (prompt, seed), batching across prompts: a small model spends much of
     a small batch on per-call overhead, so many prompts with few seeds each go faster this way."""
-    requests = [(p, int(s)) for p, s in requests]
-    for prompt, _ in requests:
-        if not prompt or not prompt.strip():
-            raise ValueError("the prompt is empty")
-    steps = steps or model.info.default_steps
-    guidance = model.info.default_guidance if guidance is None else guidance
-    if not 1 <= steps <= 1000:
-        raise ValueError(f"steps={steps}: choose 1..1000")
+    requests = [(limits.check_prompt(p), limits.check_seed(s)) for p, s in requests]
+    steps = limits.check_steps(steps or model.info.default_steps)
+    guidance = limits.check_guidance(model.info.default_guidance if guidance is None else guidance)
     noises = list(noises) if noises is not None else [initial_noise(model, s) for _, s in requests]
     out: list[Generated] = []
     for start in range(0, len(requests), batch_size):
@@ -171,15 +154,30 @@ def image_grid(
 
 
 def save_generations(gens: Sequence[Generated], out_dir: str | Path, highlight_seeds: Iterable[int] = ()) -> Path:
-    """DIR/seed-0003.png for each output and DIR/grid.png labelled with seeds."""
+    """DIR/seed-0003.png for each output and DIR/grid.png labelled with seeds.
+
+    On failure (full disk, cancel) the files written so far and the folders this call made are
+    removed again: no half-written or empty generation folder is left behind."""
     from .runs import atomic_save_image
 
     out = Path(out_dir)
+    made = [p for p in (out, *out.parents) if not p.exists()]  # innermost first
     out.mkdir(parents=True, exist_ok=True)
-    for g in gens:
-        atomic_save_image(g.image, out / f"seed-{g.seed:04d}.png")
-    marked = {i for i, g in enumerate(gens) if g.seed in set(highlight_seeds)}
-    grid = image_grid([g.image for g in gens], [f"seed {g.seed}" for g in gens], highlight=marked,
-                      title=gens[0].prompt if gens else None)
-    atomic_save_image(grid, out / "grid.png")
+    written: list[Path] = []
+    try:
+        for g in gens:
+            written.append(atomic_save_image(g.image, out / f"seed-{g.seed:04d}.png"))
+        marked = {i for i, g in enumerate(gens) if g.seed in set(highlight_seeds)}
+        grid = image_grid([g.image for g in gens], [f"seed {g.seed}" for g in gens], highlight=marked,
+                          title=gens[0].prompt if gens else None)
+        written.append(atomic_save_image(grid, out / "grid.png"))
+    except BaseException:
+        for f in written:
+            f.unlink(missing_ok=True)
+        for d in made:
+            try:
+                d.rmdir()  # only if empty: never removes what someone else put there meanwhile
+            except OSError:
+                break
+        raise
     return out

@@ -6,6 +6,7 @@ decompression bombs, an allow-list of formats, RGB conversion, and a clear error
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from PIL import Image, UnidentifiedImageError
 
 ALLOWED_FORMATS = {"PNG", "JPEG", "WEBP", "BMP"}
 MAX_PIXELS = 4096 * 4096
+MAX_LAYERS = 32  # paint layers in one canvas
 
 
 class ImageInputError(ValueError):
@@ -25,16 +27,67 @@ def load_image(path: str | Path) -> Image.Image:
     path = Path(path)
     if not path.is_file():
         raise ImageInputError(f"{path}: no such image file")
+    return ensure_rgb(open_checked(path, str(path)))
+
+
+def open_checked(source: str | Path | bytes, what: str = "the image", mode: str | None = None) -> Image.Image:
+    """Decode an image from a file or bytes after the checks every input gets: not empty, an
+    allowed format, at most MAX_PIXELS (read from the header, before any pixel is decoded), and
+    fully readable. `mode` converts the result (e.g. "RGBA" for paint layers); None keeps it.
+
+    Each failure is an ImageInputError whose message names `what` and says what to do."""
+    import io
+
+    size = len(source) if isinstance(source, (bytes, bytearray)) else _file_size(source, what)
+    if size == 0:
+        raise ImageInputError(f"{what} is an empty file (0 bytes): upload a PNG or JPEG image")
+    fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings():  # the pixel cap below is the check; PIL's warning is noise
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(fp)
+        with img:
             if img.format not in ALLOWED_FORMATS:
-                raise ImageInputError(f"{path}: format {img.format} is not accepted; use PNG or JPEG")
+                raise ImageInputError(f"{what}: format {img.format} is not accepted; use PNG or JPEG")
             if img.width * img.height > MAX_PIXELS:
-                raise ImageInputError(f"{path}: {img.width}x{img.height} is too large (max {MAX_PIXELS} pixels)")
+                raise _too_large(what, img.width, img.height)
             img.load()
-            return ensure_rgb(img)
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as err:
-        raise ImageInputError(f"{path}: unreadable image ({err})") from err
+            return img.convert(mode) if mode and img.mode != mode else img.copy()
+    except Image.DecompressionBombError as err:
+        raise ImageInputError(f"{what} is too large to decode safely ({err}); use an image of at most "
+                              f"{MAX_PIXELS} pixels") from err
+    except UnidentifiedImageError as err:
+        raise ImageInputError(f"{what} is not an image this studio can read (not PNG, JPEG, WEBP or BMP data; "
+                              "a renamed web page or document?): upload a PNG or JPEG") from err
+    except (OSError, SyntaxError, ValueError) as err:
+        if isinstance(err, ImageInputError):
+            raise
+        raise ImageInputError(f"{what}: unreadable image ({err}); save it again as PNG and retry") from err
+
+
+def check_canvas(background, layers, composite=None) -> None:
+    """The paint canvas's background, layers and composite (file paths or bytes; None = absent)
+    pass the checks of `open_checked` before anything else decodes them."""
+    layers = list(layers or [])
+    if len(layers) > MAX_LAYERS:
+        raise ImageInputError(f"the canvas has {len(layers)} layers; merge them into at most {MAX_LAYERS}")
+    parts = [("the canvas background", background), ("the canvas composite", composite)]
+    parts += [(f"paint layer {i + 1}", layer) for i, layer in enumerate(layers)]
+    for what, source in parts:
+        if source is not None:
+            open_checked(source, what).close()
+
+
+def _file_size(path: str | Path, what: str) -> int:
+    try:
+        return Path(path).stat().st_size
+    except OSError as err:
+        raise ImageInputError(f"{what}: no such image file") from err
+
+
+def _too_large(what: str, width: int, height: int) -> ImageInputError:
+    return ImageInputError(f"{what} is {width}x{height} = {width * height} pixels, over the limit of "
+                           f"{MAX_PIXELS}: scale it down")
 
 
 def ensure_rgb(img: Image.Image) -> Image.Image:

@@ -3,6 +3,11 @@
 A run is built in `<root>/.partial-<id>/` and renamed to `<root>/<id>/` only when complete, so
 a crash, a cancel, a NaN or a full disk never leaves a fix the studio would pick up, and never
 touches earlier runs. Files inside are written temp-then-replace as well.
+
+A run in progress belongs to its process: the builder holds an exclusive lock on
+`<root>/.lock-<id>` (flock, dropped by the OS when the process dies), and a store opened by
+another process or the studio removes a `.partial-*` folder only when its lock can be taken (the
+owner is gone) or, with no lock file at all, when the folder is older than STALE_PARTIAL_S.
 """
 
 from __future__ import annotations
@@ -15,22 +20,29 @@ import shutil
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 from PIL import Image
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: locks are then never takeable, only age cleans
+    fcntl = None
+
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 LOSS_LOG_FILE = "loss_log.csv"
 LORA_FILE = "pytorch_lora_weights.safetensors"
+STALE_PARTIAL_S = 24 * 3600  # a partial with no lock file (older versions) counts as dead after this
 LOSS_LOG_COLUMNS = ["step", "L_f", "L_r", "lambda", "cos_fr", "projected", "grad_norm", "seconds"]
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+def atomic_write_bytes(path: str | Path, data: bytes, make_parents: bool = True) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if make_parents:
+        path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -44,17 +56,17 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return path
 
 
-def atomic_write_json(path: str | Path, obj: Any) -> Path:
-    return atomic_write_bytes(path, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
+def atomic_write_json(path: str | Path, obj: Any, make_parents: bool = True) -> Path:
+    return atomic_write_bytes(path, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode(), make_parents)
 
 
-def atomic_save_image(img: Image.Image, path: str | Path) -> Path:
+def atomic_save_image(img: Image.Image, path: str | Path, make_parents: bool = True) -> Path:
     """PNG (lossless) written atomically."""
     import io
 
     buf = io.BytesIO()
     img.save(buf, format="PNG")
-    return atomic_write_bytes(path, buf.getvalue())
+    return atomic_write_bytes(path, buf.getvalue(), make_parents)
 
 
 def _json_default(obj: Any):
@@ -81,8 +93,45 @@ def environment_versions() -> dict[str, str]:
 
 
 def new_run_id(prefix: str = "fix") -> str:
-    """Sortable and unique even for two runs started in the same second."""
-    return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    """Sortable, with 48 random bits (two ids in the same second collide about once in 10**14
+    pairs); RunStore.begin also claims each id atomically and draws a new one on a clash."""
+    return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:12]}"
+
+
+class IncompleteRunError(RuntimeError):
+    """A run lacks a file it must have: it is not published (complete or absent)."""
+
+
+class OwnerLock:
+    """An exclusive flock on a run's lock file, held by the process building the run.
+
+    The OS drops it when that process dies (kill -9 included), so a lock another process can
+    take means the owner is gone; no pid is trusted, so pid reuse cannot keep or free a run."""
+
+    def __init__(self, path: Path, fd: int):
+        self.path, self.fd = path, fd
+
+    @classmethod
+    def take(cls, path: Path) -> "OwnerLock | None":
+        """The lock, or None while another open file (any process) holds it."""
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        if fcntl is None:  # pragma: no cover
+            os.close(fd)
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"pid": os.getpid(), "host": platform.node(), "since": time.time()}).encode())
+        return cls(path, fd)
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            self.path.unlink(missing_ok=True)  # unlink first: the file is never left unlocked
+            os.close(self.fd)
+            self.fd = -1
 
 
 class LossLog:
@@ -136,22 +185,55 @@ class RunStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self.clean_partials()
 
-    def clean_partials(self, older_than_s: float = 0.0) -> list[Path]:
-        """Remove leftovers of runs that died mid-way (crash, kill): they were never valid."""
+    def clean_partials(self, older_than_s: float = STALE_PARTIAL_S) -> list[Path]:
+        """Remove leftovers of runs whose builder died (crash, kill); a run another live process
+        is still building is left alone. A partial without a lock file is removed once older
+        than `older_than_s`."""
         removed = []
         for p in self.root.glob(".partial-*"):
-            if time.time() - p.stat().st_mtime >= older_than_s:
+            if not p.is_dir():
+                continue
+            lock_path = self._lock_path(p.name[len(".partial-"):])
+            if lock_path.exists():
+                lock = OwnerLock.take(lock_path)
+                if lock is None:
+                    continue  # its owner is alive
+                try:
+                    shutil.rmtree(p, ignore_errors=True)
+                finally:
+                    lock.release()
+            elif time.time() - p.stat().st_mtime >= older_than_s:
                 shutil.rmtree(p, ignore_errors=True)
-                removed.append(p)
+            else:
+                continue
+            removed.append(p)
+        for lock_path in self.root.glob(".lock-*"):  # locks of owners that died between steps
+            if not (self.root / f".partial-{lock_path.name[len('.lock-'):]}").exists():
+                lock = OwnerLock.take(lock_path)
+                if lock is not None:
+                    lock.release()
         return removed
 
+    def _lock_path(self, run_id: str) -> Path:
+        return self.root / f".lock-{run_id}"
+
     def begin(self, run_id: str | None = None) -> "PartialRun":
-        run_id = run_id or new_run_id()
-        if (self.root / run_id).exists():
-            raise FileExistsError(f"run {run_id} already exists")
-        path = self.root / f".partial-{run_id}"
-        path.mkdir(parents=True)
-        return PartialRun(self, run_id, path)
+        """Claim a run id (its lock, then its partial folder) and return the run to build.
+
+        A given `run_id` that exists or is being built raises FileExistsError; a generated one
+        that clashes is replaced by a fresh one."""
+        for _ in range(8):
+            rid = run_id or new_run_id()
+            lock = None if (self.root / rid).exists() else OwnerLock.take(self._lock_path(rid))
+            if lock is not None:
+                path = self.root / f".partial-{rid}"
+                if path.exists():  # a dead owner's leftover under the same id: ours now
+                    shutil.rmtree(path)
+                path.mkdir()
+                return PartialRun(self, rid, path, lock)
+            if run_id:
+                raise FileExistsError(f"run {run_id} already exists or is being built; choose another name")
+        raise FileExistsError(f"could not claim a fresh run id in {self.root}")
 
     def list(self) -> list[RunInfo]:
         runs = []
@@ -175,30 +257,52 @@ class RunStore:
         shutil.rmtree(self.get(run_id).path)
 
 
+@dataclass
 class PartialRun:
     """A run being written; `commit()` publishes it, `abort()` (or an exception) discards it."""
 
-    def __init__(self, store: RunStore, run_id: str, path: Path):
-        self.store, self.run_id, self.path = store, run_id, path
+    store: RunStore
+    run_id: str
+    path: Path
+    lock: OwnerLock | None = None
+    written: set[str] = field(default_factory=set)  # every file the run must contain
 
+    # Files go only into the existing partial folder: if it vanished, the run fails instead of
+    # re-creating a folder that would then be published without its earlier files.
     def write_json(self, name: str, obj: Any) -> Path:
-        return atomic_write_json(self.path / name, obj)
+        self.written.add(name)
+        return atomic_write_json(self.path / name, obj, make_parents=False)
 
     def save_image(self, name: str, img: Image.Image) -> Path:
-        return atomic_save_image(img, self.path / name)
+        self.written.add(name)
+        return atomic_save_image(img, self.path / name, make_parents=False)
 
     def loss_log(self) -> LossLog:
+        self.written.add(LOSS_LOG_FILE)
         return LossLog(self.path / LOSS_LOG_FILE)
 
-    def commit(self) -> RunInfo:
-        if not (self.path / CONFIG_FILE).exists():
-            raise RuntimeError("a run needs its config.json before it is committed")
+    def commit(self, required: Iterable[str] = ()) -> RunInfo:
+        """Publish the run if every file written through it, config.json and `required` (files
+        written by others, e.g. the LoRA file) is present and not empty; else IncompleteRunError."""
+        names = sorted({CONFIG_FILE, *self.written, *required})
+        missing = [n for n in names if not (self.path / n).is_file() or (self.path / n).stat().st_size == 0]
+        if missing:
+            raise IncompleteRunError(f"run {self.run_id} is incomplete ({', '.join(missing)} missing or empty), "
+                                     "so it was not saved; run it again")
         final = self.store.root / self.run_id
-        os.replace(self.path, final)
+        if final.exists():
+            raise FileExistsError(f"run {self.run_id} already exists; nothing was overwritten")
+        os.rename(self.path, final)
+        self._release()
         return self.store.get(self.run_id)
 
     def abort(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+        self._release()
+
+    def _release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
 
     def __enter__(self) -> "PartialRun":
         return self

@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 
 from PIL import Image
 
+from . import limits
 from .adapters import AdapterError, FixManager
 from .compare import PromptComparison, compare_prompt, write_comparison
 from .generate import Generated, generate, save_generations
@@ -154,6 +155,8 @@ class Studio:
     def compare(self, prompts: Sequence[str], seeds: Sequence[int], fix_names: Sequence[str] | None = None,
                 steps: int | None = None, guidance: float | None = None, out_dir: str | Path | None = None,
                 highlight: dict[str, int] | None = None) -> tuple[list[PromptComparison], Path]:
+        prompts = limits.check_prompts(prompts)
+        seeds = limits.parse_seeds(seeds)  # bounded and range-checked before any noise is drawn
         names = list(fix_names) if fix_names else [f.name for f in self.fixes.fixes.values() if f.enabled]
         cmps = [compare_prompt(self.model, self.fixes, names, p, seeds, steps, guidance, self._check_or_none())
                 for p in prompts]

@@ -84,12 +84,18 @@ def build_app(studio, jobs=None):
     return demo
 
 
-def launch_kwargs(studio) -> dict:
-    """launch() settings shared by the CLI and scripts: see docs/reference anchors A1, B."""
+def launch_kwargs(studio, hosts: list[str] | None = None) -> dict:
+    """launch() settings shared by the CLI and scripts: see docs/reference anchors A1, B.
+
+    `hosts`: the Host names the server answers to (default: loopback only); requests for other
+    hosts, other ports or from other origins are refused before any route runs (server_guard)."""
+    from .server_guard import allowed_hosts, guard_middleware
+
     data_dir = Path(studio.data_dir).resolve()
     return dict(ssr_mode=False, max_file_size="25mb", allowed_paths=[], css=CSS,
                 blocked_paths=[str(data_dir / "runs"), str(Path(studio.store.root).resolve()), _hf_cache()],
-                footer_links=["api", "settings"], quiet=True)
+                footer_links=["api", "settings"], quiet=True, strict_cors=True,
+                app_kwargs={"middleware": guard_middleware(hosts or allowed_hosts("127.0.0.1"))})
 
 
 def _hf_cache() -> str:
@@ -126,11 +132,16 @@ def launch_studio(args) -> int:
     if args.share:
         print("warning: --share asks Gradio for a public link: anyone with the link can use the studio",
               file=sys.stderr)
+    from .server_guard import allowed_hosts
+
+    hosts = allowed_hosts(args.host, tuple(getattr(args, "allow_host", None) or ()), bool(args.share))
     demo = build_app(studio)
     _, local_url, share_url = demo.launch(server_name=args.host, server_port=args.port, share=bool(args.share),
                                           inbrowser=not args.no_browser, prevent_thread_lock=True,
-                                          **launch_kwargs(studio))
+                                          **launch_kwargs(studio, hosts))
     print(f"Unlearn Studio running at {local_url}" + (f" (public: {share_url})" if share_url else ""))
+    print(f"accepting requests for hosts {', '.join(hosts)} on port {args.port}, from the studio's own page "
+          "only (other hosts, ports and origins are refused; add names with --allow-host)")
     print(f"model {studio.model.info.name} on {studio.model.device}; data in {data_dir}; Ctrl+C to stop")
     sys.stdout.flush()
     try:

@@ -11,7 +11,7 @@ import pandas as pd
 
 from core.compare import stacked_comparison_figure
 
-from .common import GPU, Session, fmt, serve_copy, user_errors
+from .common import GPU, MAX_SEEDS, Session, fmt, serve_copy, user_errors
 
 TABLE_COLUMNS = ["prompt", "seed", "flagged", "mean_abs_diff", "ssim", "psnr", "lpips", "checker_before",
                  "checker_after"]
@@ -93,7 +93,7 @@ def summary_text(cmps, highlight: dict, names: list[str], lp_note: str) -> str:
 
 
 def compare(studio, session: Session, prompt, other, seeds, steps, guidance, fixes, progress=gr.Progress()):
-    from core.generate import parse_seeds
+    from core.limits import check_guidance, check_steps, parse_seeds
     from core.runs import atomic_write_json
 
     with user_errors("Compare"):
@@ -102,14 +102,14 @@ def compare(studio, session: Session, prompt, other, seeds, steps, guidance, fix
         prompts = [p for p in dict.fromkeys([prompt] + [l.strip() for l in (other or "").splitlines()]) if p]
         if not prompts:
             raise ValueError("no prompt to compare: flag an output or type a prompt")
-        seed_list = parse_seeds(seeds or "")
+        seed_list = parse_seeds(seeds or "", MAX_SEEDS)
         names = list(fixes or []) or [f.run_id for f in studio.list_fixes() if f.enabled]
         if not names:
             raise ValueError("no fix is switched on: unlearn first, or tick a fix to compare")
         highlight = {flag.prompt: flag.seed} if flag else {}
         progress(0.1, desc=f"generating {len(prompts)} x {len(seed_list)} x 2 images")
-        cmps, out = studio.compare(prompts, seed_list, names, int(steps) if steps else None,
-                                   None if guidance is None else float(guidance), highlight=highlight)
+        cmps, out = studio.compare(prompts, seed_list, names, check_steps(steps) if steps else None,
+                                   None if guidance is None else check_guidance(guidance), highlight=highlight)
         lp, lp_note = _lpips_column(cmps)
     report = json.loads((out / "metrics.json").read_text())
     report["lpips"] = {f"{p} | {s}": v for (p, s), v in lp.items()} or lp_note

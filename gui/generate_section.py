@@ -10,23 +10,15 @@ from .common import GPU, MAX_SEEDS, Flag, Session, user_errors
 
 
 def parse_seed_input(start, count, seed_list: str) -> list[int]:
-    """A seed list like '0-7,12' wins; otherwise `count` seeds from `start`."""
-    from core.generate import parse_seeds
+    """A seed list like '0-7,12' wins; otherwise `count` seeds from `start`. Core checks the size
+    before any list is built (a client may send '0-100000000' or count=1e9)."""
+    from core.limits import parse_seeds, seeds_from_start
 
     if seed_list and seed_list.strip():
-        seeds = parse_seeds(seed_list)
-    else:
-        if start is None or count is None:
-            raise ValueError("give a start seed and a count, or a seed list like 0-7,12")
-        start, count = int(start), int(count)
-        if count < 1:
-            raise ValueError(f"count={count}: generate at least one image")
-        if start < 0:
-            raise ValueError("seeds must be >= 0")
-        seeds = list(range(start, start + count))
-    if len(seeds) > MAX_SEEDS:
-        raise ValueError(f"{len(seeds)} seeds asked; the studio generates at most {MAX_SEEDS} at once")
-    return seeds
+        return parse_seeds(seed_list, MAX_SEEDS, field="seed list")
+    if start is None or count is None:
+        raise ValueError("give a start seed and a count, or a seed list like 0-7,12")
+    return seeds_from_start(start, count, MAX_SEEDS)
 
 
 def build(ui, studio) -> None:
@@ -64,12 +56,14 @@ def build(ui, studio) -> None:
 
 
 def generate(studio, session: Session, prompt, start, count, seed_list, steps, guidance, progress=gr.Progress()):
+    from core.limits import check_guidance, check_steps
+
     with user_errors("Generate"):
         seeds = parse_seed_input(start, count, seed_list)
         if not prompt or not prompt.strip():
             raise ValueError("the prompt is empty: type what to draw")
-        steps = int(steps) if steps else None
-        guidance = float(guidance) if guidance is not None else None
+        steps = check_steps(steps) if steps else None
+        guidance = check_guidance(guidance) if guidance is not None else None
         progress(0, desc="generating")
         gens = studio.generate(prompt, seeds, steps, guidance,
                                progress=lambda done, total, msg: progress(done / total, desc=msg))
@@ -91,7 +85,12 @@ def flag_seed(studio, session: Session, seed):
         raise gr.Error("Generate first, then flag one of the outputs.", title="Nothing to flag")
     if seed is None:
         raise gr.Error("Type the seed of the output to flag, or click it in the gallery.", title="No seed")
-    seed = int(seed)
+    from core.limits import InputLimitError, check_seed
+
+    try:
+        seed = check_seed(seed, "seed to flag")
+    except InputLimitError as err:
+        raise gr.Error(str(err), title="Unknown seed") from err
     if seed not in gen["seeds"]:
         raise gr.Error(f"seed {seed} is not among the last outputs ({seed_summary(gen['seeds'])})",
                        title="Unknown seed")

@@ -7,9 +7,47 @@ every unpainted pixel is returned exactly.
 
 import gradio as gr
 import numpy as np
+from gradio.components.base import server
 
 from .common import CLIP_WEIGHTS, DEFAULT_PALETTE, GPU, Session, difference, fmt, images_equal, paint_scale, \
     to_model_size, upscale, user_errors
+
+MAX_PENDING_CANVASES = 64  # canvases uploaded through accept_blobs and not yet submitted
+
+
+class CheckedImageEditor(gr.ImageEditor):
+    """gr.ImageEditor whose background, layers and composite pass core's image checks (pixel cap,
+    format allow-list, empty or unreadable files) before Gradio decodes them, so a bad canvas gets
+    core's one-sentence message instead of a bare "upstream app raised an exception"."""
+
+    is_template = True  # the browser renders it as the plain ImageEditor
+
+    def preprocess(self, payload):
+        from core.images import ImageInputError, check_canvas
+
+        if payload is not None:
+            parts = self.blob_storage.get(payload.id) if payload.id is not None else payload
+            path = lambda f: f if f is None or isinstance(f, (bytes, bytearray)) else f.path  # noqa: E731
+            try:
+                if parts is not None:
+                    check_canvas(path(parts.background), [path(f) for f in parts.layers], path(parts.composite))
+            except ImageInputError as err:
+                self.blob_storage.pop(payload.id, None)
+                raise gr.Error(str(err), title="Paint: not possible") from err
+        return super().preprocess(payload)
+
+    @server
+    def accept_blobs(self, data):
+        """The canvas's per-layer upload: its layer index bounds a list, so it is checked first."""
+        from core.images import MAX_LAYERS
+
+        index = data.data.get("index")
+        if index not in (None, "", "null") and not (str(index).isdigit() and int(index) < MAX_LAYERS):
+            raise gr.Error(f"paint layer index {str(index)[:20]!r} is out of range: at most {MAX_LAYERS} layers",
+                           title="Paint: not possible")
+        while len(self.blob_storage) >= MAX_PENDING_CANVASES:  # canvases sent but never submitted
+            self.blob_storage.pop(next(iter(self.blob_storage)))
+        return super().accept_blobs(data)
 
 
 def editor_value(image, resolution: int) -> dict:
@@ -30,7 +68,7 @@ def build(ui, studio) -> None:
         ui.sur_info = gr.Markdown("No surrogate yet.", min_height=100, elem_id="surrogate-info")
     with gr.Tabs():
         with gr.Tab("Paint"):
-            ui.editor = gr.ImageEditor(elem_id="paint-canvas",
+            ui.editor = CheckedImageEditor(elem_id="paint-canvas",
                 label="Paint over the unwanted part (brush: palette or colour picker; eraser; undo)",
                 type="pil", image_mode="RGBA", format="png", sources=["upload"], height=560,
                 canvas_size=(side, side), fixed_canvas=True, transforms=(), layers=True,
@@ -109,8 +147,8 @@ def paint(studio, session: Session, value):
 def sdedit(studio, session: Session, strength, prompt, seed):
     flag = session.require_flag()
     with user_errors("SDEdit"):
-        sur = studio.surrogate("sdedit", flag.image, strength=float(strength), prompt=prompt or "",
-                               seed=int(seed or 0), steps=flag.steps, guidance=flag.guidance)
+        sur = studio.surrogate("sdedit", flag.image, strength=strength, prompt=prompt or "",
+                               seed=seed or 0, steps=flag.steps, guidance=flag.guidance)
     return _finish(studio, session, flag, sur.image, sur.info)
 
 
@@ -119,7 +157,7 @@ def clip_edit(studio, session: Session, text, weight):
     with user_errors("CLIP-guided edit"):
         if weight is None:
             raise ValueError("choose a CLIP weight")
-        sur = studio.surrogate("clip", flag.image, text=text or "", clip_weight=float(weight))
+        sur = studio.surrogate("clip", flag.image, text=text or "", clip_weight=weight)
     return _finish(studio, session, flag, sur.image, sur.info)
 
 
@@ -133,7 +171,7 @@ def flip(studio, session: Session):
 def noise(studio, session: Session, sigma, seed):
     flag = session.require_flag()
     with user_errors("Noise"):
-        sur = studio.surrogate("noise", flag.image, sigma=float(sigma), seed=int(seed or 0))
+        sur = studio.surrogate("noise", flag.image, sigma=sigma, seed=seed or 0)
     return _finish(studio, session, flag, sur.image, sur.info)
 
 

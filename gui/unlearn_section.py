@@ -90,6 +90,7 @@ def build(ui, studio) -> None:
 
 def config_from_values(studio, values: dict):
     """UnlearnConfig from widget values: empty numbers keep the studio's default."""
+    from core.limits import SEED_MAX, check_number
     from core.unlearn.config import UnlearnConfig
 
     types = {f.name: f.type for f in fields(UnlearnConfig)}
@@ -106,11 +107,9 @@ def config_from_values(studio, values: dict):
         elif isinstance(default, bool):
             v = bool(v)
         elif isinstance(default, int) or types[name] in ("int", "int | None"):
-            if float(v) != int(float(v)):
-                raise ValueError(f"{name}={v}: must be a whole number")
-            v = int(float(v))
+            v = check_number(v, name, -SEED_MAX, SEED_MAX, integer=True)  # UnlearnConfig checks its range
         elif isinstance(default, float) or "float" in str(types[name]):
-            v = float(v)
+            v = check_number(v, name, -1e9, 1e9)
         out[name] = v
     return defaults.with_overrides(**out)
 

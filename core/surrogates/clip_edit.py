@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .. import limits
 from ..generate import encode
 from ..images import fit_to_model, to_pil, to_tensor
 from ..models.loading import ModelNotFoundError
@@ -87,11 +88,9 @@ class ClipEditSurrogate(SurrogateMaker):
             raise ValueError("CLIP-guided editing needs a loaded model")
         if not text.strip():
             raise ValueError("CLIP-guided editing needs a target text, e.g. 'ireland flag'")
-        lo, hi = CLIP_WEIGHT_RANGE
-        if not lo <= clip_weight <= hi:
-            raise ValueError(f"clip weight {clip_weight}: choose a value in [{lo}, {hi}]")
-        if not 1 <= steps <= 1000:
-            raise ValueError(f"steps={steps}: choose 1..1000")
+        clip_weight = limits.check_number(clip_weight, "clip weight", *CLIP_WEIGHT_RANGE)
+        steps = limits.check_steps(steps, "CLIP edit steps")
+        lr = limits.check_number(lr, "CLIP edit learning rate", 0.0, 1.0, lo_open=True)
         image = fit_to_model(image, model.info.resolution, "flagged image")
         clip, tok, mean, std = load_clip(model.location, model.info.clip_model)
         tok = tok or model.pipe.tokenizer

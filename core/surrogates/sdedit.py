@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from PIL import Image
 
+from .. import limits
 from ..images import fit_to_model
 from .base import Surrogate, SurrogateMaker
 
@@ -23,19 +24,20 @@ class SDEditSurrogate(SurrogateMaker):
 
         if model is None:
             raise ValueError("SDEdit needs a loaded model")
-        if not 0 < strength <= 1:
-            raise ValueError(f"SDEdit strength={strength}: choose a value in (0, 1]")
+        strength = limits.check_number(strength, "SDEdit strength", 0.0, 1.0, lo_open=True)
+        seed = limits.check_seed(seed, "SDEdit seed")
         info = model.info
+        steps = limits.check_steps(steps or info.default_steps, "SDEdit steps")
+        guidance = limits.check_guidance(info.default_guidance if guidance is None else guidance, "SDEdit guidance")
         image = fit_to_model(image, info.resolution, "flagged image")
         pipe = StableDiffusion3Img2ImgPipeline.from_pipe(model.pipe)
         pipe.set_progress_bar_config(disable=True)
-        steps = steps or info.default_steps
         if int(steps * strength) < 1:
             raise ValueError(f"strength {strength} x {steps} steps leaves no denoising step; raise either")
         with torch.no_grad():
             out = pipe(
                 prompt=prompt or "", image=image, strength=strength, num_inference_steps=steps,
-                guidance_scale=info.default_guidance if guidance is None else guidance,
+                guidance_scale=guidance,
                 generator=torch.Generator("cpu").manual_seed(seed),
                 max_sequence_length=info.max_sequence_length, height=info.resolution, width=info.resolution,
             ).images[0]

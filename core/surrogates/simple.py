@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageOps
 
+from .. import limits
 from ..images import ensure_rgb
 from .base import Surrogate, SurrogateMaker
 
@@ -20,8 +21,8 @@ class NoiseSurrogate(SurrogateMaker):
     name = "noise"
 
     def make(self, image: Image.Image, model=None, sigma: float = 0.1, seed: int = 0, **params) -> Surrogate:
-        if not 0 < sigma <= 1:
-            raise ValueError(f"noise sigma={sigma}: choose a value in (0, 1] (fraction of the pixel range)")
+        sigma = limits.check_number(sigma, "noise sigma (fraction of the pixel range)", 0.0, 1.0, lo_open=True)
+        seed = limits.check_seed(seed, "noise seed")
         arr = np.asarray(ensure_rgb(image), dtype=np.float32) / 255.0
         noisy = arr + np.random.default_rng(seed).normal(0.0, sigma, arr.shape).astype(np.float32)
         out = Image.fromarray((np.clip(noisy, 0, 1) * 255).round().astype(np.uint8))

@@ -7,7 +7,10 @@ surgery on the forget gradient only). Where it does not, the default says where 
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
+
+from ..limits import GUIDANCE_RANGE, MAX_PROMPT_CHARS, MAX_PROMPTS, SEED_MAX, STEPS_RANGE
 
 METHODS = ("surrogate", "neggrad", "erasediff", "siss")
 SURGERY_MODES = ("off", "forget", "pcgrad")
@@ -95,8 +98,14 @@ class UnlearnConfig:
 
     def validate(self) -> None:
         def bad(name, why):
-            raise ValueError(f"UnlearnConfig.{name}={getattr(self, name)!r}: {why}")
+            shown = repr(getattr(self, name))
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            raise ValueError(f"UnlearnConfig.{name}={shown}: {why}")
 
+        for f in fields(self):  # NaN passes every `<` test below, and inf breaks the optimiser
+            v = getattr(self, f.name)
+            if isinstance(v, float) and not math.isfinite(v):
+                bad(f.name, "must be a finite number")
         if self.method not in METHODS:
             bad("method", f"choose one of {', '.join(METHODS)}")
         if self.surgery not in SURGERY_MODES:
@@ -122,16 +131,38 @@ class UnlearnConfig:
             bad("lookalike_share", "must be in [0, 1)")
         if not 0 <= self.lambda_constant <= 1:
             bad("lambda_constant", "must be in [0, 1]")
-        if not 0 <= self.remember_floor <= 1:
-            bad("remember_floor", "must be in [0, 1]")
-        if self.lambda_exponent < 0:
-            bad("lambda_exponent", "must be >= 0")
         if not 0 < self.siss_lambda < 1:
             bad("siss_lambda", "must be in (0, 1)")
-        if self.max_grad_norm <= 0:
-            bad("max_grad_norm", "must be > 0")
-        if self.monitor_every < 0:
-            bad("monitor_every", "must be >= 0")
+        if not 0 <= self.monitor_every <= 100_000:
+            bad("monitor_every", "must be between 0 and 100000")
+        if not 0 <= self.lambda_exponent <= 16:
+            bad("lambda_exponent", "must be between 0 and 16")
+        if not 0 < self.max_grad_norm <= 1e6:
+            bad("max_grad_norm", "must be > 0 and at most 1000000")
+        if not 0 <= self.weight_decay <= 1:
+            bad("weight_decay", "must be in [0, 1]")
+        if not -100 <= self.logit_mean <= 100:
+            bad("logit_mean", "must be between -100 and 100")
+        if not 0 < self.logit_std <= 100:
+            bad("logit_std", "must be > 0 and at most 100")
+        for name in ("neggrad_weight", "erasediff_eta", "siss_scaling_norm"):
+            if not 0 <= getattr(self, name) <= 1e6:
+                bad(name, "must be between 0 and 1000000")
+        if self.lora_alpha is not None and not 0 < self.lora_alpha <= 1e6:
+            bad("lora_alpha", "must be > 0 (and at most 1000000) or None")
+        if self.sampling_steps is not None and not STEPS_RANGE[0] <= self.sampling_steps <= STEPS_RANGE[1]:
+            bad("sampling_steps", f"must be between {STEPS_RANGE[0]} and {STEPS_RANGE[1]} or None")
+        if self.guidance is not None and not GUIDANCE_RANGE[0] <= self.guidance <= GUIDANCE_RANGE[1]:
+            bad("guidance", f"must be between {GUIDANCE_RANGE[0]} and {GUIDANCE_RANGE[1]} or None")
+        if not 0 <= self.seed <= SEED_MAX:
+            bad("seed", f"must be a whole number from 0 to {SEED_MAX}")
+        for name in ("remember_prompts", "lookalike_prompts"):
+            if len(getattr(self, name)) > MAX_PROMPTS or any(len(p) > MAX_PROMPT_CHARS for p in getattr(self, name)):
+                bad(name, f"at most {MAX_PROMPTS} prompts of at most {MAX_PROMPT_CHARS} characters each")
+        if not 0 <= self.remember_seed_start <= SEED_MAX - self.remember_set_size:
+            bad("remember_seed_start", f"must leave room for the remember set below {SEED_MAX}")
+        if not 0 <= self.remember_floor <= 1:
+            bad("remember_floor", "must be in [0, 1]")
         if self.oracle not in ORACLES:
             bad("oracle", f"choose one of {', '.join(ORACLES)}")
         if not 0 < self.forget_threshold < 1:

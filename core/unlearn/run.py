@@ -23,8 +23,9 @@ from ..compare import mean_abs_diff
 from ..generate import decode, encode, generate, generate_many, initial_noise
 from ..judge import ForgettingJudge
 from ..images import ImageInputError, fit_to_model, to_array
+from ..limits import check_seed
 from ..models.loading import LoadedModel
-from ..runs import CONFIG_FILE, METRICS_FILE, RunInfo, RunStore, environment_versions, new_run_id
+from ..runs import CONFIG_FILE, LORA_FILE, METRICS_FILE, RunInfo, RunStore, environment_versions
 from .config import UnlearnConfig
 from .remember import KeepFn, ProgressFn, RememberCache, build_remember_set, encode_prompts
 from .guard import FixGuard, MonitorPoint
@@ -89,6 +90,8 @@ def unlearn(
         raise ImageInputError("the surrogate is identical to the flagged image: edit it so the unwanted part is gone")
     if not request.prompt.strip():
         raise ValueError("the prompt is empty")
+    if request.seed is not None:
+        check_seed(request.seed, "flagged seed")
     t_start = time.perf_counter()
     judge = ForgettingJudge.for_model(model, flagged, surrogate, config.forget_threshold)
     forgotten = is_fixed or (lambda img: judge.judge_flagged_seed(img).forgotten)
@@ -128,8 +131,8 @@ def unlearn(
     guard_requests = [kept[i] for i in guard_rows]
 
     # 4. A fresh adapter in a partial run folder; everything below is undone on failure.
-    run_id = run_id or new_run_id()
-    partial = store.begin(run_id)
+    partial = store.begin(run_id)  # claims the id (a generated one is redrawn on a clash)
+    run_id = partial.run_id
     params = None
     monitor_images: list[tuple[int, Image.Image]] = []
     try:
@@ -174,7 +177,7 @@ def unlearn(
                    "kept": kept_point or (guard.points[-1] if guard.points else None)}
         partial.write_json(METRICS_FILE, _metrics(result, seconds, flagged, kept, dropped, outcome, config))
         partial.write_json(CONFIG_FILE, _config_record(model, request, config, run_id, kept, model_defaults_applied))
-        run = partial.commit()
+        run = partial.commit(required=[LORA_FILE])
     except BaseException:
         partial.abort()
         if params is not None and run_id in fixes.fixes:

@@ -1,0 +1,207 @@
+"""Section 3: the surrogate, the flagged image with the unwanted part gone, made one of four ways.
+
+Paint composites are rebuilt in core from the canvas background and layers (an API client sends
+no composite). Small models are painted on a NEAREST-upscaled canvas and box-reduced back, so
+every unpainted pixel is returned exactly.
+"""
+
+import gradio as gr
+import numpy as np
+from gradio.components.base import server
+
+from .common import CLIP_WEIGHTS, DEFAULT_PALETTE, GPU, Session, difference, fmt, images_equal, paint_scale, \
+    to_model_size, upscale, user_errors
+
+MAX_PENDING_CANVASES = 64  # canvases uploaded through accept_blobs and not yet submitted
+
+from gradio.events import Dependency
+
+class CheckedImageEditor(gr.ImageEditor):
+    """gr.ImageEditor whose background, layers and composite pass core's image checks (pixel cap,
+    format allow-list, empty or unreadable files) before Gradio decodes them, so a bad canvas gets
+    core's one-sentence message instead of a bare "upstream app raised an exception"."""
+
+    is_template = True  # the browser renders it as the plain ImageEditor
+
+    def preprocess(self, payload):
+        from core.images import ImageInputError, check_canvas
+
+        if payload is not None:
+            parts = self.blob_storage.get(payload.id) if payload.id is not None else payload
+            path = lambda f: f if f is None or isinstance(f, (bytes, bytearray)) else f.path  # noqa: E731
+            try:
+                if parts is not None:
+                    check_canvas(path(parts.background), [path(f) for f in parts.layers], path(parts.composite))
+            except ImageInputError as err:
+                self.blob_storage.pop(payload.id, None)
+                raise gr.Error(str(err), title="Paint: not possible") from err
+        return super().preprocess(payload)
+
+    @server
+    def accept_blobs(self, data):
+        """The canvas's per-layer upload: its layer index bounds a list, so it is checked first."""
+        from core.images import MAX_LAYERS
+
+        index = data.data.get("index")
+        if index not in (None, "", "null") and not (str(index).isdigit() and int(index) < MAX_LAYERS):
+            raise gr.Error(f"paint layer index {str(index)[:20]!r} is out of range: at most {MAX_LAYERS} layers",
+                           title="Paint: not possible")
+        while len(self.blob_storage) >= MAX_PENDING_CANVASES:  # canvases sent but never submitted
+            self.blob_storage.pop(next(iter(self.blob_storage)))
+        return super().accept_blobs(data)
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+
+def editor_value(image, resolution: int) -> dict:
+    big = upscale(image.convert("RGBA"), paint_scale(resolution))
+    return {"background": big, "layers": [], "composite": big}
+
+
+def build(ui, studio) -> None:
+    info = studio.model.info
+    side = info.resolution * paint_scale(info.resolution)
+    palette = list(dict.fromkeys([c.upper() for c in (info.palette or [])] + DEFAULT_PALETTE))
+    gr.Markdown("## 3 · Surrogate: the same image without the unwanted part", elem_classes=["section-title"])
+    with gr.Row(equal_height=True):
+        shown = dict(type="pil", format="png", interactive=False, height=220, elem_classes=["pixelated", "fill-img"])
+        ui.sur_flagged = gr.Image(label="Flagged", **shown)
+        ui.sur_image = gr.Image(label="Surrogate", **shown)
+        ui.sur_diff = gr.Image(label="|surrogate - flagged| (bright = changed)", **shown)
+        ui.sur_info = gr.Markdown("No surrogate yet.", min_height=100, elem_id="surrogate-info")
+    with gr.Tabs():
+        with gr.Tab("Paint"):
+            ui.editor = CheckedImageEditor(elem_id="paint-canvas",
+                label="Paint over the unwanted part (brush: palette or colour picker; eraser; undo)",
+                type="pil", image_mode="RGBA", format="png", sources=["upload"], height=560,
+                canvas_size=(side, side), fixed_canvas=True, transforms=(), layers=True,
+                brush=gr.Brush(colors=palette, default_color=palette[0], color_mode="defaults",
+                               default_size=max(2, side // 32)),
+                eraser=gr.Eraser(default_size=max(4, side // 16)), elem_classes=["pixelated"])
+            ui.paint_btn = gr.Button("Use painting as surrogate", variant="primary", elem_id="paint-btn")
+        with gr.Tab("SDEdit"):
+            with gr.Row():
+                ui.sde_strength = gr.Slider(0.05, 1.0, value=0.5, step=0.05, label="Strength",
+                                            info="how much is re-drawn: low keeps the image, 1 draws anew")
+                ui.sde_prompt = gr.Textbox(label="Prompt (optional)", placeholder="describe the corrected image")
+                ui.sde_seed = gr.Number(label="Seed", value=0, precision=0, minimum=0)
+            ui.sde_btn = gr.Button("Make SDEdit surrogate", variant="primary")
+        with gr.Tab("CLIP-guided edit"):
+            with gr.Row():
+                ui.clip_text = gr.Textbox(label="Target text", placeholder="what the image should show",
+                                          elem_id="clip-text")
+                ui.clip_weight = gr.Radio(CLIP_WEIGHTS, value=2, label="CLIP weight", elem_id="clip-weight",
+                                          info="higher weight = more change, less fidelity to the flagged image")
+            ui.clip_btn = gr.Button("Make CLIP-guided surrogate", variant="primary", elem_id="clip-btn")
+        with gr.Tab("Flip / Noise"):
+            with gr.Row():
+                ui.flip_btn = gr.Button("Flip horizontally", elem_id="flip-btn")
+            with gr.Row():
+                ui.noise_sigma = gr.Slider(0.01, 1.0, value=0.1, step=0.01, label="Noise sigma",
+                                           info="std of added Gaussian noise, as a fraction of the pixel range")
+                ui.noise_seed = gr.Number(label="Noise seed", value=0, precision=0, minimum=0)
+                ui.noise_btn = gr.Button("Add noise")
+
+
+def _finish(studio, session: Session, flag, image, info: dict):
+    """Store the surrogate for the active flag and show it next to the flagged image."""
+    res = studio.model.info.resolution
+    image = to_model_size(image, res)
+    if images_equal(image, flag.image.convert("RGB").resize(image.size)):
+        raise gr.Error("The surrogate is identical to the flagged image: change the unwanted part first.",
+                       title="Surrogate unchanged")
+    heat, mad = difference(flag.image, image)
+    changed = float((np.asarray(image) != np.asarray(flag.image.convert("RGB"))).any(axis=2).mean())
+    params = ", ".join(f"{k}={fmt(v)}" for k, v in info.items() if k != "kind")
+    text = (f"**{info.get('kind', '?')}** surrogate for **{flag.id}** (seed {flag.seed})  \n{params}  \n"
+            f"mean |diff| **{mad:.4f}** · pixels changed **{changed:.1%}**")
+    session.surrogates[flag.id] = {"image": image, "info": dict(info), "heat": heat, "text": text}
+    return image, heat, text, session
+
+
+def shown_surrogate(session: Session, flag) -> tuple:
+    """(surrogate, heatmap, text) of a flag's surrogate, for when that flag becomes active."""
+    sur = session.surrogates.get(flag.id)
+    if sur is None:
+        return None, None, f"No surrogate for {flag.id} yet."
+    return sur["image"], sur["heat"], sur["text"]
+
+
+def paint(studio, session: Session, value):
+    flag = session.require_flag()
+    res = studio.model.info.resolution
+    value = value or {}
+    background = value.get("background") or upscale(flag.image, paint_scale(res))
+    layers = [l for l in (value.get("layers") or []) if l is not None]
+    blank = all(l.mode == "RGBA" and l.getchannel("A").getextrema()[1] == 0 for l in layers)
+    with user_errors("Paint"):
+        if blank and not images_equal(to_model_size(background, res), flag.image):
+            # An uploaded, already edited image as the canvas background is a surrogate too.
+            return _finish(studio, session, flag, background, {"kind": "paint", "uploaded": True})
+        if blank:
+            raise ValueError("the canvas is empty: paint over the part that must go, then try again")
+        sur = studio.surrogate("paint", background, layers=layers)
+    info = dict(sur.info)
+    if "changed_fraction" in info:  # measured on the (upscaled) canvas; _finish reports the model-size one
+        info["changed_fraction_canvas"] = info.pop("changed_fraction")
+    return _finish(studio, session, flag, sur.image, {**info, "canvas": f"{background.width}px"})
+
+
+def sdedit(studio, session: Session, strength, prompt, seed):
+    flag = session.require_flag()
+    with user_errors("SDEdit"):
+        sur = studio.surrogate("sdedit", flag.image, strength=strength, prompt=prompt or "",
+                               seed=seed or 0, steps=flag.steps, guidance=flag.guidance)
+    return _finish(studio, session, flag, sur.image, sur.info)
+
+
+def clip_edit(studio, session: Session, text, weight):
+    flag = session.require_flag()
+    with user_errors("CLIP-guided edit"):
+        if weight is None:
+            raise ValueError("choose a CLIP weight")
+        sur = studio.surrogate("clip", flag.image, text=text or "", clip_weight=weight)
+    return _finish(studio, session, flag, sur.image, sur.info)
+
+
+def flip(studio, session: Session):
+    flag = session.require_flag()
+    with user_errors("Flip"):
+        sur = studio.surrogate("flip", flag.image)
+    return _finish(studio, session, flag, sur.image, sur.info)
+
+
+def noise(studio, session: Session, sigma, seed):
+    flag = session.require_flag()
+    with user_errors("Noise"):
+        sur = studio.surrogate("noise", flag.image, sigma=sigma, seed=seed or 0)
+    return _finish(studio, session, flag, sur.image, sur.info)
+
+
+def wire(ui, studio) -> None:
+    out = [ui.sur_image, ui.sur_diff, ui.sur_info, ui.session]
+
+    def on_paint(session, canvas):
+        return paint(studio, session, canvas)
+
+    def on_sdedit(session, strength, prompt, seed):
+        return sdedit(studio, session, strength, prompt, seed)
+
+    def on_clip(session, text, clip_weight):
+        return clip_edit(studio, session, text, clip_weight)
+
+    def on_flip(session):
+        return flip(studio, session)
+
+    def on_noise(session, sigma, seed):
+        return noise(studio, session, sigma, seed)
+
+    ui.paint_btn.click(on_paint, [ui.session, ui.editor], out, api_name="paint")
+    ui.sde_btn.click(on_sdedit, [ui.session, ui.sde_strength, ui.sde_prompt, ui.sde_seed], out, api_name="sdedit",
+                     **GPU)
+    ui.clip_btn.click(on_clip, [ui.session, ui.clip_text, ui.clip_weight], out, api_name="clip_edit", **GPU)
+    ui.flip_btn.click(on_flip, [ui.session], out, api_name="flip")
+    ui.noise_btn.click(on_noise, [ui.session, ui.noise_sigma, ui.noise_seed], out, api_name="noise")
