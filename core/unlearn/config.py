@@ -13,6 +13,30 @@ METHODS = ("surrogate", "neggrad", "erasediff", "siss")
 SURGERY_MODES = ("off", "forget", "pcgrad")
 LAMBDA_SCHEMES = ("timestep", "constant")
 TIMESTEP_SAMPLING = ("logit_normal", "uniform")
+# The one table of choice lists: validation, the CLI's argparse choices and the GUI's dropdowns.
+CHOICES = {"method": METHODS, "surgery": SURGERY_MODES, "lambda_scheme": LAMBDA_SCHEMES,
+           "timestep_sampling": TIMESTEP_SAMPLING}
+
+
+class _Unset:
+    """`with_overrides` marker for "not given" (None is a value: it resets an optional field)."""
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET = _Unset()
+
+# Ranges per field: (lo, hi, lo_open); None = unbounded. Types come from the annotations.
+RANGES = {
+    "steps": (1, 100_000, False), "learning_rate": (0, 1, True), "lora_rank": (1, 1024, False),
+    "lora_alpha": (0, None, True), "forget_batch_size": (1, 1024, False), "remember_batch_size": (1, 1024, False),
+    "remember_set_size": (1, 100_000, False), "remember_seed_start": (0, 2**32 - 1, False),
+    "flagged_prompt_share": (0, 1, True), "lambda_exponent": (0, None, False), "lambda_constant": (0, 1, False),
+    "logit_std": (0, None, True), "max_grad_norm": (0, None, True), "weight_decay": (0, 1, False),
+    "monitor_every": (0, None, False), "sampling_steps": (1, 1000, False), "guidance": (0, 30, False),
+    "neggrad_weight": (0, None, True), "erasediff_eta": (0, None, False), "siss_scaling_norm": (0, None, True),
+}
 
 
 def _f(default, help: str, **kw):
@@ -69,42 +93,14 @@ class UnlearnConfig:
         self.validate()
 
     def validate(self) -> None:
-        def bad(name, why):
-            raise ValueError(f"UnlearnConfig.{name}={getattr(self, name)!r}: {why}")
-
-        if self.method not in METHODS:
-            bad("method", f"choose one of {', '.join(METHODS)}")
-        if self.surgery not in SURGERY_MODES:
-            bad("surgery", f"choose one of {', '.join(SURGERY_MODES)}")
-        if self.lambda_scheme not in LAMBDA_SCHEMES:
-            bad("lambda_scheme", f"choose one of {', '.join(LAMBDA_SCHEMES)}")
-        if self.timestep_sampling not in TIMESTEP_SAMPLING:
-            bad("timestep_sampling", f"choose one of {', '.join(TIMESTEP_SAMPLING)}")
-        if not 1 <= self.steps <= 100_000:
-            bad("steps", "must be between 1 and 100000")
-        if not 0 < self.learning_rate <= 1:
-            bad("learning_rate", "must be in (0, 1]")
-        if not 1 <= self.lora_rank <= 1024:
-            bad("lora_rank", "must be between 1 and 1024")
-        for name in ("forget_batch_size", "remember_batch_size"):
-            if not 1 <= getattr(self, name) <= 1024:
-                bad(name, "must be between 1 and 1024")
-        if not 1 <= self.remember_set_size <= 100_000:
-            bad("remember_set_size", "must be between 1 and 100000")
-        if self.flagged_prompt_share is not None and not 0.0 < self.flagged_prompt_share <= 1.0:
-            bad("flagged_prompt_share", "must be in (0, 1] or None")
+        for f in fields(self):
+            _check(f.name, str(f.type), getattr(self, f.name))
+        if self.remember_seed_start + self.remember_set_size > 2**32:
+            _bad("remember_seed_start", self.remember_seed_start, f"lower it below {2**32 - self.remember_set_size}")
         if not 0.0 <= self.lookalike_share < 1.0:
-            bad("lookalike_share", "must be in [0, 1)")
-        if not 0 <= self.lambda_constant <= 1:
-            bad("lambda_constant", "must be in [0, 1]")
-        if self.lambda_exponent < 0:
-            bad("lambda_exponent", "must be >= 0")
+            _bad("lookalike_share", self.lookalike_share, "choose a value in [0, 1)")
         if not 0 < self.siss_lambda < 1:
-            bad("siss_lambda", "must be in (0, 1)")
-        if self.max_grad_norm <= 0:
-            bad("max_grad_norm", "must be > 0")
-        if self.monitor_every < 0:
-            bad("monitor_every", "must be >= 0")
+            _bad("siss_lambda", self.siss_lambda, "choose a value in (0, 1)")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -118,10 +114,46 @@ class UnlearnConfig:
         return cls(**data)
 
     def with_overrides(self, **changes) -> "UnlearnConfig":
+        """A copy with `changes` applied. Values equal to UNSET are "not given" and skipped; None is
+        applied, so an optional field (flagged_prompt_share, sampling_steps...) can be reset."""
         data = self.to_dict()
-        data.update({k: v for k, v in changes.items() if v is not None})
+        data.update({k: v for k, v in changes.items() if v is not UNSET})
         return UnlearnConfig.from_dict(data)
 
     @staticmethod
     def help() -> dict[str, str]:
         return {f.name: f.metadata.get("help", "") for f in fields(UnlearnConfig)}
+
+
+def _bad(name: str, value, fix: str):
+    raise ValueError(f"UnlearnConfig.{name}={value!r}: {fix}")
+
+
+def _check(name: str, annotation: str, value) -> None:
+    """Type, choice and range check of one field; the message names the field, value and fix."""
+    optional = annotation.endswith("| None")
+    base = annotation.replace("| None", "").strip()
+    if value is None:
+        if not optional:
+            _bad(name, value, "give a value (None is only allowed where the default is None)")
+        return
+    if base == "bool" and not isinstance(value, bool):
+        _bad(name, value, "must be true or false")
+    if base == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+        _bad(name, value, "must be a whole number")
+    if base == "float" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        _bad(name, value, "must be a number")
+    if base == "str" and not isinstance(value, str):
+        _bad(name, value, "must be text")
+    if base.startswith("list") and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+        _bad(name, value, "must be a list of strings")
+    if base == "float" and value != value:  # NaN passes every comparison below
+        _bad(name, value, "must be a number, not NaN")
+    if name in CHOICES and value not in CHOICES[name]:
+        _bad(name, value, f"choose one of {', '.join(CHOICES[name])}")
+    if name in RANGES:
+        lo, hi, lo_open = RANGES[name]
+        low_bad = lo is not None and (value <= lo if lo_open else value < lo)
+        if low_bad or (hi is not None and value > hi):
+            span = f"{'(' if lo_open else '['}{lo}, {hi if hi is not None else 'inf'}" + (")" if hi is None else "]")
+            _bad(name, value, f"choose a value in {span}")
