@@ -65,8 +65,8 @@ def _config_args(p: argparse.ArgumentParser) -> None:
         text = helps[name]
         if types[name].endswith("| None"):
             kw["type"], text = _float_or_none, text + " ('none' resets it)"
-        g.add_argument(flag, dest=name, default=UNSET, help=text, **kw)
-    g.add_argument("--stop-when-fixed", dest="stop_when_fixed", action=argparse.BooleanOptionalAction,
+        g.add_argument(flag, dest=f"cfg_{name}", default=UNSET, help=text, **kw)  # prefix: --seed is the flagged seed
+    g.add_argument("--stop-when-fixed", dest="cfg_stop_when_fixed", action=argparse.BooleanOptionalAction,
                    default=UNSET, help=helps["stop_when_fixed"] + " (on for the embedded model)")
 
 
@@ -268,7 +268,7 @@ def _open_layer(path: Path):
 def _unlearn_overrides(args) -> dict:
     """Given config flags only (UNSET = not given; None = an explicit reset)."""
     names = [*CONFIG_FLAGS.values(), "stop_when_fixed"]
-    return {n: getattr(args, n) for n in names if getattr(args, n) is not UNSET}
+    return {n: getattr(args, f"cfg_{n}") for n in names if getattr(args, f"cfg_{n}") is not UNSET}
 
 
 def cmd_unlearn(args) -> int:

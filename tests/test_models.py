@@ -56,6 +56,21 @@ def test_loaded_model_is_frozen_and_fingerprinted(tiny_model_dir):
     assert m1.info.resolution == 16 and m1.info.max_sequence_length == 2
 
 
+def test_fingerprint_does_not_depend_on_the_load_dtype(tiny_model_dir):
+    """A fix made on a CPU (fp32) must be recognised on a GPU that loads the same folder in bf16:
+    the fingerprint hashes the weights as stored, not as cast for this load."""
+    from core.models.loading import base_fingerprint
+
+    fp32, bf16 = load_model(str(tiny_model_dir)), load_model(str(tiny_model_dir), LoadOptions(dtype="bf16"))
+    assert str(bf16.pipe.transformer.dtype) == "torch.bfloat16"
+    assert fp32.fingerprint() == bf16.fingerprint()
+    # ...which the loaded weights alone could not give: rounding to bf16 changes them.
+    assert base_fingerprint(bf16.pipe.transformer) != base_fingerprint(fp32.pipe.transformer)
+    # The stored hash equals the in-memory hash of a load in the stored dtype (fixes made before
+    # this change recorded that one, so they still match).
+    assert fp32.fingerprint() == base_fingerprint(fp32.pipe.transformer)
+
+
 def test_tokenizer_training_is_deterministic_across_processes():
     # `tokenizers`' trainer broke ties in hash order (two builds, two merge lists); ours must not.
     import subprocess
