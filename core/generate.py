@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 from .images import to_pil, to_tensor
 from .models.loading import LoadedModel
 
-ProgressFn = Callable[[int, int, str], None]  # (done, total, message)
+CountProgressFn = Callable[[int, int, str], None]  # (done, total, message); the trainer reports fractions
 
 
 @dataclass
@@ -87,7 +87,7 @@ def generate(
     steps: int | None = None,
     guidance: float | None = None,
     batch_size: int = 16,
-    progress: ProgressFn | None = None,
+    progress: CountProgressFn | None = None,
     noises: Sequence[torch.Tensor] | None = None,
 ) -> list[Generated]:
     """Generate one image per seed for `prompt` with the model's current adapters."""
@@ -101,7 +101,7 @@ def generate_many(
     steps: int | None = None,
     guidance: float | None = None,
     batch_size: int = 16,
-    progress: ProgressFn | None = None,
+    progress: CountProgressFn | None = None,
     noises: Sequence[torch.Tensor] | None = None,
 ) -> list[Generated]:
     """Generate one image per (prompt, seed), batching across prompts: a small model spends much of

@@ -85,3 +85,18 @@ def test_tokenizer_training_is_deterministic_across_processes():
                               env={"PYTHONHASHSEED": str(seed), "PYTHONPATH": str(root)}).stdout
                for seed in (1, 2, 3)}
     assert len(digests) == 1 and len(digests.pop()) == 65
+
+
+def test_model_card_loading_snippet_runs_in_stock_diffusers(monkeypatch):
+    """The shipped model card's snippet, executed as written (from the repo root)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    card = (root / "assets/flags-sd3/README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", card, re.S)
+    assert len(blocks) == 1 and "text_encoder_3=None, tokenizer_3=None" in blocks[0]
+    monkeypatch.chdir(root)
+    scope: dict = {}
+    exec(blocks[0], scope)
+    assert type(scope["pipe"]).__name__ == "StableDiffusion3Pipeline" and scope["image"].size == (32, 32)

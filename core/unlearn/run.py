@@ -24,7 +24,7 @@ from ..images import ImageInputError, fit_to_model, to_array
 from ..models.loading import LoadedModel
 from ..runs import CONFIG_FILE, METRICS_FILE, RunInfo, RunStore, environment_versions, new_run_id
 from .config import UnlearnConfig
-from .remember import KeepFn, ProgressFn, RememberCache, build_remember_set, encode_prompts
+from .remember import FractionProgressFn, KeepFn, RememberCache, build_remember_set, encode_prompts
 from .trainer import ForgetData, StepReport, TrainResult, train
 
 __all__ = ["AlreadyFixedError", "FixRequest", "FixResult", "unlearn", "build_remember_set", "encode_prompts",
@@ -66,7 +66,7 @@ def unlearn(
     is_fixed: Callable[[Image.Image], bool] | None = None,
     on_monitor: Callable[[int, Image.Image], None] | None = None,
     keep_in_remember: KeepFn | None = None,
-    progress: ProgressFn | None = None,
+    progress: FractionProgressFn | None = None,
     remember_cache: RememberCache | None = None,
     keep_key: str | None = None,
     model_defaults_applied: dict | None = None,
