@@ -158,10 +158,6 @@ def to_model_size(img: Image.Image, resolution: int) -> Image.Image:
     return core_to_model_size(img, resolution)
 
 
-def images_equal(a: Image.Image, b: Image.Image) -> bool:
-    return a.size == b.size and np.array_equal(np.asarray(a.convert("RGB")), np.asarray(b.convert("RGB")))
-
-
 # -- files handed to the browser ---------------------------------------------------------------
 def serve_copy(path: Path, name: str | None = None) -> str:
     """Copy a file into Gradio's upload folder (always servable) and return the copy's path.
