@@ -1,6 +1,8 @@
 """Start Unlearn Studio: `python launch.py [--model M] [--device D] [--port P] ...`."""
 
-from core.cli import main
+import sys
+
+from gui.launcher import main
 
 if __name__ == "__main__":
-    raise SystemExit(main(["studio", *__import__("sys").argv[1:]]))
+    raise SystemExit(main(["studio", *sys.argv[1:]]))

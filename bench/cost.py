@@ -81,25 +81,16 @@ def fused_project(g_f: list[torch.Tensor], g_r: list[torch.Tensor], mode: str = 
 
 
 def fused_surrogate_class():
-    from core.unlearn.methods import StepGradients, SurrogateMethod, _grads
-    from core.unlearn.weighting import lambda_weight
+    from core.unlearn.methods import SurrogateMethod
 
     class FusedSurgerySurrogate(SurrogateMethod):
-        """SurrogateMethod.step for surgery forget/pcgrad with fused_project (bench-only)."""
+        """SurrogateMethod with its surgery hook swapped for fused_project (bench-only); the rest
+        of the step is the method's own."""
 
         name = "surrogate"
 
-        def step(self, b):
-            if self.config.surgery == "off":
-                return super().step(b)
-            lam_f = lambda_weight(b.s_f, self.config).to(b.x_f.device)
-            w_r = (1 - lambda_weight(b.s_r, self.config)).to(b.x_r.device)
-            loss_f = self.forget_loss(b, lam_f)
-            g_f = _grads(loss_f, self.params)
-            loss_r = self.remember_loss(b, w_r)
-            g_r = _grads(loss_r, self.params)
-            grads, cos, projected = fused_project(g_f, g_r, self.config.surgery)
-            return StepGradients(grads, loss_f.item(), loss_r.item(), lam_f.mean().item(), cos, projected)
+        def combine(self, g_f, g_r):
+            return fused_project(g_f, g_r, self.config.surgery)
 
     return FusedSurgerySurrogate
 

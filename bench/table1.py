@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.worldeval import CONTROL_PROMPTS, PLANTED_PROMPTS, BaseCache, evaluate_fix, find_instances, fix_instance, mean_std  # noqa: E402
 from bench.report import command_line, plot_scatter, write_markdown  # noqa: E402
 
-METHODS = ("surrogate", "neggrad", "erasediff", "siss")
+from core.unlearn.config import METHODS  # noqa: E402  (the one list of method names)
 
 
 def main(argv=None) -> int:

@@ -81,7 +81,7 @@ def main(argv=None) -> int:
     flagged = generate(studio.model, demo, [flagged_seed])[0].image
     cfg = studio.default_config(**({"steps": 40} if args.quick else {}), **overrides)
     t0 = time.perf_counter()
-    sur = studio.surrogate("paint", flagged, layers=scripted_paint_layers(demo, flagged))
+    sur = studio.surrogate("paint", flagged, {"layers": scripted_paint_layers(demo, flagged)})
     res = studio.unlearn(demo, flagged, sur.image, flagged_seed, cfg, sur.info)
     fix_s = time.perf_counter() - t0
     after = rates_table(studio, prompts, seeds, [res.run.run_id])

@@ -92,7 +92,7 @@ def fix_instance(studio: Studio, inst: Instance, cache: BaseCache, config: Unlea
     flagged = cache.renders[inst.prompt][cache.seeds.index(inst.seed)].image
     if surrogate_kind == "paint" and not (surrogate_params or {}).get("layers"):
         surrogate_params = {"layers": scripted_paint_layers(inst.prompt, flagged)}
-    sur = studio.surrogate(surrogate_kind, flagged, **(surrogate_params or {}))
+    sur = studio.surrogate(surrogate_kind, flagged, surrogate_params or {})
     first_fixed: list[int] = []
 
     def on_monitor(step, img):

@@ -9,7 +9,9 @@
     unlearn-studio studio    [--host 127.0.0.1] [--port 7860]              (the Gradio app)
 
 Every command takes --model (default: the embedded model) and --device. Errors print one line
-and exit with status 1.
+and exit with status 1. core never imports the GUI: `studio` is served by gui/launcher.py, the
+`unlearn-studio` console script, which hands its command in through `main(argv, commands)`.
+Choices, help and ranges come from the engine's typed configs (UnlearnConfig, surrogate params).
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .models.loading import EMBEDDED
-from .unlearn.config import ORACLES
+from .models.loading import EMBEDDED, LoadOptions
+from .surrogates import SURROGATE_KINDS, SURROGATES, param_spec
+from .unlearn.config import CHOICES, UNSET, UnlearnConfig
 
 EXIT_ERROR = 1
 
@@ -41,6 +44,57 @@ def _sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the model's)")
 
 
+# flag -> UnlearnConfig field; help, choices and the model's defaults come from the config itself.
+CONFIG_FLAGS = {"--method": "method", "--steps": "steps", "--lr": "learning_rate", "--surgery": "surgery",
+                "--lambda-scheme": "lambda_scheme", "--lambda-exponent": "lambda_exponent",
+                "--remember-size": "remember_set_size", "--flagged-prompt-share": "flagged_prompt_share",
+                "--lookalike-share": "lookalike_share", "--rank": "lora_rank", "--train-seed": "seed",
+                "--oracle": "oracle", "--forget-threshold": "forget_threshold", "--remember-floor": "remember_floor"}
+BOOL_FLAGS = {"--stop-when-fixed": "stop_when_fixed", "--keep-best": "keep_best"}
+
+
+def _float_or_none(text: str):
+    """A number, or 'none' to reset an optional setting to None (e.g. --flagged-prompt-share none)."""
+    return None if text.strip().lower() in ("none", "unset") else float(text)
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("fix settings (UnlearnConfig; unset flags keep the model's defaults)")
+    helps, types = UnlearnConfig.help(), {f: str(t) for f, t in UnlearnConfig.__annotations__.items()}
+    for flag, name in CONFIG_FLAGS.items():
+        kind = types[name].replace("| None", "").strip()
+        kw = {"choices": CHOICES[name]} if name in CHOICES else {"type": {"int": int, "float": float}.get(kind, str)}
+        text = helps[name]
+        if types[name].endswith("| None"):
+            kw["type"], text = _float_or_none, text + " ('none' resets it)"
+        g.add_argument(flag, dest=f"cfg_{name}", default=UNSET, help=text, **kw)  # prefix: --seed is the flagged seed
+    for flag, name in BOOL_FLAGS.items():
+        g.add_argument(flag, dest=f"cfg_{name}", action=argparse.BooleanOptionalAction, default=UNSET, help=helps[name])
+
+
+def _surrogate_param_args(p: argparse.ArgumentParser) -> None:
+    """One flag per surrogate parameter name, its help from each kind's dataclass."""
+    g = p.add_argument_group("surrogate parameters (each applies to the kinds named in its help)")
+    for name, kinds in _surrogate_param_names().items():
+        specs = [(k, param_spec(SURROGATES[k].params_type, name)) for k in kinds]
+        kind = specs[0][1]["kind"]
+        text = "; ".join(f"{k}: {sp['help']}" + (f" {sp['range']}" if sp["range"] else "")
+                         + (f", default {sp['default']}" if sp["default"] not in (None, "") else "") for k, sp in specs)
+        g.add_argument("--" + name.replace("_", "-"), dest=name, type=kind or str, default=None, help=text)
+
+
+def _surrogate_param_names() -> dict[str, list[str]]:
+    """parameter name -> kinds that take it (paint's layers come from --layer files instead)."""
+    from dataclasses import fields
+
+    names: dict[str, list[str]] = {}
+    for kind, maker in SURROGATES.items():
+        for f in fields(maker.params_type):
+            if f.name != "layers":
+                names.setdefault(f.name, []).append(kind)
+    return names
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unlearn-studio", description="Prompt-free instance unlearning for SD3 models.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -54,14 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("surrogate", help="make a surrogate image from a flagged image")
     p.add_argument("--image", required=True, type=Path)
-    p.add_argument("--kind", required=True, choices=["flip", "noise", "sdedit", "clip", "paint"])
-    p.add_argument("--text", default="", help="clip: target text")
-    p.add_argument("--prompt", default="", help="sdedit: prompt")
-    p.add_argument("--strength", type=float, default=0.5, help="sdedit strength (0, 1]")
-    p.add_argument("--clip-weight", type=float, default=2.0, help="clip: CLIP loss weight 0.5..32")
-    p.add_argument("--sigma", type=float, default=0.1, help="noise: std as a fraction of the pixel range")
+    p.add_argument("--kind", required=True, choices=SURROGATE_KINDS)
+    _surrogate_param_args(p)
     p.add_argument("--layer", type=Path, action="append", default=[], help="paint: RGBA layer PNG (repeatable)")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, type=Path)
     _model_args(p)
 
@@ -70,29 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, required=True, help="the flagged seed")
     p.add_argument("--surrogate", required=True, type=Path)
     p.add_argument("--flagged", type=Path, help="the flagged image (default: the generation at --seed)")
-    p.add_argument("--method", default=None, choices=["surrogate", "neggrad", "erasediff", "siss"])
-    p.add_argument("--steps", type=int, default=None, help="optimiser steps (paper: 100)")
-    p.add_argument("--lr", type=float, default=None, help="learning rate")
-    p.add_argument("--surgery", choices=["off", "forget", "pcgrad"], default=None)
-    p.add_argument("--lambda-scheme", choices=["timestep", "constant"], default=None)
-    p.add_argument("--lambda-exponent", type=float, default=None)
-    p.add_argument("--remember-size", type=int, default=None, help="remember-set size (paper: 100)")
-    p.add_argument("--flagged-prompt-share", type=float, default=None,
-                   help="share of the remember set taken from the flagged prompt (default: the model's; "
-                        "unset = an even split over the remember prompts)")
-    p.add_argument("--lookalike-share", type=float, default=None,
-                   help="share of the remember set for prompts whose flag the flagged image shows (flags "
-                        "world: the checker finds them; 0 = off; default 0.4)")
-    p.add_argument("--rank", type=int, default=None, help="LoRA rank")
-    p.add_argument("--train-seed", type=int, default=None, help="seed of the training randomness")
-    p.add_argument("--stop-when-fixed", action=argparse.BooleanOptionalAction, default=None,
-                   help="stop once the oracle sees the flagged seed forgotten (default on; --no-stop-when-fixed runs "
-                        "every step, as the paper does)")
-    p.add_argument("--oracle", choices=list(ORACLES), default=None,
-                   help="what decides during the fix: judge (default; the forgetting judge, any model) or checker "
-                        "(the flags world's ground-truth checker: an ablation)")
-    p.add_argument("--keep-best", action=argparse.BooleanOptionalAction, default=None,
-                   help="publish the monitored state forgotten with the least drift (default on)")
+    _config_args(p)
     p.add_argument("--on", type=Path, action="append", default=[], help="earlier fix RUN to stack on (repeatable)")
     p.add_argument("--config", type=Path, help="a run's config.json to repeat (CLI flags override it)")
     p.add_argument("--out", required=True, type=Path)
@@ -141,10 +168,11 @@ _TEMP_DIRS: list[Path] = []  # scratch folders of this call, removed when the co
 _MADE_DIRS: list[Path] = []  # folders made for outputs: removed at the end if still empty
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, commands: dict | None = None) -> int:
+    """Run one command. `commands` adds or replaces handlers (gui/launcher.py passes `studio`)."""
     args = build_parser().parse_args(argv)
     try:
-        return _run_command(args)
+        return _run_command({**COMMANDS, **(commands or {})}[args.command], args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -157,9 +185,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
 
 
-def _run_command(args) -> int:
+def _run_command(command, args) -> int:
     try:
-        return COMMANDS[args.command](args)
+        return command(args)
     finally:
         import shutil
 
@@ -173,12 +201,25 @@ def _run_command(args) -> int:
 
 
 # -- commands ---------------------------------------------------------------------------------------
-def _load(args):
-    from .models.loading import LoadOptions, load_model
-
-    opts = LoadOptions(device=args.device, dtype=args.dtype, drop_t5=not args.keep_t5, offline=args.offline,
+def load_options(args) -> LoadOptions:
+    """The --device/--dtype/--keep-t5/--low-mem/--offline flags as typed LoadOptions."""
+    return LoadOptions(device=args.device, dtype=args.dtype, drop_t5=not args.keep_t5, offline=args.offline,
                        cpu_offload=args.low_mem, gradient_checkpointing=args.low_mem)
-    return load_model(args.model, opts)
+
+
+def studio_options(args):
+    """The `studio` command's flags as typed, checked StudioOptions (what the launcher serves)."""
+    from .requests import StudioOptions
+
+    return StudioOptions(host=args.host, port=args.port, data_dir=args.data_dir, share=bool(args.share),
+                         open_browser=not args.no_browser, model=args.model, load=load_options(args),
+                         allow_hosts=tuple(getattr(args, "allow_host", None) or ()))
+
+
+def _load(args):
+    from .models.loading import load_model
+
+    return load_model(args.model, load_options(args))
 
 
 def _studio(args, runs_dir: Path | None = None):
@@ -222,21 +263,35 @@ def cmd_generate(args) -> int:
 def cmd_surrogate(args) -> int:
     from .images import load_image
     from .runs import atomic_save_image
-
-    image = load_image(args.image)
-    needs_model = args.kind in ("sdedit", "clip")
-    model = _load(args) if needs_model else None
     from .surrogates import make_surrogate
 
-    params = {"flip": {}, "noise": {"sigma": args.sigma, "seed": args.seed},
-              "sdedit": {"strength": args.strength, "prompt": args.prompt, "seed": args.seed},
-              "clip": {"text": args.text, "clip_weight": args.clip_weight},
-              "paint": {"layers": [_open_layer(p) for p in args.layer]}}[args.kind]
-    sur = make_surrogate(args.kind, image, model, **params)
+    maker = SURROGATES[args.kind]
+    params = maker.params(surrogate_values(args))
+    image = load_image(args.image)
+    model = _load(args) if maker.needs_model else None
+    sur = make_surrogate(args.kind, image, model, params)
     atomic_save_image(sur.image, args.out)
     (args.out.with_suffix(".json")).write_text(json.dumps(sur.info, indent=2))
     print(json.dumps({"out": str(args.out), **sur.info}))
     return 0
+
+
+def surrogate_values(args) -> dict:
+    """The given surrogate flags as the kind's parameter values; a flag of another kind is an error."""
+    values = {}
+    for name, kinds in _surrogate_param_names().items():
+        value = getattr(args, name)
+        if value is None:
+            continue
+        if args.kind not in kinds:
+            raise ValueError(f"--{name.replace('_', '-')} does not apply to --kind {args.kind} "
+                             f"(it is for {', '.join(kinds)}): drop it")
+        values[name] = value
+    if args.layer:
+        if args.kind != "paint":
+            raise ValueError(f"--layer does not apply to --kind {args.kind} (it is for paint): drop it")
+        values["layers"] = [_open_layer(p) for p in args.layer]
+    return values
 
 
 def _open_layer(path: Path):
@@ -246,11 +301,9 @@ def _open_layer(path: Path):
 
 
 def _unlearn_overrides(args) -> dict:
-    return {"method": args.method, "steps": args.steps, "learning_rate": args.lr, "surgery": args.surgery,
-            "lambda_scheme": args.lambda_scheme, "lambda_exponent": args.lambda_exponent,
-            "remember_set_size": args.remember_size, "lora_rank": args.rank, "seed": args.train_seed,
-            "stop_when_fixed": args.stop_when_fixed, "flagged_prompt_share": args.flagged_prompt_share,
-            "lookalike_share": args.lookalike_share, "oracle": args.oracle, "keep_best": args.keep_best}
+    """Given config flags only (UNSET = not given; None = an explicit reset)."""
+    names = [*CONFIG_FLAGS.values(), *BOOL_FLAGS.values()]
+    return {n: getattr(args, f"cfg_{n}") for n in names if getattr(args, f"cfg_{n}") is not UNSET}
 
 
 def cmd_unlearn(args) -> int:
@@ -328,11 +381,11 @@ def cmd_relapse(args) -> int:
     from .generate import parse_seeds
     from .runs import atomic_write_json
 
+    from .images import load_image
+
     scan = parse_seeds(args.scan_seeds)
     studio = _studio(args)
     names = _load_runs(studio, [args.run])
-    from .images import load_image
-
     cfg = json.loads((args.run / "config.json").read_text())
     report = studio.relapse(cfg["prompt"], cfg["seed"], names, scan,
                             flagged=load_image(args.run / "flagged.png"), surrogate=load_image(args.run / "surrogate.png"))
@@ -353,9 +406,8 @@ def cmd_export(args) -> int:
 
 
 def cmd_studio(args) -> int:
-    from gui.app import launch_studio
-
-    return launch_studio(args)
+    raise ValueError("`studio` serves the Gradio app, which core does not import: run `unlearn-studio studio`, "
+                     "`python -m gui.launcher studio` or `python launch.py`")
 
 
 COMMANDS = {"generate": cmd_generate, "surrogate": cmd_surrogate, "unlearn": cmd_unlearn,

@@ -93,6 +93,26 @@ def summarise(per_seed: dict[int, dict]) -> dict:
     return out
 
 
+def add_per_seed_lpips(cmp: PromptComparison, result) -> None:
+    """Store LPIPS per seed (key "lpips") from a MetricResult over the prompt's before/after pairs;
+    unavailable LPIPS leaves the rows alone (the report says why)."""
+    if result.available and result.per_item is not None:
+        for seed, value in zip(cmp.seeds, result.per_item):
+            cmp.per_seed[seed]["lpips"] = round(float(value), 5)
+
+
+def per_seed_lpips_report(comparisons: Sequence[PromptComparison]) -> dict | str:
+    """metrics.json's top-level "lpips": {"<prompt> | <seed>": value}, or why it is unavailable."""
+    from .metrics import availability
+
+    values = {f"{c.prompt} | {s}": c.per_seed[s]["lpips"] for c in comparisons for s in c.seeds
+              if "lpips" in c.per_seed[s]}
+    if values:
+        return values
+    ok, reason = availability()["lpips"]
+    return f"LPIPS: unavailable ({reason if not ok else 'not computed'})"
+
+
 def comparison_panels(cmp: PromptComparison, highlight_seed: int | None = None, cell: int = 96) -> list[Image.Image]:
     """The three grids of one prompt, seeds aligned, the flagged seed framed: before, after (fixes
     on), and |after - before| heatmaps labelled with each seed's mean difference."""

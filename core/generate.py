@@ -19,7 +19,7 @@ from .images import to_pil, to_tensor
 from .limits import MAX_SEEDS_CLI
 from .models.loading import LoadedModel
 
-ProgressFn = Callable[[int, int, str], None]  # (done, total, message)
+CountProgressFn = Callable[[int, int, str], None]  # (done, total, message); the trainer reports fractions
 
 
 @dataclass
@@ -75,7 +75,7 @@ def generate(
     steps: int | None = None,
     guidance: float | None = None,
     batch_size: int = 16,
-    progress: ProgressFn | None = None,
+    progress: CountProgressFn | None = None,
     noises: Sequence[torch.Tensor] | None = None,
 ) -> list[Generated]:
     """Generate one image per seed for `prompt` with the model's current adapters."""
@@ -89,7 +89,7 @@ def generate_many(
     steps: int | None = None,
     guidance: float | None = None,
     batch_size: int = 16,
-    progress: ProgressFn | None = None,
+    progress: CountProgressFn | None = None,
     noises: Sequence[torch.Tensor] | None = None,
 ) -> list[Generated]:
     """Generate one image per (prompt, seed), batching across prompts: a small model spends much of

@@ -18,14 +18,15 @@ from PIL import Image
 
 from . import limits
 from .adapters import AdapterError, FixManager
-from .compare import PromptComparison, compare_prompt, write_comparison
+from .compare import PromptComparison, add_per_seed_lpips, compare_prompt, per_seed_lpips_report, write_comparison
 from .generate import Generated, generate, save_generations
 from .judge import ForgettingJudge
 from .metrics import availability, lpips, sscd_similarity
 from .metrics.clip_space import clip_fd, clip_similarity
 from .models.loading import EMBEDDED, LoadedModel, LoadOptions, load_model
+from .requests import CompareRequest, GenerateRequest, RelapseRequest
 from .runs import RunInfo, RunStore, atomic_write_json, new_run_id
-from .surrogates import Surrogate, make_surrogate
+from .surrogates import Surrogate, SurrogateParams, make_surrogate
 from .unlearn.config import UnlearnConfig
 from .unlearn.run import AlreadyFixedError, FixRequest, FixResult, unlearn  # noqa: F401 (re-exported)
 from .unlearn.remember import RememberCache
@@ -97,14 +98,16 @@ class Studio:
     @_exclusive
     def generate(self, prompt: str, seeds: Sequence[int], steps: int | None = None, guidance: float | None = None,
                  progress=None, save: bool = True) -> list[Generated]:
-        gens = generate(self.model, prompt, seeds, steps, guidance, progress=progress)
+        req = GenerateRequest(prompt, tuple(seeds), steps, guidance)
+        gens = generate(self.model, req.prompt, req.seeds, req.steps, req.guidance, progress=progress)
         if save:
             save_generations(gens, self.data_dir / "generations" / new_run_id("gen"))
         return gens
 
     @_exclusive
-    def surrogate(self, kind: str, image: Image.Image, **params) -> Surrogate:
-        return make_surrogate(kind, image, self.model, **params)
+    def surrogate(self, kind: str, image: Image.Image, params: SurrogateParams | dict | None = None) -> Surrogate:
+        """`params`: the kind's dataclass (core.surrogates.NoiseParams, ...) or a dict of its values."""
+        return make_surrogate(kind, image, self.model, params)
 
     def default_config(self, **overrides) -> UnlearnConfig:
         """UnlearnConfig with the model's measured defaults, then the caller's overrides."""
@@ -155,22 +158,28 @@ class Studio:
     def compare(self, prompts: Sequence[str], seeds: Sequence[int], fix_names: Sequence[str] | None = None,
                 steps: int | None = None, guidance: float | None = None, out_dir: str | Path | None = None,
                 highlight: dict[str, int] | None = None) -> tuple[list[PromptComparison], Path]:
+        """Same-seed before/after of every prompt; writes DIR/metrics.json with per-seed and
+        set-level metrics (the CLI's `compare` and the studio's Compare write the same file)."""
         prompts = limits.check_prompts(prompts)
         seeds = limits.parse_seeds(seeds)  # bounded and range-checked before any noise is drawn
-        names = list(fix_names) if fix_names else [f.name for f in self.fixes.fixes.values() if f.enabled]
-        cmps = [compare_prompt(self.model, self.fixes, names, p, seeds, steps, guidance, self._check_or_none())
-                for p in prompts]
+        req = CompareRequest(tuple(prompts), tuple(seeds), tuple(fix_names or ()), steps, guidance, dict(highlight or {}))
+        names = list(req.fixes) or [f.name for f in self.fixes.fixes.values() if f.enabled]
+        cmps = [compare_prompt(self.model, self.fixes, names, p, req.seeds, req.steps, req.guidance,
+                               self._check_or_none()) for p in req.prompts]
         for c in cmps:
-            c.summary.update(self._set_metrics(c, (highlight or {}).get(c.prompt)))
+            c.summary.update(self._set_metrics(c, req.highlight.get(c.prompt)))
         out = Path(out_dir) if out_dir else self.data_dir / "compare" / new_run_id("compare")
-        write_comparison(out, cmps, names, highlight, extra={"metric_availability": {
-            k: {"available": a, "reason": r} for k, (a, r) in availability().items()}})
+        write_comparison(out, cmps, names, req.highlight, extra={
+            "lpips": per_seed_lpips_report(cmps),
+            "metric_availability": {k: {"available": a, "reason": r} for k, (a, r) in availability().items()}})
         return cmps, out
 
     def _set_metrics(self, c: PromptComparison, flagged_seed: int | None) -> dict:
-        """Set-level metrics of one prompt's before/after outputs; unavailable ones say why."""
+        """Set-level metrics of one prompt's before/after outputs; unavailable ones say why.
+        LPIPS per seed also goes into each seed's row (key "lpips")."""
         before, after = [g.image for g in c.before], [g.image for g in c.after]
         found = {"lpips": lpips(before, after, device=str(self.model.device))}
+        add_per_seed_lpips(c, found["lpips"])
         if len(before) >= 2:
             found["clip_fd"] = clip_fd(self.model, before, after)
         if flagged_seed in c.seeds:
@@ -189,6 +198,10 @@ class Studio:
         from .relapse import probe_cases, relapse_probe
         from .world.prompts import PROMPTS, flag_for_prompt
 
+        scan_seeds = limits.parse_seeds(scan_seeds)  # bounded before any list is built
+        req = RelapseRequest(prompt, flagged_seed, tuple(fix_names), tuple(scan_seeds), paraphrases)
+        prompt, flagged_seed, fix_names, scan_seeds, paraphrases = (req.prompt, req.flagged_seed, list(req.fixes),
+                                                                    req.scan_seeds, req.paraphrases)
         if flagged is None or surrogate is None:
             try:
                 run = self.store.get(fix_names[0]) if fix_names else None

@@ -2,13 +2,12 @@
 
     1 Generate -> 2 Flag -> 3 Surrogate -> 4 Unlearn -> 5 Compare -> 6 Fixes
 
-`build_app(studio)` makes the Blocks (tests drive it with gradio_client); `launch_studio(args)` is
-what `unlearn-studio studio` / `python launch.py` runs: loopback only unless told otherwise, no
+`build_app(studio)` makes the Blocks (tests drive it with gradio_client); gui/launcher.py serves
+it for `unlearn-studio studio` / `python launch.py`: loopback only unless told otherwise, no
 share link, no analytics, temp files under the data dir.
 """
 
 import os
-import sys
 from pathlib import Path
 
 # Before gradio is imported anywhere: some of its modules read these at import time.
@@ -21,7 +20,6 @@ CSS = """
 .section-title h2 { margin-top: 0.6em; border-bottom: 1px solid var(--border-color-primary); }
 .studio-header p { margin: 0.1em 0; }
 """
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 def header_text(studio) -> str:
@@ -108,46 +106,9 @@ def _hf_cache() -> str:
 
 
 def launch_studio(args) -> int:
-    """Load the model, build the page, serve it until Ctrl+C. Returns the exit status."""
-    data_dir = Path(args.data_dir).expanduser().resolve()
-    (data_dir / "tmp").mkdir(parents=True, exist_ok=True)
-    os.environ["GRADIO_TEMP_DIR"] = str(data_dir / "tmp")
-    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
-    os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
-    if args.offline:
-        os.environ["HF_HUB_OFFLINE"] = "1"
+    """Kept for scripts that call it: the launcher (gui/launcher.py) serves the studio now."""
+    from core.cli import studio_options
 
-    from core.models.loading import LoadOptions
-    from core.studio import Studio
+    from .launcher import serve
 
-    opts = LoadOptions(device=args.device, dtype=args.dtype, drop_t5=not args.keep_t5, offline=args.offline,
-                       cpu_offload=args.low_mem, gradient_checkpointing=args.low_mem)
-    print(f"loading model {args.model!r} (device {args.device}, dtype {args.dtype})...", file=sys.stderr)
-    studio = Studio.open(args.model, opts, data_dir)
-    for err in studio.restore_errors:
-        print(f"warning: earlier fix not loaded: {err}", file=sys.stderr)
-    if args.host not in LOOPBACK:
-        print(f"warning: serving on {args.host}: anyone who can reach this address can use the studio "
-              "and your GPU (there is no login)", file=sys.stderr)
-    if args.share:
-        print("warning: --share asks Gradio for a public link: anyone with the link can use the studio",
-              file=sys.stderr)
-    from .server_guard import allowed_hosts
-
-    hosts = allowed_hosts(args.host, tuple(getattr(args, "allow_host", None) or ()), bool(args.share))
-    demo = build_app(studio)
-    _, local_url, share_url = demo.launch(server_name=args.host, server_port=args.port, share=bool(args.share),
-                                          inbrowser=not args.no_browser, prevent_thread_lock=True,
-                                          **launch_kwargs(studio, hosts))
-    print(f"Unlearn Studio running at {local_url}" + (f" (public: {share_url})" if share_url else ""))
-    print(f"accepting requests for hosts {', '.join(hosts)} on port {args.port}, from the studio's own page "
-          "only (other hosts, ports and origins are refused; add names with --allow-host)")
-    print(f"model {studio.model.info.name} on {studio.model.device}; data in {data_dir}; Ctrl+C to stop")
-    sys.stdout.flush()
-    try:
-        demo.block_thread()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        demo.close()
-    return 0
+    return serve(studio_options(args))

@@ -16,10 +16,12 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
+from core.surrogates.clip_edit import CLIP_WEIGHT_CHOICES
+
 log = logging.getLogger("unlearn_studio.gui")
 
 GPU = dict(concurrency_id="gpu", concurrency_limit=1)  # one model job at a time, all sections
-CLIP_WEIGHTS = [0.5, 1, 2, 4, 8, 16, 32]  # log-spaced, the paper's table
+CLIP_WEIGHTS = list(CLIP_WEIGHT_CHOICES)  # log-spaced, the paper's table (defined once in core)
 DEFAULT_PALETTE = ["#000000", "#FFFFFF", "#FF0000", "#00A000", "#0050FF", "#FFD700", "#FF8C00"]
 MAX_SEEDS = 64  # per generation: the session keeps the images (SD3: 3 MB each)
 PAINT_CANVAS = 512  # small models are painted on a NEAREST-upscaled canvas of about this size
@@ -150,21 +152,10 @@ def upscale(img: Image.Image, factor: int) -> Image.Image:
 
 
 def to_model_size(img: Image.Image, resolution: int) -> Image.Image:
-    """Bring a painted canvas back to the model's size.
+    """Core's canvas-to-model-size rule (core.surrogates.to_model_size)."""
+    from core.surrogates import to_model_size as core_to_model_size
 
-    On an integer-upscaled canvas each model pixel is a uniform block, so a box reduction returns
-    every unpainted pixel exactly and averages painted blocks; other sizes go through core's
-    fit_to_model (square check + Lanczos).
-    """
-    from core.images import fit_to_model
-
-    if img.size != (resolution, resolution) and img.width == img.height and img.width % resolution == 0:
-        img = img.convert("RGB").reduce(img.width // resolution)
-    return fit_to_model(img, resolution, "surrogate")
-
-
-def images_equal(a: Image.Image, b: Image.Image) -> bool:
-    return a.size == b.size and np.array_equal(np.asarray(a.convert("RGB")), np.asarray(b.convert("RGB")))
+    return core_to_model_size(img, resolution)
 
 
 # -- files handed to the browser ---------------------------------------------------------------

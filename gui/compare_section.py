@@ -42,30 +42,22 @@ def build(ui, studio) -> None:
                                 max_height=360)
 
 
-def _lpips_column(cmps) -> tuple[dict, str]:
-    """LPIPS per (prompt, seed) when its weights are on this machine; else an honest reason."""
-    from core.metrics import availability, lpips
-
-    ok, reason = availability()["lpips"]
-    if not ok:
-        return {}, f"LPIPS: unavailable ({reason})"
-    values = {}
-    for c in cmps:
-        res = lpips([b.image for b in c.before], [a.image for a in c.after])
-        if not res.available:
-            return {}, f"LPIPS: unavailable ({res.reason})"
-        values.update({(c.prompt, s): v for s, v in zip(c.seeds, res.per_item)})
-    return values, "LPIPS: AlexNet backbone (images under 64 px are upsampled first)"
+def lpips_note(report: dict) -> str:
+    """One line on LPIPS for the summary; core computed the values (metrics.json "lpips")."""
+    lp = report.get("lpips")
+    if isinstance(lp, dict) and lp:
+        return "LPIPS: AlexNet backbone (images under 64 px are upsampled first)"
+    return lp if isinstance(lp, str) else "LPIPS: unavailable"
 
 
-def table(cmps, highlight: dict, lp: dict) -> pd.DataFrame:
+def table(cmps, highlight: dict) -> pd.DataFrame:
     rows = []
     for c in cmps:
         for seed in c.seeds:
             r = c.per_seed[seed]
             rows.append([c.prompt, seed, "yes" if highlight.get(c.prompt) == seed else "",
                          r.get("mean_abs_diff"), r.get("ssim"), r.get("psnr"),
-                         lp.get((c.prompt, seed), "unavailable"),
+                         r.get("lpips", "unavailable"),
                          (r.get("before") or {}).get("verdict", "no checker"),
                          (r.get("after") or {}).get("verdict", "no checker")])
     df = pd.DataFrame(rows, columns=TABLE_COLUMNS)
@@ -94,7 +86,6 @@ def summary_text(cmps, highlight: dict, names: list[str], lp_note: str) -> str:
 
 def compare(studio, session: Session, prompt, other, seeds, steps, guidance, fixes, progress=gr.Progress()):
     from core.limits import check_guidance, check_steps, parse_seeds
-    from core.runs import atomic_write_json
 
     with user_errors("Compare"):
         flag = session.flag()
@@ -110,12 +101,9 @@ def compare(studio, session: Session, prompt, other, seeds, steps, guidance, fix
         progress(0.1, desc=f"generating {len(prompts)} x {len(seed_list)} x 2 images")
         cmps, out = studio.compare(prompts, seed_list, names, check_steps(steps) if steps else None,
                                    None if guidance is None else check_guidance(guidance), highlight=highlight)
-        lp, lp_note = _lpips_column(cmps)
-    report = json.loads((out / "metrics.json").read_text())
-    report["lpips"] = {f"{p} | {s}": v for (p, s), v in lp.items()} or lp_note
-    atomic_write_json(out / "metrics.json", report)
-    return (stacked_comparison_figure(cmps, highlight, top=30), table(cmps, highlight, lp), summary_text(cmps, highlight, names, lp_note),
-            serve_copy(out / "metrics.json"))
+    lp_note = lpips_note(json.loads((out / "metrics.json").read_text()))
+    return (stacked_comparison_figure(cmps, highlight, top=30), table(cmps, highlight),
+            summary_text(cmps, highlight, names, lp_note), serve_copy(out / "metrics.json"))
 
 
 def wire(ui, studio) -> None:

@@ -9,8 +9,23 @@ import gradio as gr
 import numpy as np
 from gradio.components.base import server
 
-from .common import CLIP_WEIGHTS, DEFAULT_PALETTE, GPU, Session, difference, fmt, images_equal, paint_scale, \
-    to_model_size, upscale, user_errors
+from core.surrogates import ClipEditParams, NoiseParams, SDEditParams, canvas_surrogate, param_spec, \
+    require_changed, to_model_size
+
+from .common import CLIP_WEIGHTS, DEFAULT_PALETTE, GPU, Session, difference, fmt, paint_scale, upscale, user_errors
+
+
+def _slider(params_type, name: str, step: float, label: str, **kw):
+    """A slider whose range, default and help come from the parameter's dataclass metadata."""
+    spec = param_spec(params_type, name)
+    lo = spec["lo"] + step if spec["lo_open"] else spec["lo"]
+    return gr.Slider(lo, spec["hi"], value=spec["default"], step=step, label=label, info=spec["help"], **kw)
+
+
+def _seed_box(params_type, label: str):
+    spec = param_spec(params_type, "seed")
+    return gr.Number(label=label, value=spec["default"], precision=0, minimum=spec["lo"], maximum=spec["hi"],
+                     info=spec["help"])
 
 MAX_PENDING_CANVASES = 64  # canvases uploaded through accept_blobs and not yet submitted
 
@@ -78,25 +93,25 @@ def build(ui, studio) -> None:
             ui.paint_btn = gr.Button("Use painting as surrogate", variant="primary", elem_id="paint-btn")
         with gr.Tab("SDEdit"):
             with gr.Row():
-                ui.sde_strength = gr.Slider(0.05, 1.0, value=0.5, step=0.05, label="Strength",
-                                            info="how much is re-drawn: low keeps the image, 1 draws anew")
-                ui.sde_prompt = gr.Textbox(label="Prompt (optional)", placeholder="describe the corrected image")
-                ui.sde_seed = gr.Number(label="Seed", value=0, precision=0, minimum=0)
+                ui.sde_strength = _slider(SDEditParams, "strength", 0.05, "Strength")
+                ui.sde_prompt = gr.Textbox(label="Prompt (optional)", placeholder="describe the corrected image",
+                                           info=param_spec(SDEditParams, "prompt")["help"])
+                ui.sde_seed = _seed_box(SDEditParams, "Seed")
             ui.sde_btn = gr.Button("Make SDEdit surrogate", variant="primary")
         with gr.Tab("CLIP-guided edit"):
             with gr.Row():
                 ui.clip_text = gr.Textbox(label="Target text", placeholder="what the image should show",
                                           elem_id="clip-text")
-                ui.clip_weight = gr.Radio(CLIP_WEIGHTS, value=2, label="CLIP weight", elem_id="clip-weight",
-                                          info="higher weight = more change, less fidelity to the flagged image")
+                ui.clip_weight = gr.Radio(CLIP_WEIGHTS, value=param_spec(ClipEditParams, "clip_weight")["default"],
+                                          label="CLIP weight", elem_id="clip-weight",
+                                          info=param_spec(ClipEditParams, "clip_weight")["help"])
             ui.clip_btn = gr.Button("Make CLIP-guided surrogate", variant="primary", elem_id="clip-btn")
         with gr.Tab("Flip / Noise"):
             with gr.Row():
                 ui.flip_btn = gr.Button("Flip horizontally", elem_id="flip-btn")
             with gr.Row():
-                ui.noise_sigma = gr.Slider(0.01, 1.0, value=0.1, step=0.01, label="Noise sigma",
-                                           info="std of added Gaussian noise, as a fraction of the pixel range")
-                ui.noise_seed = gr.Number(label="Noise seed", value=0, precision=0, minimum=0)
+                ui.noise_sigma = _slider(NoiseParams, "sigma", 0.01, "Noise sigma")
+                ui.noise_seed = _seed_box(NoiseParams, "Noise seed")
                 ui.noise_btn = gr.Button("Add noise")
 
 
@@ -104,9 +119,8 @@ def _finish(studio, session: Session, flag, image, info: dict):
     """Store the surrogate for the active flag and show it next to the flagged image."""
     res = studio.model.info.resolution
     image = to_model_size(image, res)
-    if images_equal(image, flag.image.convert("RGB").resize(image.size)):
-        raise gr.Error("The surrogate is identical to the flagged image: change the unwanted part first.",
-                       title="Surrogate unchanged")
+    with user_errors("Surrogate"):
+        require_changed(flag.image, image)  # core's rule: a surrogate must differ from the flagged image
     heat, mad = difference(flag.image, image)
     changed = float((np.asarray(image) != np.asarray(flag.image.convert("RGB"))).any(axis=2).mean())
     params = ", ".join(f"{k}={fmt(v)}" for k, v in info.items() if k != "kind")
@@ -129,26 +143,18 @@ def paint(studio, session: Session, value):
     res = studio.model.info.resolution
     value = value or {}
     background = value.get("background") or upscale(flag.image, paint_scale(res))
-    layers = [l for l in (value.get("layers") or []) if l is not None]
-    blank = all(l.mode == "RGBA" and l.getchannel("A").getextrema()[1] == 0 for l in layers)
     with user_errors("Paint"):
-        if blank and not images_equal(to_model_size(background, res), flag.image):
-            # An uploaded, already edited image as the canvas background is a surrogate too.
-            return _finish(studio, session, flag, background, {"kind": "paint", "uploaded": True})
-        if blank:
-            raise ValueError("the canvas is empty: paint over the part that must go, then try again")
-        sur = studio.surrogate("paint", background, layers=layers)
-    info = dict(sur.info)
-    if "changed_fraction" in info:  # measured on the (upscaled) canvas; _finish reports the model-size one
-        info["changed_fraction_canvas"] = info.pop("changed_fraction")
-    return _finish(studio, session, flag, sur.image, {**info, "canvas": f"{background.width}px"})
+        # core decides what a blank canvas is, and accepts an uploaded, already edited background.
+        sur = canvas_surrogate(flag.image, background, value.get("layers") or [], res)
+    return _finish(studio, session, flag, sur.image, sur.info)
 
 
 def sdedit(studio, session: Session, strength, prompt, seed):
     flag = session.require_flag()
     with user_errors("SDEdit"):
-        sur = studio.surrogate("sdedit", flag.image, strength=strength, prompt=prompt or "",
-                               seed=seed or 0, steps=flag.steps, guidance=flag.guidance)
+        sur = studio.surrogate("sdedit", flag.image, SDEditParams(
+            strength=float(strength), prompt=prompt or "", seed=int(seed or 0), steps=flag.steps,
+            guidance=None if flag.guidance is None else float(flag.guidance)))
     return _finish(studio, session, flag, sur.image, sur.info)
 
 
@@ -157,7 +163,7 @@ def clip_edit(studio, session: Session, text, weight):
     with user_errors("CLIP-guided edit"):
         if weight is None:
             raise ValueError("choose a CLIP weight")
-        sur = studio.surrogate("clip", flag.image, text=text or "", clip_weight=weight)
+        sur = studio.surrogate("clip", flag.image, ClipEditParams(text=text or "", clip_weight=float(weight)))
     return _finish(studio, session, flag, sur.image, sur.info)
 
 
@@ -171,7 +177,7 @@ def flip(studio, session: Session):
 def noise(studio, session: Session, sigma, seed):
     flag = session.require_flag()
     with user_errors("Noise"):
-        sur = studio.surrogate("noise", flag.image, sigma=sigma, seed=seed or 0)
+        sur = studio.surrogate("noise", flag.image, NoiseParams(sigma=float(sigma), seed=int(seed or 0)))
     return _finish(studio, session, flag, sur.image, sur.info)
 
 

@@ -24,8 +24,7 @@ UI_REFRESH_S = 0.5
 def _choices(name: str):
     from core.unlearn import config as c
 
-    return {"method": c.METHODS, "surgery": c.SURGERY_MODES, "lambda_scheme": c.LAMBDA_SCHEMES,
-            "timestep_sampling": c.TIMESTEP_SAMPLING, "oracle": c.ORACLES}.get(name)
+    return c.CHOICES.get(name)  # the config's one table of choice lists
 
 
 def _component(f, value, help_text: str):

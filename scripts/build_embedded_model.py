@@ -258,10 +258,21 @@ These are the errors the studio is meant to find by seed and fix without naming 
 - Timings (s): {json.dumps(t)}.
 - Size: {size_mb:.1f} MB of fp32 safetensors.
 
-## Use
-`StableDiffusion3Pipeline.from_pretrained(folder, text_encoder_3=None, tokenizer_3=None)`, then call
-with `height=width=32, max_sequence_length=8, num_inference_steps=20,
-guidance_scale={ev['default_guidance']}`. Studio settings are in `unlearn_studio.json`.
+## Use in stock diffusers
+The folder has no T5 (`text_encoder_3`, `tokenizer_3`), so pass both as None or loading fails:
+
+```python
+import torch
+from diffusers import StableDiffusion3Pipeline
+
+path = "assets/flags-sd3"  # this folder
+pipe = StableDiffusion3Pipeline.from_pretrained(path, text_encoder_3=None, tokenizer_3=None)
+image = pipe("ireland flag", height=32, width=32, max_sequence_length=8, num_inference_steps=20,
+             guidance_scale={ev['default_guidance']}, generator=torch.Generator().manual_seed(0)).images[0]
+```
+
+(tests/test_models.py runs this snippet.) Studio settings are in `unlearn_studio.json`; how the
+builds got here, and why Finland misses its target: [HISTORY.md](HISTORY.md).
 
 ## Measured ({ev['seeds']} seeds 0..{ev['seeds'] - 1} per prompt, {ev['steps']} steps, geometric checker)
 Rates: correct / planted error / other (other includes "unclear").

@@ -52,6 +52,11 @@ def test_cli_flow_end_to_end(tiny_model_dir, tmp_path, capsys, monkeypatch):
     metrics = json.loads((tmp_path / "cmp/metrics.json").read_text())
     seeds = metrics["prompts"]["ireland flag"]["seeds"]
     assert set(seeds) == {"0", "1", "2", "3"} and seeds["2"]["mean_abs_diff"] > 0
+    # the same per-seed LPIPS the studio shows (core computes it), or why it is unavailable
+    lp = metrics["lpips"]
+    assert all(("lpips" in row) == isinstance(lp, dict) for row in seeds.values())
+    assert (set(lp) == {f"{p} | {s}" for p in ("ireland flag", "japan flag") for s in range(4)}
+            if isinstance(lp, dict) else lp.startswith("LPIPS: unavailable"))
     assert (tmp_path / "cmp/compare-00.png").exists() and (tmp_path / "cmp/compare-01.png").exists()
 
     code, out, err = _run(capsys, "export", "--run", run, "--out", tmp_path / "fix.zip")

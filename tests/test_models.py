@@ -56,6 +56,21 @@ def test_loaded_model_is_frozen_and_fingerprinted(tiny_model_dir):
     assert m1.info.resolution == 16 and m1.info.max_sequence_length == 2
 
 
+def test_fingerprint_does_not_depend_on_the_load_dtype(tiny_model_dir):
+    """A fix made on a CPU (fp32) must be recognised on a GPU that loads the same folder in bf16:
+    the fingerprint hashes the weights as stored, not as cast for this load."""
+    from core.models.loading import base_fingerprint
+
+    fp32, bf16 = load_model(str(tiny_model_dir)), load_model(str(tiny_model_dir), LoadOptions(dtype="bf16"))
+    assert str(bf16.pipe.transformer.dtype) == "torch.bfloat16"
+    assert fp32.fingerprint() == bf16.fingerprint()
+    # ...which the loaded weights alone could not give: rounding to bf16 changes them.
+    assert base_fingerprint(bf16.pipe.transformer) != base_fingerprint(fp32.pipe.transformer)
+    # The stored hash equals the in-memory hash of a load in the stored dtype (fixes made before
+    # this change recorded that one, so they still match).
+    assert fp32.fingerprint() == base_fingerprint(fp32.pipe.transformer)
+
+
 def test_tokenizer_training_is_deterministic_across_processes():
     # `tokenizers`' trainer broke ties in hash order (two builds, two merge lists); ours must not.
     import subprocess
@@ -70,3 +85,18 @@ def test_tokenizer_training_is_deterministic_across_processes():
                               env={"PYTHONHASHSEED": str(seed), "PYTHONPATH": str(root)}).stdout
                for seed in (1, 2, 3)}
     assert len(digests) == 1 and len(digests.pop()) == 65
+
+
+def test_model_card_loading_snippet_runs_in_stock_diffusers(monkeypatch):
+    """The shipped model card's snippet, executed as written (from the repo root)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    card = (root / "assets/flags-sd3/README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", card, re.S)
+    assert len(blocks) == 1 and "text_encoder_3=None, tokenizer_3=None" in blocks[0]
+    monkeypatch.chdir(root)
+    scope: dict = {}
+    exec(blocks[0], scope)
+    assert type(scope["pipe"]).__name__ == "StableDiffusion3Pipeline" and scope["image"].size == (32, 32)

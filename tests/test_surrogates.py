@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from core.images import ImageInputError, ensure_rgb, fit_to_model, load_image
-from core.surrogates import composite_layers, make_surrogate
+from core.surrogates import ClipEditParams, NoiseParams, SDEditParams, composite_layers, make_surrogate
 
 
 def _flag(size=16):
@@ -28,14 +28,14 @@ def test_paint_composites_layers_over_the_flagged_image():
     assert tuple(out[15, 15]) == tuple(np.asarray(bg)[15, 15])  # untouched pixels stay exact
     blended = out[9, 9].astype(int)
     assert abs(blended[2] - (255 * 128 + 255 * 127) // 255) <= 2 and blended[0] < 200
-    sur = make_surrogate("paint", bg, layers=[layer])
+    sur = make_surrogate("paint", bg, params={"layers": [layer]})
     assert sur.info["kind"] == "paint" and 0 < sur.info["changed_fraction"] < 0.1
 
 
 def test_paint_refuses_empty_canvas_and_wrong_layer_size():
     bg = _flag()
     with pytest.raises(ImageInputError, match="empty"):
-        make_surrogate("paint", bg, layers=[Image.new("RGBA", bg.size, (0, 0, 0, 0))])
+        make_surrogate("paint", bg, params={"layers": [Image.new("RGBA", bg.size, (0, 0, 0, 0))]})
     with pytest.raises(ImageInputError, match="16x16"):
         composite_layers(bg, [Image.new("RGBA", (20, 20), (255, 0, 0, 255))])
 
@@ -44,11 +44,11 @@ def test_flip_reverses_a_tricolour_and_noise_is_seeded():
     bg = _flag()
     flipped = np.asarray(make_surrogate("flip", bg).image)
     assert np.array_equal(flipped, np.asarray(bg)[:, ::-1])
-    a = make_surrogate("noise", bg, sigma=0.2, seed=3).image
-    b = make_surrogate("noise", bg, sigma=0.2, seed=3).image
+    a = make_surrogate("noise", bg, params=NoiseParams(sigma=0.2, seed=3)).image
+    b = make_surrogate("noise", bg, params=NoiseParams(sigma=0.2, seed=3)).image
     assert np.array_equal(np.asarray(a), np.asarray(b)) and not np.array_equal(np.asarray(a), np.asarray(bg))
     with pytest.raises(ValueError, match="sigma"):
-        make_surrogate("noise", bg, sigma=0)
+        make_surrogate("noise", bg, params={"sigma": 0})
 
 
 def test_unknown_kind_and_image_conversions():
@@ -78,13 +78,13 @@ def test_sdedit_runs_on_the_model_and_strength_controls_change(tiny_model):
     from core.generate import generate
 
     img = generate(tiny_model, "ireland flag", [0])[0].image
-    weak = make_surrogate("sdedit", img, tiny_model, strength=0.25, prompt="ireland flag")
-    strong = make_surrogate("sdedit", img, tiny_model, strength=1.0, prompt="ireland flag")
+    weak = make_surrogate("sdedit", img, tiny_model, SDEditParams(strength=0.25, prompt="ireland flag"))
+    strong = make_surrogate("sdedit", img, tiny_model, SDEditParams(strength=1.0, prompt="ireland flag"))
     assert weak.image.size == img.size
     d = lambda a: np.abs(np.asarray(a, float) - np.asarray(img, float)).mean()  # noqa: E731
     assert d(weak.image) < d(strong.image)
     with pytest.raises(ValueError, match="strength"):
-        make_surrogate("sdedit", img, tiny_model, strength=1.5)
+        make_surrogate("sdedit", img, tiny_model, {"strength": 1.5})
 
 
 def test_clip_edit_raises_clip_similarity_to_the_target_text(tiny_model_dir, tmp_path):
@@ -111,13 +111,13 @@ def test_clip_edit_raises_clip_similarity_to_the_target_text(tiny_model_dir, tmp
     CLIPModel(cfg).save_pretrained(folder / "clip")
     model = load_model(str(folder))
     img = generate(model, "ireland flag", [0])[0].image
-    lo = make_surrogate("clip", img, model, text="japan flag", clip_weight=0.5, steps=15)
-    hi = make_surrogate("clip", img, model, text="japan flag", clip_weight=32, steps=15)
+    lo = make_surrogate("clip", img, model, ClipEditParams(text="japan flag", clip_weight=0.5, steps=15))
+    hi = make_surrogate("clip", img, model, ClipEditParams(text="japan flag", clip_weight=32, steps=15))
     assert hi.info["clip_similarity_after"] > hi.info["clip_similarity_before"]
     change = lambda s: np.abs(np.asarray(s.image, float) - np.asarray(img, float)).mean()  # noqa: E731
     assert change(hi) > change(lo)  # the weight is the forgetting/fidelity knob
-    with pytest.raises(ValueError, match="clip weight"):
-        make_surrogate("clip", img, model, text="x", clip_weight=100)
+    with pytest.raises(ValueError, match="clip_weight=100"):
+        make_surrogate("clip", img, model, {"text": "x", "clip_weight": 100})
 
 
 def test_clip_edit_without_clip_weights_says_how_to_get_them(tiny_model):
@@ -126,4 +126,4 @@ def test_clip_edit_without_clip_weights_says_how_to_get_them(tiny_model):
 
     img = generate(tiny_model, "ireland flag", [0])[0].image
     with pytest.raises(ModelNotFoundError, match="CLIP"):
-        make_surrogate("clip", img, tiny_model, text="ireland flag")
+        make_surrogate("clip", img, tiny_model, {"text": "ireland flag"})

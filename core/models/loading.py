@@ -71,25 +71,59 @@ class LoadedModel:
     location: str  # the folder or hub id it came from
     options: LoadOptions = field(default_factory=LoadOptions)
     _fingerprint: str | None = None
+    # The transformer's weight folder on disk, when known: the fingerprint is read from there.
+    weights_dir: str | None = None
 
     @property
     def device(self) -> torch.device:
         return self.pipe.transformer.device
 
     def fingerprint(self) -> str:
-        """sha256 of the base transformer weights, computed once (runs record it)."""
+        """sha256 of the base transformer weights, computed once (runs record it).
+
+        Independent of the load dtype: for a model loaded from a folder or the hub cache it hashes
+        the weights as stored on disk, so a bf16 load on a GPU matches the fp32 load on a CPU that
+        made a fix. For a pipeline built in memory (no files) it hashes the loaded weights, which
+        does depend on their dtype."""
         if self._fingerprint is None:
-            self._fingerprint = base_fingerprint(self.pipe.transformer)
+            stored = stored_fingerprint(self.weights_dir) if self.weights_dir else None
+            self._fingerprint = stored or base_fingerprint(self.pipe.transformer)
         return self._fingerprint
 
 
-def base_fingerprint(transformer: torch.nn.Module) -> str:
-    """Hash of the transformer's own (non-LoRA) weights, so a run can tell which base it fixed."""
+def _hash_tensors(items) -> str:
+    """sha256 over (name, fp32 bytes) in name order: fp32 holds fp16/bf16 values exactly."""
     h = hashlib.sha256()
-    for name, tensor in sorted(base_state_dict(transformer).items()):
+    for name, tensor in items:
         h.update(name.encode())
         h.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def base_fingerprint(transformer: torch.nn.Module) -> str:
+    """Hash of the transformer's own (non-LoRA) weights as loaded, so a run can tell which base it
+    fixed. Equals `stored_fingerprint` of its folder when loaded in the stored dtype."""
+    return _hash_tensors(sorted(base_state_dict(transformer).items()))
+
+
+def stored_fingerprint(folder: str | Path) -> str | None:
+    """The same hash over the weight files diffusers loads from `folder` (one safetensors file or
+    the shards its index names), read one tensor at a time; None when there are no such files."""
+    from safetensors import safe_open
+
+    folder = Path(folder)
+    index = folder / "diffusion_pytorch_model.safetensors.index.json"
+    if index.exists():
+        import json
+
+        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    elif (folder / "diffusion_pytorch_model.safetensors").exists():
+        files = ["diffusion_pytorch_model.safetensors"]
+    else:
+        return None
+    handles = [safe_open(str(folder / f), framework="pt") for f in files]
+    where = sorted((k, h) for h in handles for k in h.keys())
+    return _hash_tensors((k, h.get_tensor(k)) for k, h in where)
 
 
 def base_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -165,7 +199,21 @@ def load_model(name: str = EMBEDDED, options: LoadOptions | None = None) -> Load
         info.max_sequence_length = min(info.max_sequence_length, 77)
     pipe.set_progress_bar_config(disable=True)
     _place(pipe, device, options)
-    return LoadedModel(pipe=pipe, info=info, source=name, location=location, options=options)
+    return LoadedModel(pipe=pipe, info=info, source=name, location=location, options=options,
+                       weights_dir=_weights_dir(kind, location, offline))
+
+
+def _weights_dir(kind: str, location: str, offline: bool) -> str | None:
+    """The transformer folder the weights came from (hub: the local cache snapshot), or None."""
+    if kind == "folder":
+        return str(Path(location) / "transformer")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return str(Path(snapshot_download(location, local_files_only=True, allow_patterns=["transformer/*"]))
+                   / "transformer")
+    except Exception:  # noqa: BLE001 - no snapshot path: fall back to hashing the loaded weights
+        return None
 
 
 def wrap_pipeline(pipe, info: ModelInfo | None = None, source: str = "in-memory") -> LoadedModel:

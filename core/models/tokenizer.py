@@ -2,8 +2,10 @@
 
 SD3's text encoders expect CLIP's tokenizer format: lowercase byte-level BPE with a '</w>'
 end-of-word suffix, a merges file that starts with '#version: 0.2', and <|startoftext|> /
-<|endoftext|> as the last two ids. We train the merges with the `tokenizers` library on the
-captions the model will see, so every known word becomes a single token.
+<|endoftext|> as the last two ids. We train the merges ourselves (`train_clip_bpe`, plain BPE
+with deterministic tie-breaking) on the captions the model will see, so every known word becomes
+a single token. The `tokenizers` package is still needed at run time: transformers' CLIPTokenizer
+reads the saved tokenizer.json through it (tokenizer_2/ of the shipped model has only that file).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What every surrogate maker shares: one signature, one result type."""
+"""What every surrogate maker shares: one signature, one typed parameter class, one result type."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 from PIL import Image
+
+from .params import SurrogateParams
 
 
 @dataclass
@@ -18,13 +20,24 @@ class Surrogate:
 class SurrogateMaker(ABC):
     """A way to turn a flagged image into its surrogate (the same image, unwanted part gone).
 
-    Subclasses set `name` and implement `make`; `needs_model` says whether a loaded model
-    (its VAE, transformer or CLIP) is required.
+    Subclasses set `name`, `params_type` (a frozen SurrogateParams dataclass: help and ranges of
+    every parameter) and implement `make`; `needs_model` says whether a loaded model (its VAE,
+    transformer or CLIP) is required.
     """
 
     name: str
+    params_type: type[SurrogateParams]
     needs_model: bool = False
 
+    def params(self, values: SurrogateParams | dict | None = None) -> SurrogateParams:
+        """The typed parameters from an instance or a dict of values (unknown names are an error)."""
+        if isinstance(values, SurrogateParams):
+            if not isinstance(values, self.params_type):
+                raise ValueError(f"surrogate {self.name!r} takes {self.params_type.__name__}, "
+                                 f"not {type(values).__name__}")
+            return values
+        return self.params_type.from_dict(values)
+
     @abstractmethod
-    def make(self, image: Image.Image, model=None, **params) -> Surrogate:
-        """Return the surrogate of `image`; raise ValueError with a clear message on bad params."""
+    def make(self, image: Image.Image, model, params: SurrogateParams) -> Surrogate:
+        """Return the surrogate of `image`; raise ValueError with a clear message on bad input."""

@@ -11,6 +11,7 @@ SD3-medium the OpenAI CLIP checkpoint, loaded from the local Hugging Face cache 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -18,15 +19,16 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .. import limits
 from ..generate import encode
 from ..images import fit_to_model, to_pil, to_tensor
 from ..models.loading import ModelNotFoundError
 from .base import Surrogate, SurrogateMaker
+from .params import SurrogateParams, param
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 CLIP_WEIGHT_RANGE = (0.5, 32.0)
+CLIP_WEIGHT_CHOICES = (0.5, 1, 2, 4, 8, 16, 32)  # log-spaced, the paper's table; the GUI's radio
 
 
 @lru_cache(maxsize=2)
@@ -78,19 +80,30 @@ def clip_text_embeds(clip, tokenizer, texts: list[str], device) -> torch.Tensor:
     return F.normalize(emb, dim=-1)
 
 
+@dataclass(frozen=True)
+class ClipEditParams(SurrogateParams):
+    kind = "clip"
+    text: str = param("", "target text: what the image should show, e.g. 'ireland flag'", kind=str)
+    clip_weight: float = param(2.0, "CLIP loss weight: higher = more change, less fidelity to the flagged image",
+                               lo=CLIP_WEIGHT_RANGE[0], hi=CLIP_WEIGHT_RANGE[1], kind=float)
+    steps: int = param(60, "optimiser steps on the VAE latent", lo=1, hi=1000, kind=int)
+    lr: float = param(0.05, "Adam learning rate on the latent", lo=0.0, hi=1.0, lo_open=True, kind=float)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.text.strip():
+            raise ValueError("clip.text is empty: give a target text, e.g. 'ireland flag'")
+
+
 class ClipEditSurrogate(SurrogateMaker):
     name = "clip"
+    params_type = ClipEditParams
     needs_model = True
 
-    def make(self, image: Image.Image, model=None, text: str = "", clip_weight: float = 2.0,
-             steps: int = 60, lr: float = 0.05, **params) -> Surrogate:
+    def make(self, image: Image.Image, model, params: ClipEditParams) -> Surrogate:
         if model is None:
             raise ValueError("CLIP-guided editing needs a loaded model")
-        if not text.strip():
-            raise ValueError("CLIP-guided editing needs a target text, e.g. 'ireland flag'")
-        clip_weight = limits.check_number(clip_weight, "clip weight", *CLIP_WEIGHT_RANGE)
-        steps = limits.check_steps(steps, "CLIP edit steps")
-        lr = limits.check_number(lr, "CLIP edit learning rate", 0.0, 1.0, lo_open=True)
+        text, clip_weight = params.text, params.clip_weight
         image = fit_to_model(image, model.info.resolution, "flagged image")
         clip, tok, mean, std = load_clip(model.location, model.info.clip_model)
         tok = tok or model.pipe.tokenizer
@@ -103,9 +116,9 @@ class ClipEditSurrogate(SurrogateMaker):
             z0 = encode(model, [image]).to(device)
             cos_before = float((clip_image_embeds(clip, x, mean, std) * target).sum())
         z = z0.clone().requires_grad_(True)
-        opt = torch.optim.Adam([z], lr=lr)
+        opt = torch.optim.Adam([z], lr=params.lr)
         shift, scale = vae.config.shift_factor or 0.0, vae.config.scaling_factor
-        for _ in range(steps):
+        for _ in range(params.steps):
             decoded = vae.decode(z.to(vae.dtype) / scale + shift).sample.float()
             cos = (clip_image_embeds(clip, decoded, mean, std) * target).sum(-1)
             loss = clip_weight * (1 - cos).mean() + F.mse_loss(decoded, x)
@@ -115,6 +128,6 @@ class ClipEditSurrogate(SurrogateMaker):
         with torch.no_grad():
             final = vae.decode(z.to(vae.dtype) / scale + shift).sample.float()
             cos_after = float((clip_image_embeds(clip, final, mean, std) * target).sum())
-        info = {"kind": self.name, "text": text, "clip_weight": clip_weight, "steps": steps, "lr": lr,
+        info = {"kind": self.name, **params.to_info(),
                 "clip_similarity_before": round(cos_before, 4), "clip_similarity_after": round(cos_after, 4)}
         return Surrogate(to_pil(final)[0], info)

@@ -6,6 +6,7 @@ send no composite at all, so the composite is always rebuilt here, losslessly.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -13,6 +14,7 @@ from PIL import Image
 
 from ..images import ImageInputError, ensure_rgb
 from .base import Surrogate, SurrogateMaker
+from .params import SurrogateParams, param
 
 
 def composite_layers(background: Image.Image, layers: Sequence[Image.Image]) -> Image.Image:
@@ -44,13 +46,33 @@ def _as_rgba(layer: Image.Image) -> Image.Image:
     return out
 
 
+def is_blank(layer: Image.Image | None) -> bool:
+    """A layer paints nothing: no pixel is visible after `_as_rgba` (the one blank-canvas rule,
+    used by the maker and by the studio's canvas)."""
+    return layer is None or _as_rgba(layer).getchannel("A").getextrema()[1] == 0
+
+
+@dataclass(frozen=True)
+class PaintParams(SurrogateParams):
+    kind = "paint"
+    layers: tuple = param((), "RGBA paint layers of the flagged image's size, composited in order")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layers", tuple(self.layers or ()))
+        super().__post_init__()
+        for i, layer in enumerate(self.layers):
+            if layer is not None and not isinstance(layer, Image.Image):
+                raise ValueError(f"paint.layers[{i}] is a {type(layer).__name__}: give PIL images (RGBA PNGs)")
+
+
 class PaintSurrogate(SurrogateMaker):
     name = "paint"
+    params_type = PaintParams
 
-    def make(self, image: Image.Image, model=None, layers: Sequence[Image.Image] = (), **params) -> Surrogate:
-        out = composite_layers(image, layers)
-        if np.array_equal(np.asarray(out), np.asarray(ensure_rgb(image))):
+    def make(self, image: Image.Image, model, params: PaintParams) -> Surrogate:
+        if all(is_blank(layer) for layer in params.layers):
             raise ImageInputError("the canvas is empty: paint over the part that must go, then try again")
+        out = composite_layers(image, params.layers)
         changed = float((np.asarray(out) != np.asarray(ensure_rgb(image))).any(axis=2).mean())
-        return Surrogate(out, {"kind": self.name, "layers": len([l for l in layers if l is not None]),
+        return Surrogate(out, {"kind": self.name, "layers": params.to_info()["layers"],
                                "changed_fraction": round(changed, 4)})

@@ -6,39 +6,53 @@ currently enabled fixes) instead of loading a second copy.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from PIL import Image
 
-from .. import limits
 from ..images import fit_to_model
 from .base import Surrogate, SurrogateMaker
+from .params import SurrogateParams, param
+
+
+@dataclass(frozen=True)
+class SDEditParams(SurrogateParams):
+    kind = "sdedit"
+    strength: float = param(0.5, "how much is re-drawn: low keeps the image, 1 draws anew",
+                            lo=0.0, hi=1.0, lo_open=True, kind=float)
+    prompt: str = param("", "prompt of the re-drawing (optional): describe the corrected image", kind=str)
+    seed: int = param(0, "seed of the added noise", lo=0, hi=2**32 - 1, kind=int)
+    steps: int | None = param(None, "denoising steps before strength scales them (default: the model's)",
+                              lo=1, hi=1000, kind=int, optional=True)
+    guidance: float | None = param(None, "guidance scale (default: the model's)", lo=0.0, hi=30.0, kind=float,
+                                   optional=True)
 
 
 class SDEditSurrogate(SurrogateMaker):
     name = "sdedit"
+    params_type = SDEditParams
     needs_model = True
 
-    def make(self, image: Image.Image, model=None, strength: float = 0.5, prompt: str = "",
-             seed: int = 0, steps: int | None = None, guidance: float | None = None, **params) -> Surrogate:
+    def make(self, image: Image.Image, model, params: SDEditParams) -> Surrogate:
         from diffusers import StableDiffusion3Img2ImgPipeline
 
         if model is None:
             raise ValueError("SDEdit needs a loaded model")
-        strength = limits.check_number(strength, "SDEdit strength", 0.0, 1.0, lo_open=True)
-        seed = limits.check_seed(seed, "SDEdit seed")
         info = model.info
-        steps = limits.check_steps(steps or info.default_steps, "SDEdit steps")
-        guidance = limits.check_guidance(info.default_guidance if guidance is None else guidance, "SDEdit guidance")
         image = fit_to_model(image, info.resolution, "flagged image")
+        steps = params.steps or info.default_steps
+        if int(steps * params.strength) < 1:
+            raise ValueError(f"sdedit.strength={params.strength} x {steps} steps leaves no denoising step; "
+                             "raise either")
         pipe = StableDiffusion3Img2ImgPipeline.from_pipe(model.pipe)
         pipe.set_progress_bar_config(disable=True)
-        if int(steps * strength) < 1:
-            raise ValueError(f"strength {strength} x {steps} steps leaves no denoising step; raise either")
         with torch.no_grad():
             out = pipe(
-                prompt=prompt or "", image=image, strength=strength, num_inference_steps=steps,
-                guidance_scale=guidance,
-                generator=torch.Generator("cpu").manual_seed(seed),
+                prompt=params.prompt, image=image, strength=params.strength, num_inference_steps=steps,
+                guidance_scale=info.default_guidance if params.guidance is None else params.guidance,
+                generator=torch.Generator("cpu").manual_seed(params.seed),
                 max_sequence_length=info.max_sequence_length, height=info.resolution, width=info.resolution,
             ).images[0]
-        return Surrogate(out, {"kind": self.name, "strength": strength, "prompt": prompt, "seed": seed, "steps": steps})
+        return Surrogate(out, {"kind": self.name, "strength": params.strength, "prompt": params.prompt,
+                               "seed": params.seed, "steps": steps})

@@ -7,7 +7,6 @@ surgery on the forget gradient only). Where it does not, the default says where 
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field, fields
 
 from ..limits import GUIDANCE_RANGE, MAX_PROMPT_CHARS, MAX_PROMPTS, SEED_MAX, STEPS_RANGE
@@ -17,6 +16,32 @@ SURGERY_MODES = ("off", "forget", "pcgrad")
 LAMBDA_SCHEMES = ("timestep", "constant")
 TIMESTEP_SAMPLING = ("logit_normal", "uniform")
 ORACLES = ("judge", "checker")
+# The one table of choice lists: validation, the CLI's argparse choices and the GUI's dropdowns.
+CHOICES = {"method": METHODS, "surgery": SURGERY_MODES, "lambda_scheme": LAMBDA_SCHEMES,
+           "timestep_sampling": TIMESTEP_SAMPLING, "oracle": ORACLES}
+
+
+class _Unset:
+    """`with_overrides` marker for "not given" (None is a value: it resets an optional field)."""
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET = _Unset()
+
+# Ranges per field: (lo, hi, lo_open); None = unbounded. Types come from the annotations.
+RANGES = {
+    "steps": (1, 100_000, False), "learning_rate": (0, 1, True), "lora_rank": (1, 1024, False),
+    "lora_alpha": (0, None, True), "forget_batch_size": (1, 1024, False), "remember_batch_size": (1, 1024, False),
+    "remember_set_size": (1, 100_000, False), "remember_seed_start": (0, SEED_MAX, False),
+    "flagged_prompt_share": (0, 1, True), "lambda_exponent": (0, None, False), "lambda_constant": (0, 1, False),
+    "logit_std": (0, None, True), "max_grad_norm": (0, None, True), "weight_decay": (0, 1, False),
+    "monitor_every": (0, 100_000, False), "sampling_steps": (*STEPS_RANGE, False), "guidance": (*GUIDANCE_RANGE, False),
+    "seed": (0, SEED_MAX, False), "forget_threshold": (0, 1, True), "remember_floor": (0, 1, False),
+    "guard_seeds": (0, 64, False), "lookalike_probe_seeds": (0, 64, False),
+    "neggrad_weight": (0, None, True), "erasediff_eta": (0, None, False), "siss_scaling_norm": (0, None, True),
+}
 
 
 def _f(default, help: str, **kw):
@@ -97,80 +122,19 @@ class UnlearnConfig:
         self.validate()
 
     def validate(self) -> None:
-        def bad(name, why):
-            shown = repr(getattr(self, name))
-            shown = shown if len(shown) <= 60 else shown[:57] + "..."
-            raise ValueError(f"UnlearnConfig.{name}={shown}: {why}")
-
-        for f in fields(self):  # NaN passes every `<` test below, and inf breaks the optimiser
-            v = getattr(self, f.name)
-            if isinstance(v, float) and not math.isfinite(v):
-                bad(f.name, "must be a finite number")
-        if self.method not in METHODS:
-            bad("method", f"choose one of {', '.join(METHODS)}")
-        if self.surgery not in SURGERY_MODES:
-            bad("surgery", f"choose one of {', '.join(SURGERY_MODES)}")
-        if self.lambda_scheme not in LAMBDA_SCHEMES:
-            bad("lambda_scheme", f"choose one of {', '.join(LAMBDA_SCHEMES)}")
-        if self.timestep_sampling not in TIMESTEP_SAMPLING:
-            bad("timestep_sampling", f"choose one of {', '.join(TIMESTEP_SAMPLING)}")
-        if not 1 <= self.steps <= 100_000:
-            bad("steps", "must be between 1 and 100000")
-        if not 0 < self.learning_rate <= 1:
-            bad("learning_rate", "must be in (0, 1]")
-        if not 1 <= self.lora_rank <= 1024:
-            bad("lora_rank", "must be between 1 and 1024")
-        for name in ("forget_batch_size", "remember_batch_size"):
-            if not 1 <= getattr(self, name) <= 1024:
-                bad(name, "must be between 1 and 1024")
-        if not 1 <= self.remember_set_size <= 100_000:
-            bad("remember_set_size", "must be between 1 and 100000")
-        if self.flagged_prompt_share is not None and not 0.0 < self.flagged_prompt_share <= 1.0:
-            bad("flagged_prompt_share", "must be in (0, 1] or None")
-        if not 0.0 <= self.lookalike_share < 1.0:
-            bad("lookalike_share", "must be in [0, 1)")
-        if not 0 <= self.lambda_constant <= 1:
-            bad("lambda_constant", "must be in [0, 1]")
-        if not 0 < self.siss_lambda < 1:
-            bad("siss_lambda", "must be in (0, 1)")
-        if not 0 <= self.monitor_every <= 100_000:
-            bad("monitor_every", "must be between 0 and 100000")
-        if not 0 <= self.lambda_exponent <= 16:
-            bad("lambda_exponent", "must be between 0 and 16")
-        if not 0 < self.max_grad_norm <= 1e6:
-            bad("max_grad_norm", "must be > 0 and at most 1000000")
-        if not 0 <= self.weight_decay <= 1:
-            bad("weight_decay", "must be in [0, 1]")
-        if not -100 <= self.logit_mean <= 100:
-            bad("logit_mean", "must be between -100 and 100")
-        if not 0 < self.logit_std <= 100:
-            bad("logit_std", "must be > 0 and at most 100")
-        for name in ("neggrad_weight", "erasediff_eta", "siss_scaling_norm"):
-            if not 0 <= getattr(self, name) <= 1e6:
-                bad(name, "must be between 0 and 1000000")
-        if self.lora_alpha is not None and not 0 < self.lora_alpha <= 1e6:
-            bad("lora_alpha", "must be > 0 (and at most 1000000) or None")
-        if self.sampling_steps is not None and not STEPS_RANGE[0] <= self.sampling_steps <= STEPS_RANGE[1]:
-            bad("sampling_steps", f"must be between {STEPS_RANGE[0]} and {STEPS_RANGE[1]} or None")
-        if self.guidance is not None and not GUIDANCE_RANGE[0] <= self.guidance <= GUIDANCE_RANGE[1]:
-            bad("guidance", f"must be between {GUIDANCE_RANGE[0]} and {GUIDANCE_RANGE[1]} or None")
-        if not 0 <= self.seed <= SEED_MAX:
-            bad("seed", f"must be a whole number from 0 to {SEED_MAX}")
+        for f in fields(self):
+            _check(f.name, str(f.type), getattr(self, f.name))
+        if self.remember_seed_start + self.remember_set_size > SEED_MAX + 1:
+            _bad("remember_seed_start", self.remember_seed_start, f"lower it below {SEED_MAX + 1 - self.remember_set_size}")
         for name in ("remember_prompts", "lookalike_prompts"):
-            if len(getattr(self, name)) > MAX_PROMPTS or any(len(p) > MAX_PROMPT_CHARS for p in getattr(self, name)):
-                bad(name, f"at most {MAX_PROMPTS} prompts of at most {MAX_PROMPT_CHARS} characters each")
-        if not 0 <= self.remember_seed_start <= SEED_MAX - self.remember_set_size:
-            bad("remember_seed_start", f"must leave room for the remember set below {SEED_MAX}")
-        if not 0 <= self.remember_floor <= 1:
-            bad("remember_floor", "must be in [0, 1]")
-        if self.oracle not in ORACLES:
-            bad("oracle", f"choose one of {', '.join(ORACLES)}")
-        if not 0 < self.forget_threshold < 1:
-            bad("forget_threshold", "must be in (0, 1)")
-        if not 0 <= self.guard_seeds <= 64:
-            bad("guard_seeds", "must be between 0 and 64")
-        if not 0 <= self.lookalike_probe_seeds <= 64:
-            bad("lookalike_probe_seeds", "must be between 0 and 64")
+            prompts = getattr(self, name)
+            if len(prompts) > MAX_PROMPTS or any(len(p) > MAX_PROMPT_CHARS for p in prompts):
+                _bad(name, f"{len(prompts)} prompts", f"give at most {MAX_PROMPTS} prompts of at most "
+                     f"{MAX_PROMPT_CHARS} characters each")
+        if not 0.0 <= self.lookalike_share < 1.0:
+            _bad("lookalike_share", self.lookalike_share, "choose a value in [0, 1)")
+        if not 0 < self.siss_lambda < 1:
+            _bad("siss_lambda", self.siss_lambda, "choose a value in (0, 1)")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -184,10 +148,48 @@ class UnlearnConfig:
         return cls(**data)
 
     def with_overrides(self, **changes) -> "UnlearnConfig":
+        """A copy with `changes` applied. Values equal to UNSET are "not given" and skipped; None is
+        applied, so an optional field (flagged_prompt_share, sampling_steps...) can be reset."""
         data = self.to_dict()
-        data.update({k: v for k, v in changes.items() if v is not None})
+        data.update({k: v for k, v in changes.items() if v is not UNSET})
         return UnlearnConfig.from_dict(data)
 
     @staticmethod
     def help() -> dict[str, str]:
         return {f.name: f.metadata.get("help", "") for f in fields(UnlearnConfig)}
+
+
+def _bad(name: str, value, fix: str):
+    raise ValueError(f"UnlearnConfig.{name}={value!r}: {fix}")
+
+
+def _check(name: str, annotation: str, value) -> None:
+    """Type, choice and range check of one field; the message names the field, value and fix."""
+    optional = annotation.endswith("| None")
+    base = annotation.replace("| None", "").strip()
+    if value is None:
+        if not optional:
+            _bad(name, value, "give a value (None is only allowed where the default is None)")
+        return
+    if base == "bool" and not isinstance(value, bool):
+        _bad(name, value, "must be true or false")
+    if base == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+        _bad(name, value, "must be a whole number")
+    if base == "float" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        _bad(name, value, "must be a number")
+    if base == "str" and not isinstance(value, str):
+        _bad(name, value, "must be text")
+    if base.startswith("list") and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+        _bad(name, value, "must be a list of strings")
+    if base == "float" and value != value:  # NaN passes every comparison below
+        _bad(name, value, "must be a number, not NaN")
+    if base == "float" and value in (float("inf"), float("-inf")):
+        _bad(name, value, "must be a finite number")
+    if name in CHOICES and value not in CHOICES[name]:
+        _bad(name, value, f"choose one of {', '.join(CHOICES[name])}")
+    if name in RANGES:
+        lo, hi, lo_open = RANGES[name]
+        low_bad = lo is not None and (value <= lo if lo_open else value < lo)
+        if low_bad or (hi is not None and value > hi):
+            span = f"{'(' if lo_open else '['}{lo}, {hi if hi is not None else 'inf'}" + (")" if hi is None else "]")
+            _bad(name, value, f"choose a value in {span}")

@@ -21,7 +21,7 @@ from .objectives import Conditioning
 from .trainer import CancelledError, RememberData
 
 KeepFn = Callable[[str, Image.Image], bool]  # (prompt, image) -> keep in the remember set?
-ProgressFn = Callable[[float, str], None]  # (fraction 0..1, message)
+FractionProgressFn = Callable[[float, str], None]  # (fraction 0..1, message); generate.py counts instead
 
 
 @torch.no_grad()
@@ -36,7 +36,7 @@ def encode_prompts(model: LoadedModel, prompts: list[str]) -> Conditioning:
 
 
 def build_remember_set(model: LoadedModel, prompts: list[str], config: UnlearnConfig, exclude_seeds: set[int],
-                       keep: KeepFn | None = None, progress: ProgressFn | None = None, cancel=None):
+                       keep: KeepFn | None = None, progress: FractionProgressFn | None = None, cancel=None):
     """Generate the remember set with the model as it is now (base + enabled fixes).
 
     `prompts[0]` is the flagged prompt. Flagged seeds are never used; `keep` can drop more (e.g.
@@ -141,7 +141,7 @@ class RememberCache:
 
     def get_or_build(self, model: LoadedModel, fixes: FixManager, prompts: list[str], config: UnlearnConfig,
                      exclude_seeds: set[int], keep: KeepFn | None = None, keep_key: str | None = None,
-                     progress: ProgressFn | None = None, cancel=None):
+                     progress: FractionProgressFn | None = None, cancel=None):
         if keep is not None and keep_key is None:
             return build_remember_set(model, prompts, config, exclude_seeds, keep, progress, cancel)
         k = self.key(model, fixes, prompts, config, exclude_seeds, keep_key)

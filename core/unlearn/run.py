@@ -27,8 +27,8 @@ from ..limits import check_seed
 from ..models.loading import LoadedModel
 from ..runs import CONFIG_FILE, LORA_FILE, METRICS_FILE, RunInfo, RunStore, environment_versions
 from .config import UnlearnConfig
-from .remember import KeepFn, ProgressFn, RememberCache, build_remember_set, encode_prompts
 from .guard import FixGuard, MonitorPoint
+from .remember import FractionProgressFn, KeepFn, RememberCache, build_remember_set, encode_prompts
 from .trainer import CancelledError, ForgetData, StepReport, TrainResult, train
 
 __all__ = ["AlreadyFixedError", "FixRequest", "FixResult", "unlearn", "build_remember_set", "encode_prompts",
@@ -71,7 +71,7 @@ def unlearn(
     is_fixed: Callable[[Image.Image], bool] | None = None,
     on_monitor: Callable[[int, Image.Image], None] | None = None,
     keep_in_remember: KeepFn | None = None,
-    progress: ProgressFn | None = None,
+    progress: FractionProgressFn | None = None,
     remember_cache: RememberCache | None = None,
     keep_key: str | None = None,
     model_defaults_applied: dict | None = None,
