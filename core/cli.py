@@ -89,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "model, --no-stop-when-fixed runs every step)")
     p.add_argument("--on", type=Path, action="append", default=[], help="earlier fix RUN to stack on (repeatable)")
     p.add_argument("--config", type=Path, help="a run's config.json to repeat (CLI flags override it)")
+    p.add_argument("--remember-steps", type=int, default=None,
+                   help="denoising steps of the remember set (default: the model's; embedded: 8)")
+    p.add_argument("--remember-store-mb", type=float, default=None,
+                   help="size bound of the remember-set store OUT/../.remember/, reused by later fixes "
+                        "(default 1024; 0 = keep nothing)")
     p.add_argument("--out", required=True, type=Path)
     _model_args(p)
 
@@ -153,11 +158,13 @@ def _load(args):
     return load_model(args.model, opts)
 
 
-def _studio(args, runs_dir: Path | None = None):
-    from .studio import Studio
+def _studio(args, runs_dir: Path | None = None, remember_store_mb: float | None = None):
+    from .studio import DEFAULT_REMEMBER_MB, Studio
 
     tmp = Path(tempfile.mkdtemp(prefix="unlearn-cli-"))
-    return Studio(_load(args), data_dir=tmp, restore=False, runs_dir=runs_dir or tmp / "runs", persist_state=False)
+    mb = DEFAULT_REMEMBER_MB if remember_store_mb is None else remember_store_mb
+    return Studio(_load(args), data_dir=tmp, restore=False, runs_dir=runs_dir or tmp / "runs", persist_state=False,
+                  remember_store_mb=mb)
 
 
 def _progress_bar(total: int, desc: str):
@@ -212,7 +219,7 @@ def _unlearn_overrides(args) -> dict:
             "lambda_scheme": args.lambda_scheme, "lambda_exponent": args.lambda_exponent,
             "remember_set_size": args.remember_size, "lora_rank": args.rank, "seed": args.train_seed,
             "stop_when_fixed": args.stop_when_fixed, "flagged_prompt_share": args.flagged_prompt_share,
-            "lookalike_share": args.lookalike_share}
+            "lookalike_share": args.lookalike_share, "remember_sampling_steps": args.remember_steps}
 
 
 def cmd_unlearn(args) -> int:
@@ -222,7 +229,7 @@ def cmd_unlearn(args) -> int:
     out = args.out.resolve()
     if out.exists():
         raise FileExistsError(f"{out} exists; choose a new --out folder (runs are never overwritten)")
-    studio = _studio(args, runs_dir=out.parent)
+    studio = _studio(args, runs_dir=out.parent, remember_store_mb=args.remember_store_mb)
     for i, prev in enumerate(args.on):
         studio.fixes.load(prev, f"on-{i}")
     config = studio.default_config()
@@ -238,7 +245,9 @@ def cmd_unlearn(args) -> int:
 
         result = studio.unlearn(args.prompt, flagged, surrogate, args.seed, config, {"kind": "file", "path": str(args.surrogate)},
                                 on_step=on_step, run_id=out.name)
-    print(json.dumps({"run": str(result.run.path), **result.run.metrics()}))
+    m = result.run.metrics()
+    print(f"remember set: {m.get('remember_set_size')} ({m.get('remember_reused', 0)} reused)", file=sys.stderr)
+    print(json.dumps({"run": str(result.run.path), **m}))
     return 0
 
 

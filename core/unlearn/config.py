@@ -58,6 +58,9 @@ class UnlearnConfig:
     stop_when_fixed: bool = _f(False, "stop early once the caller's forgetting criterion holds")
     sampling_steps: int | None = _f(None, "denoising steps for remember set and monitor; None = the model's default")
     guidance: float | None = _f(None, "guidance for remember set and monitor; None = the model's default")
+    remember_sampling_steps: int | None = _f(
+        None, "denoising steps for the remember set only; None = sampling_steps. Fewer is cheaper; the "
+        "embedded model's default (8 of its 20) was measured not to cost integrity (bench/results/cost.md)")
     neggrad_weight: float = _f(1.0, "NegGrad: weight of the ascent term")
     erasediff_eta: float = _f(0.1, "EraseDiff: eta in g = g_r + max(eta - <g_r,g_f>/||g_f||^2, 0) g_f")
     siss_lambda: float = _f(0.5, "SISS: probability of drawing the mixture from the forget image (CelebA cfg 0.5)")
@@ -103,6 +106,9 @@ class UnlearnConfig:
             bad("siss_lambda", "must be in (0, 1)")
         if self.max_grad_norm <= 0:
             bad("max_grad_norm", "must be > 0")
+        for name in ("sampling_steps", "remember_sampling_steps"):
+            if getattr(self, name) is not None and not 1 <= getattr(self, name) <= 1000:
+                bad(name, "must be between 1 and 1000, or None for the default")
         if self.monitor_every < 0:
             bad("monitor_every", "must be >= 0")
 

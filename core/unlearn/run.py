@@ -97,11 +97,13 @@ def unlearn(
     excluded = {request.seed} if request.seed is not None else set()
     prompts = [request.prompt] + [p for p in config.remember_prompts if p != request.prompt]
     if remember_cache is not None:
-        remember, kept, dropped = remember_cache.get_or_build(model, fixes, prompts, config, excluded,
-                                                              keep_in_remember, keep_key, progress, cancel)
+        found = remember_cache.get_or_build(model, fixes, prompts, config, excluded, keep_in_remember, keep_key,
+                                            progress, cancel)
     else:
-        remember, kept, dropped = build_remember_set(model, prompts, config, excluded, keep_in_remember, progress,
-                                                     cancel)
+        found = build_remember_set(model, prompts, config, excluded, keep_in_remember, progress, cancel)
+    remember, kept, dropped = found
+    if progress:
+        progress(1.0, found.message())
 
     # 3. Latents and conditioning of the instance.
     x_f, x_s = encode(model, [flagged]), encode(model, [surrogate])
@@ -144,7 +146,8 @@ def unlearn(
             partial.save_image("after.png", after)
         seconds = time.perf_counter() - t_start
         fixed = bool(is_fixed(after)) if (is_fixed is not None and after is not None) else None
-        partial.write_json(METRICS_FILE, _metrics(result, seconds, flagged, after, kept, dropped, fixed))
+        partial.write_json(METRICS_FILE, _metrics(result, seconds, flagged, after, kept, dropped, fixed)
+                           | {"remember_reused": found.reused, "remember_generated": found.generated})
         partial.write_json(CONFIG_FILE, _config_record(model, request, config, run_id, kept, model_defaults_applied))
         run = partial.commit()
     except BaseException:
