@@ -219,6 +219,10 @@ class RememberCache:
         self.hits = 0
         self.misses = 0
 
+    def clear(self) -> None:
+        """Forget the sets held in memory (as a restart would); the on-disk store stays."""
+        self._sets.clear()
+
     @staticmethod
     def key(model: LoadedModel, fixes: FixManager, prompts: list[str], config: UnlearnConfig,
             exclude_seeds: set[int], keep_key: str | None) -> tuple:
