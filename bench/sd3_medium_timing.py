@@ -4,21 +4,21 @@
                                                                          # GC off/on x surgery forget/off
     PYTHONPATH=. python bench/sd3_medium_timing.py --resolution 512 --batch 8
     PYTHONPATH=. python bench/sd3_medium_timing.py --quick --device cpu  # reduced shape, < 2 min
+    PYTHONPATH=. python bench/sd3_medium_timing.py --fix [--dry-run]     # a whole fix, via the studio
 
 No download: the transformer is built from SD3-medium's config with random weights (sample_size
 128, patch 2, 16 channels, 24 layers, 24 heads x 64, joint_attention_dim 4096, caption projection
 1536, pooled 2048, pos_embed_max_size 192; 2.03B parameters), in bf16 on cuda (fp32 on cpu). The fix
-LoRA is the studio's own (core.adapters.FixManager.create: SD3_LORA_TARGETS, gaussian init), and the
-steps are the studio's trainer (core.unlearn.trainer.train) running the real method (default
-surrogate; on cuda with surgery forget and off interleaved, for the surgery's cost ratio) on random latents (B, 16, res/8, res/8) and random prompt embeddings
-(B, 77 + t5_tokens, 4096) + pooled (B, 2048). Text encoders and VAE are not loaded: the studio
-precomputes embeddings and latents before training, so they are not part of a step.
+LoRA is the studio's own (core.adapters.FixManager.create), and the steps are the studio's trainer
+(core.unlearn.trainer.train) running the real method (on cuda with surgery forget and off interleaved,
+for the surgery's cost ratio) on random latents (B, 16, res/8, res/8) and random prompt embeddings
+(B, 77 + t5_tokens, 4096) + pooled (B, 2048); text encoders and VAE are not loaded (the studio
+precomputes embeddings and latents before training). --fix runs bench/sd3_medium_fix.py instead,
+which builds the whole pipeline and times a fix end to end.
 
 --t5-tokens: the studio drops T5 by default and then appends 77 zero tokens (LoadOptions.drop_t5,
-max_sequence_length 77); with T5 kept SD3 uses 256.
-
-On cpu --quick runs a reduced shape (2 layers, 256², batch 1 + 1) and says so; the full shape on cpu
-takes ~15 s per sample at 256² and ~12 GB of RAM (see the embedded-world facts).
+max_sequence_length 77); with T5 kept SD3 uses 256. On cpu --quick runs a reduced shape (2 layers,
+256², batch 1 + 1) and says so; the full shape on cpu takes ~15 s per sample at 256², ~12 GB of RAM.
 """
 
 from __future__ import annotations
@@ -302,8 +302,8 @@ def _report(info: dict, cmd: str, out: Path, reduced: str | None, quick_gpu_note
     headers += ["peak GiB"] + (["peak reserved GiB"] if cuda else []) + ["Δ GiB", "est. TFLOP/step", "achieved TFLOP/s"]
     rows = [row + ["-"] * (len(headers) - len(row)) for row in rows]
     r0 = next((r for r in info["results"] if not r.get("oom")), info["results"][0])
-    order = ("one contiguous run per setting, settings in turn" if r0["chunk"] >= r0["steps"]
-             else f"settings alternating every {r0['chunk']} step(s), order rotated per round")
+    order = ("one contiguous run per setting, settings in turn" if r0["chunk"] >= r0["steps"] else f"settings "
+             f"alternating every {r0['chunk']} step(s), order rotated per round")
     blocks = []
     if reduced:
         blocks.append(f"> **REDUCED SHAPE (cpu --quick): {reduced}. These numbers are not SD3-medium's.** They check the "
@@ -339,6 +339,8 @@ def _report(info: dict, cmd: str, out: Path, reduced: str | None, quick_gpu_note
 
 
 def main(argv=None) -> int:
+    if "--fix" in (argv := sys.argv[1:] if argv is None else list(argv)):  # remember set, training, compare
+        return __import__("bench.sd3_medium_fix", fromlist=["main"]).main([a for a in argv if a != "--fix"])
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     C.add_common_args(p, model=False)
     p.add_argument("--steps", type=int, default=None, help="measured steps per setting (default: 100 cuda, 3 cpu)")
@@ -352,12 +354,10 @@ def main(argv=None) -> int:
     p.add_argument("--layers", type=int, default=None, help="override the layer count (cpu --quick: 2)")
     p.add_argument("--dtype", default="auto", help="auto (bf16 cuda, fp32 cpu) | fp32 | bf16 | fp16")
     p.add_argument("--fp32-lora", action="store_true", help="keep LoRA weights in fp32 (diffusers' scripts do)")
-    p.add_argument("--chunk", type=int, default=None,
-                   help="steps per setting before switching GC (default: all steps on cuda, 1 on cpu)")
+    p.add_argument("--chunk", type=int, default=None, help="steps per setting before switching GC (cuda: all; cpu: 1)")
     p.add_argument("--method", default="surrogate", choices=["surrogate", "neggrad", "erasediff", "siss"])
     p.add_argument("--surgery", default=None, choices=["off", "forget", "pcgrad", "both"],
-                   help="surrogate's surgery; both = forget and off measured interleaved, which gives the surgery's "
-                        "cost ratio (default: both on cuda, forget on cpu)")
+                   help="surrogate's surgery; both = forget and off interleaved, for its cost ratio (cuda: both; cpu: forget)")
     args = p.parse_args(argv)
     cmd = C.command_line()
     C.apply_threads(args.threads)
@@ -383,8 +383,7 @@ def main(argv=None) -> int:
     steps = args.steps or ((10 if args.quick else 100) if cuda else 3)
     warmup = args.warmup if args.warmup is not None else (3 if cuda else 1)
     if not cuda and not args.quick:
-        print("WARNING: full SD3-medium shape on cpu: ~9 GB of fp32 weights, about 15 s per sample at 256² on 2 "
-              "cores and far more at 1024²; pass --quick for the reduced shape.", flush=True)
+        print("WARNING: full SD3-medium shape on cpu (~9 GB fp32, ~15 s per sample at 256²); pass --quick.", flush=True)
     gcs = {"off": (False,), "on": (True,), "both": (False, True)}[args.gc]
     surgery = args.surgery or ("both" if cuda else "forget")
     surgeries = ("forget", "off") if surgery == "both" else (surgery,)

@@ -122,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     _config_args(p)
     p.add_argument("--on", type=Path, action="append", default=[], help="earlier fix RUN to stack on (repeatable)")
     p.add_argument("--config", type=Path, help="a run's config.json to repeat (CLI flags override it)")
+    p.add_argument("--remember-steps", type=int, default=None,
+                   help="denoising steps of the remember set (default: the model's; embedded: 8)")
+    p.add_argument("--remember-store-mb", type=float, default=None,
+                   help="size bound of the remember-set store OUT/../.remember/, reused by later fixes "
+                        "(default 1024; 0 = keep nothing)")
     p.add_argument("--out", required=True, type=Path)
     _model_args(p)
 
@@ -222,12 +227,14 @@ def _load(args):
     return load_model(args.model, load_options(args))
 
 
-def _studio(args, runs_dir: Path | None = None):
-    from .studio import Studio
+def _studio(args, runs_dir: Path | None = None, remember_store_mb: float | None = None):
+    from .studio import DEFAULT_REMEMBER_MB, Studio
 
     tmp = Path(tempfile.mkdtemp(prefix="unlearn-cli-"))
     _TEMP_DIRS.append(tmp)
-    return Studio(_load(args), data_dir=tmp, restore=False, runs_dir=runs_dir or tmp / "runs", persist_state=False)
+    mb = DEFAULT_REMEMBER_MB if remember_store_mb is None else remember_store_mb
+    return Studio(_load(args), data_dir=tmp, restore=False, runs_dir=runs_dir or tmp / "runs", persist_state=False,
+                  remember_store_mb=mb)
 
 
 def _check_sampling(args) -> None:
@@ -303,7 +310,10 @@ def _open_layer(path: Path):
 def _unlearn_overrides(args) -> dict:
     """Given config flags only (UNSET = not given; None = an explicit reset)."""
     names = [*CONFIG_FLAGS.values(), *BOOL_FLAGS.values()]
-    return {n: getattr(args, f"cfg_{n}") for n in names if getattr(args, f"cfg_{n}") is not UNSET}
+    given = {n: getattr(args, f"cfg_{n}") for n in names if getattr(args, f"cfg_{n}") is not UNSET}
+    if args.remember_steps is not None:
+        given["remember_sampling_steps"] = args.remember_steps
+    return given
 
 
 def cmd_unlearn(args) -> int:
@@ -319,7 +329,7 @@ def cmd_unlearn(args) -> int:
     flagged = load_image(args.flagged) if args.flagged else None
     if not out.parent.exists():  # made for this run: removed again if the run fails
         _MADE_DIRS.append(out.parent)
-    studio = _studio(args, runs_dir=out.parent)
+    studio = _studio(args, runs_dir=out.parent, remember_store_mb=args.remember_store_mb)
     for i, prev in enumerate(args.on):
         studio.fixes.load(prev, f"on-{i}")
     config = studio.default_config()
@@ -335,7 +345,9 @@ def cmd_unlearn(args) -> int:
 
         result = studio.unlearn(args.prompt, flagged, surrogate, args.seed, config, {"kind": "file", "path": str(args.surrogate)},
                                 on_step=on_step, run_id=out.name)
-    print(json.dumps({"run": str(result.run.path), **result.run.metrics()}))
+    m = result.run.metrics()
+    print(f"remember set: {m.get('remember_set_size')} ({m.get('remember_reused', 0)} reused)", file=sys.stderr)
+    print(json.dumps({"run": str(result.run.path), **m}))
     return 0
 
 

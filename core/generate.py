@@ -26,7 +26,7 @@ CountProgressFn = Callable[[int, int, str], None]  # (done, total, message); the
 class Generated:
     prompt: str
     seed: int
-    image: Image.Image
+    image: Image.Image | None  # None when generated with decode_images=False
     latent: torch.Tensor  # final latent in model space (1, C, h, w), on CPU
     noise: torch.Tensor  # the initial noise that produced it (1, C, h, w), on CPU
 
@@ -74,12 +74,63 @@ def generate(
     seeds: Sequence[int],
     steps: int | None = None,
     guidance: float | None = None,
-    batch_size: int = 16,
+    batch_size: int | None = 16,
     progress: CountProgressFn | None = None,
     noises: Sequence[torch.Tensor] | None = None,
 ) -> list[Generated]:
     """Generate one image per seed for `prompt` with the model's current adapters."""
     return generate_many(model, [(prompt, s) for s in seeds], steps, guidance, batch_size, progress, noises)
+
+
+# Per-image memory of a no-grad transformer pass, in elements per (token x width): hidden states of
+# both streams, q/k/v, attention output and the 4x MLP hidden, with slack for temporaries.
+_ACT_FACTOR = 16
+MAX_AUTO_BATCH = 128  # past this a CPU gains nothing per image and a GPU nothing per call
+
+
+def memory_budget(device: torch.device) -> int:
+    """Bytes a generation call may use for activations: half of what is free on a GPU now, on a CPU a
+    quarter of the available RAM, at most 4 GiB (the machine is shared with the app and the OS)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free * 0.5)
+    try:
+        with open("/proc/meminfo") as f:
+            avail = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        avail = 4 << 30
+    return int(min(avail // 4, 4 << 30))
+
+
+def images_per_call(model: LoadedModel, guidance: float | None = None, budget: int | None = None) -> int:
+    """How many images one pipeline call may denoise within `budget` bytes (default `memory_budget`).
+
+    Estimated, not measured: per image, (image + text tokens) x transformer width x `_ACT_FACTOR`
+    elements, plus heads x tokens^2 attention scores (CPU attention materialises them), doubled with
+    guidance (the pipeline runs the unconditional batch alongside). The embedded 32 px model fits
+    `MAX_AUTO_BATCH` in a few MB; SD3-medium at 1024 px ~2.1 GB per image in bf16 with guidance."""
+    t = model.pipe.transformer
+    cfg = t.config
+    c, h, w = latent_shape(model)
+    tokens = (h // cfg.patch_size) * (w // cfg.patch_size) + 77 + model.info.max_sequence_length
+    width = cfg.num_attention_heads * cfg.attention_head_dim
+    elem = torch.finfo(t.dtype).bits // 8
+    per_image = (tokens * width * _ACT_FACTOR + cfg.num_attention_heads * tokens * tokens) * elem
+    guidance = model.info.default_guidance if guidance is None else guidance
+    per_image *= 2 if guidance > 1 else 1
+    budget = memory_budget(model.device) if budget is None else budget
+    return int(max(1, min(MAX_AUTO_BATCH, budget // max(per_image, 1))))
+
+
+def decodes_per_call(model: LoadedModel, budget: int | None = None) -> int:
+    """VAE decodes per call within `budget`: the decoder's full-resolution blocks hold about eight
+    maps of its first block's width per image (an estimate; SD3's VAE at 1024 px: ~2 GB each in bf16)."""
+    vae = model.pipe.vae
+    res = model.info.resolution
+    elem = torch.finfo(vae.dtype).bits // 8
+    per_image = 8 * vae.config.block_out_channels[0] * res * res * elem
+    budget = memory_budget(model.device) if budget is None else budget
+    return int(max(1, min(MAX_AUTO_BATCH, budget // per_image)))
 
 
 @torch.no_grad()
@@ -88,15 +139,23 @@ def generate_many(
     requests: Sequence[tuple[str, int]],
     steps: int | None = None,
     guidance: float | None = None,
-    batch_size: int = 16,
+    batch_size: int | None = 16,
     progress: CountProgressFn | None = None,
     noises: Sequence[torch.Tensor] | None = None,
+    decode_images: bool = True,
 ) -> list[Generated]:
     """Generate one image per (prompt, seed), batching across prompts: a small model spends much of
-    a small batch on per-call overhead, so many prompts with few seeds each go faster this way."""
+    a small batch on per-call overhead, so many prompts with few seeds each go faster this way.
+
+    `batch_size=None` sizes the calls by memory (`images_per_call`). `decode_images=False` keeps only
+    latents (`Generated.image` is None): the remember set needs no pixels unless a filter looks."""
     requests = [(limits.check_prompt(p), limits.check_seed(s)) for p, s in requests]
     steps = limits.check_steps(steps or model.info.default_steps)
     guidance = limits.check_guidance(model.info.default_guidance if guidance is None else guidance)
+    if batch_size is None:
+        batch_size = images_per_call(model, guidance)
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size}: must be >= 1 (or None to size it by memory)")
     noises = list(noises) if noises is not None else [initial_noise(model, s) for _, s in requests]
     out: list[Generated] = []
     for start in range(0, len(requests), batch_size):
@@ -112,12 +171,18 @@ def generate_many(
             max_sequence_length=model.info.max_sequence_length,
             output_type="latent",
         ).images
-        images = decode(model, latents)
+        images = decode_batched(model, latents) if decode_images else [None] * len(chunk)
         for i, (prompt, seed) in enumerate(chunk):
             out.append(Generated(prompt, seed, images[i], latents[i : i + 1].float().cpu(), noise[i : i + 1]))
         if progress:
             progress(len(out), len(requests), f"generated {len(out)}/{len(requests)}")
     return out
+
+
+def decode_batched(model: LoadedModel, latents: torch.Tensor) -> list[Image.Image]:
+    """`decode` in sub-batches sized by memory (a 1024 px VAE decode costs far more than denoising)."""
+    n = decodes_per_call(model)
+    return [img for k in range(0, latents.shape[0], n) for img in decode(model, latents[k : k + n])]
 
 
 def image_grid(

@@ -30,6 +30,7 @@ from .surrogates import Surrogate, SurrogateParams, make_surrogate
 from .unlearn.config import UnlearnConfig
 from .unlearn.run import AlreadyFixedError, FixRequest, FixResult, unlearn  # noqa: F401 (re-exported)
 from .unlearn.remember import RememberCache
+from .unlearn.remember_store import DEFAULT_MAX_MB as DEFAULT_REMEMBER_MB, RememberStore
 
 STATE_FILE = "fixes_state.json"
 
@@ -63,15 +64,17 @@ class FixEntry:
 
 class Studio:
     def __init__(self, model: LoadedModel, data_dir: str | Path = "studio-data", restore: bool = True,
-                 runs_dir: str | Path | None = None, persist_state: bool = True):
+                 runs_dir: str | Path | None = None, persist_state: bool = True,
+                 remember_store_mb: float = DEFAULT_REMEMBER_MB):
         self.model = model
         self._model_lock = threading.RLock()
         self.data_dir = Path(data_dir)
         self.fixes = FixManager(model)
         self.store = RunStore(runs_dir or self.data_dir / "runs")
         self.persist_state = persist_state
-        # Remember sets of recent fixes: retrying a fix on the same model state skips rebuilding it.
-        self.remember_cache = RememberCache()
+        # Remember-set generations on disk beside the runs (0 MB: none kept), whole recent sets in memory:
+        # later fixes, retries and restarts on the same model state skip regenerating them.
+        self.remember_cache = RememberCache(store=RememberStore.beside(self.store.root, remember_store_mb))
         self.restore_errors: list[str] = []
         if restore:
             self.restore_fixes()

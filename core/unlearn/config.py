@@ -40,6 +40,7 @@ RANGES = {
     "monitor_every": (0, 100_000, False), "sampling_steps": (*STEPS_RANGE, False), "guidance": (*GUIDANCE_RANGE, False),
     "seed": (0, SEED_MAX, False), "forget_threshold": (0, 1, True), "remember_floor": (0, 1, False),
     "guard_seeds": (0, 64, False), "lookalike_probe_seeds": (0, 64, False),
+    "remember_sampling_steps": (*STEPS_RANGE, False),
     "neggrad_weight": (0, None, True), "erasediff_eta": (0, None, False), "siss_scaling_norm": (0, None, True),
 }
 
@@ -111,6 +112,9 @@ class UnlearnConfig:
         3, "seeds per remember prompt rendered to find look-alike prompts with the judge (0 = do not look)")
     sampling_steps: int | None = _f(None, "denoising steps for remember set and monitor; None = the model's default")
     guidance: float | None = _f(None, "guidance for remember set and monitor; None = the model's default")
+    remember_sampling_steps: int | None = _f(
+        None, "denoising steps for the remember set only; None = sampling_steps. Fewer is cheaper; the "
+        "embedded model's default (8 of its 20) was measured not to cost integrity (bench/results/cost.md)")
     neggrad_weight: float = _f(1.0, "NegGrad: weight of the ascent term")
     erasediff_eta: float = _f(0.1, "EraseDiff: eta in g = g_r + max(eta - <g_r,g_f>/||g_f||^2, 0) g_f")
     siss_lambda: float = _f(0.5, "SISS: probability of drawing the mixture from the forget image (CelebA cfg 0.5)")

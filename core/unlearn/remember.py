@@ -1,8 +1,11 @@
 """The remember set: generations of the model as it is now, which the fix must keep producing.
 
-Building it is the slowest part of a small fix (100 generations at full sampling steps), and it
-depends only on the model state and a few config fields, so a `RememberCache` keeps recent sets:
-a second attempt at the same fix (other surrogate, other learning rate) skips it.
+Building it is the slowest part of a small fix (~100 generations), and each generation depends
+only on the model state, its prompt, seed, steps and guidance. So it is built in as few pipeline
+calls as memory allows, with `remember_sampling_steps` (fewer than a user's renders where that was
+measured not to hurt), and each generation is kept on disk by `RememberStore`: later fixes,
+retries and restarts on the same model state reuse it. A `RememberCache` also keeps whole recent
+sets in memory, so a retry of the same fix skips even the keep filter.
 """
 
 from __future__ import annotations
@@ -14,10 +17,11 @@ import torch
 from PIL import Image
 
 from ..adapters import FixManager
-from ..generate import generate_many
+from ..generate import Generated, decode_batched, generate_many, images_per_call, latent_shape
 from ..models.loading import LoadedModel
 from .config import UnlearnConfig
 from .objectives import Conditioning
+from .remember_store import GenKey, RememberStore, model_state
 from .trainer import CancelledError, RememberData
 
 KeepFn = Callable[[str, Image.Image], bool]  # (prompt, image) -> keep in the remember set?
@@ -35,20 +39,67 @@ def encode_prompts(model: LoadedModel, prompts: list[str]) -> Conditioning:
     return Conditioning(embeds.detach(), pooled.detach())
 
 
+class RememberSet(tuple):
+    """`(data, kept, excluded)` as callers unpack it, plus where the generations came from:
+    `generated` new images made now (kept or not), `reused` kept ones taken from the store or cache,
+    `pipeline_calls` the denoising calls it took."""
+
+    generated: int
+    reused: int
+    pipeline_calls: int
+
+    def __new__(cls, data: RememberData, kept: list, excluded: list, generated: int = 0, reused: int = 0,
+                pipeline_calls: int = 0):
+        obj = super().__new__(cls, (data, kept, excluded))
+        obj.generated, obj.reused, obj.pipeline_calls = generated, reused, pipeline_calls
+        return obj
+
+    @property
+    def data(self) -> RememberData:
+        return self[0]
+
+    @property
+    def kept(self) -> list[tuple[str, int]]:
+        return self[1]
+
+    @property
+    def excluded(self) -> list[tuple[str, int]]:
+        return self[2]
+
+    def message(self) -> str:
+        return f"remember set: {len(self.kept)} ({self.reused} reused)"
+
+
+def remember_steps(model: LoadedModel, config: UnlearnConfig) -> int:
+    """Denoising steps of the remember set: its own setting, else the fix's sampling steps, else the model's."""
+    return config.remember_sampling_steps or config.sampling_steps or model.info.default_steps
+
+
 def build_remember_set(model: LoadedModel, prompts: list[str], config: UnlearnConfig, exclude_seeds: set[int],
-                       keep: KeepFn | None = None, progress: FractionProgressFn | None = None, cancel=None):
+                       keep: KeepFn | None = None, progress: FractionProgressFn | None = None, cancel=None,
+                       store: RememberStore | None = None, fixes: FixManager | None = None,
+                       keep_key: str | None = None) -> RememberSet:
     """Generate the remember set with the model as it is now (base + enabled fixes).
 
     `prompts[0]` is the flagged prompt. Flagged seeds are never used; `keep` can drop more (e.g.
     outputs showing the same error, which would fight the fix). Per prompt, seeds are taken in
     order until its quota (`remember_quotas`) is kept. All prompts are generated together, in
     rounds: the first asks for every prompt's quota, later ones only refill what `keep` dropped.
+    Each round is as few pipeline calls as memory allows (`images_per_call`); only latents are kept,
+    and images are decoded only for `keep` to look at. With a `store` (and `fixes`, the model's
+    FixManager, which the key needs), stored generations are reused and new ones stored; a stored
+    keep verdict is reused only under the same `keep_key`.
     """
     quota = remember_quotas(prompts, config)
     total = sum(quota.values())
+    steps = remember_steps(model, config)
+    guidance = model.info.default_guidance if config.guidance is None else config.guidance
+    state = model_state(model, fixes).digest if store is not None else ""
+    shape = (1, *latent_shape(model))
     next_seed = {p: config.remember_seed_start for p in prompts}
     found: dict[str, list] = {p: [] for p in prompts}  # prompt -> kept Generated, in seed order
     excluded: list[tuple[str, int]] = []
+    counts = {"generated": 0, "reused": 0, "calls": 0}
     while True:
         requests = []
         for p in prompts:
@@ -60,20 +111,50 @@ def build_remember_set(model: LoadedModel, prompts: list[str], config: UnlearnCo
                 next_seed[p] += 1
         if not requests:
             break
-        for g in _generate_cancellable(model, requests, config, cancel):
-            if keep is not None and not keep(g.prompt, g.image):
-                excluded.append((g.prompt, g.seed))
+        if cancel is not None and cancel.cancelled:
+            raise CancelledError("cancelled while building the remember set")
+        keys = {r: GenKey(state, r[0], r[1], steps, float(guidance)) for r in requests} if store else {}
+        stored = {r: e for r in requests if store and (e := store.get(keys[r], shape)) is not None}
+        new = _generate_cancellable(model, [r for r in requests if r not in stored], steps, guidance,
+                                    keep is not None, cancel, counts)
+        verdicts = _verdicts(model, stored, new, keep, keep_key)
+        for r in requests:  # in request order: seed order per prompt, as without a store
+            g = new.get(r) or Generated(r[0], r[1], None, stored[r].latent, None)
+            if r in new:
+                counts["generated"] += 1
+                if store:
+                    store.put(keys[r], g.latent, {keep_key: verdicts[r]} if keep is not None and keep_key else None)
+            if keep is not None and not verdicts[r]:
+                excluded.append(r)
                 continue
-            found[g.prompt].append(g)
+            found[r[0]].append(g)
+            counts["reused"] += r in stored
         if progress:
             n = sum(map(len, found.values()))
-            progress(n / total, f"remember set {n}/{total}")
+            progress(n / total, f"remember set: {n}/{total} ({counts['reused']} reused)")
+    if store:
+        store.evict()
     gens = [g for p in prompts for g in found[p]]
     if not gens:
         raise RuntimeError("the remember set is empty: every candidate was excluded")
     cond = encode_prompts(model, [g.prompt for g in gens])
     kept = [(g.prompt, g.seed) for g in gens]
-    return RememberData(torch.cat([g.latent for g in gens]).to(model.device), cond), kept, excluded
+    data = RememberData(torch.cat([g.latent for g in gens]).to(model.device), cond)
+    return RememberSet(data, kept, excluded, counts["generated"], counts["reused"], counts["calls"])
+
+
+def _verdicts(model: LoadedModel, stored: dict, new: dict, keep: KeepFn | None, keep_key: str | None) -> dict:
+    """keep(prompt, image) per request: a verdict stored under the same keep_key is reused; the
+    other stored generations are decoded (in memory-sized batches) for `keep` to look at."""
+    if keep is None:
+        return {}
+    out = {r: e.verdicts[keep_key] for r, e in stored.items() if keep_key is not None and keep_key in e.verdicts}
+    todo = [r for r in stored if r not in out]
+    if todo:
+        images = decode_batched(model, torch.cat([stored[r].latent for r in todo]))
+        out.update({r: bool(keep(r[0], img)) for r, img in zip(todo, images)})
+    out.update({r: bool(keep(r[0], g.image)) for r, g in new.items()})
+    return out
 
 
 def remember_quotas(prompts: list[str], config: UnlearnConfig) -> dict[str, int]:
@@ -107,28 +188,40 @@ def _even_split(prompts: list[str], size: int) -> dict[str, int]:
     return {p: base + (k < extra) for k, p in enumerate(prompts)}
 
 
-def _generate_cancellable(model: LoadedModel, requests: list[tuple[str, int]], config: UnlearnConfig, cancel):
-    """Generate in chunks, checking the cancel token between them (a remember set can take minutes).
-    Small models batch 32 images per call (per-call overhead dominates); large ones 4, to bound memory."""
-    chunk = 32 if model.info.resolution <= 128 else 4
+def _generate_cancellable(model: LoadedModel, requests: list[tuple[str, int]], steps: int, guidance: float,
+                          decode_images: bool, cancel, counts: dict) -> dict:
+    """Generate in calls as large as memory allows, checking the cancel token between them (a
+    remember set can take minutes); returns {(prompt, seed): Generated}."""
+    chunk = images_per_call(model, guidance)
+    out = {}
     for start in range(0, len(requests), chunk):
         if cancel is not None and cancel.cancelled:
             raise CancelledError("cancelled while building the remember set")
-        yield from generate_many(model, requests[start:start + chunk], config.sampling_steps, config.guidance,
-                                 batch_size=chunk)
+        part = requests[start:start + chunk]
+        for g in generate_many(model, part, steps, guidance, batch_size=chunk, decode_images=decode_images):
+            out[(g.prompt, g.seed)] = g
+        counts["calls"] += 1
+    return out
 
 
 class RememberCache:
-    """Recent remember sets, keyed on everything they depend on: the base weights, the enabled
-    fixes and their weights, the prompts, the config fields that shape the set, the excluded seeds
-    and the exclusion rule. A keep function without a `keep_key` is never cached (its rule is
-    unknown). In memory only: the latents of SD3-medium take ~1 MB per image."""
+    """Remember sets of this session in memory, over an optional on-disk `RememberStore` of single
+    generations. A set is keyed on everything it depends on: the base weights, the enabled fixes and
+    their weights, the prompts, the config fields that shape the set, the excluded seeds and the
+    exclusion rule. A keep function without a `keep_key` is never cached here (its rule is unknown);
+    the store still serves its generations, and `keep` judges them again. In memory the latents of
+    SD3-medium take ~1 MB per image, hence only `max_entries` sets."""
 
-    def __init__(self, max_entries: int = 4):
+    def __init__(self, max_entries: int = 4, store: RememberStore | None = None):
         self.max_entries = max_entries
-        self._sets: OrderedDict[tuple, tuple] = OrderedDict()
+        self.store = store
+        self._sets: OrderedDict[tuple, RememberSet] = OrderedDict()
         self.hits = 0
         self.misses = 0
+
+    def clear(self) -> None:
+        """Forget the sets held in memory (as a restart would); the on-disk store stays."""
+        self._sets.clear()
 
     @staticmethod
     def key(model: LoadedModel, fixes: FixManager, prompts: list[str], config: UnlearnConfig,
@@ -136,23 +229,26 @@ class RememberCache:
         active = tuple(sorted((f.name, float(f.weight)) for f in fixes.fixes.values() if f.enabled))
         return (model.fingerprint(), str(model.device), str(model.pipe.transformer.dtype), active, tuple(prompts),
                 config.remember_set_size, config.flagged_prompt_share, tuple(config.lookalike_prompts),
-                config.lookalike_share, config.remember_seed_start, config.sampling_steps, config.guidance,
+                config.lookalike_share, config.remember_seed_start, remember_steps(model, config), config.guidance,
                 tuple(sorted(exclude_seeds)), keep_key)
 
     def get_or_build(self, model: LoadedModel, fixes: FixManager, prompts: list[str], config: UnlearnConfig,
                      exclude_seeds: set[int], keep: KeepFn | None = None, keep_key: str | None = None,
-                     progress: FractionProgressFn | None = None, cancel=None):
+                     progress: FractionProgressFn | None = None, cancel=None) -> RememberSet:
+        def build():
+            return build_remember_set(model, prompts, config, exclude_seeds, keep, progress, cancel, self.store,
+                                      fixes, keep_key)
+
         if keep is not None and keep_key is None:
-            return build_remember_set(model, prompts, config, exclude_seeds, keep, progress, cancel)
+            return build()
         k = self.key(model, fixes, prompts, config, exclude_seeds, keep_key)
         if k in self._sets:
             self.hits += 1
             self._sets.move_to_end(k)
-            if progress:
-                progress(1.0, f"remember set {len(self._sets[k][1])} (cached)")
-            return self._sets[k]
+            found = self._sets[k]
+            return RememberSet(found.data, found.kept, found.excluded, 0, len(found.kept), 0)
         self.misses += 1
-        found = build_remember_set(model, prompts, config, exclude_seeds, keep, progress, cancel)
+        found = build()
         self._sets[k] = found
         while len(self._sets) > self.max_entries:
             self._sets.popitem(last=False)

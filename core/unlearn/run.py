@@ -20,7 +20,7 @@ from PIL import Image
 
 from ..adapters import FixManager
 from ..compare import mean_abs_diff
-from ..generate import decode, encode, generate, generate_many, initial_noise
+from ..generate import encode, generate, generate_many, initial_noise
 from ..judge import ForgettingJudge
 from ..images import ImageInputError, fit_to_model, to_array
 from ..limits import check_seed
@@ -117,18 +117,21 @@ def unlearn(
         keep_in_remember = lambda p, img: p != request.prompt or not judge.shows_error([img])[0]  # noqa: E731
         keep_key = f"judge {judge.descriptor.name}: flagged {_image_digest(flagged)} surrogate {_image_digest(surrogate)}"
     if remember_cache is not None:
-        remember, kept, dropped = remember_cache.get_or_build(model, fixes, prompts, config, excluded,
-                                                              keep_in_remember, keep_key, progress, cancel)
+        found = remember_cache.get_or_build(model, fixes, prompts, config, excluded, keep_in_remember, keep_key,
+                                            progress, cancel)
     else:
-        remember, kept, dropped = build_remember_set(model, prompts, config, excluded, keep_in_remember, progress,
-                                                     cancel)
+        found = build_remember_set(model, prompts, config, excluded, keep_in_remember, progress, cancel)
+    remember, kept, dropped = found
+    if progress:
+        progress(1.0, found.message())
 
     # 3. Latents and conditioning of the instance; the guard's remember seeds and their base images.
     x_f, x_s = encode(model, [flagged]), encode(model, [surrogate])
     forget = ForgetData(x_f, x_s, encode_prompts(model, [request.prompt]))
-    guard_rows = _guard_rows(kept, request.prompt, config) if noise is not None else []
-    guard_base = decode(model, remember.latents[guard_rows].to(model.device)) if guard_rows else []
-    guard_requests = [kept[i] for i in guard_rows]
+    # Rendered at the monitor's settings (the remember set may use fewer sampling steps).
+    guard_requests = [kept[i] for i in _guard_rows(kept, request.prompt, config)] if noise is not None else []
+    guard_base = [g.image for g in generate_many(model, guard_requests, config.sampling_steps, config.guidance,
+                                                 batch_size=max(1, len(guard_requests)))] if guard_requests else []
 
     # 4. A fresh adapter in a partial run folder; everything below is undone on failure.
     partial = store.begin(run_id)  # claims the id (a generated one is redrawn on a clash)
@@ -175,7 +178,8 @@ def unlearn(
         outcome = {"judge": judge, "after": after, "fixed": bool(forgotten(after)) if after is not None else None,
                    "oracle": "external" if is_fixed else "judge", "guard": guard,
                    "kept": kept_point or (guard.points[-1] if guard.points else None)}
-        partial.write_json(METRICS_FILE, _metrics(result, seconds, flagged, kept, dropped, outcome, config))
+        partial.write_json(METRICS_FILE, _metrics(result, seconds, flagged, kept, dropped, outcome, config)
+                           | {"remember_reused": found.reused, "remember_generated": found.generated})
         partial.write_json(CONFIG_FILE, _config_record(model, request, config, run_id, kept, model_defaults_applied))
         run = partial.commit(required=[LORA_FILE])
     except BaseException:

@@ -1,0 +1,138 @@
+"""The remember set on disk: reuse, keys, damaged entries, eviction, keep verdicts, batching."""
+
+from __future__ import annotations
+
+import torch
+
+from core.adapters import FixManager
+from core.generate import generate_many, images_per_call
+from core.unlearn.config import UnlearnConfig
+from core.unlearn.remember import RememberCache, build_remember_set
+from core.unlearn.remember_store import RememberStore
+
+PROMPTS = ["ireland flag", "japan flag"]
+
+
+def _cfg(**kw) -> UnlearnConfig:
+    return UnlearnConfig(**{"remember_set_size": 4, "remember_seed_start": 50, **kw})
+
+
+def _build(model, store, fixes=None, **kw):
+    keep, keep_key = kw.pop("keep", None), kw.pop("keep_key", None)
+    return build_remember_set(model, PROMPTS, _cfg(**kw), {51}, keep, store=store, fixes=fixes or FixManager(model),
+                              keep_key=keep_key)
+
+
+def test_a_second_build_reuses_every_generation_bit_for_bit(tiny_model, tmp_path):
+    store = RememberStore(tmp_path / "rem")
+    first = _build(tiny_model, store)
+    assert (first.generated, first.reused) == (4, 0) and store.stats.written == 4
+    assert 51 not in [s for _, s in first.kept]
+    again = _build(tiny_model, RememberStore(tmp_path / "rem"))  # a new process would open it like this
+    assert (again.generated, again.reused, again.pipeline_calls) == (0, 4, 0)
+    assert again.kept == first.kept and torch.equal(again.data.latents, first.data.latents)
+    assert again.message() == "remember set: 4 (4 reused)"
+    assert not list((tmp_path / "rem").rglob("*.tmp"))  # atomic writes leave no temp files
+
+
+def test_other_steps_guidance_or_fixes_are_other_keys(tiny_model, tmp_path):
+    store = RememberStore(tmp_path / "rem")
+    _build(tiny_model, store)
+    assert _build(tiny_model, store, remember_sampling_steps=2).reused == 0
+    assert _build(tiny_model, store, guidance=2.0).reused == 0
+    fixes = FixManager(tiny_model)
+    params = fixes.create("f1")
+    with torch.no_grad():
+        for p in params:
+            p.add_(0.01)
+    fixes.freeze()
+    with_fix = _build(tiny_model, store, fixes)
+    assert with_fix.reused == 0
+    fixes.set_enabled("f1", True, weight=0.5)  # same fix, other weight: another model state
+    assert _build(tiny_model, store, fixes).reused == 0
+    fixes.set_enabled("f1", False)  # back to the base: the first generations serve again
+    assert _build(tiny_model, store, fixes).reused == 4
+
+
+def test_a_damaged_entry_is_rebuilt_not_trusted(tiny_model, tmp_path):
+    store = RememberStore(tmp_path / "rem")
+    first = _build(tiny_model, store)
+    files = sorted((tmp_path / "rem").rglob("*.safetensors"))
+    files[0].write_bytes(files[0].read_bytes()[:40])  # truncated
+    data = bytearray(files[1].read_bytes())
+    data[-3] ^= 0xFF  # one flipped byte inside the latent: still parses, hash differs
+    files[1].write_bytes(bytes(data))
+    store = RememberStore(tmp_path / "rem")
+    again = _build(tiny_model, store)
+    assert store.stats.corrupt == 2 and (again.generated, again.reused) == (2, 2)
+    # Regenerated in a batch of 2 instead of 4: the same up to CPU batch-size rounding.
+    assert torch.allclose(again.data.latents, first.data.latents, atol=1e-5)
+    assert _build(tiny_model, RememberStore(tmp_path / "rem")).reused == 4  # rewritten whole
+
+
+def test_the_store_is_bounded_least_recently_used_first(tiny_model, tmp_path):
+    import os
+
+    store = RememberStore(tmp_path / "rem")
+    _build(tiny_model, store)
+    files = sorted((tmp_path / "rem").rglob("*.safetensors"))
+    one = files[0].stat().st_size
+    for k, f in enumerate(files):
+        os.utime(f, (1000 + k, 1000 + k))
+    small = RememberStore(tmp_path / "rem", max_bytes=2 * one)
+    assert small.evict() == 2 and small.size_bytes() <= 2 * one
+    assert [f.exists() for f in files] == [False, False, True, True]
+    assert _build(tiny_model, RememberStore(tmp_path / "rem", max_bytes=0)).generated == 4  # 0 MB: nothing kept
+
+
+def test_keep_verdicts_are_stored_under_their_rule_key_only(tiny_model, tmp_path):
+    store = RememberStore(tmp_path / "rem")
+    seen = []
+
+    def keep(prompt, image):
+        seen.append(image)
+        return len(seen) % 3 != 0  # drop every third candidate
+
+    first = _build(tiny_model, store, keep=keep, keep_key="rule-1")
+    assert len(first.kept) == 4 and first.excluded and all(img is not None for img in seen)
+    n = len(seen)
+    again = _build(tiny_model, store, keep=keep, keep_key="rule-1")
+    assert len(seen) == n and again.kept == first.kept and again.excluded == first.excluded
+    other = _build(tiny_model, store, keep=lambda p, img: seen.append(img) or True, keep_key="rule-2")
+    assert len(seen) > n and other.reused >= 4  # generations reused, judged again (decoded) under the new rule
+
+
+def test_without_a_filter_nothing_is_decoded_and_latents_match(tiny_model):
+    reqs = [("ireland flag", 3), ("japan flag", 4), ("ireland flag", 5)]
+    plain = generate_many(tiny_model, reqs)
+    bare = generate_many(tiny_model, reqs, decode_images=False, batch_size=None)
+    assert all(g.image is None for g in bare)
+    for a, b in zip(plain, bare):
+        assert torch.allclose(a.latent, b.latent, atol=1e-5)
+
+
+def test_images_per_call_follows_the_memory_budget(tiny_model):
+    assert images_per_call(tiny_model, budget=1) == 1
+    small = images_per_call(tiny_model, guidance=3.0, budget=2 << 20)
+    assert 1 < small < images_per_call(tiny_model, guidance=3.0, budget=64 << 20)
+    assert images_per_call(tiny_model, guidance=1.0, budget=2 << 20) >= 2 * small  # no guidance: half the memory
+
+
+def test_cache_over_store_and_unlearn_reports_reuse(tiny_model, tmp_path):
+    from core.studio import Studio
+
+    from .test_unlearn_runs import _request
+
+    studio = Studio(tiny_model, tmp_path / "data", restore=False, persist_state=False)
+    req = _request(tiny_model)
+    cfg = studio.default_config(steps=2, remember_set_size=4, monitor_every=0)
+    first = studio.unlearn(req.prompt, req.flagged, req.surrogate, req.seed, cfg)
+    assert first.run.metrics()["remember_reused"] == 0 and first.run.metrics()["remember_generated"] >= 4
+    assert list((tmp_path / "data" / "runs" / ".remember").rglob("*.safetensors"))
+    assert [r.run_id for r in studio.store.list()] == [first.run.run_id]  # the store is not a run
+    studio.set_enabled(first.run.run_id, False)
+    restarted = Studio(tiny_model, tmp_path / "data", restore=False, persist_state=False)
+    restarted.fixes = studio.fixes
+    second = restarted.unlearn(req.prompt, req.flagged, req.surrogate, req.seed, cfg)
+    assert second.run.metrics()["remember_reused"] == 4 and second.run.metrics()["remember_generated"] == 0
+    assert isinstance(restarted.remember_cache, RememberCache) and restarted.remember_cache.misses == 1
