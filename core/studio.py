@@ -119,7 +119,7 @@ class Studio:
             config = config.with_overrides(lookalike_prompts=self.lookalike_prompts(prompt, flagged, config))
         is_fixed = (lambda img: judge(prompt, img)["verdict"] == "correct") if judge else None
         # Outputs that show the flagged error would fight the fix: keep them out of the remember set.
-        keep = (lambda p, img: judge(p, img)["verdict"] != "planted_error") if judge else None
+        keep = (lambda p, img: judge(p, img)["verdict"] != "planted_error") if judge and config.filter_remember else None
         result = unlearn(self.model, self.fixes, self.store, FixRequest(prompt, flagged, surrogate, seed, surrogate_info or {}),
                          config, on_step=on_step, cancel=cancel, is_fixed=is_fixed, on_monitor=on_monitor,
                          keep_in_remember=keep, progress=progress, model_defaults_applied=self.model.info.unlearn_defaults,

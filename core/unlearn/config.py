@@ -59,11 +59,17 @@ class UnlearnConfig:
     sampling_steps: int | None = _f(None, "denoising steps for remember set and monitor; None = the model's default")
     guidance: float | None = _f(None, "guidance for remember set and monitor; None = the model's default")
     neggrad_weight: float = _f(1.0, "NegGrad: weight of the ascent term")
-    erasediff_eta: float = _f(0.1, "EraseDiff: eta in g = g_r + max(eta - <g_r,g_f>/||g_f||^2, 0) g_f")
+    erasediff_eta: float = _f(
+        1e-2, "EraseDiff: eta in g = g_r + max(eta - <g_r,g_f>/||g_f||^2, 0) g_f (1e-2 as in the public "
+        "code's configs, e.g. claserken/SISS config/delete_sd.yaml deletion.eta)")
     siss_lambda: float = _f(0.5, "SISS: probability of drawing the mixture from the forget image (CelebA cfg 0.5)")
     siss_scaling_norm: float = _f(
-        1.0, "SISS: norm of the subtracted forget gradient; the CelebA cfg's 500 is for a full UNet's "
-        "gradient scale, the final clip to norm 1 follows it")
+        750.0, "SISS: norm the forget gradient is scaled to before it is subtracted, "
+        "g = g_x - (scaling_norm/||g_a||) g_a, then clipped to max_grad_norm. SISS's losses are sums over "
+        "latent elements (so are ours for SISS), and 750 is its Stable Diffusion config's value (CelebA: 500)")
+    filter_remember: bool = _f(
+        True, "drop remember-set outputs the caller's checker sees showing the flagged error (the studio's "
+        "default where a checker exists); False = keep every generation, as the paper's remember set does")
 
     def __post_init__(self) -> None:
         self.validate()
