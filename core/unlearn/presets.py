@@ -1,0 +1,47 @@
+"""Named settings of a fix, shown as separate row sets by the benches (bench/table1.py, ablations.py).
+
+- `paper`: the setting "Unlearning the Unpromptable" reports for SD3 + LoRA: a remember set of
+  100 generations of the flagged prompt only, kept as generated (no checker filter, no look-alike
+  shares), and a fixed number of steps (100; no early stop).
+- `studio`: the studio's defaults for the model as they are (for the flags world
+  core/world/defaults.py: every prompt remembered, look-alike and flagged-prompt shares, the
+  checker's remember filter, stop once the checker sees the seed fixed).
+
+A preset only sets the fields named here; learning rate, method and seed stay the caller's.
+"""
+
+from __future__ import annotations
+
+from .config import UnlearnConfig
+
+PRESETS = ("paper", "studio")
+
+PAPER_OVERRIDES: dict = {
+    "remember_prompts": [],
+    "remember_set_size": 100,
+    "flagged_prompt_share": None,
+    "lookalike_prompts": [],
+    "lookalike_share": 0.0,
+    "filter_remember": False,
+    "stop_when_fixed": False,
+    "steps": 100,
+}
+
+
+def apply_preset(name: str, config: UnlearnConfig) -> UnlearnConfig:
+    """`config` with preset `name` applied; `studio` returns it unchanged (it is the defaults)."""
+    if name not in PRESETS:
+        raise ValueError(f"preset {name!r}: choose one of {', '.join(PRESETS)}")
+    if name == "studio":
+        return config
+    # Not with_overrides: it skips None values, and the paper's flagged_prompt_share is None.
+    return UnlearnConfig.from_dict({**config.to_dict(), **PAPER_OVERRIDES})
+
+
+def parse_presets(text: str) -> list[str]:
+    """A comma list from a command line, e.g. "paper,studio"; unknown names are refused."""
+    names = [p.strip() for p in text.split(",") if p.strip()]
+    bad = [p for p in names if p not in PRESETS]
+    if bad or not names:
+        raise ValueError(f"--preset {text!r}: use a comma list of {', '.join(PRESETS)}")
+    return names
