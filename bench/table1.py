@@ -107,6 +107,9 @@ def main(argv=None) -> int:
              "the fix also corrected. '+stop' rows: the same method stopped at the first monitor step (every 10) "
              "where the checker sees the flagged seed correct. s / fix includes building "
              "the remember set only for the first fix of an instance and preset (the studio caches it), hence its spread."]
+    notes.append("Baselines as their public code calibrates them: EraseDiff eta 1e-2; SISS lambda 0.5, squared errors "
+                 "summed over latent elements, g = g_x - (750/||g_a||) g_a then clipped to norm 1 (claserken/SISS "
+                 "config/delete_sd.yaml), conditioned on the flagged prompt with remember samples of that prompt.")
     lpips_missing = next((r["lpips_unavailable"] for r in rows if r.get("lpips_unavailable")), None)
     notes.append("Integrity is measured on every seed and prompt but the flagged instance: SSIM per same-seed pair, "
                  "world-CLIP FD = Frechet distance between the before and after sets in the world's own CLIP image "
