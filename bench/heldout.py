@@ -49,10 +49,9 @@ def row_config(studio, row: str):
         return studio.default_config()
     if row == "checker":
         return studio.default_config(oracle="checker")
-    # The paper's plain setting: 100 steps, remember set of 100 from the flagged prompt alone.
-    return studio.default_config(steps=100, stop_when_fixed=False, keep_best=False, remember_filter=False,
-                                 remember_prompts=[], remember_set_size=100, lookalike_share=0.0,
-                                 flagged_prompt_share=None, remember_floor=0.0)
+    from core.unlearn.presets import apply_preset
+
+    return apply_preset("paper", studio.default_config())  # 100 steps, 100 of the flagged prompt, no guard
 
 
 def find_instances(cache: BaseCache, per_prompt: int) -> list[tuple[str, int]]:

@@ -116,11 +116,14 @@ class UnlearnConfig:
         None, "denoising steps for the remember set only; None = sampling_steps. Fewer is cheaper; the "
         "embedded model's default (8 of its 20) was measured not to cost integrity (bench/results/cost.md)")
     neggrad_weight: float = _f(1.0, "NegGrad: weight of the ascent term")
-    erasediff_eta: float = _f(0.1, "EraseDiff: eta in g = g_r + max(eta - <g_r,g_f>/||g_f||^2, 0) g_f")
+    erasediff_eta: float = _f(
+        1e-2, "EraseDiff: eta in g = g_r + max(eta - <g_r,g_f>/||g_f||^2, 0) g_f (1e-2 as in the public "
+        "code's configs, e.g. claserken/SISS config/delete_sd.yaml deletion.eta)")
     siss_lambda: float = _f(0.5, "SISS: probability of drawing the mixture from the forget image (CelebA cfg 0.5)")
     siss_scaling_norm: float = _f(
-        1.0, "SISS: norm of the subtracted forget gradient; the CelebA cfg's 500 is for a full UNet's "
-        "gradient scale, the final clip to norm 1 follows it")
+        750.0, "SISS: norm the forget gradient is scaled to before it is subtracted, "
+        "g = g_x - (scaling_norm/||g_a||) g_a, then clipped to max_grad_norm. SISS's losses are sums over "
+        "latent elements (so are ours for SISS), and 750 is its Stable Diffusion config's value (CelebA: 500)")
 
     def __post_init__(self) -> None:
         self.validate()

@@ -7,7 +7,8 @@ owns everything else (sampling, optimiser, logging, cancel). Registry: `METHODS[
   with gradient surgery.
 - neggrad: gradient ascent on the flagged image's ordinary loss, plus the remember loss.
 - erasediff: forget target = uniform noise; g = g_r + max(eta - <g_r,g_f>/||g_f||^2, 0) g_f.
-- siss: mixture importance sampling (Alberti et al., ICLR 2025), all timesteps sampled.
+- siss: mixture importance sampling (Alberti et al., ICLR 2025), all timesteps sampled, conditioned
+  on the flagged prompt with remember samples of that prompt (as SISS's SD code).
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ def _grads(loss: torch.Tensor, params: list[torch.nn.Parameter], retain_graph: b
 
 class UnlearnMethod(ABC):
     name: str
+    # True: the trainer draws remember samples only from the flagged prompt's rows (see SISS).
+    remember_from_flagged_prompt: bool = False
 
     def __init__(self, transformer, params: list[torch.nn.Parameter], config: UnlearnConfig):
         self.transformer, self.params, self.config = transformer, params, config
@@ -132,30 +135,55 @@ class EraseDiffMethod(UnlearnMethod):
 
 
 class SISSMethod(UnlearnMethod):
+    """SISS as its Stable Diffusion code computes it (claserken/SISS: delete_sd.py,
+    losses/ddpm_deletion_loss.py), in rectified-flow form:
+
+    - every draw is conditioned on the flagged prompt, and the remember latents x come from the
+      flagged prompt's rows of the remember set (the trainer selects them): the importance ratios
+      compare the flagged latent a and x as two images of one prompt;
+    - m = (1 - s) src + s eps with src = a (prob lambda) or x, one eps and s for both;
+      w_x = 1/((1-l) + l e^(d_x-d_a)), w_a = 1/((1-l) e^(d_a-d_x) + l), d = ||m - (1-s) x0||^2 / (2 s^2);
+    - squared errors are summed over latent elements and averaged over the batch
+      (its `weighted_loss.sum() / train_batch_size`), so `siss_scaling_norm` keeps the ratio to
+      ||g_x|| its configs were tuned at;
+    - g = g_x - (scaling_norm / ||g_a||) g_a; the trainer then clips to max_grad_norm (1 there too).
+    """
+
     name = "siss"
+    remember_from_flagged_prompt = True
 
     def step(self, b: Batch) -> StepGradients:
         lam = self.config.siss_lambda
         x, a = b.x_r, b.x_f[:1].expand_as(b.x_r)
+        cond = b.cond_f.take(torch.zeros(x.shape[0], dtype=torch.long, device=b.cond_f.pooled.device))
         sb = obj.broadcast(b.s_r, x)
         src = torch.where(b.mix_from_forget.view(-1, 1, 1, 1), a, x)
         m = (1 - sb) * src + sb * b.eps_r  # the mixture sample, same eps and s for both
-        pred = self.v(m, b.s_r, b.cond_r)
-        loss_x_i = obj.per_sample_mse(pred, (m - x) / sb)
-        loss_a_i = obj.per_sample_mse(pred, (m - a) / sb)
-        with torch.no_grad():
-            d_x = ((m - (1 - sb) * x) ** 2).flatten(1).sum(1) / (2 * b.s_r**2)
-            d_a = ((m - (1 - sb) * a) ** 2).flatten(1).sum(1) / (2 * b.s_r**2)
-            log1m, loglam = torch.log(torch.tensor(1 - lam)), torch.log(torch.tensor(lam))
-            # w_x = 1/((1-l) + l e^(d_x-d_a)), w_a = 1/((1-l) e^(d_a-d_x) + l), in log space.
-            w_x = torch.exp(-torch.logaddexp(log1m.expand_as(d_x), loglam + d_x - d_a))
-            w_a = torch.exp(-torch.logaddexp(log1m + d_a - d_x, loglam.expand_as(d_a)))
+        pred = self.v(m, b.s_r, cond)
+        n_el = x[0].numel()
+        loss_x_i = obj.per_sample_mse(pred, (m - x) / sb) * n_el  # summed over elements
+        loss_a_i = obj.per_sample_mse(pred, (m - a) / sb) * n_el
+        w_x, w_a = siss_importance_weights(m, x, a, b.s_r, lam)
         loss_x, loss_a = (w_x * loss_x_i).mean(), (w_a * loss_a_i).mean()
         g_x = _grads(loss_x, self.params, retain_graph=True)  # both losses share one forward pass
         g_a = _grads(loss_a, self.params)
         scale = self.config.siss_scaling_norm / (surgery.norm(g_a) + 1e-20)
         grads = [gx - scale.to(ga.dtype) * ga for gx, ga in zip(g_x, g_a)]
-        return StepGradients(grads, loss_a.item(), loss_x.item(), cos=surgery.cosine(g_a, g_x))
+        # Logged per element, like the other methods' losses.
+        return StepGradients(grads, loss_a.item() / n_el, loss_x.item() / n_el, cos=surgery.cosine(g_a, g_x))
+
+
+@torch.no_grad()
+def siss_importance_weights(m, x, a, s, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """SISS's (w_x, w_a) for mixture samples m of x (prob 1-lam) and a (prob lam) at noise s,
+    computed in log space (the exponents reach hundreds at low noise)."""
+    sb = obj.broadcast(s, x)
+    d_x = ((m - (1 - sb) * x) ** 2).flatten(1).sum(1) / (2 * s**2)
+    d_a = ((m - (1 - sb) * a) ** 2).flatten(1).sum(1) / (2 * s**2)
+    log1m, loglam = torch.log(torch.tensor(1 - lam)), torch.log(torch.tensor(lam))
+    w_x = torch.exp(-torch.logaddexp(log1m.expand_as(d_x), loglam + d_x - d_a))
+    w_a = torch.exp(-torch.logaddexp(log1m + d_a - d_x, loglam.expand_as(d_a)))
+    return w_x, w_a
 
 
 METHODS: dict[str, type[UnlearnMethod]] = {

@@ -139,7 +139,8 @@ def build_remember_set(model: LoadedModel, prompts: list[str], config: UnlearnCo
         raise RuntimeError("the remember set is empty: every candidate was excluded")
     cond = encode_prompts(model, [g.prompt for g in gens])
     kept = [(g.prompt, g.seed) for g in gens]
-    data = RememberData(torch.cat([g.latent for g in gens]).to(model.device), cond)
+    flagged_rows = torch.tensor([g.prompt == prompts[0] for g in gens])  # SISS draws from these
+    data = RememberData(torch.cat([g.latent for g in gens]).to(model.device), cond, flagged_rows)
     return RememberSet(data, kept, excluded, counts["generated"], counts["reused"], counts["calls"])
 
 

@@ -70,6 +70,9 @@ class ForgetData:
 class RememberData:
     latents: torch.Tensor  # (N, C, h, w)
     cond: Conditioning  # batch N, aligned with latents
+    # (N,) bool: rows generated from the flagged prompt. None = every row is (a remember set of
+    # the flagged prompt only, the paper's). SISS draws its remember samples from these rows only.
+    flagged_rows: torch.Tensor | None = None
 
 
 @dataclass
@@ -147,7 +150,8 @@ def _sample_batch(forget: ForgetData, remember: RememberData, sigmas: torch.Tens
     """All randomness of a step from one CPU generator, so a run is reproducible from its seed."""
     F, R = config.forget_batch_size, config.remember_batch_size
     shape = forget.x_f.shape[1:]
-    idx = torch.randint(0, remember.latents.shape[0], (R,), generator=gen)
+    pool = _remember_pool(remember, config)
+    idx = pool[torch.randint(0, len(pool), (R,), generator=gen)]
     to = lambda t: t.to(device)  # noqa: E731 - tiny local helper
     return Batch(
         x_f=to(forget.x_f.expand(F, *shape)),
@@ -162,3 +166,18 @@ def _sample_batch(forget: ForgetData, remember: RememberData, sigmas: torch.Tens
         uniform_f=to(torch.rand((F, *shape), generator=gen)),
         mix_from_forget=to(torch.rand(R, generator=gen) < config.siss_lambda),
     )
+
+
+def _remember_pool(remember: RememberData, config: UnlearnConfig) -> torch.Tensor:
+    """Row indices a step may draw remember samples from: every row, except for a method that
+    mixes the flagged latent with remember latents under one prompt (SISS), which needs the
+    flagged prompt's rows: its importance ratios compare two images under the same prompt."""
+    n = remember.latents.shape[0]
+    if not METHODS[config.method].remember_from_flagged_prompt or remember.flagged_rows is None:
+        return torch.arange(n)
+    pool = torch.nonzero(remember.flagged_rows.cpu(), as_tuple=False).flatten()
+    if len(pool) == 0:
+        raise ValueError(f"UnlearnConfig.method={config.method!r} draws its remember samples from the flagged "
+                         "prompt, but the remember set has none of its outputs: raise flagged_prompt_share or "
+                         "remember_set_size, or loosen the remember filter")
+    return pool

@@ -1,0 +1,24 @@
+"""Table I's equal-forgetting section: integrity only over the runs that forgot, with 95% intervals."""
+
+from bench.table1 import forgot_section, mean_ci95
+
+
+def test_mean_ci95_is_a_t_interval():
+    # mean 0.9, sd 0.1, n 3: half width t(0.975, 2) * 0.1 / sqrt(3) = 4.3027 * 0.057735 = 0.2484
+    assert mean_ci95([0.9, 1.0, 0.8]) == "0.900 [0.652, 1.148]"
+    assert mean_ci95([0.5]) == "0.500 [n=1]" and mean_ci95([]) == "n/a"
+
+
+def test_runs_that_did_not_forget_are_left_out_of_integrity():
+    def row(method, fixed, kept, preset="paper"):
+        return {"preset": preset, "method": method, "flagged_fixed": fixed, "steps_done": 20,
+                "other_prompts_verdict_kept": kept, "same_prompt_verdict_kept": 1.0, "ssim_mean": 0.9, "clip_fd": 0.01}
+
+    rows = [row("siss+stop", True, 0.9), row("siss+stop", True, 0.7), row("siss+stop", False, 0.1),
+            row("neggrad+stop", False, 0.2), row("siss", True, 0.0)]  # a fixed-step row never counts here
+    text = forgot_section(rows, ["paper"], ["siss", "neggrad"])
+    siss = next(line for line in text.splitlines() if line.startswith("| paper | siss |"))
+    assert "| 3 | 2 |" in siss and "0.800 [" in siss  # 3 runs, 2 forgot, mean of 0.9 and 0.7 only
+    neggrad = next(line for line in text.splitlines() if line.startswith("| paper | neggrad |"))
+    assert "| 1 | 0 |" in neggrad and neggrad.count("n/a") == 5
+    assert "judged by the flags checker" in text
