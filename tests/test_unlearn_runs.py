@@ -142,6 +142,37 @@ def test_monitor_stops_when_fixed(tiny_model, tmp_path):
     assert res.run.metrics()["steps_done"] == 10
 
 
+def test_stop_pressed_during_the_monitor_wins_over_stop_when_fixed(tiny_model, tmp_path):
+    """A Stop that lands while the monitor renders (which then reports "fixed") must end the run as
+    cancelled: nothing saved, nothing switched on (seen in the GUI: Stop at step 7, saved at 10)."""
+    fixes, store = FixManager(tiny_model), RunStore(tmp_path / "runs")
+    token = CancelToken()
+    calls = []
+
+    def is_fixed(img):
+        calls.append(len(calls))
+        if len(calls) == 1:  # the render before training: not fixed yet
+            return False
+        token.cancel()  # the person presses Stop while the step-5 monitor render runs
+        return True
+
+    with pytest.raises(CancelledError, match="at step 5 of 40"):
+        unlearn(tiny_model, fixes, store, _request(tiny_model), _cfg(steps=40, monitor_every=5, stop_when_fixed=True),
+                is_fixed=is_fixed, cancel=token)
+    assert len(calls) == 2
+    assert not fixes.fixes and not store.list() and not list(store.root.glob(".partial-*"))
+
+
+def test_stop_pressed_during_the_last_step_saves_nothing(tiny_model, tmp_path):
+    """Stop on the last step: the loop ends normally, but the run is not published."""
+    fixes, store = FixManager(tiny_model), RunStore(tmp_path / "runs")
+    token = CancelToken()
+    with pytest.raises(CancelledError, match="before saving"):
+        unlearn(tiny_model, fixes, store, _request(tiny_model), _cfg(steps=4),
+                on_step=lambda r: token.cancel() if r.step == 4 else None, cancel=token)
+    assert not fixes.fixes and not store.list() and not list(store.root.glob(".partial-*"))
+
+
 @pytest.mark.parametrize("method", ["neggrad", "erasediff", "siss"])
 def test_baselines_run_in_the_same_engine(tiny_model, tmp_path, method):
     fixes, store = FixManager(tiny_model), RunStore(tmp_path / "runs")

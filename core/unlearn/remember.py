@@ -60,7 +60,14 @@ def build_remember_set(model: LoadedModel, prompts: list[str], config: UnlearnCo
                 next_seed[p] += 1
         if not requests:
             break
-        for g in _generate_cancellable(model, requests, config, cancel):
+        def drawing(done: int) -> None:  # per chunk: a first round can take a minute on a CPU
+            if progress:
+                n = sum(map(len, found.values()))
+                progress(n / total, f"remember set: drawing images {done + 1}-"
+                         f"{min(done + chunk, len(requests))} of {len(requests)} (kept {n}/{total})")
+
+        chunk = _chunk(model)
+        for g in _generate_cancellable(model, requests, config, cancel, drawing):
             if keep is not None and not keep(g.prompt, g.image):
                 excluded.append((g.prompt, g.seed))
                 continue
@@ -107,13 +114,21 @@ def _even_split(prompts: list[str], size: int) -> dict[str, int]:
     return {p: base + (k < extra) for k, p in enumerate(prompts)}
 
 
-def _generate_cancellable(model: LoadedModel, requests: list[tuple[str, int]], config: UnlearnConfig, cancel):
-    """Generate in chunks, checking the cancel token between them (a remember set can take minutes).
-    Small models batch 32 images per call (per-call overhead dominates); large ones 4, to bound memory."""
-    chunk = 32 if model.info.resolution <= 128 else 4
+def _chunk(model: LoadedModel) -> int:
+    """Small models batch 32 images per call (per-call overhead dominates); large ones 4, to bound memory."""
+    return 32 if model.info.resolution <= 128 else 4
+
+
+def _generate_cancellable(model: LoadedModel, requests: list[tuple[str, int]], config: UnlearnConfig, cancel,
+                          before_chunk: Callable[[int], None] | None = None):
+    """Generate in chunks, checking the cancel token between them (a remember set can take minutes);
+    `before_chunk(done)` is told how many were drawn before each chunk starts."""
+    chunk = _chunk(model)
     for start in range(0, len(requests), chunk):
         if cancel is not None and cancel.cancelled:
             raise CancelledError("cancelled while building the remember set")
+        if before_chunk:
+            before_chunk(start)
         yield from generate_many(model, requests[start:start + chunk], config.sampling_steps, config.guidance,
                                  batch_size=chunk)
 

@@ -85,6 +85,8 @@ def unlearn(
     # The flagged seed as the model draws it now (earlier fixes on): already right means nothing to
     # unlearn, and is cheap to learn before the remember set is built.
     noise = initial_noise(model, request.seed) if request.seed is not None else None
+    if progress and noise is not None:
+        progress(0.0, "drawing the flagged seed as the model draws it now")
     before = _render(model, request, noise, config) if noise is not None else None
     if before is not None and is_fixed is not None and is_fixed(before):
         enabled = [f.name for f in fixes.fixes.values() if f.enabled]
@@ -136,6 +138,8 @@ def unlearn(
         result = train(model.pipe.transformer, params, sigmas, forget, remember, config, step_cb, cancel,
                        monitor if noise is not None else None)
         fixes.freeze()
+        if progress:
+            progress(1.0, "saving the fix and drawing the flagged seed with it")
         # 5. Outputs: the LoRA file, before/after of the flagged seed, config and metrics.
         fixes.save(run_id, partial.path)
         after = _render(model, request, noise, config) if noise is not None else None
@@ -146,6 +150,8 @@ def unlearn(
         fixed = bool(is_fixed(after)) if (is_fixed is not None and after is not None) else None
         partial.write_json(METRICS_FILE, _metrics(result, seconds, flagged, after, kept, dropped, fixed))
         partial.write_json(CONFIG_FILE, _config_record(model, request, config, run_id, kept, model_defaults_applied))
+        if cancel is not None:  # Stop pressed during the last step or the final render: keep nothing
+            cancel.check(f"after step {result.steps_done} of {config.steps}, before saving")
         run = partial.commit()
     except BaseException:
         partial.abort()
