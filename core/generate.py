@@ -35,6 +35,8 @@ def parse_seeds(spec: str | Iterable[int]) -> list[int]:
         return [int(s) for s in spec]
     seeds: list[int] = []
     for part in filter(None, (p.strip() for p in spec.split(","))):
+        if not all(c.isdigit() or c in "+- " for c in part) or not any(c.isdigit() for c in part):
+            raise ValueError(f"{part!r} in {spec!r} is not a seed: write whole numbers and ranges, e.g. 0-7 or 0,3,5")
         if "-" in part[1:]:
             lo, hi = part.split("-", 1) if not part.startswith("-") else (part, part)
             lo_i, hi_i = int(lo), int(hi)

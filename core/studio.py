@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 from PIL import Image
 
 from .adapters import AdapterError, FixManager
-from .compare import PromptComparison, compare_prompt, write_comparison
+from .compare import Moved, PromptComparison, compare_prompt, moved_most, write_comparison
 from .generate import Generated, generate, save_generations
 from .metrics import availability, lpips, sscd_similarity
 from .metrics.clip_space import clip_fd, clip_similarity
@@ -171,7 +171,7 @@ class Studio:
 
     @_exclusive
     def relapse(self, prompt: str, flagged_seed: int, fix_names: Sequence[str], scan_seeds: Sequence[int] = range(64),
-                paraphrases: Sequence[str] | None = None) -> dict:
+                paraphrases: Sequence[str] | None = None, progress=None, cancel=None) -> dict:
         """Relapse probe of a fix on the embedded world (the checker decides what shows the error)."""
         from .relapse import probe_cases, relapse_probe
         from .world.prompts import PROMPTS, flag_for_prompt
@@ -179,6 +179,8 @@ class Studio:
         if not self.has_checker:
             raise ValueError("the relapse probe needs the flag checker: use the embedded flags world")
         shows_error = lambda p, img: self.judge(p, img)["verdict"] == "planted_error"  # noqa: E731
+        if progress:
+            progress(0.0, f"relapse probe: drawing {len(scan_seeds)} seeds of the base model")
         with self.fixes.disabled():
             base = generate(self.model, prompt, scan_seeds)
         error_seeds = [g.seed for g in base if shows_error(prompt, g.image)]
@@ -186,9 +188,24 @@ class Studio:
         if paraphrases is None:
             paraphrases = PROMPTS.get(flag, []) if flag else []
         cases = probe_cases(self.model, prompt, flagged_seed, error_seeds, paraphrases)
-        report = relapse_probe(self.model, self.fixes, fix_names, cases, shows_error)
+        report = relapse_probe(self.model, self.fixes, fix_names, cases, shows_error, progress, cancel)
         report["error_seeds_before"] = error_seeds
         return report
+
+    @_exclusive
+    def what_else_moved(self, prompt: str, flagged_seed: int | None, fix_names: Sequence[str],
+                        seeds: Sequence[int] = range(4), top: int = 6, max_prompts: int = 6, progress=None,
+                        cancel=None) -> list[Moved]:
+        """The outputs a fix moved most besides the flagged one (same seeds, fixes off vs on): the
+        other remember prompts (at most `max_prompts`); a model without any offers the flagged
+        prompt's other seeds instead."""
+        cfg = self.default_config()
+        others = [p for p in cfg.remember_prompts if p != prompt][:max_prompts]
+        if others:
+            return moved_most(self.model, self.fixes, fix_names, others, seeds, top, self._judge_or_none(),
+                              progress, cancel)
+        own = [s for s in range(len(seeds) + 1) if s != flagged_seed][:len(seeds)]
+        return moved_most(self.model, self.fixes, fix_names, [prompt], own, top, self._judge_or_none(), progress, cancel)
 
     # -- fixes on disk -------------------------------------------------------------------------------
     def list_fixes(self) -> list[FixEntry]:
