@@ -41,20 +41,23 @@ def build(ui, studio) -> None:
     """Sections 1 and 2, stacked in the workspace's first column."""
     info = studio.model.info
     gr.Markdown("### 1 · Generate", elem_classes=["section-title"])
-    ui.prompt = gr.Textbox(label="Prompt", elem_id="prompt", placeholder="e.g. ireland flag", lines=1)
     with gr.Row():
-        ui.seed_start = gr.Number(label="Start seed", value=0, precision=0, minimum=0, min_width=80)
-        ui.seed_count = gr.Number(label="Count", value=8, precision=0, minimum=1, maximum=MAX_SEEDS, min_width=80)
-        ui.seed_list = gr.Textbox(label="or seed list", placeholder="0-7,12", elem_id="seed-list", min_width=100,
-                                  info="overrides start and count")
-    with gr.Accordion("Sampling", open=False):
+        ui.prompt = gr.Textbox(label="Prompt", elem_id="prompt", placeholder="e.g. ireland flag", lines=1, scale=3,
+                               min_width=150)
+        ui.seed_count = gr.Number(label="Count", value=8, precision=0, minimum=1, maximum=MAX_SEEDS, min_width=70,
+                                  scale=1, elem_id="seed-count")
+    with gr.Accordion("Seeds and sampling", open=False):
+        with gr.Row():
+            ui.seed_start = gr.Number(label="Start seed", value=0, precision=0, minimum=0, min_width=80)
+            ui.seed_list = gr.Textbox(label="or seed list", placeholder="0-7,12", elem_id="seed-list",
+                                      min_width=100, info="overrides start and count")
         with gr.Row():
             ui.gen_steps = gr.Number(label="Steps", value=info.default_steps, precision=0, minimum=1, maximum=1000)
             ui.gen_guidance = gr.Number(label="Guidance", value=info.default_guidance, minimum=0, maximum=30)
     ui.gen_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn")
     ui.gen_status = gr.Markdown("", elem_id="generate-status")
     ui.gallery = gr.Gallery(label="Outputs (click the bad one to flag it)", elem_id="gallery", columns=4,
-                            height=250, format="png", object_fit="contain", allow_preview=False,
+                            height=210, format="png", object_fit="contain", allow_preview=False,
                             elem_classes=["pixelated"])
     gr.Markdown("### 2 · Flag", elem_classes=["section-title"])
     with gr.Row():

@@ -22,7 +22,7 @@ def palette_of(info) -> list[tuple[str, str]]:
     else a default set; near-duplicates (closer than 48 in every channel) are dropped."""
     from core.world.flags import PALETTE as WORLD
 
-    names = {h.upper(): n.replace("_", " ") for n, h in {**DEFAULT_NAMES, **WORLD}.items()}
+    names = {h.upper(): n.replace("_", " ") for table in (DEFAULT_NAMES, WORLD) for n, h in table.items()}
     out: list[tuple[str, str]] = []
     for h in [c.upper() for c in (info.palette or DEFAULT_PALETTE)]:
         rgb = [int(h[i:i + 2], 16) for i in (1, 3, 5)]

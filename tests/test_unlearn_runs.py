@@ -295,3 +295,28 @@ def test_studio_runs_one_model_job_at_a_time(tiny_model, tmp_path):
     worker.join(60)
     # The render waited for the fix: it comes after every training step, not between them.
     assert events[-1] == ("generate", None) and [e for e in events if e[0] == "step"][-1][1] == 8
+
+
+def test_moved_most_ranks_other_outputs_by_change_and_labels_are_kept(tiny_model, tmp_path):
+    """What else moved: same seeds with the fix off and on, the largest changes first; a fix's name
+    and note live next to its run and are checked."""
+    from core.compare import mean_abs_diff, moved_most
+
+    fixes, store = FixManager(tiny_model), RunStore(tmp_path / "runs")
+    res = unlearn(tiny_model, fixes, store, _request(tiny_model), _cfg(steps=6))
+    moved = moved_most(tiny_model, fixes, [res.run.run_id], ["japan flag", PROMPT], [0, 2, 3], top=4)
+    assert len(moved) == 4 and [m.change for m in moved] == sorted((m.change for m in moved), reverse=True)
+    assert all(m.verdict_before is None for m in moved)  # no checker on a random model
+    top = moved[0]
+    assert top.change == pytest.approx(mean_abs_diff(top.before, top.after), abs=1e-5) and top.change > 0
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(CancelledError):
+        moved_most(tiny_model, fixes, [res.run.run_id], ["japan flag"], [0], cancel=token)
+
+    assert res.run.label() == {"name": res.run.run_id, "note": ""}
+    assert store.set_label(res.run.run_id, " ireland: no orange ", "flip") == {"name": "ireland: no orange",
+                                                                            "note": "flip"}
+    assert store.get(res.run.run_id).label()["name"] == "ireland: no orange"
+    with pytest.raises(ValueError, match="fix name"):
+        store.set_label(res.run.run_id, "x" * 81)
