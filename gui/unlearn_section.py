@@ -207,7 +207,7 @@ def run(studio, jobs, session: Session, key: str, values: dict):
 
     The status line belongs to this generator alone (Stop only sets the token), so the last thing
     it shows is always how the run ended."""
-    from core.unlearn.trainer import CancelledError, CancelToken, DivergedError
+    from core.unlearn.trainer import CancelledError, CancelToken
 
     from .app import header_text
     from .fixes_section import fix_widgets
@@ -225,30 +225,11 @@ def run(studio, jobs, session: Session, key: str, values: dict):
                    title="Stop when fixed is off")
     events: queue.Queue = queue.Queue()
     token = CancelToken()
-
-    def work():
-        try:
-            result = studio.unlearn(
-                flag.prompt, flag.image, sur["image"], flag.seed, config, sur["info"],
-                on_step=lambda r: events.put(("step", r)), cancel=token,
-                on_monitor=lambda step, img: events.put(("monitor", (step, img.copy()))),
-                progress=lambda frac, msg: events.put(("progress", (frac, msg))))
-        except BaseException as err:  # noqa: BLE001 - reported to the page below
-            events.put(("error", err))
-            return
-        events.put(("saved", result))
-        try:  # the fix is saved: a Stop from here on only skips this look around
-            moved = studio.what_else_moved(flag.prompt, flag.seed, [result.run.run_id], MOVED_SEEDS,
-                                           progress=lambda frac, msg: events.put(("progress", (frac, msg))),
-                                           cancel=token)
-            events.put(("done", (result, moved)))
-        except BaseException as err:  # noqa: BLE001
-            events.put(("done", (result, err)))
-
-    reports, shots, outcome, saved = [], [], None, None
+    thread = threading.Thread(target=_work, args=(studio, flag, sur, config, token, events), name="unlearn",
+                              daemon=True)
+    reports, shots, outcome = [], [], None
     head = f"Fixing **{flag.id}** (seed {flag.seed}, *{flag.prompt}*) with the **{sur['info'].get('kind')}** surrogate"
     line = _Progress(head)
-    thread = threading.Thread(target=work, name="unlearn", daemon=True)
     jobs.start(key, token)
     thread.start()
     try:
@@ -267,7 +248,7 @@ def run(studio, jobs, session: Session, key: str, values: dict):
             elif kind == "monitor":
                 shots.append((payload[1], f"step {payload[0]}"))
             elif kind == "saved":
-                saved = payload
+                line.text = f"{head}: fix saved; now drawing other outputs to see what else moved"
             elif kind in ("done", "error"):
                 outcome = (kind, payload)
                 break
@@ -296,6 +277,26 @@ def run(studio, jobs, session: Session, key: str, values: dict):
         moved, stopped_note = [], f" (could not show what else moved: {moved})"
     yield _out(f"{head}: **done**{stopped_note}", reports, shots, result_text(studio, result, flag), session,
                fix_widgets(studio), live=False, moved=moved_items(moved), header=header_text(studio))
+
+
+def _work(studio, flag, sur: dict, config, token, events: queue.Queue) -> None:
+    """The worker thread of a run: the fix, then what else moved; everything goes to `events`."""
+    put_progress = lambda frac, msg: events.put(("progress", (frac, msg)))  # noqa: E731
+    try:
+        result = studio.unlearn(
+            flag.prompt, flag.image, sur["image"], flag.seed, config, sur["info"],
+            on_step=lambda r: events.put(("step", r)), cancel=token,
+            on_monitor=lambda step, img: events.put(("monitor", (step, img.copy()))), progress=put_progress)
+    except BaseException as err:  # noqa: BLE001 - reported to the page
+        events.put(("error", err))
+        return
+    events.put(("saved", result))
+    try:  # the fix is saved: a Stop from here on only skips this look around
+        moved = studio.what_else_moved(flag.prompt, flag.seed, [result.run.run_id], MOVED_SEEDS,
+                                       progress=put_progress, cancel=token)
+        events.put(("done", (result, moved)))
+    except BaseException as err:  # noqa: BLE001
+        events.put(("done", (result, err)))
 
 
 def _failed(studio, head: str, err: BaseException, reports, shots):
