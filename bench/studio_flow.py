@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     t = stage("load", t)
     gens = studio.generate(args.prompt, range(args.seeds), save=False)
     t = stage(f"generate {args.seeds}", t)
-    verdicts = [studio.judge(args.prompt, g.image)["verdict"] for g in gens]
+    verdicts = [studio.check(args.prompt, g.image)["verdict"] for g in gens]
     seed = next((g.seed for g, v in zip(gens, verdicts) if v == "planted_error"), 0)
     flagged = gens[seed].image
     sur = studio.surrogate("paint", flagged, layers=scripted_paint_layers(args.prompt, flagged))

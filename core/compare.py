@@ -173,3 +173,38 @@ def write_comparison(out_dir: str | Path, comparisons: Sequence[PromptComparison
     report.update(extra or {})
     atomic_write_json(out / "metrics.json", json_safe(report))
     return out
+
+
+@dataclass
+class Moved:
+    """One other output the fix changed: same prompt, seed and noise, before and after."""
+
+    prompt: str
+    seed: int
+    before: Image.Image
+    after: Image.Image
+    change: float  # mean |after - before| in [0, 1]
+    verdict_before: str | None = None  # the flag checker's verdicts, where the world has one
+    verdict_after: str | None = None
+
+
+def moved_most(model: LoadedModel, fixes: FixManager, fix_names: Sequence[str], prompts: Sequence[str],
+               seeds: Sequence[int], top: int = 6, judge: JudgeFn | None = None, progress=None,
+               cancel=None) -> list[Moved]:
+    """What else a fix moved: the `top` (prompt, seed) outputs of other prompts whose same-seed
+    output changed most with the fixes on, largest change first (ties: prompt order, then seed).
+    `progress(frac, message)` is told after each prompt; `cancel.check(where)` is called before each."""
+    found: list[Moved] = []
+    for i, prompt in enumerate(prompts):
+        if cancel is not None:
+            cancel.check(f"after {i} of {len(prompts)} prompts")
+        c = compare_prompt(model, fixes, fix_names, prompt, seeds, judge=judge, integrity=None)
+        for b, a in zip(c.before, c.after):
+            row = c.per_seed[b.seed]
+            found.append(Moved(prompt, b.seed, b.image, a.image, row["mean_abs_diff"],
+                               (row.get("before") or {}).get("verdict"), (row.get("after") or {}).get("verdict")))
+        if progress:
+            progress((i + 1) / len(prompts), f"what else moved: prompt {i + 1}/{len(prompts)}")
+    order = {p: k for k, p in enumerate(prompts)}
+    found.sort(key=lambda m: (-m.change, order[m.prompt], m.seed))
+    return found[:top]

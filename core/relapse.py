@@ -54,16 +54,16 @@ def _render(model: LoadedModel, case: ProbeCase) -> Image.Image:
 
 
 def relapse_probe(model: LoadedModel, fixes: FixManager, fix_names: Sequence[str], cases: Sequence[ProbeCase],
-                  shows_error: ShowsError, progress: Callable[[int, int, str], None] | None = None,
-                  cancel=None) -> dict:
+                  shows_error: ShowsError, progress=None, cancel=None) -> dict:
     """Before/after each case; per kind: cases, errors before, errors after, relapse fraction.
-    `progress(done, total, message)` after each case; a set `cancel` token stops between cases."""
-    from .unlearn.trainer import CancelledError
-
+    `progress(frac, message)` is told after each case; `cancel.check(where)` (a CancelToken) stops
+    the probe between cases."""
     rows = []
     for i, case in enumerate(cases):
-        if cancel is not None and cancel.cancelled:
-            raise CancelledError(f"relapse probe stopped after {i} of {len(cases)} cases")
+        if cancel is not None:
+            cancel.check(f"after {i} of {len(cases)} relapse cases")
+        if progress:
+            progress(i / max(1, len(cases)), f"relapse probe: case {i + 1}/{len(cases)} ({case.kind})")
         with fixes.disabled():
             before = shows_error(case.prompt, _render(model, case))
         with fixes.only(list(fix_names)):

@@ -36,6 +36,7 @@ METRICS_FILE = "metrics.json"
 LOSS_LOG_FILE = "loss_log.csv"
 LORA_FILE = "pytorch_lora_weights.safetensors"
 STALE_PARTIAL_S = 24 * 3600  # a partial with no lock file (older versions) counts as dead after this
+LABEL_FILE = "label.json"  # the person's name and note for a fix; optional
 LOSS_LOG_COLUMNS = ["step", "L_f", "L_r", "lambda", "cos_fr", "projected", "grad_norm", "seconds"]
 
 
@@ -176,6 +177,15 @@ class RunInfo:
         p = self.path / METRICS_FILE
         return json.loads(p.read_text()) if p.exists() else {}
 
+    def label(self) -> dict:
+        """{"name", "note"} the person gave the fix (label.json); the run id names it otherwise."""
+        p = self.path / LABEL_FILE
+        try:
+            found = json.loads(p.read_text()) if p.exists() else {}
+        except json.JSONDecodeError:
+            found = {}
+        return {"name": str(found.get("name") or self.run_id), "note": str(found.get("note") or "")}
+
 
 class RunStore:
     """The folder of finished runs (fixes)."""
@@ -255,6 +265,17 @@ class RunStore:
 
     def remove(self, run_id: str) -> None:
         shutil.rmtree(self.get(run_id).path)
+
+    def set_label(self, run_id: str, name: str, note: str = "") -> dict:
+        """Name a fix and note why it exists; the run id stays its key (file names, fix state)."""
+        name, note = (name or "").strip(), (note or "").strip()
+        if len(name) > 80 or "\n" in name:
+            raise ValueError(f"fix name {name[:40]!r}...: give one line of at most 80 characters")
+        if len(note) > 2000:
+            raise ValueError(f"fix note: {len(note)} characters; keep it under 2000")
+        run = self.get(run_id)
+        atomic_write_json(run.path / LABEL_FILE, {"name": name or run_id, "note": note})
+        return run.label()
 
 
 @dataclass

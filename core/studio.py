@@ -18,7 +18,8 @@ from PIL import Image
 
 from . import limits
 from .adapters import AdapterError, FixManager
-from .compare import PromptComparison, add_per_seed_lpips, compare_prompt, per_seed_lpips_report, write_comparison
+from .compare import Moved, PromptComparison, add_per_seed_lpips, compare_prompt, moved_most, per_seed_lpips_report, \
+    write_comparison
 from .generate import Generated, generate, save_generations
 from .judge import ForgettingJudge
 from .metrics import availability, lpips, sscd_similarity
@@ -218,6 +219,8 @@ class Studio:
             flagged, surrogate = load_image(run.path / "flagged.png"), load_image(run.path / "surrogate.png")
         judge = ForgettingJudge.for_model(self.model, flagged, surrogate)
         shows_error = lambda p, img: judge.shows_error([img])[0]  # noqa: E731
+        if progress:
+            progress(0.0, f"relapse probe: drawing {len(scan_seeds)} seeds of the base model")
         with self.fixes.disabled():
             base = generate(self.model, prompt, scan_seeds)
         error_seeds = [g.seed for g in base if shows_error(prompt, g.image)]
@@ -225,10 +228,25 @@ class Studio:
         if paraphrases is None:
             paraphrases = PROMPTS.get(flag, []) if flag else []
         cases = probe_cases(self.model, prompt, flagged_seed, error_seeds, paraphrases)
-        report = relapse_probe(self.model, self.fixes, fix_names, cases, shows_error, progress=progress, cancel=cancel)
+        report = relapse_probe(self.model, self.fixes, fix_names, cases, shows_error, progress, cancel)
         report["error_seeds_before"] = error_seeds
         report["judge"] = judge.describe()
         return report
+
+    @_exclusive
+    def what_else_moved(self, prompt: str, flagged_seed: int | None, fix_names: Sequence[str],
+                        seeds: Sequence[int] = range(4), top: int = 6, max_prompts: int = 6, progress=None,
+                        cancel=None) -> list[Moved]:
+        """The outputs a fix moved most besides the flagged one (same seeds, fixes off vs on): the
+        other remember prompts (at most `max_prompts`); a model without any offers the flagged
+        prompt's other seeds instead."""
+        cfg = self.default_config()
+        others = [p for p in cfg.remember_prompts if p != prompt][:max_prompts]
+        if others:
+            return moved_most(self.model, self.fixes, fix_names, others, seeds, top, self._judge_or_none(),
+                              progress, cancel)
+        own = [s for s in range(len(seeds) + 1) if s != flagged_seed][:len(seeds)]
+        return moved_most(self.model, self.fixes, fix_names, [prompt], own, top, self._judge_or_none(), progress, cancel)
 
     # -- fixes on disk -------------------------------------------------------------------------------
     def list_fixes(self) -> list[FixEntry]:

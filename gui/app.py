@@ -1,6 +1,5 @@
-"""Unlearn Studio's Gradio app: one page, top to bottom, over a headless `core.Studio`.
-
-    1 Generate -> 2 Flag -> 3 Surrogate -> 4 Unlearn -> 5 Compare -> 6 Fixes
+"""Unlearn Studio's Gradio app over a headless `core.Studio`: one workspace for the flow, left to
+right (1 Generate, 2 Flag | 3 Surrogate | 4 Fix), and two tabs (5 Compare, 6 Fixes).
 
 `build_app(studio)` makes the Blocks (tests drive it with gradio_client); gui/launcher.py serves
 it for `unlearn-studio studio` / `python launch.py`: loopback only unless told otherwise, no
@@ -17,8 +16,9 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 CSS = """
 .pixelated img, .pixelated canvas { image-rendering: pixelated; }
 .fill-img img { width: 100% !important; height: 100% !important; object-fit: contain; }
-.section-title h2 { margin-top: 0.6em; border-bottom: 1px solid var(--border-color-primary); }
-.studio-header p { margin: 0.1em 0; }
+.section-title h3 { margin: 0.2em 0 0.1em 0; border-bottom: 1px solid var(--border-color-primary); }
+.studio-header p { margin: 0.05em 0; font-size: 0.9em; }
+.studio-header h1 { margin: 0 0 0.1em 0; font-size: 1.4em; }
 """
 
 
@@ -27,11 +27,12 @@ def header_text(studio) -> str:
 
     m, info = studio.model, studio.model.info
     dtype = str(m.pipe.transformer.dtype).replace("torch.", "")
+    on = sum(f.enabled for f in studio.fixes.fixes.values())
     lines = ["# Unlearn Studio",
              f"Model **{info.name}** (`{m.location}`) · device **{m.device}** · dtype **{dtype}** · "
              f"{info.resolution} px · {info.default_steps} steps · guidance {info.default_guidance} · "
              f"flag checker: **{'yes' if studio.has_checker else 'no'}** · "
-             f"fixes loaded: **{len(studio.fixes.fixes)}**"]
+             f"fixes loaded: **{len(studio.fixes.fixes)}** ({on} on)"]
     ok, why = availability()["lpips"]
     lines.append("Metrics: SSIM and PSNR" + (", LPIPS" if ok else f"; LPIPS unavailable ({short_reason(why)})"))
     if studio.restore_errors:
@@ -58,22 +59,32 @@ def build_app(studio, jobs=None):
     ui = SimpleNamespace()
     with gr.Blocks(title="Unlearn Studio", analytics_enabled=False) as demo:
         ui.session = gr.State(Session())
-        ui.header = gr.Markdown(header_text(studio), elem_classes=["studio-header"])
-        generate_section.build(ui, studio)
-        surrogate_section.build(ui, studio)
-        unlearn_section.build(ui, studio)
-        compare_section.build(ui, studio)
-        fixes_section.build(ui, studio)
+        ui.header = gr.Markdown(header_text(studio), elem_classes=["studio-header"], elem_id="studio-header")
+        # One screen for the flow (generate, flag, surrogate, fix), left to right; Compare and
+        # Fixes one click away.
+        with gr.Tabs(elem_id="studio-tabs"):
+            with gr.Tab("Flag and fix", elem_id="tab-fix"):
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=3, min_width=300):
+                        generate_section.build(ui, studio)
+                    with gr.Column(scale=4, min_width=360):
+                        surrogate_section.build(ui, studio)
+                    with gr.Column(scale=4, min_width=360):
+                        unlearn_section.build(ui, studio)
+            with gr.Tab("Compare", elem_id="tab-compare"):
+                compare_section.build(ui, studio)
+            with gr.Tab("Fixes", elem_id="tab-fixes"):
+                fixes_section.build(ui, studio)
 
         generate_section.wire(ui, studio)
         surrogate_section.wire(ui, studio)
         unlearn_section.wire(ui, studio, jobs)
         compare_section.wire(ui, studio)
-        fixes_section.wire(ui, studio)
+        fixes_section.wire(ui, studio, jobs)
 
         def on_load():
             for err in studio.restore_errors:
-                gr.Warning(f"earlier fix not loaded: {err}")
+                gr.Warning(f"earlier fix not loaded: {err}", title="Fix not loaded")
             return (header_text(studio), *fixes_section.fix_widgets(studio))
 
         demo.load(on_load, None, [ui.header, ui.fix_table, ui.fix_pick, ui.cmp_fixes, ui.fix_config, ui.fix_on],

@@ -22,7 +22,9 @@ log = logging.getLogger("unlearn_studio.gui")
 
 GPU = dict(concurrency_id="gpu", concurrency_limit=1)  # one model job at a time, all sections
 CLIP_WEIGHTS = list(CLIP_WEIGHT_CHOICES)  # log-spaced, the paper's table (defined once in core)
-DEFAULT_PALETTE = ["#000000", "#FFFFFF", "#FF0000", "#00A000", "#0050FF", "#FFD700", "#FF8C00"]
+DEFAULT_NAMES = {"black": "#000000", "white": "#FFFFFF", "red": "#FF0000", "green": "#00A000", "blue": "#0050FF",
+                 "yellow": "#FFD700", "orange": "#FF8C00"}
+DEFAULT_PALETTE = list(DEFAULT_NAMES.values())  # for models without a palette of their own
 MAX_SEEDS = 64  # per generation: the session keeps the images (SD3: 3 MB each)
 PAINT_CANVAS = 512  # small models are painted on a NEAREST-upscaled canvas of about this size
 

@@ -19,14 +19,15 @@ TABLE_COLUMNS = ["prompt", "seed", "flagged", "mean_abs_diff", "ssim", "psnr", "
 
 def build(ui, studio) -> None:
     info = studio.model.info
-    gr.Markdown("## 5 · Compare: same seeds, before and after", elem_classes=["section-title"])
+    gr.Markdown("### 5 · Compare: same seeds, before and after", elem_classes=["section-title"])
     with gr.Row():
         with gr.Column(scale=1):
             ui.cmp_prompt = gr.Textbox(label="Flagged prompt",
                                        info="filled in when you flag; the flagged seed is framed")
             ui.cmp_other = gr.Textbox(label="Other prompts (integrity check), one per line", lines=3)
             with gr.Row():
-                ui.cmp_seeds = gr.Textbox(label="Seeds", value="0-7", info="e.g. 0-7 or 0,3,5")
+                ui.cmp_seeds = gr.Textbox(label="Seeds", value="0-7", elem_id="cmp-seeds",
+                                          info="the generated seeds; e.g. 0-7 or 0,3,5")
                 ui.cmp_steps = gr.Number(label="Steps", value=info.default_steps, precision=0, minimum=1, maximum=1000)
                 ui.cmp_guidance = gr.Number(label="Guidance", value=info.default_guidance, minimum=0, maximum=30)
             ui.cmp_fixes = gr.CheckboxGroup(label="Fixes to compare (none ticked = all switched-on fixes)", choices=[])
@@ -98,7 +99,8 @@ def compare(studio, session: Session, prompt, other, seeds, steps, guidance, fix
         if not names:
             raise ValueError("no fix is switched on: unlearn first, or tick a fix to compare")
         highlight = {flag.prompt: flag.seed} if flag else {}
-        progress(0.1, desc=f"generating {len(prompts)} x {len(seed_list)} x 2 images")
+        progress(0.1, desc=f"drawing {len(prompts)} prompt(s) x {len(seed_list)} seeds, fixes off and on "
+                           f"({2 * len(prompts) * len(seed_list)} images), then measuring")
         cmps, out = studio.compare(prompts, seed_list, names, check_steps(steps) if steps else None,
                                    None if guidance is None else check_guidance(guidance), highlight=highlight)
     lp_note = lpips_note(json.loads((out / "metrics.json").read_text()))

@@ -7,14 +7,14 @@ after a restart. Export hands out a zip with the LoRA file and a one-file HTML r
 import gradio as gr
 import pandas as pd
 
-from .common import GPU, fmt, serve_copy, upload_dir, user_errors
+from .common import GPU, fmt, serve_copy, session_key, upload_dir, user_errors
 
-FIX_COLUMNS = ["run_id", "on", "prompt", "seed", "method", "steps", "surrogate", "flagged change", "fixed", "created"]
+FIX_COLUMNS = ["run_id", "name", "on", "prompt", "seed", "method", "steps", "surrogate", "flagged change", "fixed", "created"]
 RELAPSE_COLUMNS = ["probe", "cases", "error before", "error after", "relapsed", "relapse fraction", "new errors"]
 
 
 def build(ui, studio) -> None:
-    gr.Markdown("## 6 · Fixes", elem_classes=["section-title"])
+    gr.Markdown("### 6 · Fixes", elem_classes=["section-title"])
     ui.fix_table = gr.Dataframe(headers=FIX_COLUMNS, label="Fixes for this model (each is a run with its config)",
                                 interactive=False, wrap=True, max_height=300)
     with gr.Row():
@@ -26,8 +26,14 @@ def build(ui, studio) -> None:
                 ui.fix_refresh = gr.Button("Refresh")
                 ui.fix_export = gr.Button("Export (zip: LoRA + report)", variant="primary")
                 ui.fix_remove = gr.Button("Remove", variant="stop")
+            with gr.Row():
+                ui.fix_label_name = gr.Textbox(label="name", max_length=80, elem_id="fix-label-name")
+                ui.fix_label_note = gr.Textbox(label="note", elem_id="fix-label-note")
+                ui.fix_label_btn = gr.Button("Save name and note", min_width=80)
             ui.fix_file = gr.File(label="Export", interactive=False, height=90)
-            ui.fix_relapse = gr.Button("Relapse probe")
+            with gr.Row():
+                ui.fix_relapse = gr.Button("Relapse probe", elem_id="relapse-btn")
+                ui.relapse_stop = gr.Button("Stop probe", variant="stop", elem_id="relapse-stop")
         with gr.Column(scale=3):
             ui.fix_config = gr.JSON(label="Run config and metrics", open=False)
             ui.relapse_table = gr.Dataframe(
@@ -41,18 +47,22 @@ def _rows(studio) -> pd.DataFrame:
     for f in studio.list_fixes():
         run = studio.run(f.run_id)
         cfg, m = run.config, run.metrics()
-        rows.append([f.run_id, "on" if f.enabled else "off", f.prompt, f.seed, f.method,
+        rows.append([f.run_id, _label(run)["name"], "on" if f.enabled else "off", f.prompt, f.seed, f.method,
                      m.get("steps_done", cfg.get("config", {}).get("steps")),
                      (cfg.get("surrogate") or {}).get("kind", "?"), fmt(m.get("flagged_seed_mean_abs_change")),
                      _fixed(m.get("flagged_seed_fixed")), f.created])
     return pd.DataFrame(rows, columns=FIX_COLUMNS)
 
 
+def _label(run) -> dict:
+    return run.label() if hasattr(run, "label") else {"name": run.run_id, "note": ""}
+
+
 def _details(studio, run_id):
     if not run_id:
         return None
     run = studio.run(run_id)
-    return {"run_id": run_id, "folder": str(run.path), "metrics": run.metrics(), **run.config}
+    return {"run_id": run_id, **_label(run), "folder": str(run.path), "metrics": run.metrics(), **run.config}
 
 
 def _fixed(verdict: bool | None) -> str:
@@ -104,24 +114,26 @@ def export(studio, run_id):
     return serve_copy(path)
 
 
-def relapse(studio, run_id) -> pd.DataFrame:
+def relapse(studio, run_id, progress=None, cancel=None) -> pd.DataFrame:
     """The relapse probe of one fix (core.Studio.relapse), one row per kind of probe."""
     with user_errors("Relapse probe"):
         if not run_id:
             raise ValueError("pick a fix to probe")
         cfg = studio.run(run_id).config
-        report = studio.relapse(cfg["prompt"], int(cfg["seed"]), [run_id])
+        extra = {} if progress is None and cancel is None else {"progress": progress, "cancel": cancel}
+        report = studio.relapse(cfg["prompt"], int(cfg["seed"]), [run_id], **extra)
     rows = [[kind, k["cases"], k["error_before"], k["error_after"], k["relapsed"], fmt(k["relapse_fraction"]),
              k["new_errors"]] for kind, k in report["kinds"].items()]
     return pd.DataFrame(rows, columns=RELAPSE_COLUMNS)
 
 
-def wire(ui, studio) -> None:
+def wire(ui, studio, jobs) -> None:
     widgets = [ui.fix_table, ui.fix_pick, ui.cmp_fixes, ui.fix_config, ui.fix_on]
 
     def on_pick(run_id):
         with user_errors("Fix"):
-            return _details(studio, run_id), _enabled(studio, run_id)
+            label = _label(studio.run(run_id)) if run_id else {"name": "", "note": ""}
+            return _details(studio, run_id), _enabled(studio, run_id), label["name"], label["note"]
 
     def on_switch(run_id, enabled):
         return set_enabled(studio, run_id, enabled)
@@ -135,11 +147,40 @@ def wire(ui, studio) -> None:
     def on_export(run_id):
         return export(studio, run_id)
 
-    ui.fix_pick.input(on_pick, [ui.fix_pick], [ui.fix_config, ui.fix_on], api_name="show_fix")
+    ui.fix_pick.input(on_pick, [ui.fix_pick], [ui.fix_config, ui.fix_on, ui.fix_label_name, ui.fix_label_note],
+                      api_name="show_fix")
     ui.fix_on.input(on_switch, [ui.fix_pick, ui.fix_on], widgets, api_name="set_fix_enabled", **GPU)
     ui.fix_refresh.click(on_refresh, [ui.fix_pick], widgets, api_name="list_fixes")
     ui.fix_remove.click(on_remove, [ui.fix_pick], widgets, api_name="remove_fix", **GPU,
                         js="(r) => (r && confirm('Remove fix ' + r + ' and delete its files?')) ? r : null")
     ui.fix_export.click(on_export, [ui.fix_pick], [ui.fix_file], api_name="export_fix")
-    ui.fix_relapse.click(lambda run_id: relapse(studio, run_id), [ui.fix_pick], [ui.relapse_table],
-                         api_name="relapse_probe", **GPU)
+    def on_relapse(run_id, request: gr.Request, progress=gr.Progress()):
+        from core.unlearn.trainer import CancelledError, CancelToken
+
+        token, key = CancelToken(), f"relapse:{session_key(request)}"
+        jobs.start(key, token)
+        try:
+            return relapse(studio, run_id, lambda frac, msg: progress(frac, desc=msg), token)
+        except gr.Error as err:
+            if isinstance(err.__cause__, CancelledError):
+                raise gr.Error(f"The relapse probe was stopped ({err.__cause__}).", title="Probe stopped") from None
+            raise
+        finally:
+            jobs.finish(key, token)
+
+    def on_relapse_stop(request: gr.Request):
+        if not jobs.cancel(f"relapse:{session_key(request)}"):
+            gr.Info("No relapse probe is running.", title="Stop probe")
+
+    ui.fix_relapse.click(on_relapse, [ui.fix_pick], [ui.relapse_table], api_name="relapse_probe", **GPU)
+    ui.relapse_stop.click(on_relapse_stop, None, None, api_name="relapse_stop", concurrency_id="stop")
+
+    def on_label(run_id, name, note):
+        with user_errors("Fix name"):
+            if not run_id:
+                raise ValueError("pick a fix first")
+            studio.store.set_label(run_id, name, note)
+        return fix_widgets(studio, run_id)
+
+    ui.fix_label_btn.click(on_label, [ui.fix_pick, ui.fix_label_name, ui.fix_label_note], widgets,
+                           api_name="label_fix")

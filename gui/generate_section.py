@@ -21,38 +21,51 @@ def parse_seed_input(start, count, seed_list: str) -> list[int]:
     return seeds_from_start(start, count, MAX_SEEDS)
 
 
+def seeds_field(text: str, field: str) -> list[int]:
+    """Seeds typed in a page field; a bad entry gets a sentence naming the field."""
+    from core.generate import parse_seeds
+
+    try:
+        return parse_seeds(text or "")
+    except ValueError as err:
+        raise ValueError(f"{field}: {err}") from None
+
+
 def build(ui, studio) -> None:
+    """Sections 1 and 2, stacked in the workspace's first column."""
     info = studio.model.info
-    gr.Markdown("## 1 · Generate", elem_classes=["section-title"])
+    gr.Markdown("### 1 · Generate", elem_classes=["section-title"])
     with gr.Row():
-        with gr.Column(scale=3):
-            ui.prompt = gr.Textbox(label="Prompt", elem_id="prompt", placeholder="e.g. ireland flag", lines=1)
-            with gr.Row():
-                ui.seed_start = gr.Number(label="Start seed", value=0, precision=0, minimum=0)
-                ui.seed_count = gr.Number(label="Count", value=8, precision=0, minimum=1, maximum=MAX_SEEDS)
-                ui.seed_list = gr.Textbox(label="or seed list", placeholder="0-7,12 (overrides start/count)",
-                                          elem_id="seed-list")
-            with gr.Row():
-                ui.gen_steps = gr.Number(label="Steps", value=info.default_steps, precision=0, minimum=1, maximum=1000)
-                ui.gen_guidance = gr.Number(label="Guidance", value=info.default_guidance, minimum=0, maximum=30)
-            ui.gen_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn")
-            ui.gen_status = gr.Markdown("")
-        with gr.Column(scale=5):
-            ui.gallery = gr.Gallery(label="Outputs (click one to flag it)", elem_id="gallery", columns=6, height=300,
-                                    format="png",
-                                    object_fit="contain", allow_preview=False, elem_classes=["pixelated"])
-    gr.Markdown("## 2 · Flag", elem_classes=["section-title"])
+        ui.prompt = gr.Textbox(label="Prompt", elem_id="prompt", placeholder="e.g. ireland flag", lines=1, scale=3,
+                               min_width=150)
+        ui.seed_count = gr.Number(label="Count", value=8, precision=0, minimum=1, maximum=MAX_SEEDS, min_width=70,
+                                  scale=1, elem_id="seed-count")
+    with gr.Accordion("Seeds and sampling", open=False):
+        with gr.Row():
+            ui.seed_start = gr.Number(label="Start seed", value=0, precision=0, minimum=0, min_width=80)
+            ui.seed_list = gr.Textbox(label="or seed list", placeholder="0-7,12", elem_id="seed-list",
+                                      min_width=100, info="overrides start and count")
+        with gr.Row():
+            ui.gen_steps = gr.Number(label="Steps", value=info.default_steps, precision=0, minimum=1, maximum=1000)
+            ui.gen_guidance = gr.Number(label="Guidance", value=info.default_guidance, minimum=0, maximum=30)
+    ui.gen_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn")
+    ui.gen_status = gr.Markdown("", elem_id="generate-status")
+    ui.gallery = gr.Gallery(label="Outputs (click the bad one to flag it)", elem_id="gallery", columns=4,
+                            height=210, format="png", object_fit="contain", allow_preview=False,
+                            elem_classes=["pixelated"])
+    gr.Markdown("### 2 · Flag", elem_classes=["section-title"])
     with gr.Row():
-        with gr.Column(scale=2):
+        with gr.Column(scale=3, min_width=160):
             with gr.Row():
-                ui.flag_seed = gr.Number(label="Seed to flag", value=None, precision=0, minimum=0)
-                ui.flag_btn = gr.Button("Flag", variant="secondary")
+                ui.flag_seed = gr.Number(label="Seed to flag", value=None, precision=0, minimum=0, min_width=90)
+                ui.flag_btn = gr.Button("Flag", variant="secondary", min_width=60)
             ui.flag_dd = gr.Dropdown(label="Active flag", choices=[], value=None, interactive=True,
-                                     info="every output flagged this session; pick the one to fix")
-            ui.flag_info = gr.Markdown("Nothing flagged yet: click a bad output in the gallery.")
-        with gr.Column(scale=1, min_width=200):
+                                     info="every output flagged this session", elem_id="flag-dd")
+            ui.flag_info = gr.Markdown("Nothing flagged yet: click a bad output in the gallery.",
+                                       elem_id="flag-info")
+        with gr.Column(scale=2, min_width=110):
             ui.flag_image = gr.Image(label="Flagged output", elem_id="flag-image", type="pil", format="png",
-                                     interactive=False, height=200, elem_classes=["pixelated", "fill-img"])
+                                     interactive=False, height=150, elem_classes=["pixelated", "fill-img"])
 
 
 def generate(studio, session: Session, prompt, start, count, seed_list, steps, guidance, progress=gr.Progress()):
@@ -71,7 +84,19 @@ def generate(studio, session: Session, prompt, start, count, seed_list, steps, g
                           "steps": steps, "guidance": guidance}
     items = [(g.image, f"seed {g.seed}") for g in gens]
     status = f"{len(gens)} outputs of *{prompt}*, seeds {seed_summary(seeds)}. Click the bad one to flag it."
-    return items, session, status
+    return items, session, status, seed_text(seeds)
+
+
+def seed_text(seeds: list[int]) -> str:
+    """'0-7,12' for [0..7, 12]: the generated seeds as Compare's default."""
+    parts, i = [], 0
+    while i < len(seeds):
+        j = i
+        while j + 1 < len(seeds) and seeds[j + 1] == seeds[j] + 1:
+            j += 1
+        parts.append(str(seeds[i]) if i == j else f"{seeds[i]}-{seeds[j]}")
+        i = j + 1
+    return ",".join(parts)
 
 
 def seed_summary(seeds: list[int]) -> str:
@@ -105,7 +130,7 @@ def flag_seed(studio, session: Session, seed):
 
 def activate(studio, session: Session, flag_id):
     """Make a flag active; returns every widget that shows the active flag."""
-    from .surrogate_section import editor_value, shown_surrogate
+    from .surrogate_section import shown_surrogate
 
     flag = session.flag(flag_id)
     if flag is None:
@@ -116,29 +141,47 @@ def activate(studio, session: Session, flag_id):
             f" · steps {flag.steps or studio.model.info.default_steps}"
             f" · guidance {studio.model.info.default_guidance if flag.guidance is None else flag.guidance}")
     info = studio.model.info
+    # The canvas is emptied here and gets the flagged image in a second event (load_canvas): a
+    # painted canvas given a new value in one step re-uploads its layers without end and spins.
     return (session, gr.update(choices=choices, value=flag.id), text, flag.image,
-            editor_value(flag.image, info.resolution), flag.image, flag.prompt, flag.seed,
+            None, flag.image, flag.prompt, flag.seed,
             flag.steps or info.default_steps, info.default_guidance if flag.guidance is None else flag.guidance,
-            *shown_surrogate(session, flag))
+            *shown_surrogate(session, flag),
+            f"Ready to fix **{flag.id}** once it has a surrogate.", "", [], gr.update(value=None), gr.update(value=None),
+            [])
+
+
+def load_canvas(studio, session: Session):
+    """The active flag's image on the paint canvas (also what the canvas's Reset button does)."""
+    from .surrogate_section import editor_value
+
+    flag = session.flag()
+    return editor_value(flag.image, studio.model.info.resolution) if flag else None
 
 
 def wire(ui, studio) -> None:
     flag_outputs = [ui.session, ui.flag_dd, ui.flag_info, ui.flag_image, ui.editor, ui.sur_flagged,
                     ui.cmp_prompt, ui.flag_seed, ui.cmp_steps, ui.cmp_guidance, ui.sur_image, ui.sur_diff,
-                    ui.sur_info]
+                    ui.sur_info, ui.ul_status, ui.ul_result, ui.monitor, ui.loss_plot, ui.surgery_plot, ui.moved]
+
+    def on_canvas(session):
+        return load_canvas(studio, session)
+
+    def then_canvas(event):
+        event.then(on_canvas, [ui.session], [ui.editor], api_name=False, show_progress="hidden")
 
     def on_generate(session, prompt, start, count, seed_list, steps, guidance, progress=gr.Progress()):
         return generate(studio, session, prompt, start, count, seed_list, steps, guidance, progress)
 
     inputs = [ui.session, ui.prompt, ui.seed_start, ui.seed_count, ui.seed_list, ui.gen_steps, ui.gen_guidance]
-    outputs = [ui.gallery, ui.session, ui.gen_status]
+    outputs = [ui.gallery, ui.session, ui.gen_status, ui.cmp_seeds]
     ui.gen_btn.click(on_generate, inputs, outputs, api_name="generate", **GPU)
     ui.prompt.submit(on_generate, inputs, outputs, api_name=False, **GPU)
 
     def on_flag(session, seed):
         return flag_seed(studio, session, seed)
 
-    ui.flag_btn.click(on_flag, [ui.session, ui.flag_seed], flag_outputs, api_name="flag")
+    then_canvas(ui.flag_btn.click(on_flag, [ui.session, ui.flag_seed], flag_outputs, api_name="flag"))
 
     def on_select(session, evt: gr.SelectData):
         gen = session.generation
@@ -147,9 +190,10 @@ def wire(ui, studio) -> None:
         index = evt.index if isinstance(evt.index, int) else evt.index[0]
         return flag_seed(studio, session, gen["seeds"][index])
 
-    ui.gallery.select(on_select, [ui.session], flag_outputs, api_name=False)
+    then_canvas(ui.gallery.select(on_select, [ui.session], flag_outputs, api_name=False))
 
     def on_pick(session, flag_id):
         return activate(studio, session, flag_id)
 
-    ui.flag_dd.input(on_pick, [ui.session, ui.flag_dd], flag_outputs, api_name="pick_flag")
+    then_canvas(ui.flag_dd.input(on_pick, [ui.session, ui.flag_dd], flag_outputs, api_name="pick_flag"))
+    ui.canvas_reset.click(on_canvas, [ui.session], [ui.editor], api_name="load_canvas")

@@ -12,7 +12,7 @@ from gradio.components.base import server
 from core.surrogates import ClipEditParams, NoiseParams, SDEditParams, canvas_surrogate, param_spec, \
     require_changed, to_model_size
 
-from .common import CLIP_WEIGHTS, DEFAULT_PALETTE, GPU, Session, difference, fmt, paint_scale, upscale, user_errors
+from .common import CLIP_WEIGHTS, DEFAULT_NAMES, DEFAULT_PALETTE, GPU, Session, difference, fmt, paint_scale, upscale, user_errors
 
 
 def _slider(params_type, name: str, step: float, label: str, **kw):
@@ -70,28 +70,58 @@ def editor_value(image, resolution: int) -> dict:
     return {"background": big, "layers": [], "composite": big}
 
 
+def palette_of(info) -> list[tuple[str, str]]:
+    """(name, hex) swatches: the model's palette (named from the flags world where it matches),
+    else a default set; near-duplicates (closer than 48 in every channel) are dropped."""
+    from core.world.flags import PALETTE as WORLD
+
+    names = {h.upper(): n.replace("_", " ") for table in (DEFAULT_NAMES, WORLD) for n, h in table.items()}
+    out: list[tuple[str, str]] = []
+    for h in [c.upper() for c in (info.palette or DEFAULT_PALETTE)]:
+        rgb = [int(h[i:i + 2], 16) for i in (1, 3, 5)]
+        if any(all(abs(a - int(o[i:i + 2], 16)) < 48 for a, i in zip(rgb, (1, 3, 5))) for _, o in out):
+            continue
+        out.append((names.get(h, h), h))
+    return out
+
+
+def default_colour(palette: list[tuple[str, str]]) -> str:
+    """The first swatch that shows on the white toolbar and is not plain black."""
+    for _, h in palette:
+        r, g, b = (int(h[i:i + 2], 16) for i in (1, 3, 5))
+        if max(r, g, b) - min(r, g, b) > 60:
+            return h
+    return palette[0][1]
+
+
 def build(ui, studio) -> None:
+    """Section 3, the workspace's middle column: the canvas (or another way), then the result."""
     info = studio.model.info
-    side = info.resolution * paint_scale(info.resolution)
-    palette = list(dict.fromkeys([c.upper() for c in (info.palette or [])] + DEFAULT_PALETTE))
-    gr.Markdown("## 3 · Surrogate: the same image without the unwanted part", elem_classes=["section-title"])
-    with gr.Row(equal_height=True):
-        shown = dict(type="pil", format="png", interactive=False, height=220, elem_classes=["pixelated", "fill-img"])
-        ui.sur_flagged = gr.Image(label="Flagged", **shown)
-        ui.sur_image = gr.Image(label="Surrogate", **shown)
-        ui.sur_diff = gr.Image(label="|surrogate - flagged| (bright = changed)", **shown)
-        ui.sur_info = gr.Markdown("No surrogate yet.", min_height=100, elem_id="surrogate-info")
+    scale = paint_scale(info.resolution)
+    side = info.resolution * scale
+    palette = palette_of(info)
+    first = default_colour(palette)
+    size = max(2, side // 32)
+    gr.Markdown("### 3 · Surrogate: the same image without the unwanted part", elem_classes=["section-title"])
     with gr.Tabs():
         with gr.Tab("Paint"):
-            ui.editor = CheckedImageEditor(elem_id="paint-canvas",
-                label="Paint over the unwanted part (brush: palette or colour picker; eraser; undo)",
-                type="pil", image_mode="RGBA", format="png", sources=["upload"], height=560,
+            swatches = " · ".join(f"<span style='color:{h}'>■</span> {n}" for n, h in palette)
+            ui.editor = CheckedImageEditor(
+                elem_id="paint-canvas",
+                label=f"Paint over the unwanted part · brush {size} px (one model pixel = {scale} px)",
+                type="pil", image_mode="RGBA", format="png", sources=["upload"], height=430,
                 canvas_size=(side, side), fixed_canvas=True, transforms=(), layers=True,
-                brush=gr.Brush(colors=palette, default_color=palette[0], color_mode="defaults",
-                               default_size=max(2, side // 32)),
+                brush=gr.Brush(colors=[h for _, h in palette], default_color=first, color_mode="defaults",
+                               default_size=size),
                 eraser=gr.Eraser(default_size=max(4, side // 16)), elem_classes=["pixelated"])
-            ui.paint_btn = gr.Button("Use painting as surrogate", variant="primary", elem_id="paint-btn")
+            gr.Markdown(f"Colours: {swatches}. The brush starts in **{dict((h, n) for n, h in palette)[first]}**.",
+                        elem_id="swatch-names")
+            with gr.Row():
+                ui.paint_btn = gr.Button("Use painting as surrogate", variant="primary", elem_id="paint-btn")
+                ui.canvas_reset = gr.Button("Reset canvas to the flagged image", elem_id="canvas-reset")
         with gr.Tab("SDEdit"):
+            ui.sde_strength = gr.Slider(0.05, 1.0, value=0.5, step=0.05, label="Strength",
+                                        info="how much is re-drawn: low keeps the image, 1 draws anew")
             with gr.Row():
                 ui.sde_strength = _slider(SDEditParams, "strength", 0.05, "Strength")
                 ui.sde_prompt = gr.Textbox(label="Prompt (optional)", placeholder="describe the corrected image",
@@ -107,12 +137,22 @@ def build(ui, studio) -> None:
                                           info=param_spec(ClipEditParams, "clip_weight")["help"])
             ui.clip_btn = gr.Button("Make CLIP-guided surrogate", variant="primary", elem_id="clip-btn")
         with gr.Tab("Flip / Noise"):
+            ui.flip_btn = gr.Button("Flip horizontally", elem_id="flip-btn")
+            ui.noise_sigma = gr.Slider(0.01, 1.0, value=0.1, step=0.01, label="Noise sigma",
+                                       info="std of added Gaussian noise, as a fraction of the pixel range")
             with gr.Row():
                 ui.flip_btn = gr.Button("Flip horizontally", elem_id="flip-btn")
             with gr.Row():
                 ui.noise_sigma = _slider(NoiseParams, "sigma", 0.01, "Noise sigma")
                 ui.noise_seed = _seed_box(NoiseParams, "Noise seed")
                 ui.noise_btn = gr.Button("Add noise")
+    with gr.Row(equal_height=True):
+        shown = dict(type="pil", format="png", interactive=False, height=120, min_width=90,
+                     elem_classes=["pixelated", "fill-img"])
+        ui.sur_flagged = gr.Image(label="Flagged", **shown)
+        ui.sur_image = gr.Image(label="Surrogate", elem_id="surrogate-image", **shown)
+        ui.sur_diff = gr.Image(label="changed (bright)", **shown)
+    ui.sur_info = gr.Markdown("No surrogate yet.", elem_id="surrogate-info")
 
 
 def _finish(studio, session: Session, flag, image, info: dict):
@@ -200,6 +240,14 @@ def wire(ui, studio) -> None:
         return noise(studio, session, sigma, seed)
 
     ui.paint_btn.click(on_paint, [ui.session, ui.editor], out, api_name="paint")
+
+    def on_clear(session):
+        # The canvas's own clear button removes the background too: put the flagged image back.
+        from .generate_section import load_canvas
+
+        return load_canvas(studio, session)
+
+    ui.editor.clear(on_clear, [ui.session], [ui.editor], api_name=False, show_progress="hidden")
     ui.sde_btn.click(on_sdedit, [ui.session, ui.sde_strength, ui.sde_prompt, ui.sde_seed], out, api_name="sdedit",
                      **GPU)
     ui.clip_btn.click(on_clip, [ui.session, ui.clip_text, ui.clip_weight], out, api_name="clip_edit", **GPU)

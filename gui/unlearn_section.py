@@ -14,7 +14,7 @@ from dataclasses import fields
 import gradio as gr
 import pandas as pd
 
-from .common import GPU, Session, fmt, session_key, user_errors
+from .common import GPU, Session, fmt, log, session_key, upscale, user_errors
 
 MAIN_FIELDS = ["method", "steps", "learning_rate", "lambda_scheme", "surgery", "remember_set_size", "stop_when_fixed"]
 HIDDEN_FIELDS = {"remember_seed_start"}  # kept at the engine default, far from browsed seeds
@@ -27,9 +27,9 @@ def _choices(name: str):
     return c.CHOICES.get(name)  # the config's one table of choice lists
 
 
-def _component(f, value, help_text: str):
+def _component(f, value, help_text: str, label: str | None = None):
     """One config widget from a dataclass field: its type, the studio's default and its help text."""
-    label, elem_id = f.name.replace("_", " "), f"cfg-{f.name}"
+    label, elem_id = label or f.name.replace("_", " "), f"cfg-{f.name}"
     choices = _choices(f.name)
     if choices:
         return gr.Dropdown(list(choices), value=value, label=label, info=help_text, elem_id=elem_id)
@@ -43,48 +43,66 @@ def _component(f, value, help_text: str):
                      info=help_text, precision=0 if is_int else None, elem_id=elem_id)
 
 
+PLAIN = {  # plain labels first; the help text keeps the paper's words
+    "method": "method", "steps": "steps", "learning_rate": "learning rate",
+    "lambda_scheme": "forget / remember balance", "surgery": "when the two pulls conflict",
+    "remember_set_size": "outputs to keep (remember set)", "stop_when_fixed": "stop when fixed",
+}
+PAPER = {
+    "lambda_scheme": "paper: lambda scheme weighting L_f against L_r",
+    "surgery": "paper: gradient surgery, project g_f off g_r when they conflict",
+    "remember_set_size": "paper: the remember set D_r",
+}
+
+
 def build(ui, studio) -> None:
+    """Section 4: the fix controls, Unlearn/Stop, status, live plots, monitor and what else moved."""
     from core.unlearn.config import UnlearnConfig
 
     defaults = studio.default_config()
     helps = UnlearnConfig.help()
-    gr.Markdown("## 4 · Unlearn", elem_classes=["section-title"])
+    for name, words in PAPER.items():
+        helps[name] = f"{helps.get(name, '')} ({words})".strip()
+    by_name = {f.name: f for f in fields(UnlearnConfig)}
+    gr.Markdown("### 4 · Fix", elem_classes=["section-title"])
     ui.cfg = {}
     with gr.Row():
-        with gr.Column(scale=2):
+        for name in MAIN_FIELDS[:3]:
+            ui.cfg[name] = _component(by_name[name], getattr(defaults, name), helps[name], PLAIN[name])
+    with gr.Row():
+        ui.fix_name = gr.Textbox(label="fix name", placeholder="e.g. ireland: no orange", elem_id="fix-name",
+                                 max_length=80, scale=1)
+        ui.fix_note = gr.Textbox(label="note", placeholder="why this fix (optional)", elem_id="fix-note", scale=2)
+    with gr.Row():
+        ui.run_btn = gr.Button("Unlearn", variant="primary", elem_id="unlearn-btn")
+        ui.stop_btn = gr.Button("Stop", variant="stop", elem_id="stop-btn")
+    ui.ul_status = gr.Markdown("Flag an output and make a surrogate, then press Unlearn.", elem_id="unlearn-status")
+    with gr.Accordion("More settings", open=False):
+        with gr.Row():
+            for name in MAIN_FIELDS[3:6]:
+                ui.cfg[name] = _component(by_name[name], getattr(defaults, name), helps[name], PLAIN[name])
+        ui.cfg["stop_when_fixed"] = gr.Checkbox(
+            value=defaults.stop_when_fixed, label="stop when fixed",
+            info="the forgetting judge compares each re-drawn flagged seed with your flagged image and surrogate",
+            elem_id="cfg-stop_when_fixed")
+        rest = [f for f in fields(UnlearnConfig) if f.name not in MAIN_FIELDS and f.name not in HIDDEN_FIELDS]
+        for i in range(0, len(rest), 3):
             with gr.Row():
-                for name in MAIN_FIELDS[:3]:
-                    f = next(x for x in fields(UnlearnConfig) if x.name == name)
-                    ui.cfg[name] = _component(f, getattr(defaults, name), helps[name])
-            with gr.Row():
-                for name in MAIN_FIELDS[3:6]:
-                    f = next(x for x in fields(UnlearnConfig) if x.name == name)
-                    ui.cfg[name] = _component(f, getattr(defaults, name), helps[name])
-            ui.cfg["stop_when_fixed"] = gr.Checkbox(
-                value=defaults.stop_when_fixed, label="stop when fixed",
-                info="the forgetting judge compares each monitor render with your flagged image and surrogate",
-                elem_id="cfg-stop_when_fixed")
-            with gr.Accordion("Advanced", open=False):
-                rest = [f for f in fields(UnlearnConfig) if f.name not in MAIN_FIELDS and f.name not in HIDDEN_FIELDS]
-                for i in range(0, len(rest), 3):
-                    with gr.Row():
-                        for f in rest[i:i + 3]:
-                            ui.cfg[f.name] = _component(f, getattr(defaults, f.name), helps[f.name])
-            with gr.Row():
-                ui.run_btn = gr.Button("Unlearn", variant="primary", elem_id="unlearn-btn")
-                ui.stop_btn = gr.Button("Stop", variant="stop", elem_id="stop-btn")
-            ui.ul_status = gr.Markdown("Flag an output and make a surrogate, then press Unlearn.",
-                                       elem_id="unlearn-status")
-            ui.ul_result = gr.Markdown("")
-        with gr.Column(scale=3):
-            with gr.Row():
-                ui.loss_plot = gr.LinePlot(x="step", y="value", color="series", title="losses", height=220,
-                                           x_title="step", y_title="loss")
-                ui.surgery_plot = gr.LinePlot(x="step", y="value", color="series", height=220, x_title="step",
-                                              title="gradient surgery", y_title="fraction / cosine")
-            ui.monitor = gr.Gallery(label="Flagged seed re-rendered during training (every 'monitor every' steps)",
-                                    columns=8, height=180, format="png", object_fit="contain", allow_preview=False,
-                                    fit_columns=False, elem_classes=["pixelated"])
+                for f in rest[i:i + 3]:
+                    ui.cfg[f.name] = _component(f, getattr(defaults, f.name), helps[f.name])
+    with gr.Row():
+        ui.loss_plot = gr.LinePlot(x="step", y="value", color="series", title="losses", height=170,
+                                   x_title="step", y_title="loss", elem_id="loss-plot",
+                                   label="forget: flagged → surrogate (paper: L_f); remember: other outputs (L_r)")
+        ui.surgery_plot = gr.LinePlot(x="step", y="value", color="series", height=170, x_title="step",
+                                      title="gradient surgery", y_title="share / cosine", elem_id="surgery-plot")
+    ui.monitor = gr.Gallery(label="Flagged seed re-drawn during the fix", columns=8, height=110, format="png",
+                            object_fit="contain", allow_preview=False, fit_columns=False, elem_id="monitor",
+                            elem_classes=["pixelated"])
+    ui.ul_result = gr.Markdown("", elem_id="unlearn-result")
+    ui.moved = gr.Gallery(label="What else moved: other outputs before | after, largest change first", columns=3,
+                          height=150, format="png", object_fit="contain", allow_preview=True, elem_id="moved",
+                          elem_classes=["pixelated"], visible=True)
 
 
 def config_from_values(studio, values: dict):
@@ -113,34 +131,87 @@ def config_from_values(studio, values: dict):
     return defaults.with_overrides(**out)
 
 
+LOSS_SERIES = ("forget: flagged → surrogate", "remember: other outputs")
+SURGERY_SERIES = ("share of steps with the conflict removed", "agreement of the two pulls (cosine)")
+PLOT_COLS = ["step", "value", "series"]
+MOVED_SEEDS = range(4)  # per other prompt, for "what else moved"
+
+
+def _frame(rows: list) -> pd.DataFrame:
+    """Typed columns even when empty: an empty object column reads as categorical in the browser."""
+    return pd.DataFrame(rows, columns=PLOT_COLS).astype({"step": "int64", "value": "float64", "series": "string"})
+
+
 def _frames(reports: list) -> tuple[pd.DataFrame, pd.DataFrame]:
     loss, surgery, proj = [], [], []
     for r in reports:
-        loss += [(r.step, r.L_f, "L_f (forget)"), (r.step, r.L_r, "L_r (remember)")]
+        loss += [(r.step, r.L_f, LOSS_SERIES[0]), (r.step, r.L_r, LOSS_SERIES[1])]
         if r.projected is not None:
             proj.append(bool(r.projected))
-            surgery.append((r.step, sum(proj) / len(proj), "projected fraction"))
+            surgery.append((r.step, sum(proj) / len(proj), SURGERY_SERIES[0]))
         if r.cos is not None:
-            surgery.append((r.step, r.cos, "cos(g_f, g_r)"))
-    cols = ["step", "value", "series"]
-    return pd.DataFrame(loss, columns=cols), pd.DataFrame(surgery, columns=cols)
+            surgery.append((r.step, r.cos, SURGERY_SERIES[1]))
+    return _frame(loss), _frame(surgery)
 
 
-def _out(status, reports, shots, result=None, session=None, fixes=None):
+def _plots(reports: list, live: bool) -> tuple:
+    """Plot updates. The page's LinePlot builds its chart (axis types, series colours) from the
+    first value it gets and afterwards only swaps the data in, unless a setting like the title
+    changes. A run used to start with empty frames (object columns, sent as 'nominal'), so every
+    later step was drawn on categorical axes without a line. So: never send empty frames (None
+    instead), and switch the title to '· live' with a run's first rows and back at its end, so
+    each run's chart is built from typed, non-empty data."""
+    loss, surgery = _frames(reports)
+    tag = " · live" if live and reports else ""
+    return (gr.update(value=loss if len(loss) else None, title=f"losses{tag}"),
+            gr.update(value=surgery if len(surgery) else None, title=f"gradient surgery{tag}"))
+
+
+def _out(status, reports, shots, result=None, session=None, fixes=None, live=True, moved=None, header=None):
     """One update of the section's outputs; None = leave that widget as it is."""
     skip = gr.skip()
-    return (status, *_frames(reports), list(shots), skip if result is None else result,
-            skip if session is None else session, *(fixes or (skip,) * 5))
+    keep = lambda v: skip if v is None else v  # noqa: E731
+    return (status, *_plots(reports, live), list(shots), keep(result), keep(moved), keep(session), keep(header),
+            *(fixes or (skip,) * 5))
+
+
+def _eta(seconds: float) -> str:
+    return f"about {seconds:.0f} s left" if seconds < 90 else f"about {seconds / 60:.0f} min left"
+
+
+class _Progress:
+    """The status line of a running fix: stage, counts and an estimate, in plain words."""
+
+    def __init__(self, head: str):
+        self.head, self.stage_start, self.stage = head, time.monotonic(), None
+        self.text = f"{head}: preparing"
+
+    def progress(self, frac: float, msg: str) -> None:
+        stage = msg.split(":")[0]
+        if stage != self.stage:
+            self.stage, self.stage_start = stage, time.monotonic()
+        spent = time.monotonic() - self.stage_start
+        est = f", {_eta(spent / frac * (1 - frac))}" if 0.05 < frac < 1 and spent > 2 else ""
+        self.text = f"{self.head}: {msg} ({frac:.0%}{est})"
+
+    def step(self, r) -> None:
+        self.text = (f"{self.head}: step **{r.step}/{r.total}** ({_eta(r.seconds * (r.total - r.step))}) · "
+                     f"forget loss {fmt(r.L_f)} · remember loss {fmt(r.L_r)} · {r.seconds:.2f} s/step")
 
 
 def run(studio, jobs, session: Session, key: str, values: dict):
-    """Generator: (status, loss df, surgery df, monitor gallery, result, session, *fix widgets)."""
-    from core.unlearn.trainer import CancelledError, CancelToken, DivergedError
+    """Generator: (status, loss plot, surgery plot, monitor, result, moved, session, header, *fix widgets).
 
+    The status line belongs to this generator alone (Stop only sets the token), so the last thing
+    it shows is always how the run ended."""
+    from core.unlearn.trainer import CancelledError, CancelToken
+
+    from .app import header_text
     from .fixes_section import fix_widgets
 
     flag = session.require_flag()
     sur = session.require_surrogate()
+    name, note = values.pop("fix_name", None), values.pop("fix_note", None)
     with user_errors("Unlearn"):
         config = config_from_values(studio, values)
         # Remember set and monitor are drawn the way the flagged output was, unless set otherwise.
@@ -148,27 +219,16 @@ def run(studio, jobs, session: Session, key: str, values: dict):
                                        guidance=flag.guidance if config.guidance is None else config.guidance)
     events: queue.Queue = queue.Queue()
     token = CancelToken()
-
-    def work():
-        try:
-            result = studio.unlearn(
-                flag.prompt, flag.image, sur["image"], flag.seed, config, sur["info"],
-                on_step=lambda r: events.put(("step", r)), cancel=token,
-                on_monitor=lambda step, img: events.put(("monitor", (step, img.copy()))),
-                progress=lambda frac, msg: events.put(("progress", (frac, msg))))
-            events.put(("done", result))
-        except BaseException as err:  # noqa: BLE001 - reported to the page below
-            events.put(("error", err))
-
+    thread = threading.Thread(target=_work, args=(studio, flag, sur, config, token, events), name="unlearn",
+                              daemon=True)
     reports, shots, outcome = [], [], None
     head = f"Fixing **{flag.id}** (seed {flag.seed}, *{flag.prompt}*) with the **{sur['info'].get('kind')}** surrogate"
-    status = f"{head}: preparing"
-    thread = threading.Thread(target=work, name="unlearn", daemon=True)
+    line = _Progress(head)
     jobs.start(key, token)
     thread.start()
     try:
-        yield _out(status, [], [], result="")
-        last = 0.0
+        yield _out(line.text, [], [], result="", moved=[])
+        last, stopping = 0.0, False
         while outcome is None:
             try:
                 kind, payload = events.get(timeout=0.25)
@@ -176,19 +236,22 @@ def run(studio, jobs, session: Session, key: str, values: dict):
                 kind, payload = None, None
             if kind == "step":
                 reports.append(payload)
-                r = payload
-                status = (f"{head}: step **{r.step}/{r.total}** · L_f {fmt(r.L_f)} · L_r {fmt(r.L_r)}"
-                          f" · grad norm {fmt(r.grad_norm)} · {r.seconds:.2f} s/step")
+                line.step(payload)
             elif kind == "progress":
-                status = f"{head}: {payload[1]} ({payload[0]:.0%})"
+                line.progress(*payload)
             elif kind == "monitor":
                 shots.append((payload[1], f"step {payload[0]}"))
+            elif kind == "saved":
+                line.text = f"{head}: fix saved; now drawing other outputs to see what else moved"
             elif kind in ("done", "error"):
                 outcome = (kind, payload)
                 break
-            if kind == "monitor" or (kind and time.monotonic() - last > UI_REFRESH_S):
+            if token.cancelled and not stopping:
+                stopping, kind = True, "stop"
+                line.text = f"{head}: **stopping** after the current step..."
+            if kind in ("monitor", "stop", "saved") or (kind and time.monotonic() - last > UI_REFRESH_S):
                 last = time.monotonic()
-                yield _out(status, reports, shots)
+                yield _out(line.text, reports, shots)
     finally:
         if thread.is_alive():  # the page went away: stop the run so the device is free again
             token.cancel()
@@ -196,17 +259,82 @@ def run(studio, jobs, session: Session, key: str, values: dict):
         jobs.finish(key, token)
     kind, payload = outcome
     if kind == "error":
-        if isinstance(payload, CancelledError):
-            gr.Warning(f"Stopped: {payload}. Nothing was saved.")
-            yield _out(f"{head}: **stopped** ({payload}); nothing was saved, earlier fixes are untouched.",
-                       reports, shots, result="")
-            return
-        if isinstance(payload, DivergedError):
-            raise gr.Error(f"{payload}. Nothing was saved.", title="Training diverged")
-        with user_errors("Unlearn"):
-            raise payload
-    result = payload
-    yield _out(f"{head}: **done**", reports, shots, result_text(studio, result, flag), session, fix_widgets(studio))
+        yield from _failed(studio, head, payload, reports, shots)
+        return
+    result, moved = payload
+    _label(studio, result.run.run_id, name, note)
+    stopped_note = ""
+    if isinstance(moved, CancelledError):
+        moved, stopped_note = [], " (Stop pressed after saving: the look at other outputs was skipped)"
+    elif isinstance(moved, BaseException):
+        log.warning("what else moved failed: %s", moved)
+        moved, stopped_note = [], f" (could not show what else moved: {moved})"
+    yield _out(f"{head}: **done**{stopped_note}", reports, shots, result_text(studio, result, flag), session,
+               fix_widgets(studio), live=False, moved=moved_items(moved), header=header_text(studio))
+
+
+def _work(studio, flag, sur: dict, config, token, events: queue.Queue) -> None:
+    """The worker thread of a run: the fix, then what else moved; everything goes to `events`."""
+    put_progress = lambda frac, msg: events.put(("progress", (frac, msg)))  # noqa: E731
+    try:
+        result = studio.unlearn(
+            flag.prompt, flag.image, sur["image"], flag.seed, config, sur["info"],
+            on_step=lambda r: events.put(("step", r)), cancel=token,
+            on_monitor=lambda step, img: events.put(("monitor", (step, img.copy()))), progress=put_progress)
+    except BaseException as err:  # noqa: BLE001 - reported to the page
+        events.put(("error", err))
+        return
+    events.put(("saved", result))
+    try:  # the fix is saved: a Stop from here on only skips this look around
+        moved = studio.what_else_moved(flag.prompt, flag.seed, [result.run.run_id], MOVED_SEEDS,
+                                       progress=put_progress, cancel=token)
+        events.put(("done", (result, moved)))
+    except BaseException as err:  # noqa: BLE001
+        events.put(("done", (result, err)))
+
+
+def _failed(studio, head: str, err: BaseException, reports, shots):
+    """The last status of a run that ended without a fix, then the error toast."""
+    from core.unlearn.run import AlreadyFixedError
+    from core.unlearn.trainer import CancelledError, DivergedError
+
+    if isinstance(err, CancelledError):
+        gr.Warning(f"Stopped: {err}. Nothing was saved.", title="Fix stopped")
+        yield _out(f"{head}: **stopped** ({err}); nothing was saved, earlier fixes are untouched.",
+                   reports, shots, result="", live=False)
+        return
+    if isinstance(err, AlreadyFixedError):
+        yield _out(f"{head}: **not needed**: {err}", reports, shots, result="", live=False)
+        raise gr.Error(str(err), title="Already fixed")
+    yield _out(f"{head}: **failed**; nothing was saved.", reports, shots, result="", live=False)
+    if isinstance(err, DivergedError):
+        raise gr.Error(f"{err}. Nothing was saved.", title="Training diverged")
+    with user_errors("Unlearn"):
+        raise err
+
+
+def _label(studio, run_id: str, name, note) -> None:
+    if (name and name.strip()) or (note and note.strip()):
+        try:
+            studio.store.set_label(run_id, name or "", note or "")
+        except ValueError as err:
+            gr.Warning(f"The fix is saved as {run_id}; its name was not: {err}", title="Fix name")
+
+
+def moved_items(moved) -> list:
+    """Gallery items of core's "what else moved": before | after side by side, with the change."""
+    from PIL import Image
+
+    items = []
+    for m in moved:
+        w, h = m.before.size
+        pair = Image.new("RGB", (2 * w + max(1, w // 16), h), (255, 255, 255))
+        pair.paste(m.before.convert("RGB"), (0, 0))
+        pair.paste(m.after.convert("RGB"), (w + max(1, w // 16), 0))
+        pair = upscale(pair, max(1, 96 // h))
+        verdicts = f" · {m.verdict_before} → {m.verdict_after}" if m.verdict_before else ""
+        items.append((pair, f"{m.prompt} · seed {m.seed} · changed {m.change:.3f}{verdicts}"))
+    return items
 
 
 def result_text(studio, result, flag) -> str:
@@ -215,11 +343,12 @@ def result_text(studio, result, flag) -> str:
              "saved but **switched off**: the forgetting judge still sees the flagged content on the flagged seed, and such a "
              "fix tends to damage the prompt's other seeds. Switch it on in Fixes to use it anyway, or "
              "try more steps, a higher learning rate or another surrogate.")
-    lines = [f"**Fix {result.run.run_id}** {state}",
+    label = result.run.label()["name"] if hasattr(result.run, "label") else result.run.run_id
+    lines = [f"**Fix {label}** {state}",
              f"steps {m.get('steps_done')}{' (stopped early: fixed)' if m.get('stopped_early') else ''}"
-             f" · {fmt(m.get('seconds_total'))} s · final L_f {fmt(m.get('final_L_f'))}"
-             f" · L_r {fmt(m.get('final_L_r'))}"
-             f" · remember set {m.get('remember_set_size')} (excluded {m.get('remember_excluded')})"]
+             f" · {fmt(m.get('seconds_total'))} s · final forget loss {fmt(m.get('final_L_f'))}"
+             f" · remember loss {fmt(m.get('final_L_r'))}"
+             f" · outputs kept {m.get('remember_set_size')} (left out {m.get('remember_excluded')})"]
     if m.get("flagged_seed_mean_abs_change") is not None:
         lines.append(f"flagged seed {flag.seed} changed by mean |diff| {fmt(m['flagged_seed_mean_abs_change'])}")
     f = m.get("forgetting")
@@ -240,8 +369,9 @@ def result_text(studio, result, flag) -> str:
 
 
 def wire(ui, studio, jobs) -> None:
-    outputs = [ui.ul_status, ui.loss_plot, ui.surgery_plot, ui.monitor, ui.ul_result, ui.session,
-               ui.fix_table, ui.fix_pick, ui.cmp_fixes, ui.fix_config, ui.fix_on]
+    outputs = [ui.ul_status, ui.loss_plot, ui.surgery_plot, ui.monitor, ui.ul_result, ui.moved, ui.session,
+               ui.header, ui.fix_table, ui.fix_pick, ui.cmp_fixes, ui.fix_config, ui.fix_on]
+    named = {**ui.cfg, "fix_name": ui.fix_name, "fix_note": ui.fix_note}
 
     def on_run(session, request: gr.Request, **values):
         yield from run(studio, jobs, session, session_key(request), values)
@@ -250,14 +380,15 @@ def wire(ui, studio, jobs) -> None:
     P = inspect.Parameter
     on_run.__signature__ = inspect.Signature(
         [P("session", P.POSITIONAL_OR_KEYWORD), P("request", P.POSITIONAL_OR_KEYWORD, annotation=gr.Request)]
-        + [P(name, P.KEYWORD_ONLY, default=None) for name in ui.cfg])
+        + [P(name, P.KEYWORD_ONLY, default=None) for name in named])
 
-    ui.run_btn.click(on_run, [ui.session], outputs, inputs_kwargs=dict(ui.cfg), api_name="unlearn", **GPU)
+    ui.run_btn.click(on_run, [ui.session], outputs, inputs_kwargs=named, api_name="unlearn", **GPU)
 
     def on_stop(request: gr.Request):
+        # Only the token: the running event owns the status line and says when it has stopped.
         if jobs.cancel(session_key(request)):
-            gr.Info("Stopping after the current step.")
-            return "Stopping after the current step..."
-        return gr.skip()
+            gr.Info("Stopping after the current step; nothing of this run will be saved.", title="Stop")
+        else:
+            gr.Info("Nothing is running.", title="Stop")
 
-    ui.stop_btn.click(on_stop, None, [ui.ul_status], api_name="stop", concurrency_id="stop")
+    ui.stop_btn.click(on_stop, None, None, api_name="stop", concurrency_id="stop")

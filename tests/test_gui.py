@@ -79,7 +79,8 @@ def _canvas(background: str, layer: str | None) -> dict:
 
 
 def _generate(client, seeds="0-3"):
-    gallery, status = client.predict(PROMPT, 0, 4, seeds, 4, 1.0, api_name="/generate")
+    gallery, status, compare_seeds = client.predict(PROMPT, 0, 4, seeds, 4, 1.0, api_name="/generate")
+    assert compare_seeds == seeds  # Compare defaults to the seeds just generated
     return {int(item["caption"].split()[1]): item["image"] for item in gallery}, status
 
 
@@ -118,6 +119,10 @@ def test_flag_surrogate_unlearn_compare_export(server, client, tmp_path):
     assert flag_dd["value"] == "flag1" and "seed **1**" in flag_text
     assert np.array_equal(_png(flagged), _png(images[1]))
     size = Image.open(flagged).size
+    # The canvas is emptied by the flag and loaded by a second event (a painted canvas given a new
+    # value in one step kept spinning); its Reset button is that second event.
+    assert canvas is None
+    canvas = client.predict(api_name="/load_canvas")
     assert Image.open(canvas["background"]).size[0] % size[0] == 0  # integer-upscaled paint canvas
 
     # 3. Paint surrogate: background + one RGBA layer, composite rebuilt by the engine.
@@ -129,9 +134,19 @@ def test_flag_surrogate_unlearn_compare_export(server, client, tmp_path):
     assert "paint" in info and Image.open(heat).size == size
 
     # 4. Unlearn a few steps; the monitor re-renders the flagged seed every 3 steps.
-    out = client.predict(steps=6, remember_set_size=4, monitor_every=3, api_name="/unlearn")
-    status, _loss, _surgery, monitor, result, fix_table, fix_pick, *_ = out
-    assert "**done**" in status and "saved and switched on" in result
+    n_before = len(studio.list_fixes())
+    out = client.predict(steps=6, remember_set_size=4, monitor_every=3, fix_name="no red square",
+                         fix_note="painted over", api_name="/unlearn")
+    status, loss, _surgery, monitor, result, moved, header, fix_table, fix_pick, *_ = out
+    assert "**done**" in status and "saved and switched on" in result and "no red square" in result
+    assert f"fixes loaded: **{n_before + 1}**" in header
+    # The loss plot gets typed, numeric columns (an untyped empty frame drew categorical axes).
+    assert loss["datatypes"] == {"step": "quantitative", "value": "quantitative", "series": "nominal"}
+    assert len(loss["data"]) == 12 and [r[0] for r in loss["data"][::2]] == [1, 2, 3, 4, 5, 6]
+    # What else moved: this model has no other prompts, so the prompt's other seeds, largest change first.
+    changes = [float(m["caption"].rsplit("changed ", 1)[1]) for m in moved]
+    assert 0 < len(changes) <= 6 and changes == sorted(changes, reverse=True)
+    assert all(f"seed 1 " not in m["caption"] for m in moved)
     assert [m["caption"] for m in monitor] == ["step 3", "step 6"]
     new = {f.run_id for f in studio.list_fixes()} - before_fixes
     assert len(new) == 1
@@ -139,6 +154,7 @@ def test_flag_surrogate_unlearn_compare_export(server, client, tmp_path):
     assert fix_pick["value"] == run_id and run_id in [row[0] for row in fix_table["data"]]
     run = studio.run(run_id)
     assert (run.lora_path).is_file() and run.config["seed"] == 1 and run.config["config"]["steps"] == 6
+    assert run.label() == {"name": "no red square", "note": "painted over"}
 
     # 5. Compare the flagged prompt and another one over seeds 0-3 with this fix only.
     figure, table, summary, metrics_file = client.predict(PROMPT, "japan flag", "0-3", 4, 1.0, [run_id],
@@ -214,11 +230,13 @@ def test_bad_inputs_get_errors_and_the_app_keeps_working(server, client, tmp_pat
         assert Image.open(sur).size == size and api.strip("/") in info
     client.predict(_canvas(flagged, _layer(tmp_path, size)), api_name="/paint")
     # Several flags per session, each with its own surrogate; the active one is used.
-    flag_dd, *_ , sur_info = client.predict(1, api_name="/flag")
+    out = client.predict(1, api_name="/flag")
+    flag_dd, sur_info, ul_status, ul_result = out[0], out[11], out[12], out[13]
     assert [c[1] for c in flag_dd["choices"]] == ["flag1", "flag2"] and "No surrogate for flag2" in sur_info
+    assert "flag2" in ul_status and ul_result == ""  # section 4 follows the new flag
     with pytest.raises(AppError, match="surrogate for flag2"):
         client.predict(steps=2, remember_set_size=2, api_name="/unlearn")
-    *_, sur_info = client.predict("flag1", api_name="/pick_flag")
+    sur_info = client.predict("flag1", api_name="/pick_flag")[11]
     assert "paint** surrogate for **flag1" in sur_info
     with pytest.raises(AppError, match="steps"):
         client.predict(steps=0, remember_set_size=2, api_name="/unlearn")
@@ -226,6 +244,10 @@ def test_bad_inputs_get_errors_and_the_app_keeps_working(server, client, tmp_pat
         client.predict(steps=2, learning_rate=-1, api_name="/unlearn")
     with pytest.raises(AppError, match="seed"):
         client.predict(PROMPT, "", "5-2", 4, 1.0, [], api_name="/compare")
+    with pytest.raises(AppError, match="^Seeds: 'abc' in 'abc' is not a seed"):
+        client.predict(PROMPT, "", "abc", 4, 1.0, [], api_name="/compare")
+    with pytest.raises(AppError, match="^Seed list: 'x' in '1,x' is not a seed"):
+        client.predict(PROMPT, 0, 2, "1,x", 4, 1.0, api_name="/generate")
     with pytest.raises(AppError, match="not in the list of choices|no fix named"):
         client.predict("fix-does-not-exist", True, api_name="/set_fix_enabled")
     assert len(studio.list_fixes()) == n_fixes  # no failed request left a fix behind

@@ -142,6 +142,37 @@ def test_monitor_stops_when_fixed(tiny_model, tmp_path):
     assert res.run.metrics()["steps_done"] == 10
 
 
+def test_stop_pressed_during_the_monitor_wins_over_stop_when_fixed(tiny_model, tmp_path):
+    """A Stop that lands while the monitor renders (which then reports "fixed") must end the run as
+    cancelled: nothing saved, nothing switched on (seen in the GUI: Stop at step 7, saved at 10)."""
+    fixes, store = FixManager(tiny_model), RunStore(tmp_path / "runs")
+    token = CancelToken()
+    calls = []
+
+    def is_fixed(img):
+        calls.append(len(calls))
+        if len(calls) == 1:  # the render before training: not fixed yet
+            return False
+        token.cancel()  # the person presses Stop while the step-5 monitor render runs
+        return True
+
+    with pytest.raises(CancelledError, match="at step 5 of 40"):
+        unlearn(tiny_model, fixes, store, _request(tiny_model), _cfg(steps=40, monitor_every=5, stop_when_fixed=True),
+                is_fixed=is_fixed, cancel=token)
+    assert len(calls) == 2
+    assert not fixes.fixes and not store.list() and not list(store.root.glob(".partial-*"))
+
+
+def test_stop_pressed_during_the_last_step_saves_nothing(tiny_model, tmp_path):
+    """Stop on the last step: the loop ends normally, but the run is not published."""
+    fixes, store = FixManager(tiny_model), RunStore(tmp_path / "runs")
+    token = CancelToken()
+    with pytest.raises(CancelledError, match="before saving"):
+        unlearn(tiny_model, fixes, store, _request(tiny_model), _cfg(steps=4),
+                on_step=lambda r: token.cancel() if r.step == 4 else None, cancel=token)
+    assert not fixes.fixes and not store.list() and not list(store.root.glob(".partial-*"))
+
+
 @pytest.mark.parametrize("method", ["neggrad", "erasediff", "siss"])
 def test_baselines_run_in_the_same_engine(tiny_model, tmp_path, method):
     fixes, store = FixManager(tiny_model), RunStore(tmp_path / "runs")
@@ -264,3 +295,28 @@ def test_studio_runs_one_model_job_at_a_time(tiny_model, tmp_path):
     worker.join(60)
     # The render waited for the fix: it comes after every training step, not between them.
     assert events[-1] == ("generate", None) and [e for e in events if e[0] == "step"][-1][1] == 8
+
+
+def test_moved_most_ranks_other_outputs_by_change_and_labels_are_kept(tiny_model, tmp_path):
+    """What else moved: same seeds with the fix off and on, the largest changes first; a fix's name
+    and note live next to its run and are checked."""
+    from core.compare import mean_abs_diff, moved_most
+
+    fixes, store = FixManager(tiny_model), RunStore(tmp_path / "runs")
+    res = unlearn(tiny_model, fixes, store, _request(tiny_model), _cfg(steps=6))
+    moved = moved_most(tiny_model, fixes, [res.run.run_id], ["japan flag", PROMPT], [0, 2, 3], top=4)
+    assert len(moved) == 4 and [m.change for m in moved] == sorted((m.change for m in moved), reverse=True)
+    assert all(m.verdict_before is None for m in moved)  # no checker on a random model
+    top = moved[0]
+    assert top.change == pytest.approx(mean_abs_diff(top.before, top.after), abs=1e-5) and top.change > 0
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(CancelledError):
+        moved_most(tiny_model, fixes, [res.run.run_id], ["japan flag"], [0], cancel=token)
+
+    assert res.run.label() == {"name": res.run.run_id, "note": ""}
+    assert store.set_label(res.run.run_id, " ireland: no orange ", "flip") == {"name": "ireland: no orange",
+                                                                            "note": "flip"}
+    assert store.get(res.run.run_id).label()["name"] == "ireland: no orange"
+    with pytest.raises(ValueError, match="fix name"):
+        store.set_label(res.run.run_id, "x" * 81)

@@ -98,6 +98,8 @@ def unlearn(
     # The flagged seed as the model draws it now (earlier fixes on): already forgotten means nothing
     # to unlearn, and is cheap to learn before the remember set is built.
     noise = initial_noise(model, request.seed) if request.seed is not None else None
+    if progress and noise is not None:
+        progress(0.0, "drawing the flagged seed as the model draws it now")
     before = _render(model, request, noise, config) if noise is not None else None
     if before is not None and forgotten(before):
         enabled = [f.name for f in fixes.fixes.values() if f.enabled]
@@ -168,6 +170,8 @@ def unlearn(
         if kept_point is not None:
             guard.restore(kept_point)
         fixes.freeze()
+        if progress:
+            progress(1.0, "saving the fix and drawing the flagged seed with it")
         # 5. Outputs: the LoRA file, before/after of the flagged seed, config and metrics.
         fixes.save(run_id, partial.path)
         after = _render(model, request, noise, config) if noise is not None else None
@@ -181,6 +185,8 @@ def unlearn(
         partial.write_json(METRICS_FILE, _metrics(result, seconds, flagged, kept, dropped, outcome, config)
                            | {"remember_reused": found.reused, "remember_generated": found.generated})
         partial.write_json(CONFIG_FILE, _config_record(model, request, config, run_id, kept, model_defaults_applied))
+        if cancel is not None:  # Stop pressed during the last step or the final render: keep nothing
+            cancel.check(f"after step {result.steps_done} of {config.steps}, before saving")
         run = partial.commit(required=[LORA_FILE])
     except BaseException:
         partial.abort()

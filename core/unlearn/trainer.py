@@ -41,6 +41,11 @@ class CancelToken:
     def cancelled(self) -> bool:
         return self._event.is_set()
 
+    def check(self, where: str) -> None:
+        """Raise CancelledError if Stop was pressed; `where` says how far the run got."""
+        if self.cancelled:
+            raise CancelledError(f"cancelled {where}")
+
 
 @dataclass
 class StepReport:
@@ -105,8 +110,8 @@ def train(
     transformer.train()
     try:
         for step in range(1, config.steps + 1):
-            if cancel is not None and cancel.cancelled:
-                raise CancelledError(f"cancelled at step {step - 1} of {config.steps}")
+            if cancel is not None:
+                cancel.check(f"at step {step - 1} of {config.steps}")
             t0 = time.perf_counter()
             batch = _sample_batch(forget, remember, scheduler_sigmas, config, gen, device)
             out = method.step(batch)
@@ -121,6 +126,10 @@ def train(
                 on_step(report)
             if monitor and config.monitor_every and (step % config.monitor_every == 0 or step == config.steps):
                 fixed = monitor(step)
+                # A Stop pressed while the monitor rendered wins over "stop when fixed": a stopped
+                # run must never end as a finished (and saved) fix.
+                if cancel is not None:
+                    cancel.check(f"at step {step} of {config.steps}")
                 if fixed and config.stop_when_fixed:
                     result.stopped_early = step < config.steps
                     break
