@@ -243,10 +243,10 @@ class Studio:
         cfg = self.default_config()
         others = [p for p in cfg.remember_prompts if p != prompt][:max_prompts]
         if others:
-            return moved_most(self.model, self.fixes, fix_names, others, seeds, top, self._judge_or_none(),
+            return moved_most(self.model, self.fixes, fix_names, others, seeds, top, self._check_or_none(),
                               progress, cancel)
         own = [s for s in range(len(seeds) + 1) if s != flagged_seed][:len(seeds)]
-        return moved_most(self.model, self.fixes, fix_names, [prompt], own, top, self._judge_or_none(), progress, cancel)
+        return moved_most(self.model, self.fixes, fix_names, [prompt], own, top, self._check_or_none(), progress, cancel)
 
     # -- fixes on disk -------------------------------------------------------------------------------
     def list_fixes(self) -> list[FixEntry]:
