@@ -157,10 +157,10 @@ def unlearn(
         def monitor(step: int) -> bool:
             img, drift = _monitor_render(model, request, noise, config, guard_requests, guard_base)
             monitor_images.append((step, img))
+            if on_monitor:  # first: the GUI shows the render while it is judged
+                on_monitor(step, img)
             point = MonitorPoint(step, bool(forgotten(img)), judge.judge_flagged_seed(img).score, drift)
             guard.record(point)
-            if on_monitor:
-                on_monitor(step, img)
             return point.forgotten
 
         sigmas = _training_sigmas(model)
