@@ -377,7 +377,8 @@ def time_flow(model, n_seeds: int = 16, prompt: str = PROMPT, **overrides) -> di
     monitors: list[float] = []
 
     def progress(frac, msg):
-        marks["remember_done"] = time.perf_counter()
+        if msg.startswith("remember set"):  # the last of these ends the remember-set stage
+            marks["remember_done"] = time.perf_counter()
 
     def on_step(r):
         steps.append((time.perf_counter(), r.seconds))
@@ -397,7 +398,7 @@ def time_flow(model, n_seeds: int = 16, prompt: str = PROMPT, **overrides) -> di
     step_sum, monitor_sum = sum(s for _, s in steps), sum(monitors)
     remember_done = marks.get("remember_done", t0)
     fix_stages = {
-        "remember set (generate + checker filter)": remember_done - t0,
+        "look-alikes + remember set (generate + judge filter)": remember_done - t0,
         "encode + before render + new LoRA": first_start - remember_done,
         "training steps (sum of step times)": step_sum,
         f"monitor renders ({len(monitors)})": monitor_sum,

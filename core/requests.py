@@ -15,8 +15,10 @@ from typing import Sequence
 from .models.loading import EMBEDDED, LoadOptions
 from .validation import check_fields, param
 
-MAX_STEPS = 1000
-MAX_GUIDANCE = 30.0
+from .limits import GUIDANCE_RANGE, STEPS_RANGE  # noqa: E402  (one set of bounds for every entry point)
+
+MAX_STEPS = STEPS_RANGE[1]
+MAX_GUIDANCE = GUIDANCE_RANGE[1]
 
 
 def _seeds(name: str, seeds: Sequence[int]) -> tuple[int, ...]:

@@ -94,7 +94,7 @@ def compare(studio, session: Session, prompt, other, seeds, steps, guidance, fix
         prompts = [p for p in dict.fromkeys([prompt] + [l.strip() for l in (other or "").splitlines()]) if p]
         if not prompts:
             raise ValueError("no prompt to compare: flag an output or type a prompt")
-        seed_list = parse_seeds(seeds or "", MAX_SEEDS)
+        seed_list = parse_seeds(seeds or "", MAX_SEEDS, field="Seeds")
         names = list(fixes or []) or [f.run_id for f in studio.list_fixes() if f.enabled]
         if not names:
             raise ValueError("no fix is switched on: unlearn first, or tick a fix to compare")

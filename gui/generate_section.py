@@ -15,7 +15,7 @@ def parse_seed_input(start, count, seed_list: str) -> list[int]:
     from core.limits import parse_seeds, seeds_from_start
 
     if seed_list and seed_list.strip():
-        return parse_seeds(seed_list, MAX_SEEDS, field="seed list")
+        return parse_seeds(seed_list, MAX_SEEDS, field="Seed list")
     if start is None or count is None:
         raise ValueError("give a start seed and a count, or a seed list like 0-7,12")
     return seeds_from_start(start, count, MAX_SEEDS)

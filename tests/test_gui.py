@@ -138,7 +138,7 @@ def test_flag_surrogate_unlearn_compare_export(server, client, tmp_path):
     out = client.predict(steps=6, remember_set_size=4, monitor_every=3, fix_name="no red square",
                          fix_note="painted over", api_name="/unlearn")
     status, loss, _surgery, monitor, result, moved, header, fix_table, fix_pick, *_ = out
-    assert "**done**" in status and "saved and switched on" in result and "no red square" in result
+    assert "**done**" in status and "no red square" in result
     assert f"fixes loaded: **{n_before + 1}**" in header
     # The loss plot gets typed, numeric columns (an untyped empty frame drew categorical axes).
     assert loss["datatypes"] == {"step": "quantitative", "value": "quantitative", "series": "nominal"}
@@ -155,6 +155,11 @@ def test_flag_surrogate_unlearn_compare_export(server, client, tmp_path):
     run = studio.run(run_id)
     assert (run.lora_path).is_file() and run.config["seed"] == 1 and run.config["config"]["steps"] == 6
     assert run.label() == {"name": "no red square", "note": "painted over"}
+    # The judge decides whether the fix is applied (6 steps rarely forget on a random tiny model);
+    # the page says what it decided.
+    applied = run.metrics()["flagged_seed_fixed"]
+    assert ("saved and switched on" in result) == applied and ("switched off" in result) == (not applied)
+    assert "judge:" in result and "kept the state of step" in result
 
     # 5. Compare the flagged prompt and another one over seeds 0-3 with this fix only.
     figure, table, summary, metrics_file = client.predict(PROMPT, "japan flag", "0-3", 4, 1.0, [run_id],
@@ -244,9 +249,9 @@ def test_bad_inputs_get_errors_and_the_app_keeps_working(server, client, tmp_pat
         client.predict(steps=2, learning_rate=-1, api_name="/unlearn")
     with pytest.raises(AppError, match="seed"):
         client.predict(PROMPT, "", "5-2", 4, 1.0, [], api_name="/compare")
-    with pytest.raises(AppError, match="^Seeds: 'abc' in 'abc' is not a seed"):
+    with pytest.raises(AppError, match="^Seeds='abc' is not a seed or a range: write e.g. 0-7"):
         client.predict(PROMPT, "", "abc", 4, 1.0, [], api_name="/compare")
-    with pytest.raises(AppError, match="^Seed list: 'x' in '1,x' is not a seed"):
+    with pytest.raises(AppError, match="^Seed list='x' is not a seed or a range"):
         client.predict(PROMPT, 0, 2, "1,x", 4, 1.0, api_name="/generate")
     with pytest.raises(AppError, match="not in the list of choices|no fix named"):
         client.predict("fix-does-not-exist", True, api_name="/set_fix_enabled")

@@ -94,7 +94,7 @@ def _fn_index(url: str, api_name: str) -> int:
 
 def _studio_still_answers(url: str, client: Client) -> None:
     assert httpx.get(url, timeout=30).status_code == 200
-    gallery, status = client.predict(PROMPT, 0, 2, "", 4, 1.0, api_name="/generate")
+    gallery, status, *_ = client.predict(PROMPT, 0, 2, "", 4, 1.0, api_name="/generate")
     assert len(gallery) == 2 and "2 outputs" in status
 
 
@@ -249,7 +249,8 @@ def test_cli_refuses_bad_numbers_in_one_line_and_leaves_no_folders(tiny_model_di
 # -- paint canvas ----------------------------------------------------------------------------------
 def _flag(client) -> tuple[str, dict]:
     client.predict(PROMPT, 0, 2, "", 4, 1.0, api_name="/generate")
-    flagged, canvas = client.predict(0, api_name="/flag")[2:4]
+    flagged = client.predict(0, api_name="/flag")[2]
+    canvas = client.predict(api_name="/load_canvas")  # the canvas is set in a second event
     return flagged, canvas
 
 

@@ -250,7 +250,7 @@ def test_remember_cache_reuses_a_set_only_for_the_same_model_state(tiny_model, t
 
     fixes, store = FixManager(tiny_model), RunStore(tmp_path / "runs")
     cache = RememberCache(max_entries=2)
-    cfg = _cfg(remember_set_size=4)
+    cfg = _cfg(remember_set_size=4, remember_filter=False)  # no judge filter: the set is the plain one cached
     first = cache.get_or_build(tiny_model, fixes, [PROMPT], cfg, {1})
     again = cache.get_or_build(tiny_model, fixes, [PROMPT], cfg, {1})
     assert again[0] is first[0] and (cache.hits, cache.misses) == (1, 1)
