@@ -30,39 +30,43 @@ def _seed_box(params_type, label: str):
 MAX_PENDING_CANVASES = 64  # canvases uploaded through accept_blobs and not yet submitted
 
 
-class CheckedImageEditor(gr.ImageEditor):
-    """gr.ImageEditor whose background, layers and composite pass core's image checks (pixel cap,
+def check_canvas_inputs(editor: gr.ImageEditor) -> gr.ImageEditor:
+    """Make the canvas's background, layers and composite pass core's image checks (pixel cap,
     format allow-list, empty or unreadable files) before Gradio decodes them, so a bad canvas gets
-    core's one-sentence message instead of a bare "upstream app raised an exception"."""
+    core's one-sentence message instead of a bare "upstream app raised an exception".
 
-    is_template = True  # the browser renders it as the plain ImageEditor
+    Wraps this one instance's methods: a gr.ImageEditor subclass would make Gradio write a .pyi
+    stub next to this module on every import."""
+    from core.images import MAX_LAYERS, ImageInputError, check_canvas
 
-    def preprocess(self, payload):
-        from core.images import ImageInputError, check_canvas
+    preprocess, accept_blobs = editor.preprocess, editor.accept_blobs
 
+    def checked_preprocess(payload):
         if payload is not None:
-            parts = self.blob_storage.get(payload.id) if payload.id is not None else payload
+            parts = editor.blob_storage.get(payload.id) if payload.id is not None else payload
             path = lambda f: f if f is None or isinstance(f, (bytes, bytearray)) else f.path  # noqa: E731
             try:
                 if parts is not None:
                     check_canvas(path(parts.background), [path(f) for f in parts.layers], path(parts.composite))
             except ImageInputError as err:
-                self.blob_storage.pop(payload.id, None)
+                editor.blob_storage.pop(payload.id, None)
                 raise gr.Error(str(err), title="Paint: not possible") from err
-        return super().preprocess(payload)
+        return preprocess(payload)
 
     @server
-    def accept_blobs(self, data):
-        """The canvas's per-layer upload: its layer index bounds a list, so it is checked first."""
-        from core.images import MAX_LAYERS
-
+    def checked_accept_blobs(data):
+        # The browser canvas uploads each layer here; its index sizes a list, so it is bounded first.
         index = data.data.get("index")
         if index not in (None, "", "null") and not (str(index).isdigit() and int(index) < MAX_LAYERS):
             raise gr.Error(f"paint layer index {str(index)[:20]!r} is out of range: at most {MAX_LAYERS} layers",
                            title="Paint: not possible")
-        while len(self.blob_storage) >= MAX_PENDING_CANVASES:  # canvases sent but never submitted
-            self.blob_storage.pop(next(iter(self.blob_storage)))
-        return super().accept_blobs(data)
+        while len(editor.blob_storage) >= MAX_PENDING_CANVASES:  # canvases sent but never submitted
+            editor.blob_storage.pop(next(iter(editor.blob_storage)))
+        return accept_blobs(data)
+
+    checked_accept_blobs.__name__ = "accept_blobs"
+    editor.preprocess, editor.accept_blobs = checked_preprocess, checked_accept_blobs
+    return editor
 
 
 def editor_value(image, resolution: int) -> dict:
@@ -106,7 +110,7 @@ def build(ui, studio) -> None:
     with gr.Tabs():
         with gr.Tab("Paint"):
             swatches = " · ".join(f"<span style='color:{h}'>■</span> {n}" for n, h in palette)
-            ui.editor = CheckedImageEditor(
+            ui.editor = gr.ImageEditor(
                 elem_id="paint-canvas",
                 label=f"Paint over the unwanted part · brush {size} px (one model pixel = {scale} px)",
                 type="pil", image_mode="RGBA", format="png", sources=["upload"], height=430,
@@ -116,6 +120,7 @@ def build(ui, studio) -> None:
                 eraser=gr.Eraser(default_size=max(4, side // 16)), elem_classes=["pixelated"])
             gr.Markdown(f"Colours: {swatches}. The brush starts in **{dict((h, n) for n, h in palette)[first]}**.",
                         elem_id="swatch-names")
+            check_canvas_inputs(ui.editor)
             with gr.Row():
                 ui.paint_btn = gr.Button("Use painting as surrogate", variant="primary", elem_id="paint-btn")
                 ui.canvas_reset = gr.Button("Reset canvas to the flagged image", elem_id="canvas-reset")

@@ -286,6 +286,29 @@ def test_huge_or_broken_canvas_layers_get_a_clear_sentence(server, client, tmp_p
     _studio_still_answers(url, client)
 
 
+def test_canvas_layer_upload_index_is_bounded(server):
+    _, url, port, _ = server
+    config = httpx.get(f"{url}config", timeout=30).json()
+    editor = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == "paint-canvas")
+    layer = Image.new("RGBA", (8, 8), (255, 0, 0, 255))
+    import io
+
+    buf = io.BytesIO()
+    layer.save(buf, format="PNG")
+
+    def send(index: str) -> httpx.Response:
+        form = {"component_id": str(editor), "session_hash": "blobs1", "fn_name": "accept_blobs",
+                "type": "layer", "index": index, "id": "canvas1"}
+        return httpx.post(f"{url}gradio_api/component_server", data=form, timeout=60,
+                          files={"blob": ("layer.png", buf.getvalue(), "image/png")})
+
+    peak = _peak_rss_mb()
+    r = send("1000000000")  # unchecked, Gradio would size a list of a billion entries (8 GB)
+    assert r.status_code >= 400
+    assert _peak_rss_mb() - peak < 300
+    assert send("0").status_code == 200  # positive control: a real layer index is accepted
+
+
 # -- run folders shared by processes ---------------------------------------------------------------
 OWNER = """
 import sys, time
