@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--on", type=Path, action="append", default=[], help="earlier fix RUN to stack on (repeatable)")
     p.add_argument("--config", type=Path, help="a run's config.json to repeat (CLI flags override it)")
     p.add_argument("--remember-steps", type=int, default=None,
-                   help="denoising steps of the remember set (default: the model's; embedded: 8)")
+                   help="denoising steps of the remember set (default: the sampling steps)")
     p.add_argument("--remember-store-mb", type=float, default=None,
                    help="size bound of the remember-set store OUT/../.remember/, reused by later fixes "
                         "(default 1024; 0 = keep nothing)")

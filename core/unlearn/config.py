@@ -113,8 +113,8 @@ class UnlearnConfig:
     sampling_steps: int | None = _f(None, "denoising steps for remember set and monitor; None = the model's default")
     guidance: float | None = _f(None, "guidance for remember set and monitor; None = the model's default")
     remember_sampling_steps: int | None = _f(
-        None, "denoising steps for the remember set only; None = sampling_steps. Fewer is cheaper; the "
-        "embedded model's default (8 of its 20) was measured not to cost integrity (bench/results/cost.md)")
+        None, "denoising steps for the remember set only; None = sampling_steps. Fewer is cheaper (about "
+        "linearly); what it costs in integrity is measured in bench/results/remember_steps.md")
     neggrad_weight: float = _f(1.0, "NegGrad: weight of the ascent term")
     erasediff_eta: float = _f(
         1e-2, "EraseDiff: eta in g = g_r + max(eta - <g_r,g_f>/||g_f||^2, 0) g_f (1e-2 as in the public "
