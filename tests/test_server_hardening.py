@@ -207,7 +207,7 @@ def test_oversized_seed_ranges_are_refused_before_any_work(server, client):
     from core.limits import InputLimitError
 
     for guidance in (1e30, float("nan"), float("inf")):  # core refuses what a widget bound would let through
-        with pytest.raises(InputLimitError, match="guidance="):
+        with pytest.raises(ValueError, match="guidance="):  # InputLimitError or the typed request's
             studio.generate(PROMPT, [0], guidance=guidance)
     elapsed = time.perf_counter() - t0
     # Before: '0-100000000' alone took 34-103 s and 4.7-5.7 GB, '0-20000000' 27 s and 1.5 GB.
