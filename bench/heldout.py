@@ -91,7 +91,7 @@ def fix(studio, row: str, prompt: str, seed: int, own: BaseCache) -> tuple[dict,
     from core.judge import ForgettingJudge
 
     flagged = own.renders[prompt][own.seeds.index(seed)].image
-    sur = studio.surrogate("paint", flagged, layers=scripted_paint_layers(prompt, flagged))
+    sur = studio.surrogate("paint", flagged, {"layers": scripted_paint_layers(prompt, flagged)})
     t0 = time.perf_counter()
     res = studio.unlearn(prompt, flagged, sur.image, seed, row_config(studio, row), sur.info)
     seconds = time.perf_counter() - t0

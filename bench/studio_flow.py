@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     verdicts = [studio.check(args.prompt, g.image)["verdict"] for g in gens]
     seed = next((g.seed for g, v in zip(gens, verdicts) if v == "planted_error"), 0)
     flagged = gens[seed].image
-    sur = studio.surrogate("paint", flagged, layers=scripted_paint_layers(args.prompt, flagged))
+    sur = studio.surrogate("paint", flagged, {"layers": scripted_paint_layers(args.prompt, flagged)})
     t = stage("flag + paint", t)
     res = studio.unlearn(args.prompt, flagged, sur.image, seed, None, sur.info)
     t = stage("fix", t)
