@@ -69,8 +69,6 @@ def relapse_probe(model: LoadedModel, fixes: FixManager, fix_names: Sequence[str
         with fixes.only(list(fix_names)):
             after = shows_error(case.prompt, _render(model, case))
         rows.append({**vars(case), "error_before": before, "error_after": after})
-        if progress:
-            progress(i + 1, len(cases), f"relapse probe: {case.kind} case {i + 1}/{len(cases)}")
     report: dict = {"kinds": {}, "cases": rows}
     for kind in sorted({r["kind"] for r in rows}) + ["all"]:
         sel = [r for r in rows if kind == "all" or r["kind"] == kind]
