@@ -147,7 +147,7 @@ def test_flag_surrogate_unlearn_compare_export(server, client, tmp_path):
     # What else moved: this model has no other prompts, so the prompt's other seeds, largest change first.
     changes = [float(m["caption"].rsplit("changed ", 1)[1]) for m in moved]
     assert 0 < len(changes) <= 6 and changes == sorted(changes, reverse=True)
-    assert all(f"seed 1 " not in m["caption"] for m in moved)
+    assert all("seed 1 " not in m["caption"] for m in moved)
     assert [m["caption"] for m in monitor] == ["step 3", "step 6"]
     new = {f.run_id for f in studio.list_fixes()} - before_fixes
     assert len(new) == 1
