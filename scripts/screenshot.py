@@ -24,7 +24,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshot.png")
     p.add_argument("--chromium", default=None, help="Chromium binary (default: chromium on PATH)")
     args = p.parse_args(argv)
-    env = {**os.environ, "STUDIO_SCREENSHOT": str(args.out.resolve()), "GRADIO_ANALYTICS_ENABLED": "False",
+    env = {**os.environ, "STUDIO_SCREENSHOT": str(args.out.resolve()), "UNLEARN_BROWSER_TESTS": "1", "GRADIO_ANALYTICS_ENABLED": "False",
            "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
     if args.model:
         env["STUDIO_BROWSER_MODEL"] = args.model
