@@ -126,7 +126,7 @@ def summarise(recs: list[dict], agree: list) -> dict:
 
 def verdicts(s: dict, oracle: dict | None) -> list[str]:
     """Each target of the issue, met or missed (within 2 points of the oracle row too)."""
-    out = [f"fixed {s['fixed']}/{s['n']} (target >= {TARGETS['fixed'] * s['n']:.0f}/{s['n']}): "
+    out = [f"fixed {s['fixed']}/{s['n']} (target >= 7/8 of instances, {TARGETS['fixed'] * s['n']:.2f} of {s['n']}): "
            f"{'met' if s['fixed'] >= TARGETS['fixed'] * s['n'] - 1e-9 else 'MISSED'}",
            f"right seeds kept {s['right_kept_mean']:.3f} mean, {s['right_kept_min']:.3f} min (targets 0.95, 0.85): "
            f"{'met' if s['right_kept_mean'] >= 0.95 and s['right_kept_min'] >= 0.85 else 'MISSED'}",
