@@ -136,8 +136,11 @@ def canvas_busy(page) -> str:
 
 
 def set_number(page, elem_id: str, value) -> None:
-    page.fill(f"#{elem_id} input", str(value))
-    page.locator(f"#{elem_id} input").press("Tab")
+    box = page.locator(f"#{elem_id} input")
+    if not box.is_visible():  # the less-used settings live in the closed "More settings" accordion
+        page.get_by_text("More settings", exact=True).first.click()
+    box.fill(str(value))
+    box.press("Tab")
 
 
 def plot_state(page, elem_id: str) -> dict | None:
