@@ -159,7 +159,8 @@ def unlearn(
             monitor_images.append((step, img))
             if on_monitor:  # first: the GUI shows the render while it is judged
                 on_monitor(step, img)
-            point = MonitorPoint(step, bool(forgotten(img)), judge.judge_flagged_seed(img).score, drift)
+            verdict = judge.judge_flagged_seed(img)  # once per render: it embeds the image
+            point = MonitorPoint(step, bool(is_fixed(img)) if is_fixed else verdict.forgotten, verdict.score, drift)
             guard.record(point)
             return point.forgotten
 
@@ -179,7 +180,9 @@ def unlearn(
             partial.save_image("before.png", before)
             partial.save_image("after.png", after)
         seconds = time.perf_counter() - t_start
-        outcome = {"judge": judge, "after": after, "fixed": bool(forgotten(after)) if after is not None else None,
+        after_verdict = judge.judge_flagged_seed(after) if after is not None else None
+        fixed = None if after is None else (bool(is_fixed(after)) if is_fixed else after_verdict.forgotten)
+        outcome = {"after_verdict": after_verdict, "after": after, "fixed": fixed,
                    "oracle": "external" if is_fixed else "judge", "guard": guard,
                    "kept": kept_point or (guard.points[-1] if guard.points else None)}
         partial.write_json(METRICS_FILE, _metrics(result, seconds, flagged, kept, dropped, outcome, config)
@@ -276,10 +279,10 @@ def _metrics(result: TrainResult, seconds: float, flagged, kept, dropped, outcom
         "oracle": outcome["oracle"],
         "lookalike_prompts": list(config.lookalike_prompts),
     }
-    after, judge, point = outcome["after"], outcome["judge"], outcome["kept"]
+    after, after_verdict, point = outcome["after"], outcome["after_verdict"], outcome["kept"]
     if after is not None:
         m["flagged_seed_mean_abs_change"] = round(mean_abs_diff(after, flagged), 5)
-        m["forgetting"] = judge.judge_flagged_seed(after).to_dict()
+        m["forgetting"] = after_verdict.to_dict()
     if outcome["fixed"] is not None:  # the deciding oracle on the final render of the flagged seed
         m["flagged_seed_fixed"] = outcome["fixed"]
     if point is not None:
