@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import pytest
@@ -38,3 +39,37 @@ def tiny_model(tiny_model_dir):
     from core.models import load_model
 
     return load_model(str(tiny_model_dir))
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now (for a test server)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_studio(model: str, root):
+    """The real studio app on a free loopback port, with its temp dir under `root`:
+    yields (studio, demo, url, port, share_url); closes the app and restores GRADIO_TEMP_DIR after."""
+    from core.models import load_model
+    from core.studio import Studio
+    from gui.app import build_app, launch_kwargs
+
+    old_tmp = os.environ.get("GRADIO_TEMP_DIR")
+    os.environ["GRADIO_TEMP_DIR"] = str(root / "tmp")
+    studio = Studio(load_model(model), root / "data")
+    demo = build_app(studio)
+    port = free_port()
+    _, url, share_url = demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
+                                    **launch_kwargs(studio))
+    try:
+        yield studio, demo, url, port, share_url
+    finally:
+        demo.close()
+        if old_tmp is None:
+            os.environ.pop("GRADIO_TEMP_DIR", None)
+        else:
+            os.environ["GRADIO_TEMP_DIR"] = old_tmp

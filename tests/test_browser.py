@@ -8,12 +8,13 @@ the click-through saves the page there (scripts/screenshot.py uses this for docs
 
 import os
 import shutil
-import socket
 import time
 from pathlib import Path
 
 import pytest
 from PIL import Image
+
+from tests.conftest import running_studio
 
 CHROMIUM = os.environ.get("STUDIO_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -31,34 +32,12 @@ if not Path(CHROMIUM).exists():
                 allow_module_level=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tiny_model_dir, tmp_path_factory):
-    from core.models import load_model
-    from core.studio import Studio
-    from gui.app import build_app, launch_kwargs
-
-    root = tmp_path_factory.mktemp("browser-studio")
-    old_tmp = os.environ.get("GRADIO_TEMP_DIR")
-    os.environ["GRADIO_TEMP_DIR"] = str(root / "tmp")
     # STUDIO_BROWSER_MODEL: another model for the screenshot (e.g. "embedded"); tests use the tiny one.
-    studio = Studio(load_model(os.environ.get("STUDIO_BROWSER_MODEL") or str(tiny_model_dir)), root / "data")
-    demo = build_app(studio)
-    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=_free_port(), prevent_thread_lock=True,
-                            **launch_kwargs(studio))
-    try:
+    model = os.environ.get("STUDIO_BROWSER_MODEL") or str(tiny_model_dir)
+    with running_studio(model, tmp_path_factory.mktemp("browser-studio")) as (studio, _, url, _, _):
         yield studio, url
-    finally:
-        demo.close()
-        if old_tmp is None:
-            os.environ.pop("GRADIO_TEMP_DIR", None)
-        else:
-            os.environ["GRADIO_TEMP_DIR"] = old_tmp
 
 
 @pytest.fixture(scope="module")

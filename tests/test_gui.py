@@ -7,7 +7,6 @@ Client, which is its own session (own flags and surrogate).
 import io
 import json
 import os
-import socket
 import time
 import zipfile
 from pathlib import Path
@@ -16,6 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.conftest import free_port, running_studio  # noqa: E402
+
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
@@ -23,33 +24,10 @@ from gradio_client.exceptions import AppError  # noqa: E402
 PROMPT = "ireland flag"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tiny_model_dir, tmp_path_factory):
-    from core.models import load_model
-    from core.studio import Studio
-    from gui.app import build_app, launch_kwargs
-
-    root = tmp_path_factory.mktemp("studio")
-    old_tmp = os.environ.get("GRADIO_TEMP_DIR")
-    os.environ["GRADIO_TEMP_DIR"] = str(root / "tmp")
-    studio = Studio(load_model(str(tiny_model_dir)), root / "data")
-    demo = build_app(studio)
-    _, url, share_url = demo.launch(server_name="127.0.0.1", server_port=_free_port(), prevent_thread_lock=True,
-                                    **launch_kwargs(studio))
-    try:
+    with running_studio(str(tiny_model_dir), tmp_path_factory.mktemp("studio")) as (studio, demo, url, _, share_url):
         yield studio, demo, url, share_url
-    finally:
-        demo.close()
-        if old_tmp is None:
-            os.environ.pop("GRADIO_TEMP_DIR", None)
-        else:
-            os.environ["GRADIO_TEMP_DIR"] = old_tmp
 
 
 @pytest.fixture
@@ -305,7 +283,7 @@ def test_cli_studio_binds_loopback(tiny_model_dir, tmp_path):
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(root), "GRADIO_ANALYTICS_ENABLED": "True"}  # the app must turn it off
     proc = subprocess.Popen([sys.executable, str(root / "launch.py"), "--model", str(tiny_model_dir), "--port",
-                             str(_free_port()), "--no-browser", "--data-dir", str(tmp_path / "data")],
+                             str(free_port()), "--no-browser", "--data-dir", str(tmp_path / "data")],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path)
     try:
         url, lines = None, []

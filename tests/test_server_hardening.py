@@ -8,11 +8,9 @@ same request from the studio's own origin (or gradio_client) does go through.
 """
 
 import json
-import os
 import re
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +18,8 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+
+from tests.conftest import running_studio  # noqa: E402
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("gradio_client")
@@ -29,12 +29,6 @@ from gradio_client.exceptions import AppError  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "ireland flag"
 EVIL = "http://evil.example"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _files(folder: Path) -> set[Path]:
@@ -47,26 +41,9 @@ def _peak_rss_mb() -> float:
 
 @pytest.fixture(scope="module")
 def server(tiny_model_dir, tmp_path_factory):
-    from core.models import load_model
-    from core.studio import Studio
-    from gui.app import build_app, launch_kwargs
-
     root = tmp_path_factory.mktemp("hardening")
-    old_tmp = os.environ.get("GRADIO_TEMP_DIR")
-    os.environ["GRADIO_TEMP_DIR"] = str(root / "tmp")
-    studio = Studio(load_model(str(tiny_model_dir)), root / "data")
-    demo = build_app(studio)
-    port = _free_port()
-    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
-                            **launch_kwargs(studio))
-    try:
+    with running_studio(str(tiny_model_dir), root) as (studio, _, url, port, _):
         yield studio, url, port, root
-    finally:
-        demo.close()
-        if old_tmp is None:
-            os.environ.pop("GRADIO_TEMP_DIR", None)
-        else:
-            os.environ["GRADIO_TEMP_DIR"] = old_tmp
 
 
 @pytest.fixture
@@ -204,8 +181,6 @@ def test_oversized_seed_ranges_are_refused_before_any_work(server, client):
         client.predict(PROMPT, 2**40, 2, "", 4, 1.0, api_name="/generate")
     with pytest.raises(AppError, match="greater than maximum value 30|guidance=1e\\+30 is out of range"):
         client.predict(PROMPT, 0, 2, "", 4, 1e30, api_name="/generate")  # the widget's own bound, or core's
-    from core.limits import InputLimitError
-
     for guidance in (1e30, float("nan"), float("inf")):  # core refuses what a widget bound would let through
         with pytest.raises(ValueError, match="guidance="):  # InputLimitError or the typed request's
             studio.generate(PROMPT, [0], guidance=guidance)
