@@ -136,3 +136,19 @@ def test_cache_over_store_and_unlearn_reports_reuse(tiny_model, tmp_path):
     second = restarted.unlearn(req.prompt, req.flagged, req.surrogate, req.seed, cfg)
     assert second.run.metrics()["remember_reused"] == 4 and second.run.metrics()["remember_generated"] == 0
     assert isinstance(restarted.remember_cache, RememberCache) and restarted.remember_cache.misses == 1
+
+
+def test_lookalike_probes_are_the_remember_sets_first_generations(tiny_model, tmp_path):
+    from core.unlearn.remember import probe_generations
+
+    store, fixes = RememberStore(tmp_path / "rem"), FixManager(tiny_model)
+    probes = probe_generations(tiny_model, [("japan flag", 50), ("japan flag", 52)], _cfg(), store, fixes)
+    assert [(g.prompt, g.seed) for g in probes] == [("japan flag", 50), ("japan flag", 52)]
+    assert all(g.image is not None for g in probes) and store.stats.written == 2
+    built = _build(tiny_model, store, fixes)  # japan's quota is seeds 50 and 52 (51 is excluded): both reused
+    assert (built.generated, built.reused) == (2, 2)
+    again = probe_generations(tiny_model, [("japan flag", 52)], _cfg(), store, fixes)
+    assert torch.equal(again[0].latent, probes[1].latent)
+    assert again[0].image.tobytes() == probes[1].image.tobytes()
+    bare = probe_generations(tiny_model, [("japan flag", 52)], _cfg())  # no store: drawn, same result
+    assert torch.allclose(bare[0].latent, probes[1].latent, atol=1e-5)

@@ -144,6 +144,32 @@ def build_remember_set(model: LoadedModel, prompts: list[str], config: UnlearnCo
     return RememberSet(data, kept, excluded, counts["generated"], counts["reused"], counts["calls"])
 
 
+def probe_generations(model: LoadedModel, requests: list[tuple[str, int]], config: UnlearnConfig,
+                      store: RememberStore | None = None, fixes: FixManager | None = None,
+                      cancel=None) -> list[Generated]:
+    """Decoded generations at the remember set's settings, in request order, reused from and added
+    to `store`. What the judge looks at before the set is built (the look-alike probes draw each
+    remember prompt's first seeds): made here, the set then reuses them instead of drawing them again."""
+    steps = remember_steps(model, config)
+    guidance = model.info.default_guidance if config.guidance is None else config.guidance
+    counts = {"generated": 0, "reused": 0, "calls": 0}
+    if store is None:
+        new = _generate_cancellable(model, requests, steps, guidance, True, cancel, counts)
+        return [new[r] for r in requests]
+    state = model_state(model, fixes).digest
+    shape = (1, *latent_shape(model))
+    keys = {r: GenKey(state, r[0], r[1], steps, float(guidance)) for r in requests}
+    stored = {r: e for r in requests if (e := store.get(keys[r], shape)) is not None}
+    new = _generate_cancellable(model, [r for r in requests if r not in stored], steps, guidance, True, cancel,
+                                counts)
+    for r, g in new.items():
+        store.put(keys[r], g.latent, None)
+    todo = list(stored)
+    images = decode_batched(model, torch.cat([stored[r].latent for r in todo])) if todo else []
+    old = {r: Generated(r[0], r[1], img, stored[r].latent, None) for r, img in zip(todo, images)}
+    return [new.get(r) or old[r] for r in requests]
+
+
 def _verdicts(model: LoadedModel, stored: dict, new: dict, keep: KeepFn | None, keep_key: str | None) -> dict:
     """keep(prompt, image) per request: a verdict stored under the same keep_key is reused; the
     other stored generations are decoded (in memory-sized batches) for `keep` to look at."""

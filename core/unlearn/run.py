@@ -28,7 +28,9 @@ from ..models.loading import LoadedModel
 from ..runs import CONFIG_FILE, LORA_FILE, METRICS_FILE, RunInfo, RunStore, environment_versions
 from .config import UnlearnConfig
 from .guard import FixGuard, MonitorPoint
-from .remember import FractionProgressFn, KeepFn, RememberCache, build_remember_set, encode_prompts
+from .remember import (FractionProgressFn, KeepFn, RememberCache, build_remember_set, encode_prompts,
+                       probe_generations)
+from .remember_store import RememberStore
 from .trainer import CancelledError, ForgetData, StepReport, TrainResult, train
 
 __all__ = ["AlreadyFixedError", "FixRequest", "FixResult", "unlearn", "build_remember_set", "encode_prompts",
@@ -114,7 +116,8 @@ def unlearn(
     excluded = {request.seed} if request.seed is not None else set()
     prompts = [request.prompt] + [p for p in config.remember_prompts if p != request.prompt]
     if keep_in_remember is None:
-        config = _with_lookalikes(model, judge, prompts, config, progress, cancel)
+        config = _with_lookalikes(model, fixes, judge, prompts, config, progress, cancel,
+                                  remember_cache.store if remember_cache is not None else None)
     if keep_in_remember is None and config.remember_filter:
         keep_in_remember = lambda p, img: p != request.prompt or not judge.shows_error([img])[0]  # noqa: E731
         keep_key = f"judge {judge.descriptor.name}: flagged {_image_digest(flagged)} surrogate {_image_digest(surrogate)}"
@@ -199,10 +202,12 @@ def unlearn(
     return FixResult(run, result, kept, dropped, monitor_images, guard.points)
 
 
-def _with_lookalikes(model: LoadedModel, judge: ForgettingJudge, prompts: list[str], config: UnlearnConfig,
-                     progress, cancel) -> UnlearnConfig:
+def _with_lookalikes(model: LoadedModel, fixes: FixManager, judge: ForgettingJudge, prompts: list[str],
+                     config: UnlearnConfig, progress, cancel, store: RememberStore | None) -> UnlearnConfig:
     """Fill `lookalike_prompts` with the judge: the other remember prompts whose first remember
-    seeds mostly show the flagged picture. Left alone when the config names them already."""
+    seeds mostly show the flagged picture. Left alone when the config names them already. The
+    probes are the remember set's own first generations (same seeds and steps, through the store),
+    so building the set afterwards reuses them."""
     others = prompts[1:]
     if config.lookalike_prompts or not others or config.lookalike_share <= 0 or config.lookalike_probe_seeds <= 0:
         return config
@@ -211,8 +216,7 @@ def _with_lookalikes(model: LoadedModel, judge: ForgettingJudge, prompts: list[s
     if progress:
         progress(0.0, f"looking for look-alike prompts ({len(others)} prompts)")
     seeds = range(config.remember_seed_start, config.remember_seed_start + config.lookalike_probe_seeds)
-    gens = generate_many(model, [(p, s) for p in others for s in seeds], config.sampling_steps, config.guidance,
-                         batch_size=64 if model.info.resolution <= 128 else 4)
+    gens = probe_generations(model, [(p, s) for p in others for s in seeds], config, store, fixes, cancel)
     outputs: dict[str, list] = {}
     for g in gens:
         outputs.setdefault(g.prompt, []).append(g.image)
