@@ -10,11 +10,14 @@ steps) and `studio` (the model's defaults).
     python bench/table1.py --quick        # <= 10 min: 1 instance, monitored lr grid, stop at the first
                                           # forgotten step, integrity over the runs that forgot
     python bench/table1.py                # 2 instances per planted prompt, 3 lrs, 3 repeats, 100 steps
-    python bench/table1.py --stop-lr-factors 1   # also every method stopped when the checker sees the
+    python bench/table1.py --stop-lr-factors 1   # also every method stopped when the judge calls the
                                                  # seed fixed (the studio's default), at equal forgetting
     python bench/table1.py --preset paper,studio # both row sets
 
-Forgetting is judged by the flags world's checker (the model-agnostic judge is a later issue).
+Forgetting is decided by the model-agnostic forgetting judge (core/judge.py), as in the studio:
+'+stop' runs stop at its first forgotten monitor step, and "judge forgot" is its verdict on the
+flagged seed after the fix. The flags world's checker reports beside it ("fix rate") and judges
+every other seed (integrity); it never steers.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import markdown_table  # noqa: E402
-from bench.report import command_line, plot_scatter, write_markdown  # noqa: E402
+from bench.report import command_line, plot_pareto, write_markdown  # noqa: E402
 from bench.worldeval import CONTROL_PROMPTS, PLANTED_PROMPTS, BaseCache, evaluate_fix, find_instances, fix_instance, mean_std  # noqa: E402
 from core.unlearn.presets import apply_preset, parse_presets  # noqa: E402
 
@@ -88,9 +91,12 @@ def main(argv=None) -> int:
                                                                          monitor_every=10))
                         cfg = cfg.with_overrides(steps=steps, stop_when_fixed=stop, remember_set_size=50 if quick else None)
                         res, to_fix, secs = fix_instance(studio, inst, cache, cfg)
+                        forgetting = res.run.metrics().get("forgetting") or {}  # before remove_fix deletes the run
                         ev = evaluate_fix(studio, inst, cache, [res.run.run_id])
                         studio.remove_fix(res.run.run_id)
                         rows.append({"preset": preset, "instance": f"{inst.prompt}#{inst.seed}",
+                                     "judge_forgot": bool(forgetting.get("forgotten")),
+                                     "judge_score": forgetting.get("score"),
                                      "method": method + ("+stop" if stop else ""), "lr": base_lr * f, "repeat": rep,
                                      "steps_to_fix": to_fix, "steps_done": res.train.steps_done, "seconds": secs,
                                      "remember_set": len(res.remember_seeds), **ev})
@@ -101,11 +107,11 @@ def main(argv=None) -> int:
              "prompts; scripted paint surrogate (bench.worldeval); mean ± std over instances and repeats."
              + (" Quick mode: remember sets of 50." if quick else ""),
              "Presets (core/unlearn/presets.py): paper = generations of the flagged prompt only, unfiltered, no look-alike "
-             "shares; studio = the model's defaults (every prompt remembered, look-alike and flagged shares, checker filter).",
+             "shares; studio = the model's defaults (every prompt remembered, look-alike and flagged shares, the judge's remember filter).",
              "'kept' = the checker's verdict after the fix equals the base model's verdict (flagged seed and the prompt's "
              "other misrepresented seeds excluded); 'spread' = fraction of the prompt's other misrepresented seeds that "
              "the fix also corrected. '+stop' rows: the same method stopped at the first monitor step (every 10) "
-             "where the checker sees the flagged seed correct. s / fix includes building "
+             "where the forgetting judge scores the flagged seed forgotten. s / fix includes building "
              "the remember set only for the first fix of an instance and preset (the studio caches it), hence its spread."]
     notes.append("Baselines as their public code calibrates them: EraseDiff eta 1e-2; SISS lambda 0.5, squared errors "
                  "summed over latent elements, g = g_x - (750/||g_a||) g_a then clipped to norm 1 (claserken/SISS "
@@ -121,8 +127,11 @@ def main(argv=None) -> int:
     if any(stop for _, stop in variants):
         with path.open("a") as fh:
             fh.write("\n" + forgot_section(rows, presets, methods))
-    plot_scatter(args.out / f"{name}.png", rows, x="ssim_mean", y="other_prompts_verdict_kept", group="method",
-                 title="Integrity per fix (+stop: stopped when the checker sees it fixed)", filled="flagged_fixed")
+    plot_pareto(args.out / f"{name}.png", [r | {"row": f"{r['preset']}: {r['method']}"} for r in rows],
+                x="judge_score", y="other_prompts_verdict_kept", group="row", filled="flagged_fixed",
+                title="Forgetting against integrity, one point per fix",
+                xlabel="forgetting (judge score at the flagged seed; >= 0.7 forgotten)",
+                ylabel="other prompts' verdicts kept (checker)")
     print(path.read_text())
     return 0
 
@@ -137,12 +146,13 @@ def per_setting_table(rows, presets, methods, variants, base_lr):
                     sel = [r for r in rows if r["preset"] == preset and r["method"] == label and abs(r["lr"] - base_lr * f) < 1e-12]
                     if not sel:
                         continue
-                    table.append([preset, label, f"{base_lr * f:.0e}", len(sel), mean_std(sel, "flagged_fixed"),
+                    table.append([preset, label, f"{base_lr * f:.0e}", len(sel), mean_std(sel, "judge_forgot"),
+                                  mean_std(sel, "flagged_fixed"),
                                   mean_std(sel, "steps_to_fix"), mean_std(sel, "same_prompt_verdict_kept"),
                                   mean_std(sel, "other_prompts_verdict_kept"), mean_std(sel, "spread_to_other_error_seeds"),
                                   mean_std(sel, "ssim_mean"), mean_std(sel, "clip_fd"), mean_std(sel, "lpips_mean"),
                                   mean_std(sel, "steps_done"), mean_std(sel, "seconds")])
-    header = ["preset", "method", "lr", "runs", "fix rate", "steps to fix", "same-prompt kept", "other prompts kept",
+    header = ["preset", "method", "lr", "runs", "judge forgot", "fix rate (checker)", "steps to fix (checker)", "same-prompt kept", "other prompts kept",
               "spread to other errors", "SSIM vs base", "world-CLIP FD", "LPIPS", "steps run", "s / fix"]
     return header, table
 
@@ -169,15 +179,17 @@ def forgot_section(rows: list[dict], presets, methods) -> str:
             runs = [r for r in rows if r["preset"] == preset and r["method"] == method + "+stop"]
             if not runs:
                 continue
-            forgot = [r for r in runs if r["flagged_fixed"]]
-            table.append([preset, method, len(runs), len(forgot), mean_std(forgot, "steps_done")]
+            forgot = [r for r in runs if r.get("judge_forgot")]
+            agree = sum(bool(r["flagged_fixed"]) for r in forgot)
+            table.append([preset, method, len(runs), len(forgot), f"{agree}/{len(forgot)}", mean_std(forgot, "steps_done")]
                          + [mean_ci95([float(r[k]) for r in forgot if r.get(k) is not None]) for k, _ in INTEGRITY])
-    header = ["preset", "method", "runs", "forgot (n)", "steps at forgotten"] + [f"{label} (95% CI)" for _, label in INTEGRITY]
-    return ("## At the first forgotten step (judged by the flags checker)\n\n"
-            "Each '+stop' run stopped at the first monitor step where the flags world's checker sees the flagged seed "
-            "drawn right (a stand-in for the model-agnostic forgetting judge, which lands later). Integrity is averaged "
-            "only over runs that forgot, learning rates pooled; intervals are 95% t-intervals over those runs "
-            "(n=1: no interval). A method whose runs never forgot has no integrity here.\n\n"
+    header = ["preset", "method", "runs", "forgot (n, judge)", "checker agrees", "steps at forgotten"] + [f"{label} (95% CI)" for _, label in INTEGRITY]
+    return ("## At equal forgetting: the first forgotten step (forgetting judge)\n\n"
+            "Each '+stop' run stopped at the first monitor step where the forgetting judge (core/judge.py, the "
+            "studio's own decision) scores the flagged seed forgotten; 'checker agrees' counts those runs the flags "
+            "checker also calls drawn right. Integrity is averaged only over runs the judge calls forgotten, "
+            "learning rates pooled; intervals are 95% t-intervals over those runs (n=1: no interval). A method "
+            "whose runs never forgot has no integrity here.\n\n"
             + markdown_table(header, table) + "\n")
 
 
