@@ -127,6 +127,7 @@ def main(argv=None) -> int:
     if any(stop for _, stop in variants):
         with path.open("a") as fh:
             fh.write("\n" + forgot_section(rows, presets, methods))
+            fh.write("\n" + best_section(rows, presets, methods))
     plot_pareto(args.out / f"{name}.png", [r | {"row": f"{r['preset']}: {r['method']}"} for r in rows],
                 x="judge_score", y="other_prompts_verdict_kept", group="row", filled="flagged_fixed",
                 title="Forgetting against integrity, one point per fix",
@@ -190,6 +191,41 @@ def forgot_section(rows: list[dict], presets, methods) -> str:
             "checker also calls drawn right. Integrity is averaged only over runs the judge calls forgotten, "
             "learning rates pooled; intervals are 95% t-intervals over those runs (n=1: no interval). A method "
             "whose runs never forgot has no integrity here.\n\n"
+            + markdown_table(header, table) + "\n")
+
+
+def best_section(rows: list[dict], presets, methods) -> str:
+    """Each method at its best learning rate: among the '+stop' settings where the judge forgot in
+    at least half the runs, the one with the most other prompts kept over the runs that forgot."""
+    import numpy as np
+
+    table = []
+    for preset in presets:
+        for method in methods:
+            runs = [r for r in rows if r["preset"] == preset and r["method"] == method + "+stop"]
+            best = None
+            for lr in sorted({r["lr"] for r in runs}):
+                at = [r for r in runs if r["lr"] == lr]
+                forgot = [r for r in at if r.get("judge_forgot")]
+                if len(forgot) * 2 < len(at) or not forgot:
+                    continue
+                score = float(np.mean([r["other_prompts_verdict_kept"] for r in forgot]))
+                if best is None or score > best[0]:
+                    best = (score, lr, at, forgot)
+            if best is None:
+                table.append([preset, method, "none forgot in half its runs", "", "", "", ""])
+                continue
+            _, lr, at, forgot = best
+            table.append([preset, method, f"{lr:.0e}", f"{len(forgot)}/{len(at)}"]
+                         + [mean_ci95([float(r[k]) for r in forgot if r.get(k) is not None]) for k in
+                            ("other_prompts_verdict_kept", "same_prompt_verdict_kept", "ssim_mean")])
+    header = ["preset", "method", "best lr", "forgot (judge)", "other prompts kept (95% CI)",
+              "same-prompt kept (95% CI)", "SSIM vs base (95% CI)"]
+    return ("## Each method at its best learning rate\n\n"
+            "Per method, the learning rate (of the grid) whose '+stop' runs forgot (judge) in at least half the "
+            "runs and kept the most other prompts over those runs. The choice is made on the same seeds it is "
+            "reported on, so it is optimistic, equally for every method; the held-out bench "
+            "(bench/heldout.py, seeds >= 1000) is the unbiased figure for the studio's defaults.\n\n"
             + markdown_table(header, table) + "\n")
 
 

@@ -31,3 +31,19 @@ def test_pareto_front_keeps_only_undominated_points():
 
     pts = [(0.9, 0.5), (0.8, 0.9), (0.7, 0.8), (0.95, 0.4), (0.8, 0.9)]
     assert pareto_front(pts) == [(0.8, 0.9), (0.9, 0.5), (0.95, 0.4)]
+
+
+def test_best_lr_needs_half_the_runs_forgotten_then_keeps_most():
+    from bench.table1 import best_section
+
+    def row(lr, forgot, kept):
+        return {"preset": "studio", "method": "siss+stop", "lr": lr, "judge_forgot": forgot, "flagged_fixed": forgot,
+                "other_prompts_verdict_kept": kept, "same_prompt_verdict_kept": 1.0, "ssim_mean": 0.9}
+
+    rows = [row(1e-3, True, 0.99), row(1e-3, False, 1.0), row(1e-3, False, 1.0),  # forgot 1/3: not eligible
+            row(3e-3, True, 0.9), row(3e-3, True, 0.8),
+            row(1e-2, True, 0.5), row(1e-2, False, 0.4)]
+    line = next(x for x in best_section(rows, ["studio"], ["siss"]).splitlines() if x.startswith("| studio | siss"))
+    assert "| 3e-03 | 2/2 | 0.850 [" in line
+    none = best_section([row(1e-3, False, 1.0)], ["studio"], ["siss"])
+    assert "none forgot in half its runs" in none
