@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from ..adapters import FixManager
-from ..generate import Generated, decode_batched, generate_many, images_per_call, latent_shape
+from ..generate import Generated, decode_batched, generate_many, images_per_call, initial_noise, latent_shape
 from ..models.loading import LoadedModel
 from .config import UnlearnConfig
 from .objectives import Conditioning
@@ -152,21 +152,36 @@ def probe_generations(model: LoadedModel, requests: list[tuple[str, int]], confi
     remember prompt's first seeds): made here, the set then reuses them instead of drawing them again."""
     steps = remember_steps(model, config)
     guidance = model.info.default_guidance if config.guidance is None else config.guidance
-    counts = {"generated": 0, "reused": 0, "calls": 0}
     if store is None:
-        new = _generate_cancellable(model, requests, steps, guidance, True, cancel, counts)
+        new = _generate_cancellable(model, requests, steps, guidance, True, cancel, {"calls": 0})
         return [new[r] for r in requests]
-    state = model_state(model, fixes).digest
+    return stored_generations(model, requests, steps, guidance, store, model_state(model, fixes).digest, cancel=cancel)
+
+
+def stored_generations(model: LoadedModel, requests: list[tuple[str, int]], steps: int | None, guidance: float | None,
+                       store: RememberStore, state: str, cancel=None, progress=None) -> list[Generated]:
+    """Decoded generations from each seed's own noise, in request order: taken from `store` where it
+    holds them (only their latents are kept; decoding is cheap next to denoising), the rest generated
+    and added. `state` is the `model_state(...).digest` of the weights drawing them now: the caller
+    knows which adapters are active (`FixManager.disabled()` switches them off without touching
+    their `enabled` flags)."""
+    steps = steps or model.info.default_steps
+    guidance = model.info.default_guidance if guidance is None else guidance
     shape = (1, *latent_shape(model))
     keys = {r: GenKey(state, r[0], r[1], steps, float(guidance)) for r in requests}
     stored = {r: e for r in requests if (e := store.get(keys[r], shape)) is not None}
-    new = _generate_cancellable(model, [r for r in requests if r not in stored], steps, guidance, True, cancel,
-                                counts)
+    todo = [r for r in dict.fromkeys(requests) if r not in stored]
+    if cancel is not None and todo:
+        new = _generate_cancellable(model, todo, steps, guidance, True, cancel, {"calls": 0})
+    else:
+        new = {(g.prompt, g.seed): g for g in generate_many(model, todo, steps, guidance, progress=progress)} if todo else {}
     for r, g in new.items():
         store.put(keys[r], g.latent, None)
-    todo = list(stored)
-    images = decode_batched(model, torch.cat([stored[r].latent for r in todo])) if todo else []
-    old = {r: Generated(r[0], r[1], img, stored[r].latent, None) for r, img in zip(todo, images)}
+    if new:
+        store.evict()
+    have = list(stored)
+    images = decode_batched(model, torch.cat([stored[r].latent for r in have])) if have else []
+    old = {r: Generated(r[0], r[1], img, stored[r].latent, initial_noise(model, r[1])) for r, img in zip(have, images)}
     return [new.get(r) or old[r] for r in requests]
 
 
