@@ -96,6 +96,9 @@ def unlearn(
         check_seed(request.seed, "flagged seed")
     t_start = time.perf_counter()
     judge = ForgettingJudge.for_model(model, flagged, surrogate, config.forget_threshold)
+    oracle = "external" if is_fixed else config.oracle
+    if is_fixed is None and config.oracle == "copy":  # forgotten = no longer a near copy (any method)
+        is_fixed = lambda img: not judge.shows_error([img])[0]  # noqa: E731
     forgotten = is_fixed or (lambda img: judge.judge_flagged_seed(img).forgotten)
     # The flagged seed as the model draws it now (earlier fixes on): already forgotten means nothing
     # to unlearn, and is cheap to learn before the remember set is built.
@@ -186,7 +189,7 @@ def unlearn(
         after_verdict = judge.judge_flagged_seed(after) if after is not None else None
         fixed = None if after is None else (bool(is_fixed(after)) if is_fixed else after_verdict.forgotten)
         outcome = {"after_verdict": after_verdict, "after": after, "fixed": fixed,
-                   "oracle": "external" if is_fixed else "judge", "guard": guard,
+                   "oracle": oracle, "guard": guard,
                    "kept": kept_point or (guard.points[-1] if guard.points else None)}
         partial.write_json(METRICS_FILE, _metrics(result, seconds, flagged, kept, dropped, outcome, config)
                            | {"remember_reused": found.reused, "remember_generated": found.generated})
