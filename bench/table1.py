@@ -14,10 +14,11 @@ steps) and `studio` (the model's defaults).
                                                  # seed fixed (the studio's default), at equal forgetting
     python bench/table1.py --preset paper,studio # both row sets
 
-Forgetting is decided by the model-agnostic forgetting judge (core/judge.py), as in the studio:
-'+stop' runs stop at its first forgotten monitor step, and "judge forgot" is its verdict on the
-flagged seed after the fix. The flags world's checker reports beside it ("fix rate") and judges
-every other seed (integrity); it never steers.
+Forgetting is decided by the model-agnostic forgetting judge (core/judge.py), never the checker:
+by default (--forgetting copy) the flagged seed is forgotten once its render is no longer a near
+copy of the flagged image by the judge's descriptor, the same bar for every method; '+stop' runs
+stop at the first monitor step that meets it. The flags world's checker reports beside it ("fix
+rate") and judges every other seed (integrity); it never steers.
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ def parse_args(argv):
                     help="comma list of lr multiples at which each method also runs with stop_when_fixed (rows '+stop'); "
                          "quick: every lr factor, and no fixed-step rows")
     ap.add_argument("--preset", default=None, help="comma list of row sets: paper, studio (quick: paper,studio; full: studio)")
+    ap.add_argument("--forgetting", choices=("copy", "judge"), default="copy",
+                    help="what 'forgotten' means (the '+stop' rows stop there): copy = the flagged seed's render is no "
+                         "longer a near copy of the flagged image by the judge's descriptor, the same bar for every "
+                         "method (default; the paper judges forgetting by copy similarity); judge = the studio's own "
+                         "bar, progress toward the user's surrogate, which only our method trains toward")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     return ap.parse_args(argv)
 
@@ -89,20 +95,24 @@ def main(argv=None) -> int:
                     for rep in range(repeats):
                         cfg = apply_preset(preset, studio.default_config(method=method, learning_rate=base_lr * f, seed=rep,
                                                                          monitor_every=10))
-                        cfg = cfg.with_overrides(steps=steps, stop_when_fixed=stop, remember_set_size=50 if quick else None)
+                        cfg = cfg.with_overrides(steps=steps, stop_when_fixed=stop, remember_set_size=50 if quick else None,
+                                                 oracle=args.forgetting)
                         res, to_fix, secs = fix_instance(studio, inst, cache, cfg)
-                        forgetting = res.run.metrics().get("forgetting") or {}  # before remove_fix deletes the run
+                        metrics = res.run.metrics()  # before remove_fix deletes the run
+                        forgetting = metrics.get("forgetting") or {}
                         ev = evaluate_fix(studio, inst, cache, [res.run.run_id])
                         studio.remove_fix(res.run.run_id)
                         rows.append({"preset": preset, "instance": f"{inst.prompt}#{inst.seed}",
-                                     "judge_forgot": bool(forgetting.get("forgotten")),
+                                     "forgot": bool(metrics.get("flagged_seed_fixed")),  # by the run's oracle
                                      "judge_score": forgetting.get("score"),
+                                     "copy_similarity": forgetting.get("copy_similarity"),
                                      "method": method + ("+stop" if stop else ""), "lr": base_lr * f, "repeat": rep,
                                      "steps_to_fix": to_fix, "steps_done": res.train.steps_done, "seconds": secs,
                                      "remember_set": len(res.remember_seeds), **ev})
                         print(rows[-1], flush=True)
     header, table = per_setting_table(rows, presets, methods, variants, base_lr)
-    notes = [f"Model: {args.model}; at most {steps} steps, monitored every 10; instances: "
+    notes = [FORGETTING_NOTE[args.forgetting],
+             f"Model: {args.model}; at most {steps} steps, monitored every 10; instances: "
              f"{', '.join(f'{i.prompt} seed {i.seed}' for i in instances)}; eval seeds 0-{seeds[-1]} over {len(prompts)} "
              "prompts; scripted paint surrogate (bench.worldeval); mean ± std over instances and repeats."
              + (" Quick mode: remember sets of 50." if quick else ""),
@@ -111,7 +121,7 @@ def main(argv=None) -> int:
              "'kept' = the checker's verdict after the fix equals the base model's verdict (flagged seed and the prompt's "
              "other misrepresented seeds excluded); 'spread' = fraction of the prompt's other misrepresented seeds that "
              "the fix also corrected. '+stop' rows: the same method stopped at the first monitor step (every 10) "
-             "where the forgetting judge scores the flagged seed forgotten. s / fix includes building "
+             "where the flagged seed counts as forgotten (first note). s / fix includes building "
              "the remember set only for the first fix of an instance and preset (the studio caches it), hence its spread."]
     notes.append("Baselines as their public code calibrates them: EraseDiff eta 1e-2; SISS lambda 0.5, squared errors "
                  "summed over latent elements, g = g_x - (750/||g_a||) g_a then clipped to norm 1 (claserken/SISS "
@@ -137,6 +147,16 @@ def main(argv=None) -> int:
     return 0
 
 
+FORGETTING_NOTE = {
+    "copy": "Forgotten (--forgetting copy, the default) = the flagged seed's render is no longer a near copy of the "
+            "flagged image by the forgetting judge's copy descriptor (core/judge.py: shows_error), the same bar for "
+            "every method, as the paper judges forgetting by copy similarity; '+stop' runs stop there.",
+    "judge": "Forgotten (--forgetting judge) = the studio's own bar: the flagged seed's render moved >= 0.7 of the way "
+             "from the flagged image to the user's surrogate inside the edited region. Only our method trains "
+             "toward the surrogate, so this bar favours it; use --forgetting copy to compare methods.",
+}
+
+
 def per_setting_table(rows, presets, methods, variants, base_lr):
     table = []
     for preset in presets:
@@ -147,13 +167,13 @@ def per_setting_table(rows, presets, methods, variants, base_lr):
                     sel = [r for r in rows if r["preset"] == preset and r["method"] == label and abs(r["lr"] - base_lr * f) < 1e-12]
                     if not sel:
                         continue
-                    table.append([preset, label, f"{base_lr * f:.0e}", len(sel), mean_std(sel, "judge_forgot"),
+                    table.append([preset, label, f"{base_lr * f:.0e}", len(sel), mean_std(sel, "forgot"),
                                   mean_std(sel, "flagged_fixed"),
                                   mean_std(sel, "steps_to_fix"), mean_std(sel, "same_prompt_verdict_kept"),
                                   mean_std(sel, "other_prompts_verdict_kept"), mean_std(sel, "spread_to_other_error_seeds"),
                                   mean_std(sel, "ssim_mean"), mean_std(sel, "clip_fd"), mean_std(sel, "lpips_mean"),
                                   mean_std(sel, "steps_done"), mean_std(sel, "seconds")])
-    header = ["preset", "method", "lr", "runs", "judge forgot", "fix rate (checker)", "steps to fix (checker)", "same-prompt kept", "other prompts kept",
+    header = ["preset", "method", "lr", "runs", "forgot", "fix rate (checker)", "steps to fix (checker)", "same-prompt kept", "other prompts kept",
               "spread to other errors", "SSIM vs base", "world-CLIP FD", "LPIPS", "steps run", "s / fix"]
     return header, table
 
@@ -180,15 +200,15 @@ def forgot_section(rows: list[dict], presets, methods) -> str:
             runs = [r for r in rows if r["preset"] == preset and r["method"] == method + "+stop"]
             if not runs:
                 continue
-            forgot = [r for r in runs if r.get("judge_forgot")]
+            forgot = [r for r in runs if r.get("forgot")]
             agree = sum(bool(r["flagged_fixed"]) for r in forgot)
             table.append([preset, method, len(runs), len(forgot), f"{agree}/{len(forgot)}", mean_std(forgot, "steps_done")]
                          + [mean_ci95([float(r[k]) for r in forgot if r.get(k) is not None]) for k, _ in INTEGRITY])
-    header = ["preset", "method", "runs", "forgot (n, judge)", "checker agrees", "steps at forgotten"] + [f"{label} (95% CI)" for _, label in INTEGRITY]
-    return ("## At equal forgetting: the first forgotten step (forgetting judge)\n\n"
-            "Each '+stop' run stopped at the first monitor step where the forgetting judge (core/judge.py, the "
-            "studio's own decision) scores the flagged seed forgotten; 'checker agrees' counts those runs the flags "
-            "checker also calls drawn right. Integrity is averaged only over runs the judge calls forgotten, "
+    header = ["preset", "method", "runs", "forgot (n)", "checker agrees", "steps at forgotten"] + [f"{label} (95% CI)" for _, label in INTEGRITY]
+    return ("## At equal forgetting: the first forgotten step\n\n"
+            "Each '+stop' run stopped at the first monitor step (every 10) where the flagged seed counted as "
+            "forgotten by the bar named in the notes (--forgetting); 'checker agrees' counts those runs the flags "
+            "checker also calls drawn right. Integrity is averaged only over runs that forgot, "
             "learning rates pooled; intervals are 95% t-intervals over those runs (n=1: no interval). A method "
             "whose runs never forgot has no integrity here.\n\n"
             + markdown_table(header, table) + "\n")
@@ -206,7 +226,7 @@ def best_section(rows: list[dict], presets, methods) -> str:
             best = None
             for lr in sorted({r["lr"] for r in runs}):
                 at = [r for r in runs if r["lr"] == lr]
-                forgot = [r for r in at if r.get("judge_forgot")]
+                forgot = [r for r in at if r.get("forgot")]
                 if len(forgot) * 2 < len(at) or not forgot:
                     continue
                 score = float(np.mean([r["other_prompts_verdict_kept"] for r in forgot]))
@@ -219,10 +239,10 @@ def best_section(rows: list[dict], presets, methods) -> str:
             table.append([preset, method, f"{lr:.0e}", f"{len(forgot)}/{len(at)}"]
                          + [mean_ci95([float(r[k]) for r in forgot if r.get(k) is not None]) for k in
                             ("other_prompts_verdict_kept", "same_prompt_verdict_kept", "ssim_mean")])
-    header = ["preset", "method", "best lr", "forgot (judge)", "other prompts kept (95% CI)",
+    header = ["preset", "method", "best lr", "forgot", "other prompts kept (95% CI)",
               "same-prompt kept (95% CI)", "SSIM vs base (95% CI)"]
     return ("## Each method at its best learning rate\n\n"
-            "Per method, the learning rate (of the grid) whose '+stop' runs forgot (judge) in at least half the "
+            "Per method, the learning rate (of the grid) whose '+stop' runs forgot in at least half the "
             "runs and kept the most other prompts over those runs. The choice is made on the same seeds it is "
             "reported on, so it is optimistic, equally for every method; the held-out bench "
             "(bench/heldout.py, seeds >= 1000) is the unbiased figure for the studio's defaults.\n\n"

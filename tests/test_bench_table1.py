@@ -11,7 +11,7 @@ def test_mean_ci95_is_a_t_interval():
 
 def test_runs_that_did_not_forget_are_left_out_of_integrity():
     def row(method, forgot, kept, preset="paper", checker=None):
-        return {"preset": preset, "method": method, "judge_forgot": forgot,
+        return {"preset": preset, "method": method, "forgot": forgot,
                 "flagged_fixed": forgot if checker is None else checker, "steps_done": 20,
                 "other_prompts_verdict_kept": kept, "same_prompt_verdict_kept": 1.0, "ssim_mean": 0.9, "clip_fd": 0.01}
 
@@ -23,7 +23,7 @@ def test_runs_that_did_not_forget_are_left_out_of_integrity():
     assert "| 3 | 2 | 1/2 |" in siss and "0.800 [" in siss  # 3 runs, 2 forgot, mean of 0.9 and 0.7 only
     neggrad = next(line for line in text.splitlines() if line.startswith("| paper | neggrad |"))
     assert "| 1 | 0 | 0/0 |" in neggrad and neggrad.count("n/a") == 5
-    assert "forgetting judge" in text
+    assert "checker agrees" in text and "forgotten by the bar named in the notes" in text
 
 
 def test_pareto_front_keeps_only_undominated_points():
@@ -37,7 +37,7 @@ def test_best_lr_needs_half_the_runs_forgotten_then_keeps_most():
     from bench.table1 import best_section
 
     def row(lr, forgot, kept):
-        return {"preset": "studio", "method": "siss+stop", "lr": lr, "judge_forgot": forgot, "flagged_fixed": forgot,
+        return {"preset": "studio", "method": "siss+stop", "lr": lr, "forgot": forgot, "flagged_fixed": forgot,
                 "other_prompts_verdict_kept": kept, "same_prompt_verdict_kept": 1.0, "ssim_mean": 0.9}
 
     rows = [row(1e-3, True, 0.99), row(1e-3, False, 1.0), row(1e-3, False, 1.0),  # forgot 1/3: not eligible
