@@ -44,14 +44,17 @@ TARGETS = {"fixed": 7 / 8, "right_kept_mean": 0.95, "right_kept_min": 0.85, "oth
            "median_seconds": 30.0}
 
 
+OVERRIDES: dict = {}  # --set FIELD=VALUE, applied to every row's config (an A/B of one default)
+
+
 def row_config(studio, row: str):
     if row == "judge":
-        return studio.default_config()
+        return studio.default_config().with_overrides(**OVERRIDES)
     if row == "checker":
-        return studio.default_config(oracle="checker")
+        return studio.default_config(oracle="checker").with_overrides(**OVERRIDES)
     from core.unlearn.presets import apply_preset
 
-    return apply_preset("paper", studio.default_config())  # 100 steps, 100 of the flagged prompt, no guard
+    return apply_preset("paper", studio.default_config()).with_overrides(**OVERRIDES)  # 100 steps, 100 of the flagged prompt, no guard
 
 
 def find_instances(cache: BaseCache, per_prompt: int) -> list[tuple[str, int]]:
@@ -154,10 +157,13 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     ap.add_argument("--name", default=None)
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                    help="override a field of every row's UnlearnConfig (JSON value), e.g. --set remember_sampling_steps=20")
     ap.add_argument("--combine", type=Path, nargs="+", default=None,
                     help="write the report from these .partial.json files (rows run as separate processes)")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)  # partial results are written after each instance
+    OVERRIDES.update({k: json.loads(v) for k, v in (o.split("=", 1) for o in args.overrides)})
     if args.combine:
         return combine(args)
     import torch
