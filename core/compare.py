@@ -59,12 +59,22 @@ def integrity_pair(before: Image.Image, after: Image.Image) -> dict:
 
 def compare_prompt(model: LoadedModel, fixes: FixManager, fix_names: Sequence[str], prompt: str, seeds: Sequence[int],
                    steps: int | None = None, guidance: float | None = None, judge: JudgeFn | None = None,
-                   integrity: Callable | None = integrity_pair) -> PromptComparison:
+                   integrity: Callable | None = integrity_pair,
+                   progress: Callable[[int, int, str], None] | None = None) -> PromptComparison:
+    """Same-seed before/after of one prompt. `progress(done, total, message)` counts the images
+    drawn (2 per seed: fixes off, then on)."""
     noises = [initial_noise(model, s) for s in seeds]
+    n = len(seeds)
+
+    def stage(offset: int, what: str):
+        if progress is None:
+            return None
+        return lambda done, _total, _msg: progress(offset + done, 2 * n, f"{what} {done}/{n}")
+
     with fixes.disabled():
-        before = generate(model, prompt, seeds, steps, guidance, noises=noises)
+        before = generate(model, prompt, seeds, steps, guidance, noises=noises, progress=stage(0, "without fixes"))
     with fixes.only(list(fix_names)):
-        after = generate(model, prompt, seeds, steps, guidance, noises=noises)
+        after = generate(model, prompt, seeds, steps, guidance, noises=noises, progress=stage(n, "with fixes"))
     cmp = PromptComparison(prompt, list(seeds), before, after)
     for b, a in zip(before, after):
         row = {"mean_abs_diff": round(mean_abs_diff(b.image, a.image), 5)}
