@@ -7,7 +7,7 @@ after a restart. Export hands out a zip with the LoRA file and a one-file HTML r
 import gradio as gr
 import pandas as pd
 
-from .common import GPU, fmt, serve_copy, session_key, upload_dir, user_errors
+from .common import GPU, fmt, serve_copy, session_key, titled, upload_dir, user_errors
 
 FIX_COLUMNS = ["run_id", "name", "on", "prompt", "seed", "method", "steps", "surrogate", "flagged change", "fixed", "created"]
 RELAPSE_COLUMNS = ["probe", "cases", "error before", "error after", "relapsed", "relapse fraction", "new errors"]
@@ -176,7 +176,7 @@ def wire(ui, studio, jobs) -> None:
             return relapse(studio, run_id, lambda frac, msg: progress(frac, desc=msg), token)
         except gr.Error as err:
             if isinstance(err.__cause__, CancelledError):
-                raise gr.Error(f"The relapse probe was stopped ({err.__cause__}).", title="Probe stopped") from None
+                raise titled(f"The relapse probe was stopped ({err.__cause__}).", title="Probe stopped") from None
             raise
         finally:
             jobs.finish(key, token)

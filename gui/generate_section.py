@@ -6,7 +6,7 @@ active flag feeds the surrogate, unlearn and compare sections.
 
 import gradio as gr
 
-from .common import GPU, MAX_SEEDS, Flag, Session, user_errors
+from .common import GPU, MAX_SEEDS, Flag, Session, titled, user_errors
 
 
 def parse_seed_input(start, count, seed_list: str) -> list[int]:
@@ -107,17 +107,17 @@ def flag_seed(studio, session: Session, seed):
     """Flag one output of the last generation by its seed (the gallery click calls this too)."""
     gen = session.generation
     if gen is None:
-        raise gr.Error("Generate first, then flag one of the outputs.", title="Nothing to flag")
+        raise titled("Generate first, then flag one of the outputs.", title="Nothing to flag")
     if seed is None:
-        raise gr.Error("Type the seed of the output to flag, or click it in the gallery.", title="No seed")
+        raise titled("Type the seed of the output to flag, or click it in the gallery.", title="No seed")
     from core.limits import InputLimitError, check_seed
 
     try:
         seed = check_seed(seed, "seed to flag")
     except InputLimitError as err:
-        raise gr.Error(str(err), title="Unknown seed") from err
+        raise titled(str(err), title="Unknown seed") from err
     if seed not in gen["seeds"]:
-        raise gr.Error(f"seed {seed} is not among the last outputs ({seed_summary(gen['seeds'])})",
+        raise titled(f"seed {seed} is not among the last outputs ({seed_summary(gen['seeds'])})",
                        title="Unknown seed")
     image = gen["images"][gen["seeds"].index(seed)]
     existing = next((f for f in session.flags if f.prompt == gen["prompt"] and f.seed == seed
@@ -134,7 +134,7 @@ def activate(studio, session: Session, flag_id):
 
     flag = session.flag(flag_id)
     if flag is None:
-        raise gr.Error(f"no flag {flag_id!r} in this session", title="Unknown flag")
+        raise titled(f"no flag {flag_id!r} in this session", title="Unknown flag")
     session.active = flag.id
     choices = [(f.label, f.id) for f in session.flags]
     text = (f"**{flag.id}** · seed **{flag.seed}** · prompt *{flag.prompt}*"
@@ -189,7 +189,7 @@ def wire(ui, studio) -> None:
     def on_select(session, evt: gr.SelectData):
         gen = session.generation
         if gen is None or evt.index is None:
-            raise gr.Error("Generate first, then click an output.", title="Nothing to flag")
+            raise titled("Generate first, then click an output.", title="Nothing to flag")
         index = evt.index if isinstance(evt.index, int) else evt.index[0]
         return flag_seed(studio, session, gen["seeds"][index])
 

@@ -12,7 +12,8 @@ from gradio.components.base import server
 from core.surrogates import ClipEditParams, NoiseParams, SDEditParams, canvas_surrogate, param_spec, \
     require_changed, to_model_size
 
-from .common import CLIP_WEIGHTS, DEFAULT_NAMES, DEFAULT_PALETTE, GPU, Session, difference, fmt, paint_scale, upscale, user_errors
+from .common import CLIP_WEIGHTS, DEFAULT_NAMES, DEFAULT_PALETTE, GPU, Session, difference, fmt, paint_scale, titled, \
+    upscale, user_errors
 
 
 def _slider(params_type, name: str, step: float, label: str, **kw):
@@ -50,7 +51,7 @@ def check_canvas_inputs(editor: gr.ImageEditor) -> gr.ImageEditor:
                     check_canvas(path(parts.background), [path(f) for f in parts.layers], path(parts.composite))
             except ImageInputError as err:
                 editor.blob_storage.pop(payload.id, None)
-                raise gr.Error(str(err), title="Paint: not possible") from err
+                raise titled(str(err), title="Paint: not possible") from err
         return preprocess(payload)
 
     @server
@@ -58,7 +59,7 @@ def check_canvas_inputs(editor: gr.ImageEditor) -> gr.ImageEditor:
         # The browser canvas uploads each layer here; its index sizes a list, so it is bounded first.
         index = data.data.get("index")
         if index not in (None, "", "null") and not (str(index).isdigit() and int(index) < MAX_LAYERS):
-            raise gr.Error(f"paint layer index {str(index)[:20]!r} is out of range: at most {MAX_LAYERS} layers",
+            raise titled(f"paint layer index {str(index)[:20]!r} is out of range: at most {MAX_LAYERS} layers",
                            title="Paint: not possible")
         while len(editor.blob_storage) >= MAX_PENDING_CANVASES:  # canvases sent but never submitted
             editor.blob_storage.pop(next(iter(editor.blob_storage)))

@@ -14,7 +14,7 @@ from dataclasses import fields
 import gradio as gr
 import pandas as pd
 
-from .common import GPU, Session, fmt, log, session_key, upscale, user_errors
+from .common import GPU, Session, fmt, log, session_key, titled, upscale, user_errors
 
 MAIN_FIELDS = ["method", "steps", "learning_rate", "lambda_scheme", "surgery", "remember_set_size", "stop_when_fixed"]
 HIDDEN_FIELDS = {"remember_seed_start"}  # kept at the engine default, far from browsed seeds
@@ -311,10 +311,10 @@ def _failed(studio, head: str, err: BaseException, reports, shots):
         return
     if isinstance(err, AlreadyFixedError):
         yield _out(f"{head}: **not needed**: {err}", reports, shots, result="", live=False)
-        raise gr.Error(str(err), title="Already fixed")
+        raise titled(str(err), title="Already fixed")
     yield _out(f"{head}: **failed**; nothing was saved.", reports, shots, result="", live=False)
     if isinstance(err, DivergedError):
-        raise gr.Error(f"{err}. Nothing was saved.", title="Training diverged")
+        raise titled(f"{err}. Nothing was saved.", title="Training diverged")
     with user_errors("Unlearn"):
         raise err
 

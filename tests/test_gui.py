@@ -228,11 +228,11 @@ def test_bad_inputs_get_errors_and_the_app_keeps_working(server, client, tmp_pat
         client.predict(steps=0, remember_set_size=2, api_name="/unlearn")
     with pytest.raises(AppError, match="learning_rate"):
         client.predict(steps=2, learning_rate=-1, api_name="/unlearn")
-    with pytest.raises(AppError, match="^Seeds='5-2': the range runs backwards"):
+    with pytest.raises(AppError, match="^Compare: not possible — Seeds='5-2': the range runs backwards"):
         client.predict(PROMPT, "", "5-2", 4, 1.0, [], api_name="/compare")
-    with pytest.raises(AppError, match="^Seeds='abc' is not a seed or a range: write e.g. 0-7"):
+    with pytest.raises(AppError, match="^Compare: not possible — Seeds='abc' is not a seed or a range: write e.g. 0-7"):
         client.predict(PROMPT, "", "abc", 4, 1.0, [], api_name="/compare")
-    with pytest.raises(AppError, match="^Seed list='x' is not a seed or a range"):
+    with pytest.raises(AppError, match="^Generate: not possible — Seed list='x' is not a seed or a range"):
         client.predict(PROMPT, 0, 2, "1,x", 4, 1.0, api_name="/generate")
     with pytest.raises(AppError, match="not in the list of choices|no fix named"):
         client.predict("fix-does-not-exist", True, api_name="/set_fix_enabled")
