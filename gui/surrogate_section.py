@@ -224,7 +224,11 @@ def upload(studio, session: Session, path):
     if not path:
         return gr.skip(), gr.skip(), gr.skip(), session
     with user_errors("Upload"):
-        image = to_model_size(ensure_rgb(open_checked(path, "the uploaded image")), studio.model.info.resolution)
+        image = ensure_rgb(open_checked(path, "the uploaded image"))
+        if image.width != image.height:
+            raise ValueError(f"the uploaded image is {image.width}x{image.height}; the model works on square "
+                             "images: crop it to a square first")
+        image = to_model_size(image, studio.model.info.resolution)
     return _finish(studio, session, flag, image, {"kind": "paint", "uploaded": True})
 
 
@@ -283,9 +287,10 @@ def wire(ui, studio) -> None:
     def on_upload(session, path):
         return upload(studio, session, path)
 
-    # The file is emptied again either way: a refused file must not look accepted.
-    ui.sur_upload.upload(on_upload, [ui.session, ui.sur_upload], out, api_name="upload_surrogate").then(
-        lambda: None, None, [ui.sur_upload], api_name=False, show_progress="hidden")
+    ui.sur_upload.upload(on_upload, [ui.session, ui.sur_upload], out, api_name="upload_surrogate")
+    # A second listener empties the box at once, whatever the first decides: a refused file must
+    # not look accepted, and the box must take the next file (a failed event runs no .then).
+    ui.sur_upload.upload(lambda: None, None, [ui.sur_upload], api_name=False, show_progress="hidden")
 
     def on_clear(session):
         # The canvas's own clear button removes the background too: put the flagged image back.
