@@ -186,6 +186,8 @@ def test_click_through_fits_a_laptop_screen(server, page):
     shot = os.environ.get("STUDIO_SCREENSHOT")
     if shot:
         Path(shot).parent.mkdir(parents=True, exist_ok=True)
+        page.evaluate("window.scrollTo(0, 0)")  # the whole workspace as a laptop screen shows it
+        time.sleep(0.5)
         page.screenshot(path=shot)
     page.click("#tab-compare-button")
     assert page.input_value("#cmp-seeds textarea") == "0-7"  # Compare follows the generated seeds
