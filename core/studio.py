@@ -165,17 +165,30 @@ class Studio:
     @_exclusive
     def compare(self, prompts: Sequence[str], seeds: Sequence[int], fix_names: Sequence[str] | None = None,
                 steps: int | None = None, guidance: float | None = None, out_dir: str | Path | None = None,
-                highlight: dict[str, int] | None = None) -> tuple[list[PromptComparison], Path]:
+                highlight: dict[str, int] | None = None, progress=None) -> tuple[list[PromptComparison], Path]:
         """Same-seed before/after of every prompt; writes DIR/metrics.json with per-seed and
-        set-level metrics (the CLI's `compare` and the studio's Compare write the same file)."""
+        set-level metrics (the CLI's `compare` and the studio's Compare write the same file).
+        `progress(fraction, message)` reports each prompt's drawing and measuring."""
         prompts = limits.check_prompts(prompts)
         seeds = limits.parse_seeds(seeds)  # bounded and range-checked before any noise is drawn
         req = CompareRequest(tuple(prompts), tuple(seeds), tuple(fix_names or ()), steps, guidance, dict(highlight or {}))
         names = list(req.fixes) or [f.name for f in self.fixes.fixes.values() if f.enabled]
-        cmps = [compare_prompt(self.model, self.fixes, names, p, req.seeds, req.steps, req.guidance,
-                               self._check_or_none(), store=self.generation_store) for p in req.prompts]
-        for c in cmps:
-            c.summary.update(self._set_metrics(c, req.highlight.get(c.prompt)))
+        n = len(req.prompts)
+
+        def report(i: int, what: str):  # prompt i's share of the work: 90% drawing, 10% measuring
+            if progress is None:
+                return None
+            return lambda done, total, msg: progress((i + 0.9 * done / max(total, 1)) / n,
+                                                     f"prompt {i + 1}/{n} ({req.prompts[i]}): {msg}")
+
+        cmps = []
+        for i, p in enumerate(req.prompts):
+            cmps.append(compare_prompt(self.model, self.fixes, names, p, req.seeds, req.steps, req.guidance,
+                                       self._check_or_none(), store=self.generation_store,
+                                       progress=report(i, "drawing")))
+            if progress is not None:
+                progress((i + 0.9) / n, f"prompt {i + 1}/{n} ({p}): measuring SSIM, PSNR, LPIPS")
+            cmps[-1].summary.update(self._set_metrics(cmps[-1], req.highlight.get(p)))
         out = Path(out_dir) if out_dir else self.data_dir / "compare" / new_run_id("compare")
         write_comparison(out, cmps, names, req.highlight, extra={
             "lpips": per_seed_lpips_report(cmps),

@@ -30,6 +30,12 @@ PAINT_CANVAS = 512  # small models are painted on a NEAREST-upscaled canvas of a
 
 
 # -- errors -----------------------------------------------------------------------------------
+def titled(message: str, title: str) -> gr.Error:
+    """gr.Error whose text starts with its title. Gradio 6's toast heads every error "Error" and
+    shows no title, so the title ("Upload: not possible") goes into the sentence itself."""
+    return gr.Error(f"{title} — {message}", title=title)
+
+
 @contextlib.contextmanager
 def user_errors(what: str):
     """Show engine errors to the person as gr.Error; the app keeps running.
@@ -47,10 +53,10 @@ def user_errors(what: str):
         raise
     except (ValueError, AdapterError, ModelNotFoundError, UnsupportedModelError, FileNotFoundError,
             FileExistsError) as err:
-        raise gr.Error(str(err), title=f"{what}: not possible") from err
+        raise titled(str(err), title=f"{what}: not possible") from err
     except Exception as err:  # noqa: BLE001 - the UI must survive any failure of one job
         log.exception("%s failed", what)
-        raise gr.Error(f"{type(err).__name__}: {err}", title=f"{what} failed") from err
+        raise titled(f"{type(err).__name__}: {err}", title=f"{what} failed") from err
 
 
 # -- session state (kept in gr.State, one per browser tab / API client) -------------------------
@@ -87,14 +93,14 @@ class Session:
     def require_flag(self) -> Flag:
         f = self.flag()
         if f is None:
-            raise gr.Error("No output is flagged yet: generate, then click the bad output in the gallery "
+            raise titled("No output is flagged yet: generate, then click the bad output in the gallery "
                            "(or type its seed and press Flag).", title="Nothing flagged")
         return f
 
     def require_surrogate(self) -> dict:
         flag = self.require_flag()
         if flag.id not in self.surrogates:
-            raise gr.Error(f"Make a surrogate for {flag.id} first (paint, SDEdit, CLIP edit, flip or noise).",
+            raise titled(f"Make a surrogate for {flag.id} first (paint, SDEdit, CLIP edit, flip or noise).",
                            title="No surrogate")
         return self.surrogates[flag.id]
 

@@ -99,10 +99,11 @@ def compare(studio, session: Session, prompt, other, seeds, steps, guidance, fix
         if not names:
             raise ValueError("no fix is switched on: unlearn first, or tick a fix to compare")
         highlight = {flag.prompt: flag.seed} if flag else {}
-        progress(0.1, desc=f"drawing {len(prompts)} prompt(s) x {len(seed_list)} seeds, fixes off and on "
-                           f"({2 * len(prompts) * len(seed_list)} images), then measuring")
+        progress(0, desc=f"drawing {len(prompts)} prompt(s) x {len(seed_list)} seeds, fixes off and on "
+                         f"({2 * len(prompts) * len(seed_list)} images), then measuring")
         cmps, out = studio.compare(prompts, seed_list, names, check_steps(steps) if steps else None,
-                                   None if guidance is None else check_guidance(guidance), highlight=highlight)
+                                   None if guidance is None else check_guidance(guidance), highlight=highlight,
+                                   progress=lambda frac, msg: progress(frac, desc=msg))
     lp_note = lpips_note(json.loads((out / "metrics.json").read_text()))
     return (stacked_comparison_figure(cmps, highlight, top=30), table(cmps, highlight),
             summary_text(cmps, highlight, names, lp_note), serve_copy(out / "metrics.json"))

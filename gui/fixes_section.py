@@ -7,7 +7,7 @@ after a restart. Export hands out a zip with the LoRA file and a one-file HTML r
 import gradio as gr
 import pandas as pd
 
-from .common import GPU, fmt, serve_copy, session_key, upload_dir, user_errors
+from .common import GPU, fmt, serve_copy, session_key, titled, upload_dir, user_errors
 
 FIX_COLUMNS = ["run_id", "name", "on", "prompt", "seed", "method", "steps", "surrogate", "flagged change", "fixed", "created"]
 RELAPSE_COLUMNS = ["probe", "cases", "error before", "error after", "relapsed", "relapse fraction", "new errors"]
@@ -70,14 +70,21 @@ def _fixed(verdict: bool | None) -> str:
     return "-" if verdict is None else ("yes" if verdict else "no")
 
 
-def fix_widgets(studio, pick: str | None = None):
-    """(table, fix dropdown, compare checkboxes, config JSON, on/off) for the fixes as they are now."""
+def fix_widgets(studio, pick: str | None = None, compare: bool = False):
+    """(table, fix dropdown, compare checkboxes, config JSON, on/off) for the fixes as they are now;
+    `compare` ticks the picked fix in Compare (a fix just made is compared, on or off)."""
     fixes = studio.list_fixes()
     ids = [f.run_id for f in fixes]
     pick = pick if pick in ids else (ids[-1] if ids else None)
     on = next((f.enabled for f in fixes if f.run_id == pick), False)
-    return (_rows(studio), gr.update(choices=ids, value=pick), gr.update(choices=ids, value=[]),
+    choices = [(_choice_label(studio, run_id), run_id) for run_id in ids]  # the name shows, the id is sent
+    return (_rows(studio), gr.update(choices=choices, value=pick), gr.update(choices=choices, value=[pick] if compare and pick else []),
             _details(studio, pick), on)
+
+
+def _choice_label(studio, run_id: str) -> str:
+    name = _label(studio.run(run_id)).get("name") or run_id
+    return run_id if name == run_id else f"{name} ({run_id})"
 
 
 def _enabled(studio, run_id) -> bool:
@@ -128,7 +135,13 @@ def relapse(studio, run_id, progress=None, cancel=None) -> pd.DataFrame:
 
 
 def wire(ui, studio, jobs) -> None:
-    widgets = [ui.fix_table, ui.fix_pick, ui.cmp_fixes, ui.fix_config, ui.fix_on]
+    from .app import header_text
+
+    # The header's "fixes loaded: N (M on)" follows every change made here.
+    widgets = [ui.fix_table, ui.fix_pick, ui.cmp_fixes, ui.fix_config, ui.fix_on, ui.header]
+
+    def with_header(values):
+        return (*values, header_text(studio)) if len(values) == 5 else values
 
     def on_pick(run_id):
         with user_errors("Fix"):
@@ -136,13 +149,13 @@ def wire(ui, studio, jobs) -> None:
             return _details(studio, run_id), _enabled(studio, run_id), label["name"], label["note"]
 
     def on_switch(run_id, enabled):
-        return set_enabled(studio, run_id, enabled)
+        return with_header(set_enabled(studio, run_id, enabled))
 
     def on_refresh(run_id=None):
-        return fix_widgets(studio, run_id)
+        return with_header(fix_widgets(studio, run_id))
 
     def on_remove(run_id):
-        return remove(studio, run_id)
+        return with_header(remove(studio, run_id))
 
     def on_export(run_id):
         return export(studio, run_id)
@@ -163,7 +176,7 @@ def wire(ui, studio, jobs) -> None:
             return relapse(studio, run_id, lambda frac, msg: progress(frac, desc=msg), token)
         except gr.Error as err:
             if isinstance(err.__cause__, CancelledError):
-                raise gr.Error(f"The relapse probe was stopped ({err.__cause__}).", title="Probe stopped") from None
+                raise titled(f"The relapse probe was stopped ({err.__cause__}).", title="Probe stopped") from None
             raise
         finally:
             jobs.finish(key, token)
@@ -180,7 +193,7 @@ def wire(ui, studio, jobs) -> None:
             if not run_id:
                 raise ValueError("pick a fix first")
             studio.store.set_label(run_id, name, note)
-        return fix_widgets(studio, run_id)
+        return with_header(fix_widgets(studio, run_id))
 
     ui.fix_label_btn.click(on_label, [ui.fix_pick, ui.fix_label_name, ui.fix_label_note], widgets,
                            api_name="label_fix")

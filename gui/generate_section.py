@@ -6,7 +6,7 @@ active flag feeds the surrogate, unlearn and compare sections.
 
 import gradio as gr
 
-from .common import GPU, MAX_SEEDS, Flag, Session, user_errors
+from .common import GPU, MAX_SEEDS, Flag, Session, titled, user_errors
 
 
 def parse_seed_input(start, count, seed_list: str) -> list[int]:
@@ -107,17 +107,17 @@ def flag_seed(studio, session: Session, seed):
     """Flag one output of the last generation by its seed (the gallery click calls this too)."""
     gen = session.generation
     if gen is None:
-        raise gr.Error("Generate first, then flag one of the outputs.", title="Nothing to flag")
+        raise titled("Generate first, then flag one of the outputs.", title="Nothing to flag")
     if seed is None:
-        raise gr.Error("Type the seed of the output to flag, or click it in the gallery.", title="No seed")
+        raise titled("Type the seed of the output to flag, or click it in the gallery.", title="No seed")
     from core.limits import InputLimitError, check_seed
 
     try:
         seed = check_seed(seed, "seed to flag")
     except InputLimitError as err:
-        raise gr.Error(str(err), title="Unknown seed") from err
+        raise titled(str(err), title="Unknown seed") from err
     if seed not in gen["seeds"]:
-        raise gr.Error(f"seed {seed} is not among the last outputs ({seed_summary(gen['seeds'])})",
+        raise titled(f"seed {seed} is not among the last outputs ({seed_summary(gen['seeds'])})",
                        title="Unknown seed")
     image = gen["images"][gen["seeds"].index(seed)]
     existing = next((f for f in session.flags if f.prompt == gen["prompt"] and f.seed == seed
@@ -134,17 +134,17 @@ def activate(studio, session: Session, flag_id):
 
     flag = session.flag(flag_id)
     if flag is None:
-        raise gr.Error(f"no flag {flag_id!r} in this session", title="Unknown flag")
+        raise titled(f"no flag {flag_id!r} in this session", title="Unknown flag")
     session.active = flag.id
     choices = [(f.label, f.id) for f in session.flags]
     text = (f"**{flag.id}** · seed **{flag.seed}** · prompt *{flag.prompt}*"
             f" · steps {flag.steps or studio.model.info.default_steps}"
             f" · guidance {studio.model.info.default_guidance if flag.guidance is None else flag.guidance}")
     info = studio.model.info
-    # The canvas is emptied here and gets the flagged image in a second event (load_canvas): a
-    # painted canvas given a new value in one step re-uploads its layers without end and spins.
+    # The canvas is not among these outputs: it gets the flagged image in a second event
+    # (load_canvas) whose progress shows elsewhere; see canvas_output in surrogate_section.
     return (session, gr.update(choices=choices, value=flag.id), text, flag.image,
-            None, flag.image, flag.prompt, flag.seed,
+            flag.image, flag.prompt, flag.seed,
             flag.steps or info.default_steps, info.default_guidance if flag.guidance is None else flag.guidance,
             *shown_surrogate(session, flag),
             f"Ready to fix **{flag.id}** once it has a surrogate.", "", [], gr.update(value=None), gr.update(value=None),
@@ -152,15 +152,18 @@ def activate(studio, session: Session, flag_id):
 
 
 def load_canvas(studio, session: Session):
-    """The active flag's image on the paint canvas (also what the canvas's Reset button does)."""
-    from .surrogate_section import editor_value
+    """(canvas, note): the active flag's image on the paint canvas, and the line saying whose it
+    is (also what the canvas's Reset button and its clear button do)."""
+    from .surrogate_section import canvas_note, editor_value
 
     flag = session.flag()
-    return editor_value(flag.image, studio.model.info.resolution) if flag else None
+    return (editor_value(flag.image, studio.model.info.resolution) if flag else None), canvas_note(flag)
 
 
 def wire(ui, studio) -> None:
-    flag_outputs = [ui.session, ui.flag_dd, ui.flag_info, ui.flag_image, ui.editor, ui.sur_flagged,
+    from .surrogate_section import canvas_output
+
+    flag_outputs = [ui.session, ui.flag_dd, ui.flag_info, ui.flag_image, ui.sur_flagged,
                     ui.cmp_prompt, ui.flag_seed, ui.cmp_steps, ui.cmp_guidance, ui.sur_image, ui.sur_diff,
                     ui.sur_info, ui.ul_status, ui.ul_result, ui.monitor, ui.loss_plot, ui.surgery_plot, ui.moved]
 
@@ -168,7 +171,7 @@ def wire(ui, studio) -> None:
         return load_canvas(studio, session)
 
     def then_canvas(event):
-        event.then(on_canvas, [ui.session], [ui.editor], api_name=False, show_progress="hidden")
+        event.then(on_canvas, [ui.session], [ui.editor, ui.canvas_note], api_name=False, **canvas_output(ui))
 
     def on_generate(session, prompt, start, count, seed_list, steps, guidance, progress=gr.Progress()):
         return generate(studio, session, prompt, start, count, seed_list, steps, guidance, progress)
@@ -186,7 +189,7 @@ def wire(ui, studio) -> None:
     def on_select(session, evt: gr.SelectData):
         gen = session.generation
         if gen is None or evt.index is None:
-            raise gr.Error("Generate first, then click an output.", title="Nothing to flag")
+            raise titled("Generate first, then click an output.", title="Nothing to flag")
         index = evt.index if isinstance(evt.index, int) else evt.index[0]
         return flag_seed(studio, session, gen["seeds"][index])
 
@@ -196,4 +199,5 @@ def wire(ui, studio) -> None:
         return activate(studio, session, flag_id)
 
     then_canvas(ui.flag_dd.input(on_pick, [ui.session, ui.flag_dd], flag_outputs, api_name="pick_flag"))
-    ui.canvas_reset.click(on_canvas, [ui.session], [ui.editor], api_name="load_canvas")
+    ui.canvas_reset.click(on_canvas, [ui.session], [ui.editor, ui.canvas_note], api_name="load_canvas",
+                          **canvas_output(ui))

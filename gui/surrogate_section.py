@@ -12,7 +12,8 @@ from gradio.components.base import server
 from core.surrogates import ClipEditParams, NoiseParams, SDEditParams, canvas_surrogate, param_spec, \
     require_changed, to_model_size
 
-from .common import CLIP_WEIGHTS, DEFAULT_NAMES, DEFAULT_PALETTE, GPU, Session, difference, fmt, paint_scale, upscale, user_errors
+from .common import CLIP_WEIGHTS, DEFAULT_NAMES, DEFAULT_PALETTE, GPU, Session, difference, fmt, paint_scale, titled, \
+    upscale, user_errors
 
 
 def _slider(params_type, name: str, step: float, label: str, **kw):
@@ -50,7 +51,7 @@ def check_canvas_inputs(editor: gr.ImageEditor) -> gr.ImageEditor:
                     check_canvas(path(parts.background), [path(f) for f in parts.layers], path(parts.composite))
             except ImageInputError as err:
                 editor.blob_storage.pop(payload.id, None)
-                raise gr.Error(str(err), title="Paint: not possible") from err
+                raise titled(str(err), title="Paint: not possible") from err
         return preprocess(payload)
 
     @server
@@ -58,7 +59,7 @@ def check_canvas_inputs(editor: gr.ImageEditor) -> gr.ImageEditor:
         # The browser canvas uploads each layer here; its index sizes a list, so it is bounded first.
         index = data.data.get("index")
         if index not in (None, "", "null") and not (str(index).isdigit() and int(index) < MAX_LAYERS):
-            raise gr.Error(f"paint layer index {str(index)[:20]!r} is out of range: at most {MAX_LAYERS} layers",
+            raise titled(f"paint layer index {str(index)[:20]!r} is out of range: at most {MAX_LAYERS} layers",
                            title="Paint: not possible")
         while len(editor.blob_storage) >= MAX_PENDING_CANVASES:  # canvases sent but never submitted
             editor.blob_storage.pop(next(iter(editor.blob_storage)))
@@ -67,6 +68,25 @@ def check_canvas_inputs(editor: gr.ImageEditor) -> gr.ImageEditor:
     checked_accept_blobs.__name__ = "accept_blobs"
     editor.preprocess, editor.accept_blobs = checked_preprocess, checked_accept_blobs
     return editor
+
+
+def canvas_output(ui) -> dict:
+    """Listener settings for every event that writes the canvas: its progress shows on the text
+    below the canvas, never on the canvas itself.
+
+    Gradio 6's page applies each status change of a component only after reading the component's
+    value, and reading a painted canvas exports and uploads all its layers (seconds in a software-
+    rendered browser). The "pending" and "complete" of one quick event then land out of order and
+    the canvas keeps a "processing" overlay that blocks painting for good (seen every time after
+    painting and flagging another output). A status shown elsewhere never touches the canvas."""
+    return dict(show_progress="hidden", show_progress_on=[ui.sur_info])
+
+
+def canvas_note(flag) -> str:
+    """The line under the canvas that says whose image it holds (set with the canvas itself)."""
+    if flag is None:
+        return "The canvas shows the flagged output once you flag one."
+    return f"Canvas: **{flag.id}** (seed {flag.seed}). Paint over the part that must go."
 
 
 def editor_value(image, resolution: int) -> dict:
@@ -113,20 +133,24 @@ def build(ui, studio) -> None:
             ui.editor = gr.ImageEditor(
                 elem_id="paint-canvas",
                 label=f"Paint over the unwanted part · brush {size} px (one model pixel = {scale} px)",
-                type="pil", image_mode="RGBA", format="png", sources=["upload"], height=430,
+                # No upload on the canvas: the browser fits any file into the fixed canvas before
+                # the server sees it (a huge image drew black, a non-image white, a wide one
+                # letterboxed). Uploads go through the checked "upload" box below instead.
+                type="pil", image_mode="RGBA", format="png", sources=(), height=430,
                 canvas_size=(side, side), fixed_canvas=True, transforms=(), layers=True,
                 brush=gr.Brush(colors=[h for _, h in palette], default_color=first, color_mode="defaults",
                                default_size=size),
                 eraser=gr.Eraser(default_size=max(4, side // 16)), elem_classes=["pixelated"])
+            ui.canvas_note = gr.Markdown(canvas_note(None), elem_id="canvas-note")
             gr.Markdown(f"Colours: {swatches}. The brush starts in **{dict((h, n) for n, h in palette)[first]}**.",
                         elem_id="swatch-names")
             check_canvas_inputs(ui.editor)
             with gr.Row():
                 ui.paint_btn = gr.Button("Use painting as surrogate", variant="primary", elem_id="paint-btn")
                 ui.canvas_reset = gr.Button("Reset canvas to the flagged image", elem_id="canvas-reset")
+            ui.sur_upload = gr.File(label="…or upload an edited image as the surrogate (square PNG, JPEG, WebP or BMP)",
+                                    type="filepath", file_count="single", height=70, elem_id="surrogate-upload")
         with gr.Tab("SDEdit"):
-            ui.sde_strength = gr.Slider(0.05, 1.0, value=0.5, step=0.05, label="Strength",
-                                        info="how much is re-drawn: low keeps the image, 1 draws anew")
             with gr.Row():
                 ui.sde_strength = _slider(SDEditParams, "strength", 0.05, "Strength")
                 ui.sde_prompt = gr.Textbox(label="Prompt (optional)", placeholder="describe the corrected image",
@@ -142,9 +166,6 @@ def build(ui, studio) -> None:
                                           info=param_spec(ClipEditParams, "clip_weight")["help"])
             ui.clip_btn = gr.Button("Make CLIP-guided surrogate", variant="primary", elem_id="clip-btn")
         with gr.Tab("Flip / Noise"):
-            ui.flip_btn = gr.Button("Flip horizontally", elem_id="flip-btn")
-            ui.noise_sigma = gr.Slider(0.01, 1.0, value=0.1, step=0.01, label="Noise sigma",
-                                       info="std of added Gaussian noise, as a fraction of the pixel range")
             with gr.Row():
                 ui.flip_btn = gr.Button("Flip horizontally", elem_id="flip-btn")
             with gr.Row():
@@ -192,6 +213,23 @@ def paint(studio, session: Session, value):
         # core decides what a blank canvas is, and accepts an uploaded, already edited background.
         sur = canvas_surrogate(flag.image, background, value.get("layers") or [], res)
     return _finish(studio, session, flag, sur.image, sur.info)
+
+
+def upload(studio, session: Session, path):
+    """An uploaded, already edited image as the active flag's surrogate, after the checks every
+    image input gets (format, pixel cap, readable, square); a refused file changes nothing."""
+    from core.images import ensure_rgb, open_checked
+
+    flag = session.require_flag()
+    if not path:
+        return gr.skip(), gr.skip(), gr.skip(), session
+    with user_errors("Upload"):
+        image = ensure_rgb(open_checked(path, "the uploaded image"))
+        if image.width != image.height:
+            raise ValueError(f"the uploaded image is {image.width}x{image.height}; the model works on square "
+                             "images: crop it to a square first")
+        image = to_model_size(image, studio.model.info.resolution)
+    return _finish(studio, session, flag, image, {"kind": "paint", "uploaded": True})
 
 
 def sdedit(studio, session: Session, strength, prompt, seed):
@@ -246,13 +284,21 @@ def wire(ui, studio) -> None:
 
     ui.paint_btn.click(on_paint, [ui.session, ui.editor], out, api_name="paint")
 
+    def on_upload(session, path):
+        return upload(studio, session, path)
+
+    ui.sur_upload.upload(on_upload, [ui.session, ui.sur_upload], out, api_name="upload_surrogate")
+    # A second listener empties the box at once, whatever the first decides: a refused file must
+    # not look accepted, and the box must take the next file (a failed event runs no .then).
+    ui.sur_upload.upload(lambda: None, None, [ui.sur_upload], api_name=False, show_progress="hidden")
+
     def on_clear(session):
         # The canvas's own clear button removes the background too: put the flagged image back.
         from .generate_section import load_canvas
 
         return load_canvas(studio, session)
 
-    ui.editor.clear(on_clear, [ui.session], [ui.editor], api_name=False, show_progress="hidden")
+    ui.editor.clear(on_clear, [ui.session], [ui.editor, ui.canvas_note], api_name=False, **canvas_output(ui))
     ui.sde_btn.click(on_sdedit, [ui.session, ui.sde_strength, ui.sde_prompt, ui.sde_seed], out, api_name="sdedit",
                      **GPU)
     ui.clip_btn.click(on_clip, [ui.session, ui.clip_text, ui.clip_weight], out, api_name="clip_edit", **GPU)

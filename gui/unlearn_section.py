@@ -14,7 +14,7 @@ from dataclasses import fields
 import gradio as gr
 import pandas as pd
 
-from .common import GPU, Session, fmt, log, session_key, upscale, user_errors
+from .common import GPU, Session, fmt, log, session_key, titled, upscale, user_errors
 
 MAIN_FIELDS = ["method", "steps", "learning_rate", "lambda_scheme", "surgery", "remember_set_size", "stop_when_fixed"]
 HIDDEN_FIELDS = {"remember_seed_start"}  # kept at the engine default, far from browsed seeds
@@ -38,9 +38,13 @@ def _component(f, value, help_text: str, label: str | None = None):
     if isinstance(value, list):
         return gr.Textbox(value="\n".join(value), label=label, info=help_text + " (one per line)", lines=2,
                           elem_id=elem_id)
+    if value is None:
+        # The page's Number cannot hold "empty": it turns None into 0 as soon as it is drawn, and 0
+        # is out of range (lora_alpha) or silently wrong (guidance 0) here. Empty text = the default.
+        return gr.Textbox(value="", label=label, placeholder="empty = default", info=help_text, elem_id=elem_id,
+                          max_lines=1)
     is_int = f.type in ("int", "int | None", int) or isinstance(value, int)
-    return gr.Number(value=value, label=label + (" (empty = default)" if "None" in str(f.type) else ""),
-                     info=help_text, precision=0 if is_int else None, elem_id=elem_id)
+    return gr.Number(value=value, label=label, info=help_text, precision=0 if is_int else None, elem_id=elem_id)
 
 
 PLAIN = {  # plain labels first; the help text keeps the paper's words
@@ -77,19 +81,6 @@ def build(ui, studio) -> None:
         ui.run_btn = gr.Button("Unlearn", variant="primary", elem_id="unlearn-btn")
         ui.stop_btn = gr.Button("Stop", variant="stop", elem_id="stop-btn")
     ui.ul_status = gr.Markdown("Flag an output and make a surrogate, then press Unlearn.", elem_id="unlearn-status")
-    with gr.Accordion("More settings", open=False):
-        with gr.Row():
-            for name in MAIN_FIELDS[3:6]:
-                ui.cfg[name] = _component(by_name[name], getattr(defaults, name), helps[name], PLAIN[name])
-        ui.cfg["stop_when_fixed"] = gr.Checkbox(
-            value=defaults.stop_when_fixed, label="stop when fixed",
-            info="the forgetting judge compares each re-drawn flagged seed with your flagged image and surrogate",
-            elem_id="cfg-stop_when_fixed")
-        rest = [f for f in fields(UnlearnConfig) if f.name not in MAIN_FIELDS and f.name not in HIDDEN_FIELDS]
-        for i in range(0, len(rest), 3):
-            with gr.Row():
-                for f in rest[i:i + 3]:
-                    ui.cfg[f.name] = _component(f, getattr(defaults, f.name), helps[f.name])
     with gr.Row():
         ui.loss_plot = gr.LinePlot(x="step", y="value", color="series", title="losses", height=170,
                                    x_title="step", y_title="loss", elem_id="loss-plot",
@@ -103,6 +94,20 @@ def build(ui, studio) -> None:
     ui.moved = gr.Gallery(label="What else moved: other outputs before | after, largest change first", columns=3,
                           height=150, format="png", object_fit="contain", allow_preview=True, elem_id="moved",
                           elem_classes=["pixelated"], visible=True)
+    # The less-used settings last, so that opening them never pushes the plots off the screen.
+    with gr.Accordion("More settings", open=False):
+        with gr.Row():
+            for name in MAIN_FIELDS[3:6]:
+                ui.cfg[name] = _component(by_name[name], getattr(defaults, name), helps[name], PLAIN[name])
+        ui.cfg["stop_when_fixed"] = gr.Checkbox(
+            value=defaults.stop_when_fixed, label="stop when fixed",
+            info="the forgetting judge compares each re-drawn flagged seed with your flagged image and surrogate",
+            elem_id="cfg-stop_when_fixed")
+        rest = [f for f in fields(UnlearnConfig) if f.name not in MAIN_FIELDS and f.name not in HIDDEN_FIELDS]
+        for i in range(0, len(rest), 3):
+            with gr.Row():
+                for f in rest[i:i + 3]:
+                    ui.cfg[f.name] = _component(f, getattr(defaults, f.name), helps[f.name])
 
 
 def config_from_values(studio, values: dict):
@@ -119,7 +124,7 @@ def config_from_values(studio, values: dict):
         default = getattr(defaults, name)
         if isinstance(default, list):
             v = [line.strip() for line in (v or "").splitlines() if line.strip()] if isinstance(v, str) else v
-        elif v is None or v == "":
+        elif v is None or (isinstance(v, str) and not v.strip()):
             continue
         elif isinstance(default, bool):
             v = bool(v)
@@ -270,7 +275,8 @@ def run(studio, jobs, session: Session, key: str, values: dict):
         log.warning("what else moved failed: %s", moved)
         moved, stopped_note = [], f" (could not show what else moved: {moved})"
     yield _out(f"{head}: **done**{stopped_note}", reports, shots, result_text(studio, result, flag), session,
-               fix_widgets(studio), live=False, moved=moved_items(moved), header=header_text(studio))
+               fix_widgets(studio, result.run.run_id, compare=True), live=False, moved=moved_items(moved),
+               header=header_text(studio))
 
 
 def _work(studio, flag, sur: dict, config, token, events: queue.Queue) -> None:
@@ -305,10 +311,10 @@ def _failed(studio, head: str, err: BaseException, reports, shots):
         return
     if isinstance(err, AlreadyFixedError):
         yield _out(f"{head}: **not needed**: {err}", reports, shots, result="", live=False)
-        raise gr.Error(str(err), title="Already fixed")
+        raise titled(str(err), title="Already fixed")
     yield _out(f"{head}: **failed**; nothing was saved.", reports, shots, result="", live=False)
     if isinstance(err, DivergedError):
-        raise gr.Error(f"{err}. Nothing was saved.", title="Training diverged")
+        raise titled(f"{err}. Nothing was saved.", title="Training diverged")
     with user_errors("Unlearn"):
         raise err
 

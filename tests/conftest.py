@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 
 import pytest
 
@@ -51,6 +52,31 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
+def patient_url_check(seconds: float = 90.0):
+    """Gradio's launch() gives the new server one 3 s HEAD request and raises "When localhost is
+    not accessible, a shareable link must be created" when the first page render is slower, as it
+    is on a loaded CI machine. Tests wait for the server instead."""
+    from unittest import mock
+
+    import httpx
+    from gradio import networking
+
+    def url_ok(url: str) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                if httpx.head(url, timeout=15, verify=False).status_code < 400:
+                    return True
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        return False
+
+    with mock.patch.object(networking, "url_ok", url_ok):
+        yield
+
+
+@contextlib.contextmanager
 def running_studio(model: str, root):
     """The real studio app on a free loopback port, with its temp dir under `root`:
     yields (studio, demo, url, port, share_url); closes the app and restores GRADIO_TEMP_DIR after."""
@@ -63,8 +89,9 @@ def running_studio(model: str, root):
     studio = Studio(load_model(model), root / "data")
     demo = build_app(studio)
     port = free_port()
-    _, url, share_url = demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
-                                    **launch_kwargs(studio))
+    with patient_url_check():
+        _, url, share_url = demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
+                                        **launch_kwargs(studio))
     try:
         yield studio, demo, url, port, share_url
     finally:

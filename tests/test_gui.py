@@ -93,14 +93,14 @@ def test_flag_surrogate_unlearn_compare_export(server, client, tmp_path):
         assert np.array_equal(_png(images[seed]), _png(again[seed])), f"seed {seed} not reproducible"
 
     # 2. Flag seed 1: the flagged image is that output, and the canvas is preloaded with it.
-    flag_dd, flag_text, flagged, canvas, *_ = client.predict(1, api_name="/flag")
+    flag_dd, flag_text, flagged, *_ = client.predict(1, api_name="/flag")
     assert flag_dd["value"] == "flag1" and "seed **1**" in flag_text
     assert np.array_equal(_png(flagged), _png(images[1]))
     size = Image.open(flagged).size
-    # The canvas is emptied by the flag and loaded by a second event (a painted canvas given a new
-    # value in one step kept spinning); its Reset button is that second event.
-    assert canvas is None
-    canvas = client.predict(api_name="/load_canvas")
+    # The canvas is loaded by a second event (as an output of the flag event a painted canvas kept
+    # that event's progress overlay); its Reset button is that second event.
+    canvas, note = client.predict(api_name="/load_canvas")
+    assert "flag1" in note and "seed 1" in note  # the line under the canvas says whose image it holds
     assert Image.open(canvas["background"]).size[0] % size[0] == 0  # integer-upscaled paint canvas
 
     # 3. Paint surrogate: background + one RGBA layer, composite rebuilt by the engine.
@@ -217,22 +217,22 @@ def test_bad_inputs_get_errors_and_the_app_keeps_working(server, client, tmp_pat
     client.predict(_canvas(flagged, _layer(tmp_path, size)), api_name="/paint")
     # Several flags per session, each with its own surrogate; the active one is used.
     out = client.predict(1, api_name="/flag")
-    flag_dd, sur_info, ul_status, ul_result = out[0], out[11], out[12], out[13]
+    flag_dd, sur_info, ul_status, ul_result = out[0], out[10], out[11], out[12]
     assert [c[1] for c in flag_dd["choices"]] == ["flag1", "flag2"] and "No surrogate for flag2" in sur_info
     assert "flag2" in ul_status and ul_result == ""  # section 4 follows the new flag
     with pytest.raises(AppError, match="surrogate for flag2"):
         client.predict(steps=2, remember_set_size=2, api_name="/unlearn")
-    sur_info = client.predict("flag1", api_name="/pick_flag")[11]
+    sur_info = client.predict("flag1", api_name="/pick_flag")[10]
     assert "paint** surrogate for **flag1" in sur_info
     with pytest.raises(AppError, match="steps"):
         client.predict(steps=0, remember_set_size=2, api_name="/unlearn")
     with pytest.raises(AppError, match="learning_rate"):
         client.predict(steps=2, learning_rate=-1, api_name="/unlearn")
-    with pytest.raises(AppError, match="^Seeds='5-2': the range runs backwards"):
+    with pytest.raises(AppError, match="^Compare: not possible — Seeds='5-2': the range runs backwards"):
         client.predict(PROMPT, "", "5-2", 4, 1.0, [], api_name="/compare")
-    with pytest.raises(AppError, match="^Seeds='abc' is not a seed or a range: write e.g. 0-7"):
+    with pytest.raises(AppError, match="^Compare: not possible — Seeds='abc' is not a seed or a range: write e.g. 0-7"):
         client.predict(PROMPT, "", "abc", 4, 1.0, [], api_name="/compare")
-    with pytest.raises(AppError, match="^Seed list='x' is not a seed or a range"):
+    with pytest.raises(AppError, match="^Generate: not possible — Seed list='x' is not a seed or a range"):
         client.predict(PROMPT, 0, 2, "1,x", 4, 1.0, api_name="/generate")
     with pytest.raises(AppError, match="not in the list of choices|no fix named"):
         client.predict("fix-does-not-exist", True, api_name="/set_fix_enabled")

@@ -225,7 +225,7 @@ def test_cli_refuses_bad_numbers_in_one_line_and_leaves_no_folders(tiny_model_di
 def _flag(client) -> tuple[str, dict]:
     client.predict(PROMPT, 0, 2, "", 4, 1.0, api_name="/generate")
     flagged = client.predict(0, api_name="/flag")[2]
-    canvas = client.predict(api_name="/load_canvas")  # the canvas is set in a second event
+    canvas, _note = client.predict(api_name="/load_canvas")  # the canvas is set in a second event
     return flagged, canvas
 
 
@@ -258,6 +258,27 @@ def test_huge_or_broken_canvas_layers_get_a_clear_sentence(server, client, tmp_p
              "composite": None}
     _, _, info = client.predict(value, api_name="/paint")
     assert "paint" in info
+    _studio_still_answers(url, client)
+
+
+def test_uploaded_surrogate_takes_the_image_checks_and_a_refusal_changes_nothing(server, client, tmp_path):
+    studio, url, _, _ = server
+    flagged, _ = _flag(client)
+    size = Image.open(flagged).size
+    Image.new("1", (12000, 12000)).save(tmp_path / "huge.png")  # 144 Mpx, a few kB on disk
+    Image.new("RGB", (size[0] * 3, size[0]), (0, 0, 0)).save(tmp_path / "wide.png")
+    (tmp_path / "page.png").write_text("<!DOCTYPE html><html><body>not an image</body></html>")
+    cases = {"huge.png": "12000x12000 = 144000000 pixels, over the limit", "wide.png": "crop it to a square",
+             "page.png": "not an image this studio can read"}
+    for name, message in cases.items():
+        with pytest.raises(AppError, match=re.escape(message)):
+            client.predict(handle_file(str(tmp_path / name)), api_name="/upload_surrogate")
+    # Positive control: an edited, square image of any size becomes the surrogate.
+    edited = Image.open(flagged).convert("RGB").resize((size[0] * 4, size[1] * 4), Image.NEAREST)
+    edited.paste((255, 0, 0), (0, 0, size[0], size[1]))
+    edited.save(tmp_path / "edited.png")
+    sur, _, info = client.predict(handle_file(str(tmp_path / "edited.png")), api_name="/upload_surrogate")
+    assert Image.open(sur).size == size and "uploaded=True" in info and "surrogate for **flag" in info
     _studio_still_answers(url, client)
 
 
