@@ -20,7 +20,7 @@ from . import limits
 from .adapters import AdapterError, FixManager
 from .compare import Moved, PromptComparison, add_per_seed_lpips, compare_prompt, moved_most, per_seed_lpips_report, \
     write_comparison
-from .generate import Generated, generate, save_generations
+from .generate import Generated, check_prompt_for, generate, save_generations
 from .judge import ForgettingJudge
 from .metrics import availability, lpips, sscd_similarity
 from .metrics.clip_space import clip_fd, clip_similarity
@@ -34,6 +34,7 @@ from .unlearn.remember import RememberCache
 from .unlearn.remember_store import DEFAULT_MAX_MB as DEFAULT_REMEMBER_MB, RememberStore
 
 STATE_FILE = "fixes_state.json"
+CHECKED_WORLDS = ("flags", "faces")  # ModelInfo.world values with a ground-truth checker
 
 
 def _exclusive(method):
@@ -84,16 +85,44 @@ class Studio:
     def open(cls, model: str = EMBEDDED, options: LoadOptions | None = None, data_dir: str | Path = "studio-data") -> "Studio":
         return cls(load_model(model, options), data_dir)
 
-    # -- world hooks (the embedded flags world has a ground-truth checker: an evaluator, never the decider) --
+    # -- world hooks (the shipped worlds have ground-truth checkers: evaluators, never the decider) --
     @property
     def has_checker(self) -> bool:
-        return self.model.info.world == "flags"
+        return self.model.info.world in CHECKED_WORLDS
+
+    @property
+    def unconditional(self) -> bool:
+        """The model takes no prompt (a DDPM): every verb takes the prompt "" and seeds."""
+        return self.model.unconditional
+
+    def prompt_for(self, prompt: str | None) -> str:
+        """The prompt this model takes: "" for an unconditional model (None or "" given), else the
+        non-empty prompt; a prompt given to an unconditional model is an error."""
+        return check_prompt_for(self.model, prompt)
 
     def check(self, prompt: str, image: Image.Image) -> dict:
-        """The flags world's checker verdict (benches, tests, the compare page's verdict column)."""
+        """The world checker's verdict (benches, tests, the compare page's verdict column): the flags
+        checker, or the faces world's copy matcher (which face a copy shows, in "flag")."""
+        if self.model.info.world == "faces":
+            from .world.faces import verdict as face_verdict
+
+            return face_verdict(image)
         from .world.checker import verdict
 
         return verdict(prompt, image)
+
+    def check_images(self, prompt: str, images: Sequence[Image.Image], seeds: Sequence[int]) -> dict:
+        """Verdicts per seed and their rates (faces: plus each memorised face's copy rate): `check`'s JSON."""
+        if not self.has_checker:
+            raise ValueError(f"model {self.model.source!r} has no checker: `check` works on the shipped worlds "
+                             f"({', '.join(CHECKED_WORLDS)})")
+        if self.model.info.world == "faces":
+            from .world.faces import check_images as check_faces
+
+            return check_faces(list(images), list(seeds))
+        from .world.checker import check_images as check_flags
+
+        return check_flags(prompt, list(images), list(seeds))
 
     def _check_or_none(self):
         return self.check if self.has_checker else None
@@ -102,7 +131,7 @@ class Studio:
     @_exclusive
     def generate(self, prompt: str, seeds: Sequence[int], steps: int | None = None, guidance: float | None = None,
                  progress=None, save: bool = True) -> list[Generated]:
-        req = GenerateRequest(prompt, tuple(seeds), steps, guidance)
+        req = GenerateRequest(prompt, tuple(seeds), steps, guidance, self.unconditional)
         gens = generate(self.model, req.prompt, req.seeds, req.steps, req.guidance, progress=progress)
         if save:
             save_generations(gens, self.data_dir / "generations" / new_run_id("gen"))
@@ -128,7 +157,7 @@ class Studio:
         config = config or self.default_config()
         is_fixed = keep = keep_key = None
         if config.oracle == "checker":
-            if not self.has_checker:
+            if self.model.info.world != "flags":
                 raise ValueError(f"UnlearnConfig.oracle='checker' needs the flags world's checker and "
                                  f"{self.model.info.name} has none: use oracle='judge'")
             if not config.lookalike_prompts:
@@ -164,9 +193,10 @@ class Studio:
                 highlight: dict[str, int] | None = None) -> tuple[list[PromptComparison], Path]:
         """Same-seed before/after of every prompt; writes DIR/metrics.json with per-seed and
         set-level metrics (the CLI's `compare` and the studio's Compare write the same file)."""
-        prompts = limits.check_prompts(prompts)
+        prompts = [""] if self.unconditional and list(prompts) in ([], [""], [None]) else limits.check_prompts(prompts)
         seeds = limits.parse_seeds(seeds)  # bounded and range-checked before any noise is drawn
-        req = CompareRequest(tuple(prompts), tuple(seeds), tuple(fix_names or ()), steps, guidance, dict(highlight or {}))
+        req = CompareRequest(tuple(prompts), tuple(seeds), tuple(fix_names or ()), steps, guidance, dict(highlight or {}),
+                             self.unconditional)
         names = list(req.fixes) or [f.name for f in self.fixes.fixes.values() if f.enabled]
         cmps = [compare_prompt(self.model, self.fixes, names, p, req.seeds, req.steps, req.guidance,
                                self._check_or_none()) for p in req.prompts]
