@@ -24,7 +24,7 @@ from .generate import Generated, check_prompt_for, generate, save_generations
 from .judge import ForgettingJudge
 from .metrics import availability, lpips, sscd_similarity
 from .metrics.clip_space import clip_fd, clip_similarity
-from .models.loading import EMBEDDED, LoadedModel, LoadOptions, load_model
+from .models.loading import EMBEDDED, SHIPPED_NAMES, LoadedModel, LoadOptions, load_model
 from .requests import CompareRequest, GenerateRequest, RelapseRequest
 from .runs import RunInfo, RunStore, atomic_write_json, new_run_id
 from .surrogates import Surrogate, SurrogateParams, make_surrogate
@@ -80,6 +80,20 @@ class Studio:
         self.restore_errors: list[str] = []
         if restore:
             self.restore_fixes()
+
+    @_exclusive
+    def switch_model(self, name: str, options: LoadOptions | None = None) -> None:
+        """Load another model (a shipped world by name, a diffusers folder or a hub id) in place of
+        this one: its own fixes from the run store are restored, the remember cache starts empty.
+        The current model stays if the new one fails to load."""
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"model={name!r}: pick {', '.join(SHIPPED_NAMES)}, or give a diffusers folder or hub id")
+        model = load_model(name.strip(), options or self.model.options)
+        self.model = model
+        self.fixes = FixManager(model)
+        self.remember_cache = RememberCache(store=self.remember_cache.store)
+        self.restore_errors = []
+        self.restore_fixes()
 
     @classmethod
     def open(cls, model: str = EMBEDDED, options: LoadOptions | None = None, data_dir: str | Path = "studio-data") -> "Studio":
