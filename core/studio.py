@@ -268,7 +268,7 @@ class Studio:
         with self.fixes.disabled():
             base = generate(self.model, prompt, scan_seeds)
         error_seeds = [g.seed for g in base if shows_error(prompt, g.image)]
-        flag = flag_for_prompt(prompt) if self.has_checker else None
+        flag = flag_for_prompt(prompt) if self.model.info.world == "flags" else None
         if paraphrases is None:
             paraphrases = PROMPTS.get(flag, []) if flag else []
         cases = probe_cases(self.model, prompt, flagged_seed, error_seeds, paraphrases)

@@ -177,6 +177,9 @@ def test_unlearn_a_seed_on_a_ddpm_saves_a_reloadable_fix(ddpm_model, tmp_path, m
     with studio.fixes.disabled():
         base = generate(ddpm_model, "", [5], steps=4)[0].image
     assert np.array_equal(np.asarray(base), np.asarray(flagged))  # base weights untouched
+    if method == "surrogate":  # the relapse probe of a prompt-free fix: seeds and steps, no guidance
+        report = studio.relapse("", 5, [result.run.run_id], range(4), flagged=flagged, surrogate=surrogate)
+        assert "guidance" not in report["kinds"] and "steps" in report["kinds"]
 
     from core.models import load_model
 
