@@ -157,6 +157,7 @@ def main(argv=None) -> int:
     ap.add_argument("--combine", type=Path, nargs="+", default=None,
                     help="write the report from these .partial.json files (rows run as separate processes)")
     args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)  # partial results are written after each instance
     if args.combine:
         return combine(args)
     import torch

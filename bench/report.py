@@ -53,6 +53,43 @@ def plot_scatter(path: Path, rows: list[dict], x: str, y: str, group: str, title
     return path
 
 
+def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The points no other point beats on both axes (higher is better on each), sorted by x."""
+    front = [p for p in points if not any(q[0] >= p[0] and q[1] >= p[1] and q != p for q in points)]
+    return sorted(set(front))
+
+
+def plot_pareto(path: Path, rows: list[dict], x: str, y: str, group: str, title: str, xlabel: str, ylabel: str,
+                filled: str | None = None) -> Path:
+    """`plot_scatter` plus each group's Pareto front (higher is better on both axes) as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for i, g in enumerate(sorted({r[group] for r in rows})):
+        sel = [r for r in rows if r[group] == g and r.get(x) is not None and r.get(y) is not None]
+        if not sel:
+            continue
+        colour = f"C{i % 10}"
+        for hollow in (False, True):
+            pts = [(r[x], r[y]) for r in sel if filled is None or hollow == (not r.get(filled))]
+            if pts and not (filled is None and hollow):
+                ax.scatter(*zip(*pts), alpha=0.6, facecolors="none" if hollow else colour, edgecolors=colour)
+        front = pareto_front([(float(r[x]), float(r[y])) for r in sel])
+        ax.plot(*zip(*front), color=colour, label=str(g), drawstyle="steps-post" if len(front) > 1 else "default",
+                marker="o" if len(front) == 1 else None)
+    if filled:
+        title += f"\n(hollow: {filled} false; lines: each method's Pareto front)"
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_settings(path: Path, rows: list[dict], metrics: dict[str, str], title: str) -> Path:
     """One panel per metric (key -> axis label), one horizontal bar per (group, setting) in row
     order: the mean over repeats as the bar, each repeat as a dot, groups told apart by colour."""

@@ -59,12 +59,25 @@ def integrity_pair(before: Image.Image, after: Image.Image) -> dict:
 
 def compare_prompt(model: LoadedModel, fixes: FixManager, fix_names: Sequence[str], prompt: str, seeds: Sequence[int],
                    steps: int | None = None, guidance: float | None = None, judge: JudgeFn | None = None,
-                   integrity: Callable | None = integrity_pair) -> PromptComparison:
-    noises = [initial_noise(model, s) for s in seeds]
-    with fixes.disabled():
-        before = generate(model, prompt, seeds, steps, guidance, noises=noises)
-    with fixes.only(list(fix_names)):
-        after = generate(model, prompt, seeds, steps, guidance, noises=noises)
+                   integrity: Callable | None = integrity_pair, store=None) -> PromptComparison:
+    """Same-seed renders without and with `fix_names`. With a generation `store` (a RememberStore),
+    renders it holds for the same weights, steps and guidance are reused (e.g. the grid the user
+    generated before fixing is the 'before' side) and new ones are added."""
+    if store is not None:
+        from .unlearn.remember import stored_generations  # lazy: core.unlearn imports this module
+        from .unlearn.remember_store import model_state
+
+        requests = [(prompt, s) for s in seeds]
+        with fixes.disabled():
+            before = stored_generations(model, requests, steps, guidance, store, model_state(model, None).digest)
+        with fixes.only(list(fix_names)):
+            after = stored_generations(model, requests, steps, guidance, store, model_state(model, fixes).digest)
+    else:
+        noises = [initial_noise(model, s) for s in seeds]
+        with fixes.disabled():
+            before = generate(model, prompt, seeds, steps, guidance, noises=noises)
+        with fixes.only(list(fix_names)):
+            after = generate(model, prompt, seeds, steps, guidance, noises=noises)
     cmp = PromptComparison(prompt, list(seeds), before, after)
     for b, a in zip(before, after):
         row = {"mean_abs_diff": round(mean_abs_diff(b.image, a.image), 5)}

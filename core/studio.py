@@ -30,8 +30,8 @@ from .runs import RunInfo, RunStore, atomic_write_json, new_run_id
 from .surrogates import Surrogate, SurrogateParams, make_surrogate
 from .unlearn.config import UnlearnConfig
 from .unlearn.run import AlreadyFixedError, FixRequest, FixResult, unlearn  # noqa: F401 (re-exported)
-from .unlearn.remember import RememberCache
-from .unlearn.remember_store import DEFAULT_MAX_MB as DEFAULT_REMEMBER_MB, RememberStore
+from .unlearn.remember import RememberCache, stored_generations
+from .unlearn.remember_store import DEFAULT_MAX_MB as DEFAULT_REMEMBER_MB, RememberStore, model_state
 
 STATE_FILE = "fixes_state.json"
 CHECKED_WORLDS = ("flags", "faces")  # ModelInfo.world values with a ground-truth checker
@@ -77,6 +77,7 @@ class Studio:
         # Remember-set generations on disk beside the runs (0 MB: none kept), whole recent sets in memory:
         # later fixes, retries and restarts on the same model state skip regenerating them.
         self.remember_cache = RememberCache(store=RememberStore.beside(self.store.root, remember_store_mb))
+        self.generation_store = self.remember_cache.store  # one store of generations: grids and Compare too
         self.restore_errors: list[str] = []
         if restore:
             self.restore_fixes()
@@ -146,7 +147,10 @@ class Studio:
     def generate(self, prompt: str, seeds: Sequence[int], steps: int | None = None, guidance: float | None = None,
                  progress=None, save: bool = True) -> list[Generated]:
         req = GenerateRequest(prompt, tuple(seeds), steps, guidance, self.unconditional)
-        gens = generate(self.model, req.prompt, req.seeds, req.steps, req.guidance, progress=progress)
+        # Through the generation store beside the runs: a repeated grid, and Compare's 'before' side of
+        # seeds generated here, are not drawn again.
+        gens = stored_generations(self.model, [(req.prompt, s) for s in req.seeds], req.steps, req.guidance,
+                                  self.generation_store, model_state(self.model, self.fixes).digest, progress=progress)
         if save:
             save_generations(gens, self.data_dir / "generations" / new_run_id("gen"))
         return gens
@@ -213,7 +217,7 @@ class Studio:
                              self.unconditional)
         names = list(req.fixes) or [f.name for f in self.fixes.fixes.values() if f.enabled]
         cmps = [compare_prompt(self.model, self.fixes, names, p, req.seeds, req.steps, req.guidance,
-                               self._check_or_none()) for p in req.prompts]
+                               self._check_or_none(), store=self.generation_store) for p in req.prompts]
         for c in cmps:
             c.summary.update(self._set_metrics(c, req.highlight.get(c.prompt)))
         out = Path(out_dir) if out_dir else self.data_dir / "compare" / new_run_id("compare")

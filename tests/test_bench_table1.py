@@ -10,15 +10,40 @@ def test_mean_ci95_is_a_t_interval():
 
 
 def test_runs_that_did_not_forget_are_left_out_of_integrity():
-    def row(method, fixed, kept, preset="paper"):
-        return {"preset": preset, "method": method, "flagged_fixed": fixed, "steps_done": 20,
+    def row(method, forgot, kept, preset="paper", checker=None):
+        return {"preset": preset, "method": method, "forgot": forgot,
+                "flagged_fixed": forgot if checker is None else checker, "steps_done": 20,
                 "other_prompts_verdict_kept": kept, "same_prompt_verdict_kept": 1.0, "ssim_mean": 0.9, "clip_fd": 0.01}
 
-    rows = [row("siss+stop", True, 0.9), row("siss+stop", True, 0.7), row("siss+stop", False, 0.1),
+    # the judge decides who forgot; the checker only reports beside it (here it disagrees once)
+    rows = [row("siss+stop", True, 0.9), row("siss+stop", True, 0.7, checker=False), row("siss+stop", False, 0.1, checker=True),
             row("neggrad+stop", False, 0.2), row("siss", True, 0.0)]  # a fixed-step row never counts here
     text = forgot_section(rows, ["paper"], ["siss", "neggrad"])
     siss = next(line for line in text.splitlines() if line.startswith("| paper | siss |"))
-    assert "| 3 | 2 |" in siss and "0.800 [" in siss  # 3 runs, 2 forgot, mean of 0.9 and 0.7 only
+    assert "| 3 | 2 | 1/2 |" in siss and "0.800 [" in siss  # 3 runs, 2 forgot, mean of 0.9 and 0.7 only
     neggrad = next(line for line in text.splitlines() if line.startswith("| paper | neggrad |"))
-    assert "| 1 | 0 |" in neggrad and neggrad.count("n/a") == 5
-    assert "judged by the flags checker" in text
+    assert "| 1 | 0 | 0/0 |" in neggrad and neggrad.count("n/a") == 5
+    assert "checker agrees" in text and "forgotten by the bar named in the notes" in text
+
+
+def test_pareto_front_keeps_only_undominated_points():
+    from bench.report import pareto_front
+
+    pts = [(0.9, 0.5), (0.8, 0.9), (0.7, 0.8), (0.95, 0.4), (0.8, 0.9)]
+    assert pareto_front(pts) == [(0.8, 0.9), (0.9, 0.5), (0.95, 0.4)]
+
+
+def test_best_lr_needs_half_the_runs_forgotten_then_keeps_most():
+    from bench.table1 import best_section
+
+    def row(lr, forgot, kept):
+        return {"preset": "studio", "method": "siss+stop", "lr": lr, "forgot": forgot, "flagged_fixed": forgot,
+                "other_prompts_verdict_kept": kept, "same_prompt_verdict_kept": 1.0, "ssim_mean": 0.9}
+
+    rows = [row(1e-3, True, 0.99), row(1e-3, False, 1.0), row(1e-3, False, 1.0),  # forgot 1/3: not eligible
+            row(3e-3, True, 0.9), row(3e-3, True, 0.8),
+            row(1e-2, True, 0.5), row(1e-2, False, 0.4)]
+    line = next(x for x in best_section(rows, ["studio"], ["siss"]).splitlines() if x.startswith("| studio | siss"))
+    assert "| 3e-03 | 2/2 | 0.850 [" in line
+    none = best_section([row(1e-3, False, 1.0)], ["studio"], ["siss"])
+    assert "none forgot in half its runs" in none

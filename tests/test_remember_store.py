@@ -136,3 +136,52 @@ def test_cache_over_store_and_unlearn_reports_reuse(tiny_model, tmp_path):
     second = restarted.unlearn(req.prompt, req.flagged, req.surrogate, req.seed, cfg)
     assert second.run.metrics()["remember_reused"] == 4 and second.run.metrics()["remember_generated"] == 0
     assert isinstance(restarted.remember_cache, RememberCache) and restarted.remember_cache.misses == 1
+
+
+def test_lookalike_probes_are_the_remember_sets_first_generations(tiny_model, tmp_path):
+    from core.unlearn.remember import probe_generations
+
+    store, fixes = RememberStore(tmp_path / "rem"), FixManager(tiny_model)
+    probes = probe_generations(tiny_model, [("japan flag", 50), ("japan flag", 52)], _cfg(), store, fixes)
+    assert [(g.prompt, g.seed) for g in probes] == [("japan flag", 50), ("japan flag", 52)]
+    assert all(g.image is not None for g in probes) and store.stats.written == 2
+    built = _build(tiny_model, store, fixes)  # japan's quota is seeds 50 and 52 (51 is excluded): both reused
+    assert (built.generated, built.reused) == (2, 2)
+    again = probe_generations(tiny_model, [("japan flag", 52)], _cfg(), store, fixes)
+    assert torch.equal(again[0].latent, probes[1].latent)
+    assert again[0].image.tobytes() == probes[1].image.tobytes()
+    bare = probe_generations(tiny_model, [("japan flag", 52)], _cfg())  # no store: drawn, same result
+    assert torch.allclose(bare[0].latent, probes[1].latent, atol=1e-5)
+
+
+def test_grids_and_compare_share_the_store_and_a_fix_is_another_key(tiny_model, tmp_path):
+    from core.generate import generate
+    from core.studio import Studio
+
+    from .test_unlearn_runs import _request
+
+    studio = Studio(tiny_model, tmp_path / "data", restore=False, persist_state=False)
+    store = studio.generation_store
+    grid = studio.generate("ireland flag", [3, 4], save=False)
+    assert store.stats.written == 2
+    fresh = generate(tiny_model, "ireland flag", [3, 4])
+    assert all(torch.allclose(a.latent, b.latent, atol=1e-5) for a, b in zip(grid, fresh))
+    again = studio.generate("ireland flag", [3, 4], save=False)  # a repeated grid is not drawn again
+    assert store.stats.written == 2 and [g.image.tobytes() for g in again] == [g.image.tobytes() for g in grid]
+    assert all(torch.equal(g.noise, f.noise) for g, f in zip(again, fresh))
+
+    req = _request(tiny_model)
+    res = studio.unlearn(req.prompt, req.flagged, req.surrogate, req.seed,
+                         studio.default_config(steps=3, remember_set_size=4, monitor_every=0, learning_rate=5e-2))
+    written = store.stats.written
+    cmps, _ = studio.compare(["ireland flag"], [3, 4], [res.run.run_id])
+    # before = the grid (base weights): reused; after = the fix on: a new key, drawn now
+    assert [g.image.tobytes() for g in cmps[0].before] == [g.image.tobytes() for g in grid]
+    assert store.stats.written == written + 2
+    with studio.fixes.only([res.run.run_id]):
+        with_fix = generate(tiny_model, "ireland flag", [3, 4])
+    assert all(torch.allclose(a.latent, b.latent, atol=1e-5) for a, b in zip(cmps[0].after, with_fix))
+    assert not torch.allclose(cmps[0].after[0].latent, grid[0].latent, atol=1e-4)  # the fix moved it
+    studio.set_enabled(res.run.run_id, True)  # (a fix that ended unfixed starts off)
+    fixed_grid = studio.generate("ireland flag", [3, 4], save=False)  # the fix on: its own key
+    assert [g.image.tobytes() for g in fixed_grid] == [g.image.tobytes() for g in cmps[0].after]

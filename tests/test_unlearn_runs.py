@@ -320,3 +320,24 @@ def test_moved_most_ranks_other_outputs_by_change_and_labels_are_kept(tiny_model
     assert store.get(res.run.run_id).label()["name"] == "ireland: no orange"
     with pytest.raises(ValueError, match="fix name"):
         store.set_label(res.run.run_id, "x" * 81)
+
+
+def test_copy_oracle_stops_once_the_render_is_no_longer_a_near_copy(tiny_model, tmp_path, monkeypatch):
+    """oracle="copy": forgotten = the judge's descriptor no longer sees a near copy of the flagged
+    image (no progress toward the surrogate asked), the bar benches use for methods without one."""
+    from core.judge import ForgettingJudge
+
+    still_a_copy = {"now": True}
+    monkeypatch.setattr(ForgettingJudge, "shows_error", lambda self, imgs: [still_a_copy["now"]] * len(imgs))
+
+    def on_monitor(step, img):
+        if step == 10:
+            still_a_copy["now"] = False
+
+    fixes, store = FixManager(tiny_model), RunStore(tmp_path / "runs")
+    res = unlearn(tiny_model, fixes, store, _request(tiny_model),
+                  _cfg(steps=40, monitor_every=5, stop_when_fixed=True, oracle="copy", remember_filter=False),
+                  on_monitor=on_monitor)
+    m = res.run.metrics()
+    assert res.train.steps_done == 10 and m["oracle"] == "copy" and m["flagged_seed_fixed"] is True
+    assert [p["forgotten"] for p in m["monitor"]] == [False, True]

@@ -15,7 +15,7 @@ METHODS = ("surrogate", "neggrad", "erasediff", "siss")
 SURGERY_MODES = ("off", "forget", "pcgrad")
 LAMBDA_SCHEMES = ("timestep", "constant")
 TIMESTEP_SAMPLING = ("logit_normal", "uniform")
-ORACLES = ("judge", "checker")
+ORACLES = ("judge", "copy", "checker")
 # The one table of choice lists: validation, the CLI's argparse choices and the GUI's dropdowns.
 CHOICES = {"method": METHODS, "surgery": SURGERY_MODES, "lambda_scheme": LAMBDA_SCHEMES,
            "timestep_sampling": TIMESTEP_SAMPLING, "oracle": ORACLES}
@@ -95,8 +95,11 @@ class UnlearnConfig:
         "False runs every step, as the paper does")
     oracle: str = _f(
         "judge", "what decides during a fix (stop, look-alike prompts, remember-set filter, guard): judge = "
-        "core/judge.py, from the flagged image, the surrogate and a copy descriptor, for any model; checker = "
-        "the flags world's ground-truth checker, an ablation for benches (flags world only)")
+        "core/judge.py, from the flagged image, the surrogate and a copy descriptor, for any model; copy = the "
+        "same judge, but the flagged seed counts as forgotten once its render is no longer a near copy of the "
+        "flagged image (no progress toward the surrogate asked: the method-neutral bar benches use to compare "
+        "methods that never see a surrogate); checker = the flags world's ground-truth checker, an ablation "
+        "for benches (flags world only)")
     forget_threshold: float = _f(
         0.7, "the judge's bar for 'forgotten': how far the flagged seed's re-render must move from the flagged "
         "image toward the surrogate, inside the region you edited (0..1; chosen on the flags world's tuning "

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from ..adapters import FixManager
-from ..generate import Generated, decode_batched, generate_many, images_per_call, latent_shape
+from ..generate import Generated, decode_batched, generate_many, images_per_call, initial_noise, latent_shape
 from ..models.loading import LoadedModel
 from .config import UnlearnConfig
 from .objectives import Conditioning
@@ -146,6 +146,47 @@ def build_remember_set(model: LoadedModel, prompts: list[str], config: UnlearnCo
     flagged_rows = torch.tensor([g.prompt == prompts[0] for g in gens])  # SISS draws from these
     data = RememberData(torch.cat([g.latent for g in gens]).to(model.device), cond, flagged_rows)
     return RememberSet(data, kept, excluded, counts["generated"], counts["reused"], counts["calls"])
+
+
+def probe_generations(model: LoadedModel, requests: list[tuple[str, int]], config: UnlearnConfig,
+                      store: RememberStore | None = None, fixes: FixManager | None = None,
+                      cancel=None) -> list[Generated]:
+    """Decoded generations at the remember set's settings, in request order, reused from and added
+    to `store`. What the judge looks at before the set is built (the look-alike probes draw each
+    remember prompt's first seeds): made here, the set then reuses them instead of drawing them again."""
+    steps = remember_steps(model, config)
+    guidance = model.info.default_guidance if config.guidance is None else config.guidance
+    if store is None:
+        new = _generate_cancellable(model, requests, steps, guidance, True, cancel, {"calls": 0})
+        return [new[r] for r in requests]
+    return stored_generations(model, requests, steps, guidance, store, model_state(model, fixes).digest, cancel=cancel)
+
+
+def stored_generations(model: LoadedModel, requests: list[tuple[str, int]], steps: int | None, guidance: float | None,
+                       store: RememberStore, state: str, cancel=None, progress=None) -> list[Generated]:
+    """Decoded generations from each seed's own noise, in request order: taken from `store` where it
+    holds them (only their latents are kept; decoding is cheap next to denoising), the rest generated
+    and added. `state` is the `model_state(...).digest` of the weights drawing them now: the caller
+    knows which adapters are active (`FixManager.disabled()` switches them off without touching
+    their `enabled` flags)."""
+    steps = steps or model.info.default_steps
+    guidance = model.info.default_guidance if guidance is None else guidance
+    shape = (1, *latent_shape(model))
+    keys = {r: GenKey(state, r[0], r[1], steps, float(guidance)) for r in requests}
+    stored = {r: e for r in requests if (e := store.get(keys[r], shape)) is not None}
+    todo = [r for r in dict.fromkeys(requests) if r not in stored]
+    if cancel is not None and todo:
+        new = _generate_cancellable(model, todo, steps, guidance, True, cancel, {"calls": 0})
+    else:
+        new = {(g.prompt, g.seed): g for g in generate_many(model, todo, steps, guidance, progress=progress)} if todo else {}
+    for r, g in new.items():
+        store.put(keys[r], g.latent, None)
+    if new:
+        store.evict()
+    have = list(stored)
+    images = decode_batched(model, torch.cat([stored[r].latent for r in have])) if have else []
+    old = {r: Generated(r[0], r[1], img, stored[r].latent, initial_noise(model, r[1])) for r, img in zip(have, images)}
+    return [new.get(r) or old[r] for r in requests]
 
 
 def _verdicts(model: LoadedModel, stored: dict, new: dict, keep: KeepFn | None, keep_key: str | None) -> dict:

@@ -29,7 +29,9 @@ from ..runs import CONFIG_FILE, LORA_FILE, METRICS_FILE, RunInfo, RunStore, envi
 from .config import UnlearnConfig
 from .forms import form_for
 from .guard import FixGuard, MonitorPoint
-from .remember import FractionProgressFn, KeepFn, RememberCache, build_remember_set, encode_prompts
+from .remember import (FractionProgressFn, KeepFn, RememberCache, build_remember_set, encode_prompts,
+                       probe_generations)
+from .remember_store import RememberStore
 from .trainer import CancelledError, ForgetData, StepReport, TrainResult, train
 
 __all__ = ["AlreadyFixedError", "FixRequest", "FixResult", "unlearn", "build_remember_set", "encode_prompts",
@@ -94,6 +96,9 @@ def unlearn(
         check_seed(request.seed, "flagged seed")
     t_start = time.perf_counter()
     judge = ForgettingJudge.for_model(model, flagged, surrogate, config.forget_threshold)
+    oracle = "external" if is_fixed else config.oracle
+    if is_fixed is None and config.oracle == "copy":  # forgotten = no longer a near copy (any method)
+        is_fixed = lambda img: not judge.shows_error([img])[0]  # noqa: E731
     forgotten = is_fixed or (lambda img: judge.judge_flagged_seed(img).forgotten)
     # The flagged seed as the model draws it now (earlier fixes on): already forgotten means nothing
     # to unlearn, and is cheap to learn before the remember set is built.
@@ -116,7 +121,8 @@ def unlearn(
     others = [] if model.unconditional else [p for p in config.remember_prompts if p != request.prompt]
     prompts = [request.prompt] + others
     if keep_in_remember is None:
-        config = _with_lookalikes(model, judge, prompts, config, progress, cancel)
+        config = _with_lookalikes(model, fixes, judge, prompts, config, progress, cancel,
+                                  remember_cache.store if remember_cache is not None else None)
     if keep_in_remember is None and config.remember_filter:
         keep_in_remember = lambda p, img: p != request.prompt or not judge.shows_error([img])[0]  # noqa: E731
         keep_key = f"judge {judge.descriptor.name}: flagged {_image_digest(flagged)} surrogate {_image_digest(surrogate)}"
@@ -185,7 +191,7 @@ def unlearn(
         after_verdict = judge.judge_flagged_seed(after) if after is not None else None
         fixed = None if after is None else (bool(is_fixed(after)) if is_fixed else after_verdict.forgotten)
         outcome = {"after_verdict": after_verdict, "after": after, "fixed": fixed,
-                   "oracle": "external" if is_fixed else "judge", "guard": guard,
+                   "oracle": oracle, "guard": guard,
                    "kept": kept_point or (guard.points[-1] if guard.points else None)}
         partial.write_json(METRICS_FILE, _metrics(result, seconds, flagged, kept, dropped, outcome, config)
                            | {"remember_reused": found.reused, "remember_generated": found.generated})
@@ -201,10 +207,12 @@ def unlearn(
     return FixResult(run, result, kept, dropped, monitor_images, guard.points)
 
 
-def _with_lookalikes(model: LoadedModel, judge: ForgettingJudge, prompts: list[str], config: UnlearnConfig,
-                     progress, cancel) -> UnlearnConfig:
+def _with_lookalikes(model: LoadedModel, fixes: FixManager, judge: ForgettingJudge, prompts: list[str],
+                     config: UnlearnConfig, progress, cancel, store: RememberStore | None) -> UnlearnConfig:
     """Fill `lookalike_prompts` with the judge: the other remember prompts whose first remember
-    seeds mostly show the flagged picture. Left alone when the config names them already."""
+    seeds mostly show the flagged picture. Left alone when the config names them already. The
+    probes are the remember set's own first generations (same seeds and steps, through the store),
+    so building the set afterwards reuses them."""
     others = prompts[1:]
     if config.lookalike_prompts or not others or config.lookalike_share <= 0 or config.lookalike_probe_seeds <= 0:
         return config
@@ -213,8 +221,7 @@ def _with_lookalikes(model: LoadedModel, judge: ForgettingJudge, prompts: list[s
     if progress:
         progress(0.0, f"looking for look-alike prompts ({len(others)} prompts)")
     seeds = range(config.remember_seed_start, config.remember_seed_start + config.lookalike_probe_seeds)
-    gens = generate_many(model, [(p, s) for p in others for s in seeds], config.sampling_steps, config.guidance,
-                         batch_size=64 if model.info.resolution <= 128 else 4)
+    gens = probe_generations(model, [(p, s) for p in others for s in seeds], config, store, fixes, cancel)
     outputs: dict[str, list] = {}
     for g in gens:
         outputs.setdefault(g.prompt, []).append(g.image)

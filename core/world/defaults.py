@@ -28,4 +28,8 @@ FLAGS_UNLEARN_DEFAULTS: dict = {
     # Of those: 40% for the prompts whose flag the flagged image shows (UnlearnConfig.lookalike_share),
     # then 40% of the rest for the flagged prompt (its correct outputs anchor the fix), the rest split.
     "flagged_prompt_share": 0.4,
+    # The remember set (and the look-alike probes, its first seeds) drawn in 8 of the model's 20 steps:
+    # 0.4x its cost, integrity unchanged within 1 point on tuning seeds 0-15 and held-out seeds
+    # 1000-1015 (bench/results/remember_steps.md). The monitor and renders keep the model's steps.
+    "remember_sampling_steps": 8,
 }
