@@ -47,8 +47,14 @@ class FixManager:
 
     @property
     def transformer(self):
-        """The network the fixes live on (SD3's transformer, or a DDPM's UNet)."""
-        return self.model.denoiser
+        """The network the fixes live on (SD3's transformer, or a DDPM's UNet). Benches hand in light
+        stand-ins for a LoadedModel that only carry `pipe.transformer`."""
+        net = getattr(self.model, "denoiser", None)
+        return self.model.pipe.transformer if net is None else net
+
+    @property
+    def unconditional(self) -> bool:
+        return bool(getattr(self.model, "unconditional", False))
 
     # -- lifecycle -----------------------------------------------------------------------------
     def create(self, name: str, rank: int = 8, alpha: float | None = None,
@@ -58,7 +64,7 @@ class FixManager:
 
         from .models.ddpm import UNET_LORA_TARGETS
 
-        targets = targets or (UNET_LORA_TARGETS if self.model.unconditional else SD3_LORA_TARGETS)
+        targets = targets or (UNET_LORA_TARGETS if self.unconditional else SD3_LORA_TARGETS)
         self._check_name(name)
         config = LoraConfig(r=rank, lora_alpha=alpha or rank, init_lora_weights="gaussian",
                             target_modules=list(targets), lora_dropout=0.0)
@@ -150,7 +156,7 @@ class FixManager:
             raise AdapterError(f"fix {name!r} has non-finite weights ({bad[0]}...); not saved")
         cfg = self.transformer.peft_config[name].to_dict()
         cfg = {k: (sorted(v) if isinstance(v, set) else v) for k, v in cfg.items()}
-        if self.model.unconditional:
+        if self.unconditional:
             return self._save_unet(name, Path(folder), state, cfg)
         StableDiffusion3Pipeline.save_lora_weights(
             folder, transformer_lora_layers=state, weight_name=LORA_WEIGHT_NAME,
@@ -171,7 +177,7 @@ class FixManager:
             raise AdapterError(f"no LoRA file at {file}")
         _validate_lora_file(file)
         try:
-            if self.model.unconditional:
+            if self.unconditional:
                 self._load_unet(file, name)
             else:
                 self.model.pipe.load_lora_weights(str(file.parent), weight_name=file.name, adapter_name=name)

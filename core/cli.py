@@ -388,8 +388,8 @@ def cmd_check(args) -> int:
     _check_sampling(args)
     studio = _studio(args)
     if not studio.has_checker:
-        raise ValueError(f"model {args.model!r} has no checker: `check` works on the shipped worlds "
-                         f"(--model {EMBEDDED}: flags, --model {FACES}: memorised faces)")
+        raise ValueError(f"model {args.model!r} has no checker: `check` works on the shipped worlds (the embedded "
+                         f"flags world: --model {EMBEDDED}; the memorised-faces world: --model {FACES})")
     args.prompt = studio.prompt_for(args.prompt)
     _load_runs(studio, args.run)
     gens = studio.generate(args.prompt, seeds, args.steps, args.guidance, save=False)

@@ -89,10 +89,11 @@ class RelapseRequest:
     fixes: tuple = field(default=(), metadata={"help": "fix names to probe"})
     scan_seeds: tuple = field(default=tuple(range(64)), metadata={"help": "seeds scanned for the same error"})
     paraphrases: tuple | None = field(default=None, metadata={"help": "other phrasings (None = the world's)"})
+    unconditional: bool = field(default=False, metadata={"help": "the model takes no prompt (prompt must be '')"})
 
     def __post_init__(self) -> None:
         check_fields(self, "relapse")
-        _prompts("relapse.prompt", [self.prompt])
+        _prompts("relapse.prompt", [self.prompt], self.unconditional)
         object.__setattr__(self, "scan_seeds", _seeds("relapse.scan_seeds", self.scan_seeds))
         object.__setattr__(self, "fixes", tuple(self.fixes or ()))
         if not self.fixes:

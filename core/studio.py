@@ -251,7 +251,7 @@ class Studio:
         from .world.prompts import PROMPTS, flag_for_prompt
 
         scan_seeds = limits.parse_seeds(scan_seeds)  # bounded before any list is built
-        req = RelapseRequest(prompt, flagged_seed, tuple(fix_names), tuple(scan_seeds), paraphrases)
+        req = RelapseRequest(prompt, flagged_seed, tuple(fix_names), tuple(scan_seeds), paraphrases, self.unconditional)
         prompt, flagged_seed, fix_names, scan_seeds, paraphrases = (req.prompt, req.flagged_seed, list(req.fixes),
                                                                     req.scan_seeds, req.paraphrases)
         if flagged is None or surrogate is None:
