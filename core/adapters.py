@@ -1,4 +1,4 @@
-"""Fixes as LoRA adapters on the SD3 transformer: create, stack, toggle, remove, save, load.
+"""Fixes as LoRA adapters on the SD3 transformer (or a DDPM's UNet): create, stack, toggle, remove, save, load.
 
 Each fix is one named peft LoRA adapter (through diffusers' adapter API on the transformer), so
 fixes stack like peft adapters and the base weights are never written. Saved fixes are the
@@ -47,14 +47,24 @@ class FixManager:
 
     @property
     def transformer(self):
-        return self.model.pipe.transformer
+        """The network the fixes live on (SD3's transformer, or a DDPM's UNet). Benches hand in light
+        stand-ins for a LoadedModel that only carry `pipe.transformer`."""
+        net = getattr(self.model, "denoiser", None)
+        return self.model.pipe.transformer if net is None else net
+
+    @property
+    def unconditional(self) -> bool:
+        return bool(getattr(self.model, "unconditional", False))
 
     # -- lifecycle -----------------------------------------------------------------------------
     def create(self, name: str, rank: int = 8, alpha: float | None = None,
-               targets: tuple[str, ...] = SD3_LORA_TARGETS) -> list[torch.nn.Parameter]:
+               targets: tuple[str, ...] | None = None) -> list[torch.nn.Parameter]:
         """Add a fresh LoRA (zero effect at start) on top of the enabled fixes; return its params."""
         from peft import LoraConfig
 
+        from .models.ddpm import UNET_LORA_TARGETS
+
+        targets = targets or (UNET_LORA_TARGETS if self.unconditional else SD3_LORA_TARGETS)
         self._check_name(name)
         config = LoraConfig(r=rank, lora_alpha=alpha or rank, init_lora_weights="gaussian",
                             target_modules=list(targets), lora_dropout=0.0)
@@ -146,6 +156,8 @@ class FixManager:
             raise AdapterError(f"fix {name!r} has non-finite weights ({bad[0]}...); not saved")
         cfg = self.transformer.peft_config[name].to_dict()
         cfg = {k: (sorted(v) if isinstance(v, set) else v) for k, v in cfg.items()}
+        if self.unconditional:
+            return self._save_unet(name, Path(folder), state, cfg)
         StableDiffusion3Pipeline.save_lora_weights(
             folder, transformer_lora_layers=state, weight_name=LORA_WEIGHT_NAME,
             transformer_lora_adapter_metadata=cfg,
@@ -165,7 +177,10 @@ class FixManager:
             raise AdapterError(f"no LoRA file at {file}")
         _validate_lora_file(file)
         try:
-            self.model.pipe.load_lora_weights(str(file.parent), weight_name=file.name, adapter_name=name)
+            if self.unconditional:
+                self._load_unet(file, name)
+            else:
+                self.model.pipe.load_lora_weights(str(file.parent), weight_name=file.name, adapter_name=name)
         except Exception as err:  # diffusers raises several types for mismatched keys/shapes
             with contextlib.suppress(Exception):
                 self.transformer.delete_adapters(name)
@@ -174,6 +189,38 @@ class FixManager:
         self.fixes[name] = Fix(name, enabled=enabled, path=file)
         self.apply()
         return self.fixes[name]
+
+    # A DDPMPipeline has no LoRA loader: its fixes are a plain safetensors file of the UNet's peft
+    # state ("unet." + peft keys) with the LoRA config as JSON metadata.
+    def _save_unet(self, name: str, folder: Path, state: dict, cfg: dict) -> Path:
+        import json
+
+        from safetensors.torch import save_file
+
+        path = folder / LORA_WEIGHT_NAME
+        tensors = {f"unet.{k}": v.detach().cpu().contiguous() for k, v in state.items()}
+        save_file(tensors, str(path), metadata={"lora_config": json.dumps(cfg), "format": "pt"})
+        self.fixes[name].path = path
+        return path
+
+    def _load_unet(self, file: Path, name: str) -> None:
+        import json
+
+        from peft import LoraConfig
+        from peft.utils import set_peft_model_state_dict
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        with safe_open(str(file), framework="pt") as f:
+            cfg = json.loads((f.metadata() or {}).get("lora_config", "null") or "null")
+        if not cfg:
+            raise AdapterError(f"{file.name}: no LoRA config in its metadata (not a DDPM fix from this studio)")
+        known = set(LoraConfig.__dataclass_fields__)
+        self.transformer.add_adapter(LoraConfig(**{k: v for k, v in cfg.items() if k in known}), adapter_name=name)
+        state = {k.removeprefix("unet."): v for k, v in load_file(str(file)).items()}
+        result = set_peft_model_state_dict(self.transformer, state, adapter_name=name)
+        if getattr(result, "unexpected_keys", None):
+            raise AdapterError(f"{file.name}: keys that do not fit this UNet ({result.unexpected_keys[0]}...)")
 
     # -- helpers -------------------------------------------------------------------------------
     def _check_name(self, name: str) -> None:

@@ -5,10 +5,12 @@
     unlearn-studio unlearn   --prompt P --seed S --surrogate IMG [--flagged IMG] --out RUN
     unlearn-studio compare   --run RUN [--run RUN2] --prompt P --seeds 0-15 --out DIR
     unlearn-studio check     --prompt P --seeds 0-63 [--run RUN ...]       (embedded world)
+    unlearn-studio check     --model faces --seeds 0-1023 [--run RUN ...]  (faces world: no prompt)
     unlearn-studio relapse   --run RUN                                     (embedded world)
     unlearn-studio studio    [--host 127.0.0.1] [--port 7860]              (the Gradio app)
 
-Every command takes --model (default: the embedded model) and --device. Errors print one line
+Every command takes --model (default: the embedded model) and --device. An unconditional model
+(`--model faces`, a DDPM folder or hub id) takes no --prompt: its outputs are named by seed alone. Errors print one line
 and exit with status 1. core never imports the GUI: `studio` is served by gui/launcher.py, the
 `unlearn-studio` console script, which hands its command in through `main(argv, commands)`.
 Choices, help and ranges come from the engine's typed configs (UnlearnConfig, surrogate params).
@@ -22,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .models.loading import EMBEDDED, LoadOptions
+from .models.loading import EMBEDDED, FACES, LoadOptions
 from .surrogates import SURROGATE_KINDS, SURROGATES, param_spec
 from .unlearn.config import CHOICES, UNSET, UnlearnConfig
 
@@ -31,7 +33,8 @@ EXIT_ERROR = 1
 
 def _model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
-    g.add_argument("--model", default=EMBEDDED, help="'embedded' (default), a diffusers folder, or a hub id")
+    g.add_argument("--model", default=EMBEDDED, help=f"'{EMBEDDED}' (default, the flags SD3), '{FACES}' (the "
+                   "memorised-faces DDPM, unconditional), a diffusers folder, or a hub id")
     g.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     g.add_argument("--dtype", default="auto", help="auto | fp32 | fp16 | bf16")
     g.add_argument("--keep-t5", action="store_true", help="load SD3's T5 encoder too (4.7B params)")
@@ -95,12 +98,15 @@ def _surrogate_param_names() -> dict[str, list[str]]:
     return names
 
 
+_PROMPT_HELP = "required for text-to-image models; leave it out for unconditional ones (--model faces)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unlearn-studio", description="Prompt-free instance unlearning for SD3 models.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("generate", help="seeded generation -> DIR/seed-NNNN.png + DIR/grid.png")
-    p.add_argument("--prompt", required=True)
+    p.add_argument("--prompt", default=None, help=_PROMPT_HELP)
     p.add_argument("--seeds", default="0-7", help="e.g. 0-7 or 0,3,5")
     p.add_argument("--out", required=True, type=Path)
     _sampling_args(p)
@@ -115,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(p)
 
     p = sub.add_parser("unlearn", help="train a fix -> RUN/config.json, LoRA file, loss_log.csv, metrics.json")
-    p.add_argument("--prompt", required=True)
+    p.add_argument("--prompt", default=None, help="the flagged prompt (" + _PROMPT_HELP + ")")
     p.add_argument("--seed", type=int, required=True, help="the flagged seed")
     p.add_argument("--surrogate", required=True, type=Path)
     p.add_argument("--flagged", type=Path, help="the flagged image (default: the generation at --seed)")
@@ -132,14 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compare", help="before/after grids of the same seeds + metrics.json")
     p.add_argument("--run", type=Path, action="append", required=True, help="fix RUN folder (repeatable)")
-    p.add_argument("--prompt", action="append", required=True, help="prompt (repeatable)")
+    p.add_argument("--prompt", action="append", default=None, help="prompt (repeatable; " + _PROMPT_HELP + ")")
     p.add_argument("--seeds", default="0-15")
     p.add_argument("--out", required=True, type=Path)
     _sampling_args(p)
     _model_args(p)
 
-    p = sub.add_parser("check", help="flag-checker verdicts per seed as JSON (embedded world)")
-    p.add_argument("--prompt", required=True)
+    p = sub.add_parser("check", help="world-checker verdicts per seed as JSON (flags and faces worlds)")
+    p.add_argument("--prompt", default=None, help=_PROMPT_HELP)
     p.add_argument("--seeds", default="0-63")
     p.add_argument("--run", type=Path, action="append", default=[], help="apply these fixes first")
     _sampling_args(p)
@@ -259,6 +265,7 @@ def cmd_generate(args) -> int:
     seeds = parse_seeds(args.seeds)
     _check_sampling(args)
     studio = _studio(args)
+    args.prompt = studio.prompt_for(args.prompt)
     with _progress_bar(len(seeds), "generating") as bar:
         gens = studio.generate(args.prompt, seeds, args.steps, args.guidance, save=False,
                                progress=lambda done, total, msg: bar.update(done - bar.n))
@@ -330,6 +337,7 @@ def cmd_unlearn(args) -> int:
     if not out.parent.exists():  # made for this run: removed again if the run fails
         _MADE_DIRS.append(out.parent)
     studio = _studio(args, runs_dir=out.parent, remember_store_mb=args.remember_store_mb)
+    args.prompt = studio.prompt_for(args.prompt)
     for i, prev in enumerate(args.on):
         studio.fixes.load(prev, f"on-{i}")
     config = studio.default_config()
@@ -361,6 +369,7 @@ def cmd_compare(args) -> int:
     seeds = parse_seeds(args.seeds)
     _check_sampling(args)
     studio = _studio(args)
+    args.prompt = [studio.prompt_for(p) for p in (args.prompt or [None])]
     names = _load_runs(studio, args.run)
     highlight = {}
     for run in args.run:
@@ -374,16 +383,17 @@ def cmd_compare(args) -> int:
 
 def cmd_check(args) -> int:
     from .generate import parse_seeds
-    from .world.checker import check_images
 
     seeds = parse_seeds(args.seeds)
     _check_sampling(args)
     studio = _studio(args)
     if not studio.has_checker:
-        raise ValueError(f"model {args.model!r} has no flag checker: `check` works on the embedded flags world")
+        raise ValueError(f"model {args.model!r} has no checker: `check` works on the shipped worlds (the embedded "
+                         f"flags world: --model {EMBEDDED}; the memorised-faces world: --model {FACES})")
+    args.prompt = studio.prompt_for(args.prompt)
     _load_runs(studio, args.run)
     gens = studio.generate(args.prompt, seeds, args.steps, args.guidance, save=False)
-    report = check_images(args.prompt, [g.image for g in gens], seeds)
+    report = studio.check_images(args.prompt, [g.image for g in gens], seeds)
     report["fixes"] = [str(r) for r in args.run]
     print(json.dumps(report, indent=1))
     return 0

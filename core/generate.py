@@ -1,5 +1,8 @@
 """Seeded generation: prompt + seeds -> images, their initial noise, and labelled grids.
 
+An unconditional model (a DDPM) takes the prompt "" and draws in pixel space: its "latent" is the
+image itself in [-1, 1], sampled with deterministic DDIM (core/models/ddpm.py).
+
 Each seed's initial latent noise is drawn on the CPU from torch.Generator(seed), independent of
 the device and of which other seeds share the batch, so any output can be regenerated exactly
 (bit-identical on CPU for the same model state and call) and compared before and after a fix.
@@ -17,6 +20,7 @@ from PIL import Image, ImageDraw
 from . import limits
 from .images import to_pil, to_tensor
 from .limits import MAX_SEEDS_CLI
+from .models import ddpm
 from .models.loading import LoadedModel
 
 CountProgressFn = Callable[[int, int, str], None]  # (done, total, message); the trainer reports fractions
@@ -39,6 +43,8 @@ def parse_seeds(spec: str | Iterable[int], max_count: int = MAX_SEEDS_CLI) -> li
 
 
 def latent_shape(model: LoadedModel) -> tuple[int, int, int]:
+    if model.unconditional:  # a pixel-space DDPM: the "latent" is the image
+        return ddpm.image_shape(model.pipe.unet)
     pipe = model.pipe
     factor = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
     size = model.info.resolution // factor
@@ -54,6 +60,8 @@ def initial_noise(model: LoadedModel, seed: int) -> torch.Tensor:
 @torch.no_grad()
 def decode(model: LoadedModel, latents: torch.Tensor) -> list[Image.Image]:
     """Model-space latents -> PIL images."""
+    if model.unconditional:
+        return ddpm.to_images(latents.float().cpu())
     vae = model.pipe.vae
     z = latents.to(vae.device, vae.dtype) / vae.config.scaling_factor + (vae.config.shift_factor or 0.0)
     return to_pil(vae.decode(z).sample)
@@ -62,6 +70,8 @@ def decode(model: LoadedModel, latents: torch.Tensor) -> list[Image.Image]:
 @torch.no_grad()
 def encode(model: LoadedModel, images: Sequence[Image.Image]) -> torch.Tensor:
     """PIL images -> model-space latents (posterior mean, deterministic)."""
+    if model.unconditional:
+        return ddpm.from_images(images, model.pipe.unet.config.in_channels).to(model.device)
     vae = model.pipe.vae
     x = to_tensor(list(images)).to(vae.device, vae.dtype)
     z = vae.encode(x).latent_dist.mean
@@ -78,7 +88,8 @@ def generate(
     progress: CountProgressFn | None = None,
     noises: Sequence[torch.Tensor] | None = None,
 ) -> list[Generated]:
-    """Generate one image per seed for `prompt` with the model's current adapters."""
+    """Generate one image per seed for `prompt` with the model's current adapters (the prompt ""
+    for an unconditional model)."""
     return generate_many(model, [(prompt, s) for s in seeds], steps, guidance, batch_size, progress, noises)
 
 
@@ -109,6 +120,8 @@ def images_per_call(model: LoadedModel, guidance: float | None = None, budget: i
     elements, plus heads x tokens^2 attention scores (CPU attention materialises them), doubled with
     guidance (the pipeline runs the unconditional batch alongside). The embedded 32 px model fits
     `MAX_AUTO_BATCH` in a few MB; SD3-medium at 1024 px ~2.1 GB per image in bf16 with guidance."""
+    if model.unconditional:  # a tiny pixel UNet: activations ~ width x pixels per level, a few MB
+        return MAX_AUTO_BATCH
     t = model.pipe.transformer
     cfg = t.config
     c, h, w = latent_shape(model)
@@ -125,6 +138,8 @@ def images_per_call(model: LoadedModel, guidance: float | None = None, budget: i
 def decodes_per_call(model: LoadedModel, budget: int | None = None) -> int:
     """VAE decodes per call within `budget`: the decoder's full-resolution blocks hold about eight
     maps of its first block's width per image (an estimate; SD3's VAE at 1024 px: ~2 GB each in bf16)."""
+    if model.unconditional:  # nothing to decode
+        return MAX_AUTO_BATCH
     vae = model.pipe.vae
     res = model.info.resolution
     elem = torch.finfo(vae.dtype).bits // 8
@@ -149,7 +164,7 @@ def generate_many(
 
     `batch_size=None` sizes the calls by memory (`images_per_call`). `decode_images=False` keeps only
     latents (`Generated.image` is None): the remember set needs no pixels unless a filter looks."""
-    requests = [(limits.check_prompt(p), limits.check_seed(s)) for p, s in requests]
+    requests = [(check_prompt_for(model, p), limits.check_seed(s)) for p, s in requests]
     steps = limits.check_steps(steps or model.info.default_steps)
     guidance = limits.check_guidance(model.info.default_guidance if guidance is None else guidance)
     if batch_size is None:
@@ -161,6 +176,14 @@ def generate_many(
     for start in range(0, len(requests), batch_size):
         chunk = requests[start : start + batch_size]
         noise = torch.cat(noises[start : start + len(chunk)])
+        if model.unconditional:
+            latents = ddpm.sample(model.pipe, noise, steps)
+            images = ddpm.to_images(latents) if decode_images else [None] * len(chunk)
+            out.extend(Generated("", seed, images[i], latents[i : i + 1], noise[i : i + 1])
+                       for i, (_, seed) in enumerate(chunk))
+            if progress:
+                progress(len(out), len(requests), f"generated {len(out)}/{len(requests)}")
+            continue
         latents = model.pipe(
             prompt=[p for p, _ in chunk],
             latents=noise.to(model.device, model.pipe.transformer.dtype),
@@ -177,6 +200,17 @@ def generate_many(
         if progress:
             progress(len(out), len(requests), f"generated {len(out)}/{len(requests)}")
     return out
+
+
+def check_prompt_for(model: LoadedModel, prompt) -> str:
+    """The prompt a model takes: "" for an unconditional model (seeds only), else a non-empty,
+    bounded prompt (core.limits)."""
+    if model.unconditional:
+        if prompt is not None and (not isinstance(prompt, str) or prompt.strip()):
+            raise limits.InputLimitError(f"prompt {prompt!r}: {model.source} is unconditional (no prompt); "
+                                         "its outputs are named by seed alone")
+        return ""
+    return limits.check_prompt(prompt)
 
 
 def decode_batched(model: LoadedModel, latents: torch.Tensor) -> list[Image.Image]:

@@ -4,7 +4,7 @@ No peer tool checks this. For a fix of (prompt, flagged seed) we re-ask the mode
 fix did not train on and count how often the error returns:
   - seeds: the prompt's other seeds that showed the same error before the fix;
   - steps: the flagged seed with fewer and more sampling steps;
-  - guidance: the flagged seed with other guidance scales;
+  - guidance: the flagged seed with other guidance scales (text-to-image models only);
   - paraphrase: the flagged seed (and error seeds) under other phrasings of the prompt.
 Each case is rendered before (fixes off) and after (fixes on) from the same initial noise. A
 case counts toward the relapse rate only if it showed the error before the fix.
@@ -40,7 +40,10 @@ def probe_cases(model: LoadedModel, prompt: str, flagged_seed: int, error_seeds:
     cases = [ProbeCase("seeds", prompt, s) for s in error_seeds if s != flagged_seed]
     for f in step_factors:
         cases.append(ProbeCase("steps", prompt, flagged_seed, steps=max(2, round(info.default_steps * f))))
-    for g in guidance_values if guidance_values is not None else (1.0, info.default_guidance * 2):
+    # An unconditional model has no guidance (nor phrasings): its roads back are seeds and steps.
+    guidance = () if model.unconditional else (guidance_values if guidance_values is not None
+                                               else (1.0, info.default_guidance * 2))
+    for g in guidance:
         if g != info.default_guidance:
             cases.append(ProbeCase("guidance", prompt, flagged_seed, guidance=g))
     for p in paraphrases:

@@ -31,8 +31,14 @@ def _seeds(name: str, seeds: Sequence[int]) -> tuple[int, ...]:
     return seeds
 
 
-def _prompts(name: str, prompts: Sequence[str]) -> tuple[str, ...]:
+def _prompts(name: str, prompts: Sequence[str], unconditional: bool = False) -> tuple[str, ...]:
+    """Non-empty prompts; for an unconditional model exactly the one empty prompt (seeds only)."""
     prompts = (prompts,) if isinstance(prompts, str) else tuple(prompts)
+    if unconditional:
+        if prompts != ("",):
+            raise ValueError(f"{name}={list(prompts)!r}: the model is unconditional (no prompt); its outputs "
+                             "are named by seed alone, so leave the prompt empty")
+        return prompts
     if not prompts or any(not isinstance(p, str) or not p.strip() for p in prompts):
         raise ValueError(f"{name}={list(prompts)!r}: give one or more non-empty prompts")
     return prompts
@@ -48,10 +54,11 @@ class GenerateRequest:
     seeds: tuple = field(default=(0,), metadata={"help": "seeds; one image each, bit-identical on CPU"})
     steps: int | None = param(None, _STEPS_HELP, lo=1, hi=MAX_STEPS, kind=int, optional=True)
     guidance: float | None = param(None, _GUIDANCE_HELP, lo=0.0, hi=MAX_GUIDANCE, kind=float, optional=True)
+    unconditional: bool = field(default=False, metadata={"help": "the model takes no prompt (prompt must be '')"})
 
     def __post_init__(self) -> None:
         check_fields(self, "generate")
-        _prompts("generate.prompt", [self.prompt])
+        _prompts("generate.prompt", [self.prompt], self.unconditional)
         object.__setattr__(self, "seeds", _seeds("generate.seeds", self.seeds))
 
 
@@ -63,10 +70,11 @@ class CompareRequest:
     steps: int | None = param(None, _STEPS_HELP, lo=1, hi=MAX_STEPS, kind=int, optional=True)
     guidance: float | None = param(None, _GUIDANCE_HELP, lo=0.0, hi=MAX_GUIDANCE, kind=float, optional=True)
     highlight: dict = field(default_factory=dict, metadata={"help": "prompt -> flagged seed, framed in figures"})
+    unconditional: bool = field(default=False, metadata={"help": "the model takes no prompt (prompts must be [''])"})
 
     def __post_init__(self) -> None:
         check_fields(self, "compare")
-        object.__setattr__(self, "prompts", _prompts("compare.prompts", self.prompts))
+        object.__setattr__(self, "prompts", _prompts("compare.prompts", self.prompts, self.unconditional))
         object.__setattr__(self, "seeds", _seeds("compare.seeds", self.seeds))
         object.__setattr__(self, "fixes", tuple(self.fixes or ()))
         for p, s in (self.highlight or {}).items():
@@ -81,10 +89,11 @@ class RelapseRequest:
     fixes: tuple = field(default=(), metadata={"help": "fix names to probe"})
     scan_seeds: tuple = field(default=tuple(range(64)), metadata={"help": "seeds scanned for the same error"})
     paraphrases: tuple | None = field(default=None, metadata={"help": "other phrasings (None = the world's)"})
+    unconditional: bool = field(default=False, metadata={"help": "the model takes no prompt (prompt must be '')"})
 
     def __post_init__(self) -> None:
         check_fields(self, "relapse")
-        _prompts("relapse.prompt", [self.prompt])
+        _prompts("relapse.prompt", [self.prompt], self.unconditional)
         object.__setattr__(self, "scan_seeds", _seeds("relapse.scan_seeds", self.scan_seeds))
         object.__setattr__(self, "fixes", tuple(self.fixes or ()))
         if not self.fixes:

@@ -20,11 +20,11 @@ from . import limits
 from .adapters import AdapterError, FixManager
 from .compare import Moved, PromptComparison, add_per_seed_lpips, compare_prompt, moved_most, per_seed_lpips_report, \
     write_comparison
-from .generate import Generated, generate, save_generations
+from .generate import Generated, check_prompt_for, generate, save_generations
 from .judge import ForgettingJudge
 from .metrics import availability, lpips, sscd_similarity
 from .metrics.clip_space import clip_fd, clip_similarity
-from .models.loading import EMBEDDED, LoadedModel, LoadOptions, load_model
+from .models.loading import EMBEDDED, SHIPPED_NAMES, LoadedModel, LoadOptions, load_model
 from .requests import CompareRequest, GenerateRequest, RelapseRequest
 from .runs import RunInfo, RunStore, atomic_write_json, new_run_id
 from .surrogates import Surrogate, SurrogateParams, make_surrogate
@@ -34,6 +34,7 @@ from .unlearn.remember import RememberCache, stored_generations
 from .unlearn.remember_store import DEFAULT_MAX_MB as DEFAULT_REMEMBER_MB, RememberStore, model_state
 
 STATE_FILE = "fixes_state.json"
+CHECKED_WORLDS = ("flags", "faces")  # ModelInfo.world values with a ground-truth checker
 
 
 def _exclusive(method):
@@ -81,20 +82,62 @@ class Studio:
         if restore:
             self.restore_fixes()
 
+    @_exclusive
+    def switch_model(self, name: str, options: LoadOptions | None = None) -> None:
+        """Load another model (a shipped world by name, a diffusers folder or a hub id) in place of
+        this one: its own fixes from the run store are restored, the remember cache starts empty.
+        The current model stays if the new one fails to load."""
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"model={name!r}: pick {', '.join(SHIPPED_NAMES)}, or give a diffusers folder or hub id")
+        model = load_model(name.strip(), options or self.model.options)
+        self.model = model
+        self.fixes = FixManager(model)
+        self.remember_cache = RememberCache(store=self.remember_cache.store)
+        self.restore_errors = []
+        self.restore_fixes()
+
     @classmethod
     def open(cls, model: str = EMBEDDED, options: LoadOptions | None = None, data_dir: str | Path = "studio-data") -> "Studio":
         return cls(load_model(model, options), data_dir)
 
-    # -- world hooks (the embedded flags world has a ground-truth checker: an evaluator, never the decider) --
+    # -- world hooks (the shipped worlds have ground-truth checkers: evaluators, never the decider) --
     @property
     def has_checker(self) -> bool:
-        return self.model.info.world == "flags"
+        return self.model.info.world in CHECKED_WORLDS
+
+    @property
+    def unconditional(self) -> bool:
+        """The model takes no prompt (a DDPM): every verb takes the prompt "" and seeds."""
+        return self.model.unconditional
+
+    def prompt_for(self, prompt: str | None) -> str:
+        """The prompt this model takes: "" for an unconditional model (None or "" given), else the
+        non-empty prompt; a prompt given to an unconditional model is an error."""
+        return check_prompt_for(self.model, prompt)
 
     def check(self, prompt: str, image: Image.Image) -> dict:
-        """The flags world's checker verdict (benches, tests, the compare page's verdict column)."""
+        """The world checker's verdict (benches, tests, the compare page's verdict column): the flags
+        checker, or the faces world's copy matcher (which face a copy shows, in "flag")."""
+        if self.model.info.world == "faces":
+            from .world.faces import verdict as face_verdict
+
+            return face_verdict(image)
         from .world.checker import verdict
 
         return verdict(prompt, image)
+
+    def check_images(self, prompt: str, images: Sequence[Image.Image], seeds: Sequence[int]) -> dict:
+        """Verdicts per seed and their rates (faces: plus each memorised face's copy rate): `check`'s JSON."""
+        if not self.has_checker:
+            raise ValueError(f"model {self.model.source!r} has no checker: `check` works on the shipped worlds "
+                             f"({', '.join(CHECKED_WORLDS)})")
+        if self.model.info.world == "faces":
+            from .world.faces import check_images as check_faces
+
+            return check_faces(list(images), list(seeds))
+        from .world.checker import check_images as check_flags
+
+        return check_flags(prompt, list(images), list(seeds))
 
     def _check_or_none(self):
         return self.check if self.has_checker else None
@@ -103,7 +146,7 @@ class Studio:
     @_exclusive
     def generate(self, prompt: str, seeds: Sequence[int], steps: int | None = None, guidance: float | None = None,
                  progress=None, save: bool = True) -> list[Generated]:
-        req = GenerateRequest(prompt, tuple(seeds), steps, guidance)
+        req = GenerateRequest(prompt, tuple(seeds), steps, guidance, self.unconditional)
         # Through the generation store beside the runs: a repeated grid, and Compare's 'before' side of
         # seeds generated here, are not drawn again.
         gens = stored_generations(self.model, [(req.prompt, s) for s in req.seeds], req.steps, req.guidance,
@@ -132,7 +175,7 @@ class Studio:
         config = config or self.default_config()
         is_fixed = keep = keep_key = None
         if config.oracle == "checker":
-            if not self.has_checker:
+            if self.model.info.world != "flags":
                 raise ValueError(f"UnlearnConfig.oracle='checker' needs the flags world's checker and "
                                  f"{self.model.info.name} has none: use oracle='judge'")
             if not config.lookalike_prompts:
@@ -169,9 +212,10 @@ class Studio:
         """Same-seed before/after of every prompt; writes DIR/metrics.json with per-seed and
         set-level metrics (the CLI's `compare` and the studio's Compare write the same file).
         `progress(fraction, message)` reports each prompt's drawing and measuring."""
-        prompts = limits.check_prompts(prompts)
+        prompts = [""] if self.unconditional and list(prompts) in ([], [""], [None]) else limits.check_prompts(prompts)
         seeds = limits.parse_seeds(seeds)  # bounded and range-checked before any noise is drawn
-        req = CompareRequest(tuple(prompts), tuple(seeds), tuple(fix_names or ()), steps, guidance, dict(highlight or {}))
+        req = CompareRequest(tuple(prompts), tuple(seeds), tuple(fix_names or ()), steps, guidance, dict(highlight or {}),
+                             self.unconditional)
         names = list(req.fixes) or [f.name for f in self.fixes.fixes.values() if f.enabled]
         n = len(req.prompts)
 
@@ -220,7 +264,7 @@ class Studio:
         from .world.prompts import PROMPTS, flag_for_prompt
 
         scan_seeds = limits.parse_seeds(scan_seeds)  # bounded before any list is built
-        req = RelapseRequest(prompt, flagged_seed, tuple(fix_names), tuple(scan_seeds), paraphrases)
+        req = RelapseRequest(prompt, flagged_seed, tuple(fix_names), tuple(scan_seeds), paraphrases, self.unconditional)
         prompt, flagged_seed, fix_names, scan_seeds, paraphrases = (req.prompt, req.flagged_seed, list(req.fixes),
                                                                     req.scan_seeds, req.paraphrases)
         if flagged is None or surrogate is None:
@@ -241,7 +285,7 @@ class Studio:
         with self.fixes.disabled():
             base = generate(self.model, prompt, scan_seeds)
         error_seeds = [g.seed for g in base if shows_error(prompt, g.image)]
-        flag = flag_for_prompt(prompt) if self.has_checker else None
+        flag = flag_for_prompt(prompt) if self.model.info.world == "flags" else None
         if paraphrases is None:
             paraphrases = PROMPTS.get(flag, []) if flag else []
         cases = probe_cases(self.model, prompt, flagged_seed, error_seeds, paraphrases)

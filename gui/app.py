@@ -26,12 +26,13 @@ def header_text(studio) -> str:
     from core.metrics import availability
 
     m, info = studio.model, studio.model.info
-    dtype = str(m.pipe.transformer.dtype).replace("torch.", "")
+    dtype = str(m.denoiser.dtype).replace("torch.", "")
     on = sum(f.enabled for f in studio.fixes.fixes.values())
     lines = ["# Unlearn Studio",
              f"Model **{info.name}** (`{m.location}`) · device **{m.device}** · dtype **{dtype}** · "
-             f"{info.resolution} px · {info.default_steps} steps · guidance {info.default_guidance} · "
-             f"flag checker: **{'yes' if studio.has_checker else 'no'}** · "
+             f"{info.resolution} px · {info.default_steps} steps · "
+             + ("unconditional (seeds only, no prompt) · " if m.unconditional else f"guidance {info.default_guidance} · ")
+             + f"world checker: **{'yes' if studio.has_checker else 'no'}** · "
              f"fixes loaded: **{len(studio.fixes.fixes)}** ({on} on)"]
     ok, why = availability()["lpips"]
     lines.append("Metrics: SSIM and PSNR" + (", LPIPS" if ok else f"; LPIPS unavailable ({short_reason(why)})"))
@@ -52,14 +53,16 @@ def build_app(studio, jobs=None):
 
     import gradio as gr
 
-    from . import compare_section, fixes_section, generate_section, surrogate_section, unlearn_section
+    from . import compare_section, fixes_section, generate_section, model_picker, surrogate_section, unlearn_section
     from .common import JobRegistry, Session
 
     jobs = jobs or JobRegistry()
     ui = SimpleNamespace()
     with gr.Blocks(title="Unlearn Studio", analytics_enabled=False) as demo:
         ui.session = gr.State(Session())
-        ui.header = gr.Markdown(header_text(studio), elem_classes=["studio-header"], elem_id="studio-header")
+        with gr.Row(equal_height=False):
+            ui.header = gr.Markdown(header_text(studio), elem_classes=["studio-header"], elem_id="studio-header")
+            model_picker.build(ui, studio)
         # One screen for the flow (generate, flag, surrogate, fix), left to right; Compare and
         # Fixes one click away.
         with gr.Tabs(elem_id="studio-tabs"):
@@ -81,14 +84,15 @@ def build_app(studio, jobs=None):
         unlearn_section.wire(ui, studio, jobs)
         compare_section.wire(ui, studio)
         fixes_section.wire(ui, studio, jobs)
+        model_picker.wire(ui, studio, header_text)
 
         def on_load():
             for err in studio.restore_errors:
                 gr.Warning(f"earlier fix not loaded: {err}", title="Fix not loaded")
-            return (header_text(studio), *fixes_section.fix_widgets(studio))
+            return (header_text(studio), *fixes_section.fix_widgets(studio), *model_picker.model_widgets(studio))
 
-        demo.load(on_load, None, [ui.header, ui.fix_table, ui.fix_pick, ui.cmp_fixes, ui.fix_config, ui.fix_on],
-                  api_name=False)
+        demo.load(on_load, None, [ui.header, ui.fix_table, ui.fix_pick, ui.cmp_fixes, ui.fix_config, ui.fix_on,
+                                  *model_picker.model_outputs(ui)], api_name=False)
     demo.ui = ui  # for tests and scripts
     return demo
 

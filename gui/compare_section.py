@@ -22,9 +22,10 @@ def build(ui, studio) -> None:
     gr.Markdown("### 5 · Compare: same seeds, before and after", elem_classes=["section-title"])
     with gr.Row():
         with gr.Column(scale=1):
-            ui.cmp_prompt = gr.Textbox(label="Flagged prompt",
+            ui.cmp_prompt = gr.Textbox(label="Flagged prompt", visible=not studio.unconditional,
                                        info="filled in when you flag; the flagged seed is framed")
-            ui.cmp_other = gr.Textbox(label="Other prompts (integrity check), one per line", lines=3)
+            ui.cmp_other = gr.Textbox(label="Other prompts (integrity check), one per line", lines=3,
+                                      visible=not studio.unconditional)
             with gr.Row():
                 ui.cmp_seeds = gr.Textbox(label="Seeds", value="0-7", elem_id="cmp-seeds",
                                           info="the generated seeds; e.g. 0-7 or 0,3,5")
@@ -92,6 +93,8 @@ def compare(studio, session: Session, prompt, other, seeds, steps, guidance, fix
         flag = session.flag()
         prompt = (prompt or "").strip() or (flag.prompt if flag else "")
         prompts = [p for p in dict.fromkeys([prompt] + [l.strip() for l in (other or "").splitlines()]) if p]
+        if studio.unconditional:
+            prompts = [""]  # no prompts: the same seeds before and after
         if not prompts:
             raise ValueError("no prompt to compare: flag an output or type a prompt")
         seed_list = parse_seeds(seeds or "", MAX_SEEDS, field="Seeds")

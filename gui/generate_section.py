@@ -36,8 +36,9 @@ def build(ui, studio) -> None:
     info = studio.model.info
     gr.Markdown("### 1 · Generate", elem_classes=["section-title"])
     with gr.Row():
+        # Hidden for an unconditional model (a DDPM): its outputs are named by seed alone.
         ui.prompt = gr.Textbox(label="Prompt", elem_id="prompt", placeholder="e.g. ireland flag", lines=1, scale=3,
-                               min_width=150)
+                               min_width=150, visible=not studio.unconditional)
         ui.seed_count = gr.Number(label="Count", value=8, precision=0, minimum=1, maximum=MAX_SEEDS, min_width=70,
                                   scale=1, elem_id="seed-count")
     with gr.Accordion("Seeds and sampling", open=False):
@@ -73,7 +74,9 @@ def generate(studio, session: Session, prompt, start, count, seed_list, steps, g
 
     with user_errors("Generate"):
         seeds = parse_seed_input(start, count, seed_list)
-        if not prompt or not prompt.strip():
+        if studio.unconditional:
+            prompt = ""  # seed-only flow; a hidden box may still hold a prompt typed for another model
+        elif not prompt or not prompt.strip():
             raise ValueError("the prompt is empty: type what to draw")
         steps = check_steps(steps) if steps else None
         guidance = check_guidance(guidance) if guidance is not None else None
@@ -83,7 +86,8 @@ def generate(studio, session: Session, prompt, start, count, seed_list, steps, g
     session.generation = {"prompt": prompt, "seeds": seeds, "images": [g.image for g in gens],
                           "steps": steps, "guidance": guidance}
     items = [(g.image, f"seed {g.seed}") for g in gens]
-    status = f"{len(gens)} outputs of *{prompt}*, seeds {seed_summary(seeds)}. Click the bad one to flag it."
+    what = f"{len(gens)} outputs of *{prompt}*" if prompt else f"{len(gens)} outputs"
+    status = f"{what}, seeds {seed_summary(seeds)}. Click the bad one to flag it."
     return items, session, status, seed_text(seeds)
 
 

@@ -154,7 +154,8 @@ def build(ui, studio) -> None:
             with gr.Row():
                 ui.sde_strength = _slider(SDEditParams, "strength", 0.05, "Strength")
                 ui.sde_prompt = gr.Textbox(label="Prompt (optional)", placeholder="describe the corrected image",
-                                           info=param_spec(SDEditParams, "prompt")["help"])
+                                           info=param_spec(SDEditParams, "prompt")["help"],
+                                           visible=not studio.unconditional)
                 ui.sde_seed = _seed_box(SDEditParams, "Seed")
             ui.sde_btn = gr.Button("Make SDEdit surrogate", variant="primary")
         with gr.Tab("CLIP-guided edit"):

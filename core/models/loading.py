@@ -15,11 +15,22 @@ from pathlib import Path
 
 import torch
 
+from .ddpm import DDPM_FAMILIES, PAPER_DDPM_DEFAULTS, enable_adapters, load_ddpm
 from .info import INFO_FILE, ModelInfo
 
 EMBEDDED = "embedded"
 ASSETS_DIR = Path(__file__).resolve().parents[2] / "assets"
 EMBEDDED_DIR = ASSETS_DIR / "flags-sd3"
+FACES = "faces"
+FACES_DIR = ASSETS_DIR / "faces-ddpm"
+# The shipped worlds by short name (--model NAME), in the order the studio's picker lists them.
+SHIPPED_NAMES = (EMBEDDED, FACES)
+
+
+def shipped_location(name: str) -> tuple[Path, str, str]:
+    """(folder, the script that rebuilds it, its cost) of a shipped world (read at call time)."""
+    return {EMBEDDED: (EMBEDDED_DIR, "scripts/build_embedded_model.py", "about 30 minutes on 2 cores"),
+            FACES: (FACES_DIR, "scripts/build_faces_model.py", "under 30 minutes on 2 cores")}[name]
 # The real models this tool is built for; both need a download on the user's machine.
 KNOWN_HUB_MODELS = {
     "sd3-medium": "stabilityai/stable-diffusion-3-medium-diffusers",
@@ -65,7 +76,7 @@ class LoadOptions:
 
 @dataclass
 class LoadedModel:
-    pipe: object  # StableDiffusion3Pipeline
+    pipe: object  # StableDiffusion3Pipeline, or DDPMPipeline for an unconditional model
     info: ModelInfo
     source: str  # what the user named
     location: str  # the folder or hub id it came from
@@ -75,11 +86,21 @@ class LoadedModel:
     weights_dir: str | None = None
 
     @property
+    def unconditional(self) -> bool:
+        """True for prompt-free models (a DDPM's UNet): an output is named by its seed alone."""
+        return getattr(self.pipe, "transformer", None) is None and getattr(self.pipe, "unet", None) is not None
+
+    @property
+    def denoiser(self) -> torch.nn.Module:
+        """The network fixes are trained on: SD3's transformer or a DDPM's UNet."""
+        return self.pipe.unet if self.unconditional else self.pipe.transformer
+
+    @property
     def device(self) -> torch.device:
-        return self.pipe.transformer.device
+        return self.denoiser.device
 
     def fingerprint(self) -> str:
-        """sha256 of the base transformer weights, computed once (runs record it).
+        """sha256 of the base denoiser weights, computed once (runs record it).
 
         Independent of the load dtype: for a model loaded from a folder or the hub cache it hashes
         the weights as stored on disk, so a bf16 load on a GPU matches the fp32 load on a CPU that
@@ -87,7 +108,7 @@ class LoadedModel:
         does depend on their dtype."""
         if self._fingerprint is None:
             stored = stored_fingerprint(self.weights_dir) if self.weights_dir else None
-            self._fingerprint = stored or base_fingerprint(self.pipe.transformer)
+            self._fingerprint = stored or base_fingerprint(self.denoiser)
         return self._fingerprint
 
 
@@ -133,14 +154,15 @@ def base_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def resolve(name: str) -> tuple[str, str]:
     """Return (kind, location) for a model name: kind is 'folder' or 'hub'."""
-    if name in (EMBEDDED, "", None):
-        # Both files: the build writes unlearn_studio.json last, so a half-written folder is refused.
-        if not ((EMBEDDED_DIR / "model_index.json").exists() and (EMBEDDED_DIR / INFO_FILE).exists()):
-            raise ModelNotFoundError(
-                f"the embedded model is missing at {EMBEDDED_DIR}; rebuild it with "
-                "`python scripts/build_embedded_model.py` (about 30 minutes on 2 cores)"
-            )
-        return "folder", str(EMBEDDED_DIR)
+    if name in ("", None):
+        name = EMBEDDED
+    if name in SHIPPED_NAMES:
+        folder, script, cost = shipped_location(name)
+        # Both files: the builds write unlearn_studio.json last, so a half-written folder is refused.
+        if not ((folder / "model_index.json").exists() and (folder / INFO_FILE).exists()):
+            what = "the embedded model" if name == EMBEDDED else f"the {name} model"
+            raise ModelNotFoundError(f"{what} is missing at {folder}; rebuild it with `python {script}` ({cost})")
+        return "folder", str(folder)
     name = KNOWN_HUB_MODELS.get(name, name)
     path = Path(name).expanduser()
     if path.exists():
@@ -162,7 +184,7 @@ def _dtype_kwarg(dtype) -> dict:
 
 
 def load_model(name: str = EMBEDDED, options: LoadOptions | None = None) -> LoadedModel:
-    """Load an SD3 pipeline by name with the given placement options."""
+    """Load an SD3 pipeline (or an unconditional DDPM) by name with the given placement options."""
     from diffusers import DiffusionPipeline, StableDiffusion3Pipeline
     from diffusers.utils import logging as dlogging
 
@@ -179,10 +201,12 @@ def load_model(name: str = EMBEDDED, options: LoadOptions | None = None) -> Load
     try:
         config = DiffusionPipeline.load_config(location, local_files_only=offline if kind == "hub" else True)
         family = config.get("_class_name", "")
+        if family in DDPM_FAMILIES:
+            return _load_ddpm(name, kind, location, offline, device, dtype, options)
         if family != "StableDiffusion3Pipeline":
             raise UnsupportedModelError(
                 f"{name} is a {family or 'unknown'} model; the unlearning engine supports SD3 "
-                "(StableDiffusion3Pipeline) models. Unconditional DDPM support is planned."
+                "(StableDiffusion3Pipeline) and unconditional DDPM (DDPMPipeline, DDIMPipeline) models."
             )
         pipe = StableDiffusion3Pipeline.from_pretrained(location, **kwargs)
     except (OSError, EnvironmentError) as err:
@@ -203,15 +227,45 @@ def load_model(name: str = EMBEDDED, options: LoadOptions | None = None) -> Load
                        weights_dir=_weights_dir(kind, location, offline))
 
 
-def _weights_dir(kind: str, location: str, offline: bool) -> str | None:
-    """The transformer folder the weights came from (hub: the local cache snapshot), or None."""
+def _load_ddpm(name: str, kind: str, location: str, offline: bool, device, dtype,
+               options: LoadOptions) -> LoadedModel:
+    """An unconditional DDPM. A folder with unlearn_studio.json (the faces world) brings its own
+    info; any other DDPM gets the paper's DDPM settings as its unlearning defaults."""
+    try:
+        pipe = load_ddpm(location, offline, kind == "hub", _dtype_kwarg(dtype))
+    except (OSError, EnvironmentError) as err:
+        if kind == "hub":
+            raise ModelNotFoundError(
+                f"{location} is not in the local Hugging Face cache ({_hf_cache()}). On a machine with "
+                f"network run `huggingface-cli download {location}`, or pass a local diffusers folder with --model."
+            ) from err
+        raise ModelNotFoundError(f"could not load {location}: {err}") from err
+    enable_adapters(pipe.unet)  # fixes are LoRA adapters, as on SD3
+    pipe.set_progress_bar_config(disable=True)
+    pipe.to(device)
+    pipe.unet.requires_grad_(False)
+    if options.gradient_checkpointing:
+        pipe.unet.enable_gradient_checkpointing()
+    if kind == "folder" and (Path(location) / INFO_FILE).exists():
+        info = ModelInfo.load(location)
+    else:
+        size = pipe.unet.config.sample_size
+        info = ModelInfo(name=Path(location).name if kind == "folder" else location,
+                         resolution=size if isinstance(size, int) else size[0], max_sequence_length=0,
+                         default_steps=50, default_guidance=0.0, clip_model="",
+                         unlearn_defaults=dict(PAPER_DDPM_DEFAULTS))
+    return LoadedModel(pipe=pipe, info=info, source=name, location=location, options=options,
+                       weights_dir=_weights_dir(kind, location, offline, "unet"))
+
+
+def _weights_dir(kind: str, location: str, offline: bool, sub: str = "transformer") -> str | None:
+    """The denoiser's folder the weights came from (hub: the local cache snapshot), or None."""
     if kind == "folder":
-        return str(Path(location) / "transformer")
+        return str(Path(location) / sub)
     try:
         from huggingface_hub import snapshot_download
 
-        return str(Path(snapshot_download(location, local_files_only=True, allow_patterns=["transformer/*"]))
-                   / "transformer")
+        return str(Path(snapshot_download(location, local_files_only=True, allow_patterns=[f"{sub}/*"])) / sub)
     except Exception:  # noqa: BLE001 - no snapshot path: fall back to hashing the loaded weights
         return None
 

@@ -36,6 +36,9 @@ def load_clip(location: str, name: str):
     """(CLIPModel, tokenizer or None, mean, std) from a model's sub-folder or the HF cache."""
     from transformers import CLIPModel, CLIPTokenizer
 
+    if not name:
+        raise ModelNotFoundError("the model names no CLIP (e.g. the faces DDPM); CLIP-guided edits and CLIP "
+                                 "metrics need one: use paint/SDEdit surrogates")
     folder = Path(location) / name
     source = str(folder) if folder.is_dir() else name
     try:

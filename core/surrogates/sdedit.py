@@ -1,4 +1,4 @@
-"""SDEdit surrogates: SD3 img2img from the flagged image at a strength (Meng et al., 2022).
+"""SDEdit surrogates: SD3 img2img (or DDIM for a DDPM) from the flagged image at a strength (Meng et al., 2022).
 
 The img2img pipeline is built with `from_pipe`, so it shares the loaded modules (and the
 currently enabled fixes) instead of loading a second copy.
@@ -45,6 +45,8 @@ class SDEditSurrogate(SurrogateMaker):
         if int(steps * params.strength) < 1:
             raise ValueError(f"sdedit.strength={params.strength} x {steps} steps leaves no denoising step; "
                              "raise either")
+        if model.unconditional:  # a DDPM: no prompt, the UNet denoises the noised image itself
+            return self._ddpm(image, model, params, steps)
         pipe = StableDiffusion3Img2ImgPipeline.from_pipe(model.pipe)
         pipe.set_progress_bar_config(disable=True)
         with torch.no_grad():
@@ -56,3 +58,14 @@ class SDEditSurrogate(SurrogateMaker):
             ).images[0]
         return Surrogate(out, {"kind": self.name, "strength": params.strength, "prompt": params.prompt,
                                "seed": params.seed, "steps": steps})
+
+    def _ddpm(self, image: Image.Image, model, params: SDEditParams, steps: int) -> Surrogate:
+        """DDIM from the flagged image noised `strength` of the way (no prompt: a DDPM has none)."""
+        from ..models import ddpm
+
+        if params.prompt.strip():
+            raise ValueError(f"sdedit.prompt={params.prompt!r}: {model.source} is unconditional; leave the prompt empty")
+        x0 = ddpm.from_images([image], model.pipe.unet.config.in_channels)
+        out = ddpm.to_images(ddpm.sdedit(model.pipe, x0, params.strength, steps, params.seed))[0]
+        return Surrogate(out, {"kind": self.name, "strength": params.strength, "prompt": "", "seed": params.seed,
+                               "steps": steps})

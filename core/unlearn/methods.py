@@ -9,6 +9,9 @@ owns everything else (sampling, optimiser, logging, cancel). Registry: `METHODS[
 - erasediff: forget target = uniform noise; g = g_r + max(eta - <g_r,g_f>/||g_f||^2, 0) g_f.
 - siss: mixture importance sampling (Alberti et al., ICLR 2025), all timesteps sampled, conditioned
   on the flagged prompt with remember samples of that prompt (as SISS's SD code).
+
+Every method is written once against a loss parameterisation (forms.py): SD3's rectified flow
+(velocity targets, the default) or a DDPM's epsilon form (the paper's unconditional setting).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import torch
 from . import objectives as obj
 from . import surgery
 from .config import UnlearnConfig
+from .forms import FlowForm
 from .weighting import lambda_weight
 
 
@@ -61,19 +65,22 @@ class UnlearnMethod(ABC):
     # True: the trainer draws remember samples only from the flagged prompt's rows (see SISS).
     remember_from_flagged_prompt: bool = False
 
-    def __init__(self, transformer, params: list[torch.nn.Parameter], config: UnlearnConfig):
+    def __init__(self, transformer, params: list[torch.nn.Parameter], config: UnlearnConfig, form=None):
         self.transformer, self.params, self.config = transformer, params, config
+        # The loss parameterisation (forms.py): SD3's rectified flow by default, a DDPM's epsilon form.
+        self.form = form or FlowForm()
 
     @abstractmethod
     def step(self, b: Batch) -> StepGradients:
         """Losses and the gradient to apply (before clipping) for one batch."""
 
     def v(self, x_t, s, cond):
-        return obj.velocity(self.transformer, x_t, s, cond)
+        """The network's prediction in the form's parameterisation (flow: velocity; DDPM: epsilon)."""
+        return self.form.predict(self.transformer, x_t, s, cond)
 
     def remember_loss(self, b: Batch, weights: torch.Tensor | None = None) -> torch.Tensor:
-        x_t = obj.noisy(b.x_r, b.eps_r, b.s_r)
-        per = obj.per_sample_mse(self.v(x_t, b.s_r, b.cond_r), obj.ordinary_target(b.x_r, b.eps_r))
+        x_t = self.form.noisy(b.x_r, b.eps_r, b.s_r)
+        per = obj.per_sample_mse(self.v(x_t, b.s_r, b.cond_r), self.form.ordinary_target(b.x_r, b.eps_r))
         return (per * weights).mean() if weights is not None else per.mean()
 
 
@@ -81,8 +88,8 @@ class SurrogateMethod(UnlearnMethod):
     name = "surrogate"
 
     def forget_loss(self, b: Batch, weights: torch.Tensor) -> torch.Tensor:
-        x_t = obj.noisy(b.x_f, b.eps_f, b.s_f)
-        target = obj.surrogate_target(x_t, b.x_s, b.s_f)
+        x_t = self.form.noisy(b.x_f, b.eps_f, b.s_f)
+        target = self.form.surrogate_target(x_t, b.x_s, b.s_f)
         return (obj.per_sample_mse(self.v(x_t, b.s_f, b.cond_f), target) * weights).mean()
 
     def step(self, b: Batch) -> StepGradients:
@@ -111,8 +118,8 @@ class NegGradMethod(UnlearnMethod):
     name = "neggrad"
 
     def step(self, b: Batch) -> StepGradients:
-        x_t = obj.noisy(b.x_f, b.eps_f, b.s_f)
-        loss_f = obj.per_sample_mse(self.v(x_t, b.s_f, b.cond_f), obj.ordinary_target(b.x_f, b.eps_f)).mean()
+        x_t = self.form.noisy(b.x_f, b.eps_f, b.s_f)
+        loss_f = obj.per_sample_mse(self.v(x_t, b.s_f, b.cond_f), self.form.ordinary_target(b.x_f, b.eps_f)).mean()
         loss_r = self.remember_loss(b)
         grads = _grads(loss_r - self.config.neggrad_weight * loss_f, self.params)
         return StepGradients(grads, loss_f.item(), loss_r.item())
@@ -122,9 +129,10 @@ class EraseDiffMethod(UnlearnMethod):
     name = "erasediff"
 
     def step(self, b: Batch) -> StepGradients:
-        x_t = obj.noisy(b.x_f, b.eps_f, b.s_f)
-        # The forget image's noise is swapped for U[0,1) draws: v target = u - x_f.
-        loss_f = obj.per_sample_mse(self.v(x_t, b.s_f, b.cond_f), b.uniform_f - b.x_f).mean()
+        x_t = self.form.noisy(b.x_f, b.eps_f, b.s_f)
+        # The forget image's noise is swapped for U[0,1) draws (flow: v target = u - x_f; DDPM: u).
+        target = self.form.ordinary_target(b.x_f, b.uniform_f)
+        loss_f = obj.per_sample_mse(self.v(x_t, b.s_f, b.cond_f), target).mean()
         g_f = _grads(loss_f, self.params)
         loss_r = self.remember_loss(b)
         g_r = _grads(loss_r, self.params)
@@ -135,8 +143,9 @@ class EraseDiffMethod(UnlearnMethod):
 
 
 class SISSMethod(UnlearnMethod):
-    """SISS as its Stable Diffusion code computes it (claserken/SISS: delete_sd.py,
-    losses/ddpm_deletion_loss.py), in rectified-flow form:
+    """SISS as its code computes it (claserken/SISS: delete_sd.py, losses/ddpm_deletion_loss.py), in
+    the form's parameterisation (below in rectified-flow form; DDPM: m = gamma src + sigma eps,
+    targets eps_x = (m - gamma x)/sigma and eps_a = (m - gamma a)/sigma, d = ||m - gamma x0||^2 / (2 sigma^2)):
 
     - every draw is conditioned on the flagged prompt, and the remember latents x come from the
       flagged prompt's rows of the remember set (the trainer selects them): the importance ratios
@@ -156,14 +165,15 @@ class SISSMethod(UnlearnMethod):
         lam = self.config.siss_lambda
         x, a = b.x_r, b.x_f[:1].expand_as(b.x_r)
         cond = b.cond_f.take(torch.zeros(x.shape[0], dtype=torch.long, device=b.cond_f.pooled.device))
-        sb = obj.broadcast(b.s_r, x)
         src = torch.where(b.mix_from_forget.view(-1, 1, 1, 1), a, x)
-        m = (1 - sb) * src + sb * b.eps_r  # the mixture sample, same eps and s for both
+        m = self.form.noisy(src, b.eps_r, b.s_r)  # the mixture sample, same eps and s for both
         pred = self.v(m, b.s_r, cond)
         n_el = x[0].numel()
-        loss_x_i = obj.per_sample_mse(pred, (m - x) / sb) * n_el  # summed over elements
-        loss_a_i = obj.per_sample_mse(pred, (m - a) / sb) * n_el
-        w_x, w_a = siss_importance_weights(m, x, a, b.s_r, lam)
+        # Targets that explain m from x and from a (flow: (m - x)/s; DDPM: (m - gamma x)/sigma),
+        # squared errors summed over elements.
+        loss_x_i = obj.per_sample_mse(pred, self.form.surrogate_target(m, x, b.s_r)) * n_el
+        loss_a_i = obj.per_sample_mse(pred, self.form.surrogate_target(m, a, b.s_r)) * n_el
+        w_x, w_a = siss_importance_weights(m, x, a, b.s_r, lam, self.form)
         loss_x, loss_a = (w_x * loss_x_i).mean(), (w_a * loss_a_i).mean()
         g_x = _grads(loss_x, self.params, retain_graph=True)  # both losses share one forward pass
         g_a = _grads(loss_a, self.params)
@@ -174,12 +184,14 @@ class SISSMethod(UnlearnMethod):
 
 
 @torch.no_grad()
-def siss_importance_weights(m, x, a, s, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+def siss_importance_weights(m, x, a, s, lam: float, form=None) -> tuple[torch.Tensor, torch.Tensor]:
     """SISS's (w_x, w_a) for mixture samples m of x (prob 1-lam) and a (prob lam) at noise s,
-    computed in log space (the exponents reach hundreds at low noise)."""
-    sb = obj.broadcast(s, x)
-    d_x = ((m - (1 - sb) * x) ** 2).flatten(1).sum(1) / (2 * s**2)
-    d_a = ((m - (1 - sb) * a) ** 2).flatten(1).sum(1) / (2 * s**2)
+    computed in log space (the exponents reach hundreds at low noise). With m = gamma x0 + sigma eps
+    (the form's coefficients; flow: gamma = 1 - s, sigma = s), d = ||m - gamma x0||^2 / (2 sigma^2)."""
+    gamma, sigma = (form or FlowForm()).coeffs(s, x)
+    var2 = 2 * sigma.flatten().to(m.dtype) ** 2
+    d_x = ((m - gamma * x) ** 2).flatten(1).sum(1) / var2
+    d_a = ((m - gamma * a) ** 2).flatten(1).sum(1) / var2
     log1m, loglam = torch.log(torch.tensor(1 - lam)), torch.log(torch.tensor(lam))
     w_x = torch.exp(-torch.logaddexp(log1m.expand_as(d_x), loglam + d_x - d_a))
     w_a = torch.exp(-torch.logaddexp(log1m + d_a - d_x, loglam.expand_as(d_a)))

@@ -30,6 +30,10 @@ FractionProgressFn = Callable[[float, str], None]  # (fraction 0..1, message); g
 
 @torch.no_grad()
 def encode_prompts(model: LoadedModel, prompts: list[str]) -> Conditioning:
+    if model.unconditional:  # no text encoder: empty conditioning that batches like a real one
+        from .forms import null_conditioning
+
+        return null_conditioning(len(prompts), model.device)
     pipe = model.pipe
     embeds, _, pooled, _ = pipe.encode_prompt(
         prompt=prompts, prompt_2=prompts, prompt_3=prompts, device=model.device,
@@ -269,7 +273,7 @@ class RememberCache:
     def key(model: LoadedModel, fixes: FixManager, prompts: list[str], config: UnlearnConfig,
             exclude_seeds: set[int], keep_key: str | None) -> tuple:
         active = tuple(sorted((f.name, float(f.weight)) for f in fixes.fixes.values() if f.enabled))
-        return (model.fingerprint(), str(model.device), str(model.pipe.transformer.dtype), active, tuple(prompts),
+        return (model.fingerprint(), str(model.device), str(model.denoiser.dtype), active, tuple(prompts),
                 config.remember_set_size, config.flagged_prompt_share, tuple(config.lookalike_prompts),
                 config.lookalike_share, config.remember_seed_start, remember_steps(model, config), config.guidance,
                 tuple(sorted(exclude_seeds)), keep_key)

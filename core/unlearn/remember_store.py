@@ -71,7 +71,7 @@ class ModelState:
 def model_state(model, fixes) -> ModelState:
     """`model` a LoadedModel, `fixes` its FixManager (or None for the bare base model)."""
     enabled = [f for f in fixes.fixes.values() if f.enabled] if fixes is not None else []
-    t = model.pipe.transformer
+    t = model.denoiser
     return ModelState(model.fingerprint(), tuple(sorted((fix_weights_hash(t, f.name), float(f.weight)) for f in enabled)),
                       model.info.resolution, model.info.max_sequence_length, str(t.dtype).replace("torch.", ""),
                       model.device.type)

@@ -20,13 +20,14 @@ from PIL import Image
 
 from ..adapters import FixManager
 from ..compare import mean_abs_diff
-from ..generate import encode, generate, generate_many, initial_noise
+from ..generate import check_prompt_for, encode, generate, generate_many, initial_noise
 from ..judge import ForgettingJudge
 from ..images import ImageInputError, fit_to_model, to_array
 from ..limits import check_seed
 from ..models.loading import LoadedModel
 from ..runs import CONFIG_FILE, LORA_FILE, METRICS_FILE, RunInfo, RunStore, environment_versions
 from .config import UnlearnConfig
+from .forms import form_for
 from .guard import FixGuard, MonitorPoint
 from .remember import (FractionProgressFn, KeepFn, RememberCache, build_remember_set, encode_prompts,
                        probe_generations)
@@ -90,8 +91,7 @@ def unlearn(
     surrogate = fit_to_model(request.surrogate, res, "surrogate")
     if np.array_equal(to_array(flagged), to_array(surrogate)):
         raise ImageInputError("the surrogate is identical to the flagged image: edit it so the unwanted part is gone")
-    if not request.prompt.strip():
-        raise ValueError("the prompt is empty")
+    check_prompt_for(model, request.prompt)  # "" for an unconditional model: a fix named by its seed alone
     if request.seed is not None:
         check_seed(request.seed, "flagged seed")
     t_start = time.perf_counter()
@@ -117,7 +117,9 @@ def unlearn(
     # judge finds look-alike prompts (remembered most) and keeps the flagged prompt's outputs that
     # show the flagged picture out (they would fight the fix).
     excluded = {request.seed} if request.seed is not None else set()
-    prompts = [request.prompt] + [p for p in config.remember_prompts if p != request.prompt]
+    # An unconditional model has one "prompt" (""): its remember set is its own outputs at other seeds.
+    others = [] if model.unconditional else [p for p in config.remember_prompts if p != request.prompt]
+    prompts = [request.prompt] + others
     if keep_in_remember is None:
         config = _with_lookalikes(model, fixes, judge, prompts, config, progress, cancel,
                                   remember_cache.store if remember_cache is not None else None)
@@ -170,9 +172,9 @@ def unlearn(
             guard.record(point)
             return point.forgotten
 
-        sigmas = _training_sigmas(model)
-        result = train(model.pipe.transformer, params, sigmas, forget, remember, config, step_cb, cancel,
-                       monitor if noise is not None else None)
+        form = form_for(model)  # SD3: rectified flow; a DDPM: the epsilon form
+        result = train(model.denoiser, params, form.timestep_table(), forget, remember, config, step_cb, cancel,
+                       monitor if noise is not None else None, form=form)
         kept_point = guard.best() if config.keep_best else None
         if kept_point is not None:
             guard.restore(kept_point)

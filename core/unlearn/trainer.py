@@ -101,10 +101,13 @@ def train(
     on_step: StepCallback | None = None,
     cancel: CancelToken | None = None,
     monitor: MonitorFn | None = None,
+    form=None,
 ) -> TrainResult:
+    """`scheduler_sigmas` is the table of noise levels a step samples from (`form.timestep_table()`);
+    `form` the loss parameterisation (forms.py), None = SD3's rectified flow."""
     device = params[0].device
     gen = torch.Generator("cpu").manual_seed(config.seed)
-    method = METHODS[config.method](transformer, params, config)
+    method = METHODS[config.method](transformer, params, config, form)
     optim = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     result = TrainResult(0, False)
     transformer.train()

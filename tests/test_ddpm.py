@@ -1,0 +1,210 @@
+"""The unconditional DDPM path: loading a diffusers folder, seeded generation, epsilon-form losses
+(checked against the paper's and SISS's formulas), LoRA fixes on a UNet, and the CLI without a prompt."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from core.models.ddpm import save_tiny_ddpm
+
+FIXED_SLICE = [28, 255, 0, 231, 194, 4]  # row 0, first 6 pixels, red channel: seed 3, 4 DDIM steps
+
+
+@pytest.fixture(scope="module")
+def ddpm_dir(tmp_path_factory):
+    return save_tiny_ddpm(tmp_path_factory.mktemp("tiny-ddpm") / "model")
+
+
+@pytest.fixture
+def ddpm_model(ddpm_dir):
+    from core.models import load_model
+
+    return load_model(str(ddpm_dir))
+
+
+def test_folder_loads_as_unconditional_ddpm(ddpm_model, ddpm_dir):
+    assert (ddpm_dir / "unet" / "diffusion_pytorch_model.safetensors").exists()
+    assert json.loads((ddpm_dir / "model_index.json").read_text())["_class_name"] == "DDPMPipeline"
+    assert ddpm_model.unconditional and ddpm_model.denoiser is ddpm_model.pipe.unet
+    assert ddpm_model.info.resolution == 16
+    assert not any(p.requires_grad for p in ddpm_model.denoiser.parameters())
+    assert len(ddpm_model.fingerprint()) == 16
+
+
+def test_generation_is_seeded_and_prompt_free(ddpm_model):
+    from core.generate import generate
+
+    a = generate(ddpm_model, "", [3, 4], steps=4)
+    b = generate(ddpm_model, "", [4], steps=4)
+    assert a[0].image.size == (16, 16) and a[0].latent.shape == (1, 1, 16, 16)
+    assert np.array_equal(np.asarray(a[1].image), np.asarray(b[0].image))  # same seed, other batch
+    assert not np.array_equal(np.asarray(a[0].image), np.asarray(a[1].image))
+    with pytest.raises(ValueError, match="unconditional"):
+        generate(ddpm_model, "a face", [0], steps=2)
+    # A fixed slice: the tiny seeded UNet's seed-3 output (catches silent sampler changes).
+    assert np.asarray(a[0].image)[0, :6, 0].tolist() == FIXED_SLICE
+
+
+def test_eps_form_matches_ddpm_scheduler_and_reduces_to_eps():
+    from diffusers import DDPMScheduler
+
+    from core.unlearn.forms import EpsForm
+
+    sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear")
+    form = EpsForm(sched.alphas_cumprod)
+    g = torch.Generator().manual_seed(0)
+    x_f, x_s, eps = (torch.randn(3, 1, 8, 8, generator=g) for _ in range(3))
+    t = torch.tensor([0, 499, 999])
+    s = form.timestep_table()[t]
+    assert torch.equal(form.timesteps(s), t)
+    x_t = form.noisy(x_f, eps, s)
+    torch.testing.assert_close(x_t, sched.add_noise(x_f, eps, t), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(form.surrogate_target(x_t, x_f, s), eps, rtol=1e-4, atol=1e-4)
+    abar = sched.alphas_cumprod[t].view(-1, 1, 1, 1)
+    expected = eps + (abar / (1 - abar)).sqrt() * (x_f - x_s)  # eps_s = eps + (gamma/sigma)(x_f - x_s)
+    torch.testing.assert_close(form.surrogate_target(x_t, x_s, s), expected, rtol=1e-4, atol=1e-3)
+
+
+class _TinyEpsNet(torch.nn.Module):
+    """A conv "UNet" with the UNet2DModel call signature, for exact gradient checks."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(1, 1, 3, padding=1)
+        self.dtype = torch.float32
+
+    def forward(self, x, t):
+        return type("Out", (), {"sample": self.conv(x) * (1 + t.view(-1, 1, 1, 1).float() / 1000)})()
+
+
+def _batch(form, n=4, seed=1):
+    from core.unlearn.forms import null_conditioning
+    from core.unlearn.methods import Batch
+
+    g = torch.Generator().manual_seed(seed)
+    r = lambda: torch.randn(n, 1, 6, 6, generator=g)  # noqa: E731
+    table = form.timestep_table()
+    s = table[torch.tensor([10, 300, 600, 990])[:n]]
+    x_f = r()[:1].expand(n, -1, -1, -1)
+    return Batch(x_f=x_f, x_s=r()[:1].expand(n, -1, -1, -1), cond_f=null_conditioning(n), eps_f=r(), s_f=s,
+                 x_r=r(), cond_r=null_conditioning(n), eps_r=r(), s_r=s.flip(0), uniform_f=torch.rand(n, 1, 6, 6, generator=g),
+                 mix_from_forget=torch.tensor([True, False, True, False])[:n])
+
+
+def test_siss_matches_the_public_formula():
+    """SISS recomputed as claserken/SISS computes it for a DDPM (losses/ddpm_deletion_loss.py,
+    importance_sampling_with_mixture, and the training loop's `weighted_loss.sum() / batch_size`):
+    m = gamma src + sigma eps, eps_x = (m - gamma x)/sigma, eps_a = (m - gamma a)/sigma,
+    d = sum (m - gamma x0)^2 / (2 sigma^2), w_x = 1/((1-l) + l e^(d_x - d_a)), w_a = 1/((1-l) e^(d_a - d_x) + l),
+    losses summed over elements, then g = g_x - (scaling_norm / ||g_a||) g_a."""
+    from diffusers import DDPMScheduler
+
+    from core.unlearn.config import UnlearnConfig
+    from core.unlearn.forms import EpsForm
+    from core.unlearn.methods import SISSMethod
+
+    form = EpsForm(DDPMScheduler(num_train_timesteps=1000).alphas_cumprod)
+    net, b = _TinyEpsNet(), _batch(form)
+    params = list(net.parameters())
+    cfg = UnlearnConfig(method="siss", siss_lambda=0.5, siss_scaling_norm=3.0)
+    out = SISSMethod(net, params, cfg, form).step(b)
+
+    lam, x, a = 0.5, b.x_r, b.x_f[:1].expand_as(b.x_r)
+    t = form.timesteps(b.s_r)
+    abar = DDPMScheduler(num_train_timesteps=1000).alphas_cumprod[t].double().view(-1, 1, 1, 1)
+    gamma, sigma = abar.sqrt().float(), (1 - abar).sqrt().float()
+    m = torch.where(b.mix_from_forget.view(-1, 1, 1, 1), gamma * a + sigma * b.eps_r, gamma * x + sigma * b.eps_r)
+    eps_x, eps_a = (m - gamma * x) / sigma, (m - gamma * a) / sigma
+    d_x = ((m - gamma * x) ** 2).flatten(1).sum(1).double() / (2 * sigma.flatten().double() ** 2)
+    d_a = ((m - gamma * a) ** 2).flatten(1).sum(1).double() / (2 * sigma.flatten().double() ** 2)
+    w_x = (1 / ((1 - lam) + lam * torch.exp(d_x - d_a))).float()
+    w_a = (1 / ((1 - lam) * torch.exp(d_a - d_x) + lam)).float()
+    pred = net(m, t).sample
+    n = x.shape[0]
+    weighted_x = w_x[:, None, None, None] * (pred - eps_x) ** 2
+    weighted_a = w_a[:, None, None, None] * (pred - eps_a) ** 2
+    g_x = torch.autograd.grad(weighted_x.sum() / n, params, retain_graph=True)
+    g_a = torch.autograd.grad(weighted_a.sum() / n, params)
+    na = torch.sqrt(sum((g ** 2).sum() for g in g_a))
+    expected = [gx - 3.0 / na * ga for gx, ga in zip(g_x, g_a)]
+    for got, want in zip(out.grads, expected):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    # Logged per element, like the other methods' losses.
+    assert out.loss_f == pytest.approx(float(weighted_a.detach().sum() / n / x[0].numel()), rel=1e-4)
+
+
+def test_surrogate_method_with_identical_surrogate_is_the_training_loss():
+    """x_s = x_f: the forget loss is the ordinary eps loss (lambda-weighted), so it only remembers."""
+    from diffusers import DDPMScheduler
+
+    from core.unlearn.config import UnlearnConfig
+    from core.unlearn.forms import EpsForm
+    from core.unlearn.methods import SurrogateMethod
+    from core.unlearn.weighting import lambda_weight
+
+    form = EpsForm(DDPMScheduler(num_train_timesteps=1000).alphas_cumprod)
+    net, b = _TinyEpsNet(), _batch(form)
+    b.x_s = b.x_f
+    cfg = UnlearnConfig(surgery="off")
+    out = SurrogateMethod(net, list(net.parameters()), cfg, form).step(b)
+    x_t = form.noisy(b.x_f, b.eps_f, b.s_f)
+    per = ((net(x_t, form.timesteps(b.s_f)).sample - b.eps_f) ** 2).flatten(1).mean(1)
+    assert out.loss_f == pytest.approx(float((per * lambda_weight(b.s_f, cfg)).mean()), rel=1e-5)
+
+
+@pytest.mark.parametrize("method", ["surrogate", "neggrad", "erasediff", "siss"])
+def test_unlearn_a_seed_on_a_ddpm_saves_a_reloadable_fix(ddpm_model, tmp_path, method):
+    from core.generate import generate
+    from core.studio import Studio
+
+    studio = Studio(ddpm_model, data_dir=tmp_path, restore=False, persist_state=False)
+    flagged = generate(ddpm_model, "", [5], steps=4)[0].image
+    surrogate = flagged.transpose(0)  # a left-right flip as the surrogate
+    cfg = studio.default_config(method=method, steps=3, remember_set_size=4, sampling_steps=4, monitor_every=0)
+    result = studio.unlearn("", flagged, surrogate, 5, cfg, {"kind": "flip"})
+    assert result.train.steps_done == 3
+    lora = result.run.path / "pytorch_lora_weights.safetensors"
+    assert lora.exists() and json.loads((result.run.path / "config.json").read_text())["seed"] == 5
+    from core.images import load_image
+
+    after = load_image(result.run.path / "after.png")  # the fix's render (the studio may switch an unfixed fix off)
+    assert not np.array_equal(np.asarray(after), np.asarray(flagged))
+    with studio.fixes.disabled():
+        base = generate(ddpm_model, "", [5], steps=4)[0].image
+    assert np.array_equal(np.asarray(base), np.asarray(flagged))  # base weights untouched
+    if method == "surrogate":  # the relapse probe of a prompt-free fix: seeds and steps, no guidance
+        report = studio.relapse("", 5, [result.run.run_id], range(4), flagged=flagged, surrogate=surrogate)
+        assert "guidance" not in report["kinds"] and "steps" in report["kinds"]
+
+    from core.models import load_model
+
+    other = Studio(load_model(str(ddpm_model.location)), data_dir=tmp_path / "b", restore=False, persist_state=False)
+    other.load_runs([result.run.path])
+    again = generate(other.model, "", [5], steps=4)[0].image
+    assert np.abs(np.asarray(again, dtype=int) - np.asarray(after, dtype=int)).max() <= 1
+
+
+def test_ddpm_sdedit_surrogate_keeps_the_image_at_low_strength(ddpm_model):
+    from core.generate import generate
+    from core.surrogates import make_surrogate
+
+    img = generate(ddpm_model, "", [2], steps=10)[0].image
+    low = make_surrogate("sdedit", img, ddpm_model, {"strength": 0.1, "seed": 0, "steps": 10})
+    high = make_surrogate("sdedit", img, ddpm_model, {"strength": 1.0, "seed": 0, "steps": 10})
+    assert low.info["prompt"] == "" and low.info["kind"] == "sdedit"
+    d = lambda a: np.abs(np.asarray(a.image, dtype=float) - np.asarray(img, dtype=float)).mean()  # noqa: E731
+    assert d(low) < d(high)
+
+
+def test_cli_generate_without_prompt_and_refuses_one(ddpm_dir, tmp_path, capsys):
+    from core.cli import main
+
+    assert main(["generate", "--model", str(ddpm_dir), "--seeds", "0-1", "--steps", "2", "--out", str(tmp_path / "g")]) == 0
+    assert (tmp_path / "g" / "seed-0001.png").exists()
+    assert main(["generate", "--model", str(ddpm_dir), "--prompt", "a face", "--out", str(tmp_path / "h")]) == 1
+    assert "unconditional" in capsys.readouterr().err

@@ -1,0 +1,46 @@
+"""The faces world's ground truth: the copy matcher on real LFW crops, and `check` for an unconditional model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from PIL import Image
+
+from core.world import faces as W
+
+
+def _pil(arr: np.ndarray) -> Image.Image:
+    return Image.fromarray((np.clip(arr, 0, 1) * 255).round().astype(np.uint8)).convert("RGB")
+
+
+def test_every_training_face_is_a_copy_of_itself_and_verdicts_follow_the_contract():
+    f = W.faces()
+    found = W.match_many([_pil(x) for x in f])
+    assert [m["face"] for m in found] == list(range(W.N_FACES))
+    assert all(m["copy"] for m in found)
+    assert W.verdict(_pil(f[W.MEMORISED[1]])) == {"verdict": "planted_error", "flag": W.face_name(W.MEMORISED[1]),
+                                                    "score": 1.0, "nearest_face": W.MEMORISED[1]}
+    assert W.verdict(_pil(f[0]))["verdict"] == "other"  # a copy, but not of a memorised face
+
+
+def test_non_faces_are_not_copies_and_the_matcher_survives_held_out_augmentations():
+    assert not any(m["copy"] for m in W.match_many(list(W.lfw_images()[W.N_FACES:])))
+    acc = W.matcher_accuracy(n_aug=3)
+    assert acc["augmented_faces_matched"] >= 0.95
+    assert acc["nonfaces_called_copy"] <= 0.02
+
+
+def test_check_on_a_faces_world_model_reports_copy_rates(tmp_path, capsys):
+    from core.cli import main
+    from core.models.ddpm import save_tiny_ddpm
+    from core.models.info import ModelInfo
+
+    folder = save_tiny_ddpm(tmp_path / "m", sample_size=16, info=ModelInfo(
+        name="tiny-faces", resolution=16, max_sequence_length=0, default_steps=3, default_guidance=0.0,
+        clip_model="", world="faces"))
+    assert main(["check", "--model", str(folder), "--seeds", "0-3"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report["copy_rates"]) == {W.face_name(i) for i in W.MEMORISED}
+    assert {v["verdict"] for v in report["seeds"].values()} <= {"correct", "planted_error", "other"}
+    assert sum(report["rates"].values()) == 1.0 and len(report["seeds"]) == 4

@@ -1,0 +1,68 @@
+"""The studio's model picker and the seed-only flow of an unconditional model (page functions called
+directly on a built page; the browser tests drive the served page)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("gradio")
+
+
+def _noop(*args, **kwargs):
+    return None
+
+
+@pytest.fixture
+def ddpm_dir(tmp_path_factory):
+    from core.models.ddpm import save_tiny_ddpm
+
+    return save_tiny_ddpm(tmp_path_factory.mktemp("tiny-ddpm") / "model")
+
+
+def test_unconditional_model_hides_the_prompt_and_generates_by_seed(ddpm_dir, tmp_path):
+    from core.models import load_model
+    from core.studio import Studio
+    from gui import generate_section
+    from gui.app import build_app, header_text
+    from gui.common import Session
+
+    studio = Studio(load_model(str(ddpm_dir)), data_dir=tmp_path, restore=False, persist_state=False)
+    demo = build_app(studio)
+    assert demo.ui.prompt.visible is False and demo.ui.sde_prompt.visible is False
+    assert demo.ui.cmp_prompt.visible is False
+    assert "unconditional" in header_text(studio)
+    session = Session()
+    # A prompt left in the hidden box is ignored: the flow is seed-only.
+    items, session, status, seeds = generate_section.generate(studio, session, "left over", 0, 3, "", 2, None, _noop)
+    assert [c for _, c in items] == ["seed 0", "seed 1", "seed 2"] and seeds == "0-2"
+    assert session.generation["prompt"] == "" and status.startswith("3 outputs, seeds")
+    out = generate_section.flag_seed(studio, session, 1)
+    assert out[0].flag().prompt == "" and out[0].flag().seed == 1
+    assert np.array_equal(np.asarray(out[3]), np.asarray(items[1][0]))
+
+
+def test_picker_switches_between_a_text_to_image_and_an_unconditional_model(tiny_model_dir, ddpm_dir, tmp_path):
+    from core.models import load_model
+    from core.models.loading import SHIPPED_NAMES
+    from core.studio import Studio
+    from gui import model_picker
+    from gui.app import build_app
+
+    studio = Studio(load_model(str(tiny_model_dir)), data_dir=tmp_path, restore=False, persist_state=False)
+    demo = build_app(studio)
+    assert demo.ui.prompt.visible is True
+    assert list(demo.ui.model_pick.choices) == [(n, n) for n in SHIPPED_NAMES]
+    session, gallery, *_ = model_picker.switch(studio, str(ddpm_dir), _noop)
+    assert studio.unconditional and session.flags == [] and gallery == []
+    widgets = dict(zip(["pick", "prompt", "steps", "guidance", "cmp_prompt", "cmp_other", "cmp_steps", "cmp_guidance",
+                        "sde_prompt"], model_picker.model_widgets(studio)))
+    assert widgets["prompt"]["visible"] is False and widgets["steps"]["value"] == studio.model.info.default_steps
+    model_picker.switch(studio, str(tiny_model_dir), _noop)
+    assert not studio.unconditional and model_picker.model_widgets(studio)[1]["visible"] is True
+    # A bad name keeps the loaded model and says why.
+    import gradio as gr
+
+    with pytest.raises(gr.Error):
+        model_picker.switch(studio, str(tmp_path / "no-such-model"), _noop)
+    assert not studio.unconditional
