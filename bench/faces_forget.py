@@ -104,7 +104,7 @@ def met(row: dict, target: str) -> dict:
 
 def write_md(path: Path, out: dict) -> None:
     t, before = out["face"], out["copy_rate_before"]
-    lines = [f"# Forget one memorised face (faces world)", "",
+    lines = ["# Forget one memorised face (faces world)", "",
              f"Build: {out['build']}. Flagged: seed {out['flagged_seed']} (the first copy of {t} among seeds "
              f"{out['flag_seeds']}). Measured on seeds {out['report_seeds']} ({out['n_report']} seeds), which chose "
              "nothing: no default, no flagged seed. The forgetting judge decided every fix (stop, remember filter, "
