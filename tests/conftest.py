@@ -42,6 +42,14 @@ def tiny_model(tiny_model_dir):
     return load_model(str(tiny_model_dir))
 
 
+@pytest.fixture(scope="session")
+def ddpm_dir(tmp_path_factory):
+    """A random tiny unconditional DDPM saved as a diffusers folder once per session (read-only)."""
+    from core.models.ddpm import save_tiny_ddpm
+
+    return save_tiny_ddpm(tmp_path_factory.mktemp("tiny-ddpm") / "model")
+
+
 def free_port() -> int:
     """A TCP port free on loopback right now (for a test server)."""
     import socket

@@ -9,14 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from core.models.ddpm import save_tiny_ddpm
 
 FIXED_SLICE = [28, 255, 0, 231, 194, 4]  # row 0, first 6 pixels, red channel: seed 3, 4 DDIM steps
-
-
-@pytest.fixture(scope="module")
-def ddpm_dir(tmp_path_factory):
-    return save_tiny_ddpm(tmp_path_factory.mktemp("tiny-ddpm") / "model")
 
 
 @pytest.fixture

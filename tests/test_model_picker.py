@@ -13,13 +13,6 @@ def _noop(*args, **kwargs):
     return None
 
 
-@pytest.fixture
-def ddpm_dir(tmp_path_factory):
-    from core.models.ddpm import save_tiny_ddpm
-
-    return save_tiny_ddpm(tmp_path_factory.mktemp("tiny-ddpm") / "model")
-
-
 def test_unconditional_model_hides_the_prompt_and_generates_by_seed(ddpm_dir, tmp_path):
     from core.models import load_model
     from core.studio import Studio
