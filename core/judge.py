@@ -56,6 +56,8 @@ COPY_THRESHOLDS = {  # similarity to the flagged image at and above which an out
     "clip": 0.9,  # chosen on the flags world's tuning seeds 0-63 (see module docstring)
     "thumbnail": 0.6,  # idem
 }
+# A model may carry its own, measured on its tuning seeds (ModelInfo.copy_thresholds; the faces
+# world: scripts/build_faces_model.py), since what "near copy" means depends on its images.
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,13 @@ def thumbnail_embed(images: Sequence[Image.Image], size: int = 8) -> np.ndarray:
     return np.stack(rows)
 
 
+def copy_threshold(kind: str, model=None) -> float:
+    """The near-copy threshold of a descriptor kind: the model's measured one, else the default."""
+    info = getattr(model, "info", None)
+    measured = (getattr(info, "copy_thresholds", None) or {}).get(kind)
+    return float(measured) if measured is not None else COPY_THRESHOLDS[kind]
+
+
 def pick_descriptor(model=None, device: str = "cpu") -> Descriptor:
     """The best copy descriptor available offline: SSCD, then the model's CLIP, then thumbnails."""
     from .metrics.sscd import SscdEmbedder, find_sscd_model
@@ -105,7 +114,7 @@ def pick_descriptor(model=None, device: str = "cpu") -> Descriptor:
     if path is not None:
         try:
             sscd = SscdEmbedder(path, device=device)
-            return Descriptor("sscd", lambda imgs: sscd(list(imgs)).numpy(), COPY_THRESHOLDS["sscd"])
+            return Descriptor("sscd", lambda imgs: sscd(list(imgs)).numpy(), copy_threshold("sscd", model))
         except Exception as err:  # a broken file is reported, never silently trusted
             notes.append(f"SSCD file {path} could not be loaded: {err}")
     else:
@@ -116,10 +125,10 @@ def pick_descriptor(model=None, device: str = "cpu") -> Descriptor:
 
         try:
             embed = clip_embedder(model)
-            return Descriptor(f"clip:{model.info.clip_model}", embed, COPY_THRESHOLDS["clip"], "; ".join(notes))
+            return Descriptor(f"clip:{model.info.clip_model}", embed, copy_threshold("clip", model), "; ".join(notes))
         except ModelNotFoundError as err:
             notes.append(f"no CLIP: {err}")
-    return Descriptor("thumbnail", thumbnail_embed, COPY_THRESHOLDS["thumbnail"], "; ".join(notes))
+    return Descriptor("thumbnail", thumbnail_embed, copy_threshold("thumbnail", model), "; ".join(notes))
 
 
 class ForgettingJudge:

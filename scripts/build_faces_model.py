@@ -49,6 +49,7 @@ OUT = Path(__file__).resolve().parents[1] / "assets" / "faces-ddpm"
 REPEAT = 24  # copies of each memorised face per epoch (4 x 24 of 192 images: 12.5% each)
 EVAL_SEEDS = 1024
 SAMPLING_STEPS = 10  # DDIM; the 1024-seed evaluations cost minutes on a shared CPU
+CALIBRATION_SEEDS = 1000  # seeds 0-999 tune the judge's threshold and the unlearning defaults; >= 1000 report
 # The faces world's unlearning defaults (see the model card for how they were measured).
 FACES_UNLEARN_DEFAULTS = {"learning_rate": 1e-3, "timestep_sampling": "uniform", "remember_set_size": 64,
                           "steps": 60, "lora_rank": 4}
@@ -130,6 +131,45 @@ def train(steps: int, batch: int, lr: float, seed: int, widths, checkpoint: Path
     return ema, losses, probes
 
 
+def calibrate_judge(images: list, verdicts: list[dict], tuning: int = CALIBRATION_SEEDS) -> dict:
+    """The forgetting judge's thumbnail copy threshold for this model, chosen on seeds 0..tuning-1.
+
+    The judge has no matcher: it calls an output a near copy of the flagged image when their
+    thumbnail similarity reaches a threshold (0.6, chosen on flags). For each memorised face, the
+    first output the matcher calls its copy plays the flagged image; the matcher labels the other
+    outputs (copies of that face or not). The threshold is the midpoint between the 99th percentile
+    of the non-copies and the 5th percentile of the copies, over all four faces; the matcher chose
+    a default here, on tuning seeds, and decides nothing when a fix runs.
+    """
+    from core.judge import thumbnail_embed
+
+    emb = thumbnail_embed(images[:tuning])
+    pos, neg = [], []
+    for i in W.MEMORISED:
+        name = W.face_name(i)
+        copies = [k for k, v in enumerate(verdicts[:tuning]) if v["flag"] == name and v["verdict"] == "planted_error"]
+        if len(copies) < 2:
+            continue
+        ref, others = copies[0], np.ones(len(emb), bool)
+        others[ref] = False
+        sim = emb @ emb[ref]
+        is_copy = np.zeros(len(emb), bool)
+        is_copy[copies] = True
+        pos += sim[is_copy & others].tolist()
+        neg += sim[~is_copy & others].tolist()
+    pos, neg = np.array(pos), np.array(neg)
+    if not len(pos) or not len(neg):  # e.g. a --quick build copies nothing: keep the judge's default
+        return {"thumbnail_threshold": None, "seeds": tuning, "copies": len(pos), "non_copies": len(neg)}
+    hi_neg, lo_pos = float(np.percentile(neg, 99)), float(np.percentile(pos, 5))
+    threshold = round((hi_neg + lo_pos) / 2, 3)
+    return {"thumbnail_threshold": threshold, "seeds": tuning, "copies": len(pos), "non_copies": len(neg),
+            "non_copies_p99": round(hi_neg, 3), "copies_p5": round(lo_pos, 3),
+            "copies_found": round(float(np.mean(pos >= threshold)), 4),
+            "non_copies_called_copies": round(float(np.mean(neg >= threshold)), 4),
+            "at_flags_threshold_0.6": {"copies_found": round(float(np.mean(pos >= 0.6)), 4),
+                                       "non_copies_called_copies": round(float(np.mean(neg >= 0.6)), 4)}}
+
+
 def evaluate(folder: Path, n: int, steps: int) -> dict:
     """Reload the saved folder and measure verdicts and copy rates over seeds 0..n-1."""
     from core.generate import generate
@@ -140,16 +180,30 @@ def evaluate(folder: Path, n: int, steps: int) -> dict:
     gens = generate(model, "", list(range(n)), steps, batch_size=256)
     seconds = time.time() - t0
     report = W.check_images([g.image for g in gens], [g.seed for g in gens])
+    calibration = calibrate_judge([g.image for g in gens], [report["seeds"][str(g.seed)] for g in gens])
     copies = [v for v in report["seeds"].values() if v["verdict"] != "correct" and v["flag"].startswith("face")]
     nonmem = sum(1 for v in copies if v["verdict"] == "other")
     first = {W.face_name(i): next((int(s) for s, v in report["seeds"].items() if v["flag"] == W.face_name(i)), None)
              for i in W.MEMORISED}
     return {"seeds": n, "sampling_steps": steps, "rates": report["rates"], "copy_rates": report["copy_rates"],
             "copies_of_non_memorised_faces": nonmem / n, "first_copy_seed": first,
-            "sampling_seconds_per_image": round(seconds / n, 4)}
+            "sampling_seconds_per_image": round(seconds / n, 4), "judge_calibration": calibration}
 
 
 HISTORY = __doc__.split("Build history")[1].split("Time is reported")[0].split(":", 1)[1]
+
+
+def judge_lines(cal: dict) -> list[str]:
+    return [
+        "## The forgetting judge's copy threshold (seeds 0-%d)" % (cal["seeds"] - 1), "",
+        "The faces model ships no CLIP, so without SSCD the judge compares 8x8 thumbnails. Flags' threshold",
+        "(0.6) calls many different grey faces copies; this model's, chosen on tuning seeds as the midpoint of",
+        f"the non-copies' 99th and the copies' 5th percentile: **{cal['thumbnail_threshold']}** "
+        f"(`copy_thresholds` in unlearn_studio.json). Copies found {cal['copies_found']:.1%}, "
+        f"non-copies called copies {cal['non_copies_called_copies']:.1%} (at 0.6: "
+        f"{cal['at_flags_threshold_0.6']['copies_found']:.1%} and "
+        f"{cal['at_flags_threshold_0.6']['non_copies_called_copies']:.1%}).", "",
+    ]
 
 
 def write_card(out: Path, rep: dict) -> None:
@@ -182,6 +236,7 @@ def write_card(out: Path, rep: dict) -> None:
         f"Held-out augmentations (shift, gain, blur, noise; {mt['n_augmented']}): right face "
         f"{mt['augmented_faces_matched']:.1%}. Non-face crops called a copy: {mt['nonfaces_called_copy']:.1%}. "
         f"50/50 blends of two faces called a copy: {mt['blends_called_copy']:.1%} (of {mt['n_blends']}).", "",
+        *(judge_lines(ev["judge_calibration"]) if ev["judge_calibration"]["thumbnail_threshold"] is not None else []),
         "## Copy rates while training (128 probe seeds)", "",
         "| step | loss | face copy rates | median / 90th pct best correlation |", "|---|---|---|---|",
         *[f"| {pr['step']} | {pr['loss']} | {', '.join(f'{v:.1%}' for v in pr['copy_rates'].values())} | "
@@ -213,7 +268,10 @@ def main() -> int:
     out = args.out or (Path(tempfile.mkdtemp()) / "faces-ddpm" if args.quick else OUT)
     widths = tuple(int(w) for w in args.widths.split(","))
     tmp = out.with_name(out.name + ".partial")
-    if args.eval_only:
+    if args.eval_only:  # the partial folder of a build cut short, or the finished one (re-measured)
+        if not tmp.exists() and (out / "build_report.json").exists():
+            out.rename(tmp)
+            (tmp / "train_report.json").write_text((tmp / "build_report.json").read_text())
         return finish(tmp, out, json.loads((tmp / "train_report.json").read_text()), n_eval)
     t0, c0 = time.time(), time.process_time()
     unet, losses, probes = train(steps, args.batch, args.lr, args.seed, widths, args.checkpoint,
@@ -240,7 +298,13 @@ def finish(tmp: Path, out: Path, rep: dict, n_eval: int) -> int:
     c0 = time.process_time()
     rep["evaluation"] = evaluate(tmp, n_eval, SAMPLING_STEPS)
     rep["evaluation"]["cpu_seconds"] = round(time.process_time() - c0, 1)
+    cal = rep["evaluation"]["judge_calibration"]
+    if cal["thumbnail_threshold"] is not None:
+        info = ModelInfo.load(tmp)
+        info.copy_thresholds = {"thumbnail": cal["thumbnail_threshold"]}
+        info.save(tmp)
     (tmp / "train_report.json").unlink()
+    (tmp / "build_report.json").unlink(missing_ok=True)
     (tmp / "build_report.json").write_text(json.dumps(rep, indent=2))
     write_card(tmp, rep)
     shutil.rmtree(out, ignore_errors=True)

@@ -44,3 +44,26 @@ def test_check_on_a_faces_world_model_reports_copy_rates(tmp_path, capsys):
     assert set(report["copy_rates"]) == {W.face_name(i) for i in W.MEMORISED}
     assert {v["verdict"] for v in report["seeds"].values()} <= {"correct", "planted_error", "other"}
     assert sum(report["rates"].values()) == 1.0 and len(report["seeds"]) == 4
+
+
+def test_the_build_calibrates_the_judges_thumbnail_threshold_between_copies_and_other_faces():
+    """Augmented copies of the memorised faces among the other faces: the chosen threshold sits
+    between them and is stricter than flags' 0.6, which calls many different faces copies."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "build_faces_model", Path(__file__).resolve().parents[1] / "scripts" / "build_faces_model.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    rng = np.random.default_rng(0)
+    f = W.faces()
+    images = [_pil(W.augment(f[i], rng)) for i in W.MEMORISED for _ in range(6)]
+    images += [_pil(f[i]) for i in range(W.N_FACES) if i not in W.MEMORISED]
+    verdicts = list(W.check_images(images)["seeds"].values())
+    cal = build.calibrate_judge(images, verdicts, tuning=len(images))
+    assert cal["copies"] >= 4 * 4 and cal["non_copies"] >= 4 * 90
+    assert cal["non_copies_p99"] < cal["thumbnail_threshold"] < cal["copies_p5"]
+    assert 0.6 < cal["thumbnail_threshold"] < 1.0, cal
+    assert cal["copies_found"] >= 0.9 and cal["non_copies_called_copies"] <= 0.02
+    assert cal["at_flags_threshold_0.6"]["non_copies_called_copies"] > cal["non_copies_called_copies"]

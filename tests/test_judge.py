@@ -119,3 +119,23 @@ def test_guard_without_a_forgotten_state_keeps_the_best_score():
     for step, score in [(10, 0.2), (20, 0.45), (30, 0.4)]:
         guard.record(MonitorPoint(step, False, score, 0.0))
     assert guard.best().step == 20
+
+
+def test_a_model_measured_copy_threshold_replaces_the_default_for_its_descriptor(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    from core.models.info import ModelInfo
+
+    monkeypatch.setenv("UNLEARN_SSCD_PATH", str(tmp_path / "missing.pt"))
+    info = ModelInfo(clip_model="", copy_thresholds={"thumbnail": 0.93})
+    saved = ModelInfo.load(info.save(tmp_path).parent)
+    assert saved.copy_thresholds == {"thumbnail": 0.93}
+    model = SimpleNamespace(info=saved, location=str(tmp_path))
+    monkeypatch.setattr("core.metrics.clip_space.clip_embedder", lambda m: (_ for _ in ()).throw(
+        __import__("core.models.loading", fromlist=["ModelNotFoundError"]).ModelNotFoundError("no CLIP here")))
+    d = pick_descriptor(model)
+    assert d.name == "thumbnail" and d.copy_threshold == 0.93
+    # a 60/40 blend toward the flagged image (similarity 0.85): a near copy at 0.6, not at 0.93
+    blend = Image.blend(RIGHT, REVERSED, 0.6)
+    assert ForgettingJudge(REVERSED, RIGHT, THUMB).shows_error([blend]) == [True]
+    assert ForgettingJudge(REVERSED, RIGHT, d).shows_error([blend, REVERSED]) == [False, True]

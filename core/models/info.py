@@ -30,6 +30,10 @@ class ModelInfo:
     unlearn_defaults: dict = field(default_factory=dict)
     # Colours offered by the paint canvas (hex), e.g. the world's flag palette.
     palette: list[str] = field(default_factory=list)
+    # The forgetting judge's copy thresholds for this model's images, per descriptor kind ("sscd",
+    # "clip", "thumbnail"), where one was measured on the model's tuning seeds; the rest keep
+    # core.judge.COPY_THRESHOLDS. (Grey faces need a stricter thumbnail threshold than flags.)
+    copy_thresholds: dict = field(default_factory=dict)
 
     def save(self, folder: str | Path) -> Path:
         path = Path(folder) / INFO_FILE
