@@ -1,7 +1,7 @@
 """Forget one memorised face in the faces world, end to end, and measure it.
 
     python bench/faces_forget.py [--model faces] [--face 3] [--surrogate all|other_face|paint|sdedit]
-                                 [--flag-seeds 0-255] [--report-seeds 1000-2023]
+                                 [--flag-seeds 0-255] [--report-seeds 1000-2023] [--set FIELD=VALUE ...]
 
 1. Flag: generate --flag-seeds with the base model; the first seed whose output the matcher calls a
    copy of --face is the flagged seed (found by seed only: the model has no prompt).
@@ -138,6 +138,8 @@ def main() -> int:
     ap.add_argument("--report-seeds", default="1000-2023")
     ap.add_argument("--steps", type=int, default=None, help="override the model's default optimiser steps")
     ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                    help="override a field of the UnlearnConfig (JSON value), e.g. --set lora_rank=8; repeatable")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     ap.add_argument("--name", default="faces_forget", help="results file stem")
     args = ap.parse_args()
@@ -156,6 +158,7 @@ def main() -> int:
     base = generate(model, "", report_seeds, batch_size=256)
     before, before_v = rates([g.image for g in base])
     overrides = {k: v for k, v in {"steps": args.steps, "learning_rate": args.lr}.items() if v is not None}
+    overrides.update({k: json.loads(v) for k, v in (o.split("=", 1) for o in args.overrides)})
     config = studio.default_config(**overrides)
     kinds = SURROGATES if args.surrogate == "all" else (args.surrogate,)
     runs = [one_fix(studio, k, flagged_gen, target, report_seeds, base, before, before_v, config) for k in kinds]

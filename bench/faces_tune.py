@@ -1,0 +1,111 @@
+"""Choose the faces world's unlearning defaults on tuning seeds only (seeds < 1000).
+
+    python bench/faces_tune.py [--model faces] [--faces 3,27] [--flag-seeds 0-255] [--tune-seeds 256-767]
+                               [--grid learning_rate=1e-3,3e-3 --grid steps=60,150 ...]
+
+For each memorised face and surrogate kind: flag the first copy among --flag-seeds, fix it with every
+config of the grid (a product over the --grid fields, over the model's defaults) and measure on
+--tune-seeds: the face's copy rate after, the flagged seed after, the other faces' relative change
+and the SSIM of non-copies to the base (bench/faces_forget.py's measures and targets). The copy matcher
+measures; the forgetting judge decides every fix, as in the studio. Report seeds (>= 1000) are never
+touched here: bench/faces_forget.py reports the chosen defaults on them.
+Writes bench/results/<name>.json and <name>.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from core.generate import generate, parse_seeds  # noqa: E402
+from core.models import load_model  # noqa: E402
+from core.studio import Studio  # noqa: E402
+from core.world import faces as W  # noqa: E402
+from faces_forget import SURROGATES, build_name, met, one_fix, rates  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="faces")
+    ap.add_argument("--faces", default=f"{W.MEMORISED[0]},{W.MEMORISED[1]}")
+    ap.add_argument("--surrogates", default=",".join(SURROGATES))
+    ap.add_argument("--flag-seeds", default="0-255")
+    ap.add_argument("--tune-seeds", default="256-767")
+    ap.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2",
+                    help="UnlearnConfig field and its values (JSON each); repeatable: the grid is their product")
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    ap.add_argument("--name", default="faces_tune")
+    args = ap.parse_args()
+
+    tune_seeds = parse_seeds(args.tune_seeds, max_count=100_000)
+    if max(tune_seeds) >= 1000 or max(parse_seeds(args.flag_seeds, max_count=100_000)) >= 1000:
+        raise SystemExit("tuning uses seeds < 1000 only: seeds >= 1000 are kept for the report")
+    fields = [(k, [json.loads(v) for v in vs.split(",")]) for k, vs in (g.split("=", 1) for g in args.grid)]
+    grid = [dict(zip([k for k, _ in fields], combo)) for combo in itertools.product(*[v for _, v in fields])] or [{}]
+    model = load_model(args.model)
+    studio = Studio(model, data_dir=tempfile.mkdtemp(prefix="faces-tune-"), restore=False, persist_state=False)
+    flag_gens = generate(model, "", parse_seeds(args.flag_seeds), batch_size=256)
+    base = generate(model, "", tune_seeds, batch_size=256)
+    before, before_v = rates([g.image for g in base])
+    rows = []
+    for face in [int(f) for f in args.faces.split(",")]:
+        target = W.face_name(face)
+        flagged = next((g for g in flag_gens if W.verdict(g.image)["flag"] == target), None)
+        if flagged is None:
+            print(f"no copy of {target} among seeds {args.flag_seeds}: skipped", flush=True)
+            continue
+        for overrides in grid:
+            config = studio.default_config(**overrides)
+            for kind in args.surrogates.split(","):
+                row = one_fix(studio, kind, flagged, target, tune_seeds, base, before, before_v, config)
+                row.update(face=target, flagged_seed=flagged.seed, overrides=overrides, met=met(row, target))
+                rows.append(row)
+                print(json.dumps({k: row[k] for k in ("face", "overrides", "fix_seconds", "judge_forgotten", "met")}
+                                 | {"kind": kind, "rate_after": row["copy_rate_after"][target]}), flush=True)
+    out = {"build": build_name(model), "flag_seeds": args.flag_seeds, "tune_seeds": args.tune_seeds,
+           "command": "python bench/faces_tune.py " + " ".join(sys.argv[1:]), "copy_rate_before": before, "rows": rows}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{args.name}.json").write_text(json.dumps(out, indent=1))
+    write_md(args.out / f"{args.name}.md", out, grid)
+    print((args.out / f"{args.name}.md").read_text())
+    return 0
+
+
+def write_md(path: Path, out: dict, grid: list[dict]) -> None:
+    lines = ["# Faces world: choosing the unlearning defaults (tuning seeds only)", "",
+             f"Build: {out['build']}. Flagged: the first copy of each face among seeds {out['flag_seeds']}; measured "
+             f"on tuning seeds {out['tune_seeds']}. Seeds >= 1000 were not used.", "", f"Command: `{out['command']}`", "",
+             "Before: " + ", ".join(f"{k} {v:.1%}" for k, v in out["copy_rate_before"].items()), "",
+             "| config | fixes | judge: forgotten | face gone (rate <= 0.5%, flagged seed) | others within 20% | "
+             "SSIM >= 0.90 | mean SSIM | median fix s |", "|---|---|---|---|---|---|---|---|"]
+    for overrides in grid:
+        rs = [r for r in out["rows"] if r["overrides"] == overrides]
+        if not rs:
+            continue
+        n = len(rs)
+        cnt = lambda key: sum(r["met"][key] for r in rs)  # noqa: E731
+        ssim = [r["ssim_novel_outputs_mean"] for r in rs if r["ssim_novel_outputs_mean"] is not None]
+        lines.append(f"| {json.dumps(overrides) if overrides else 'model defaults'} | {n} | "
+                     f"{sum(bool(r['judge_forgotten']) for r in rs)}/{n} | {cnt('forgotten_rate')}/{n} | "
+                     f"{cnt('other_faces')}/{n} | {cnt('ssim')}/{n} | {np.mean(ssim):.3f} | "
+                     f"{np.median([r['fix_seconds'] for r in rs]):.1f} |")
+    lines += ["", "Per fix (face, surrogate: rate after, flagged seed after, judge score):", ""]
+    for r in out["rows"]:
+        j = r.get("judge") or {}
+        lines.append(f"- {json.dumps(r['overrides'])} {r['face']} {r['surrogate']['kind']}: "
+                     f"{r['copy_rate_after'][r['face']]:.2%}, {r['flagged_seed_after']['verdict']} "
+                     f"({r['flagged_seed_after']['flag']}), score {j.get('score', 'n/a')}, kept step {r['kept_step']}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
