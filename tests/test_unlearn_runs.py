@@ -9,7 +9,8 @@ import torch
 from PIL import ImageOps
 
 from core.adapters import FixManager
-from core.generate import encode, generate
+from core.compare import mean_abs_diff
+from core.generate import encode, generate, generate_many
 from core.images import ImageInputError
 from core.runs import RunStore
 from core.unlearn import objectives as obj
@@ -341,3 +342,49 @@ def test_copy_oracle_stops_once_the_render_is_no_longer_a_near_copy(tiny_model, 
     m = res.run.metrics()
     assert res.train.steps_done == 10 and m["oracle"] == "copy" and m["flagged_seed_fixed"] is True
     assert [p["forgotten"] for p in m["monitor"]] == [False, True]
+
+
+def test_guard_seeds_are_redrawn_only_at_forgotten_monitor_steps_and_their_base_is_the_remember_set(
+        tiny_model, tmp_path, monkeypatch):
+    """The guard's drift decides only among forgotten states, so a monitor step that is not forgotten
+    draws the flagged seed alone; the guard seeds' base images are the remember set's own latents
+    (same seeds and settings), decoded, not drawn again; the published state's drift is measured."""
+    import core.unlearn.run as run_mod
+
+    from core.judge import FlaggedSeedVerdict
+
+    forgotten_from, monitored, calls = {"step": 10}, [], []
+    real = run_mod.generate_many
+    monkeypatch.setattr(run_mod, "generate_many", lambda m, reqs, *a, **k: calls.append(len(reqs)) or real(m, reqs, *a, **k))
+
+    def verdict(self, img):  # forgotten from a given monitor step on
+        now = bool(monitored) and monitored[-1] >= forgotten_from["step"]
+        return FlaggedSeedVerdict(0.9 if now else 0.1, 0.7, now, 0, 0, 0, 0.5, 0.5, "test")
+
+    monkeypatch.setattr(run_mod.ForgettingJudge, "judge_flagged_seed", verdict)
+    fixes, store = FixManager(tiny_model), RunStore(tmp_path / "runs")
+    res = unlearn(tiny_model, fixes, store, _request(tiny_model),
+                  _cfg(steps=20, monitor_every=5, stop_when_fixed=False, guard_seeds=3, remember_filter=False),
+                  on_monitor=lambda step, img: monitored.append(step))
+    m = res.run.metrics()
+    assert [p["forgotten"] for p in m["monitor"]] == [False, True, True, True]
+    assert [p["drift"] is None for p in m["monitor"]] == [True, False, False, False]
+    assert calls == [3, 3, 3], "guard seeds drawn at the 3 forgotten steps only; their base was decoded"
+    assert m["kept_step"] in (10, 15, 20) and m["remember_drift"] == min(p["drift"] for p in m["monitor"][1:])
+
+    # the decoded base equals the guard seeds drawn afresh at the monitor's settings (before any fix)
+    fixes.remove(res.run.run_id)
+    rs = build_remember_set(tiny_model, [PROMPT], _cfg(remember_set_size=3), {1})
+    drawn = [g.image for g in generate_many(tiny_model, rs.kept, None, None, batch_size=3)]
+    decoded = run_mod._guard_base(tiny_model, rs.data, [0, 1, 2], rs.kept, _cfg())
+    assert max(mean_abs_diff(a, b) for a, b in zip(drawn, decoded)) < 2 / 255
+
+    # never forgotten: no guard draws while training; the published state's drift is measured at the end
+    calls.clear()
+    forgotten_from["step"] = 10_000
+    monitored.clear()
+    res = unlearn(tiny_model, fixes, store, _request(tiny_model),
+                  _cfg(steps=10, monitor_every=5, stop_when_fixed=False, guard_seeds=3, remember_filter=False),
+                  on_monitor=lambda step, img: monitored.append(step))
+    m = res.run.metrics()
+    assert calls == [4] and m["remember_drift"] is not None and m["remember_drift"] >= 0

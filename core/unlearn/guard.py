@@ -25,7 +25,9 @@ class MonitorPoint:
     step: int
     forgotten: bool  # what the deciding oracle (the judge by default) says of the flagged seed
     score: float  # the judge's forgetting score of the flagged seed (0 = flagged, 1 = surrogate)
-    drift: float  # mean |re-render - base| of the guard's remember seeds (pixels 0..1)
+    # mean |re-render - base| of the guard's remember seeds (pixels 0..1); measured at forgotten
+    # points only (None elsewhere): it decides only among them
+    drift: float | None
 
     def to_dict(self) -> dict:
         return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in asdict(self).items()}

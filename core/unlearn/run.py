@@ -20,7 +20,7 @@ from PIL import Image
 
 from ..adapters import FixManager
 from ..compare import mean_abs_diff
-from ..generate import check_prompt_for, encode, generate, generate_many, initial_noise
+from ..generate import check_prompt_for, decode_batched, encode, generate, generate_many, initial_noise
 from ..judge import ForgettingJudge
 from ..images import ImageInputError, fit_to_model, to_array
 from ..limits import check_seed
@@ -29,10 +29,10 @@ from ..runs import CONFIG_FILE, LORA_FILE, METRICS_FILE, RunInfo, RunStore, envi
 from .config import UnlearnConfig
 from .forms import form_for
 from .guard import FixGuard, MonitorPoint
-from .remember import (FractionProgressFn, KeepFn, RememberCache, build_remember_set, encode_prompts,
-                       probe_generations)
+from .remember import (FractionProgressFn, KeepFn, RememberCache, build_remember_set,
+                       encode_prompts, probe_generations, remember_steps)
 from .remember_store import RememberStore
-from .trainer import CancelledError, ForgetData, StepReport, TrainResult, train
+from .trainer import CancelledError, ForgetData, RememberData, StepReport, TrainResult, train
 
 __all__ = ["AlreadyFixedError", "FixRequest", "FixResult", "unlearn", "build_remember_set", "encode_prompts",
            "RememberCache"]
@@ -138,10 +138,9 @@ def unlearn(
     # 3. Latents and conditioning of the instance; the guard's remember seeds and their base images.
     x_f, x_s = encode(model, [flagged]), encode(model, [surrogate])
     forget = ForgetData(x_f, x_s, encode_prompts(model, [request.prompt]))
-    # Rendered at the monitor's settings (the remember set may use fewer sampling steps).
-    guard_requests = [kept[i] for i in _guard_rows(kept, request.prompt, config)] if noise is not None else []
-    guard_base = [g.image for g in generate_many(model, guard_requests, config.sampling_steps, config.guidance,
-                                                 batch_size=max(1, len(guard_requests)))] if guard_requests else []
+    guard_rows = _guard_rows(kept, request.prompt, config) if noise is not None else []
+    guard_requests = [kept[i] for i in guard_rows]
+    guard_base = _guard_base(model, remember, guard_rows, guard_requests, config)
 
     # 4. A fresh adapter in a partial run folder; everything below is undone on failure.
     partial = store.begin(run_id)  # claims the id (a generated one is redrawn on a clash)
@@ -163,14 +162,17 @@ def unlearn(
                 on_step(r)
 
         def monitor(step: int) -> bool:
-            img, drift = _monitor_render(model, request, noise, config, guard_requests, guard_base)
+            img = _render(model, request, noise, config)
             monitor_images.append((step, img))
             if on_monitor:  # first: the GUI shows the render while it is judged
                 on_monitor(step, img)
             verdict = judge.judge_flagged_seed(img)  # once per render: it embeds the image
-            point = MonitorPoint(step, bool(is_fixed(img)) if is_fixed else verdict.forgotten, verdict.score, drift)
-            guard.record(point)
-            return point.forgotten
+            now = bool(is_fixed(img)) if is_fixed else verdict.forgotten
+            # Drift decides only among forgotten states (FixGuard.best), so the guard seeds are
+            # re-drawn only then: most monitor steps render one image instead of 1 + guard_seeds.
+            drift = _guard_drift(model, config, guard_requests, guard_base) if now else None
+            guard.record(MonitorPoint(step, now, verdict.score, drift))
+            return now
 
         form = form_for(model)  # SD3: rectified flow; a DDPM: the epsilon form
         result = train(model.denoiser, params, form.timestep_table(), forget, remember, config, step_cb, cancel,
@@ -183,7 +185,11 @@ def unlearn(
             progress(1.0, "saving the fix and drawing the flagged seed with it")
         # 5. Outputs: the LoRA file, before/after of the flagged seed, config and metrics.
         fixes.save(run_id, partial.path)
-        after = _render(model, request, noise, config) if noise is not None else None
+        after, drift = None, (kept_point.drift if kept_point is not None and config.keep_best else None)
+        if noise is not None and drift is None:  # the published state's drift was not measured yet
+            after, drift = _monitor_render(model, request, noise, config, guard_requests, guard_base)
+        elif noise is not None:
+            after = _render(model, request, noise, config)
         if before is not None:
             partial.save_image("before.png", before)
             partial.save_image("after.png", after)
@@ -191,7 +197,7 @@ def unlearn(
         after_verdict = judge.judge_flagged_seed(after) if after is not None else None
         fixed = None if after is None else (bool(is_fixed(after)) if is_fixed else after_verdict.forgotten)
         outcome = {"after_verdict": after_verdict, "after": after, "fixed": fixed,
-                   "oracle": oracle, "guard": guard,
+                   "oracle": oracle, "guard": guard, "drift": drift,
                    "kept": kept_point or (guard.points[-1] if guard.points else None)}
         partial.write_json(METRICS_FILE, _metrics(result, seconds, flagged, kept, dropped, outcome, config)
                            | {"remember_reused": found.reused, "remember_generated": found.generated})
@@ -246,14 +252,38 @@ def _guard_rows(kept: list[tuple[str, int]], prompt: str, config: UnlearnConfig)
     return rows
 
 
+def _guard_base(model: LoadedModel, remember: RememberData, rows: list[int], requests: list[tuple[str, int]],
+                config: UnlearnConfig) -> list[Image.Image]:
+    """The guard seeds as the model drew them before the fix, at the monitor's settings: decoded from
+    the remember set's latents when it was drawn at those settings (the default), else rendered."""
+    if not rows:
+        return []
+    if remember_steps(model, config) == (config.sampling_steps or model.info.default_steps):
+        return decode_batched(model, remember.latents[rows])
+    return [g.image for g in generate_many(model, requests, config.sampling_steps, config.guidance,
+                                           batch_size=len(requests))]
+
+
+def _drift(base: list[Image.Image], renders: list) -> float:
+    return float(np.mean([mean_abs_diff(b, g.image) for b, g in zip(base, renders)])) if base else 0.0
+
+
+def _guard_drift(model: LoadedModel, config: UnlearnConfig, guard_requests: list[tuple[str, int]],
+                 guard_base: list[Image.Image]) -> float:
+    """Mean |re-render - base| of the guard seeds with the weights as they are now."""
+    if not guard_requests:
+        return 0.0
+    gens = generate_many(model, guard_requests, config.sampling_steps, config.guidance, batch_size=len(guard_requests))
+    return _drift(guard_base, gens)
+
+
 def _monitor_render(model: LoadedModel, request: FixRequest, noise, config: UnlearnConfig,
                     guard_requests: list[tuple[str, int]], guard_base: list[Image.Image]) -> tuple[Image.Image, float]:
     """The flagged seed and the guard seeds in one call; returns (flagged render, guard drift)."""
     reqs = [(request.prompt, request.seed)] + list(guard_requests)
     noises = [noise] + [initial_noise(model, s) for _, s in guard_requests]
     gens = generate_many(model, reqs, config.sampling_steps, config.guidance, batch_size=len(reqs), noises=noises)
-    drift = float(np.mean([mean_abs_diff(b, g.image) for b, g in zip(guard_base, gens[1:])])) if guard_base else 0.0
-    return gens[0].image, drift
+    return gens[0].image, _drift(guard_base, gens[1:])
 
 
 def _image_digest(img: Image.Image) -> str:
@@ -296,7 +326,7 @@ def _metrics(result: TrainResult, seconds: float, flagged, kept, dropped, outcom
         m["flagged_seed_fixed"] = outcome["fixed"]
     if point is not None:
         m["kept_step"] = point.step if config.keep_best else result.steps_done
-        m["remember_drift"] = round(point.drift, 5)
+        m["remember_drift"] = round(outcome["drift"], 5) if outcome["drift"] is not None else None
         m["monitor"] = [p.to_dict() for p in outcome["guard"].points]
     return m
 
