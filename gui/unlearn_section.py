@@ -18,7 +18,8 @@ from .common import GPU, Session, fmt, log, session_key, titled, upscale, user_e
 
 MAIN_FIELDS = ["method", "steps", "learning_rate", "lambda_scheme", "surgery", "remember_set_size", "stop_when_fixed"]
 HIDDEN_FIELDS = {"remember_seed_start"}  # kept at the engine default, far from browsed seeds
-UI_REFRESH_S = 0.5
+UI_REFRESH_S = 0.5  # the status line of a running fix
+PLOT_REFRESH_S = 2.0  # its loss and surgery plots (a browser redraws a whole chart per update)
 
 
 def _choices(name: str):
@@ -173,11 +174,13 @@ def _plots(reports: list, live: bool) -> tuple:
 
 
 def _out(status, reports, shots, result=None, session=None, fixes=None, live=True, moved=None, header=None):
-    """One update of the section's outputs; None = leave that widget as it is."""
+    """One update of the section's outputs; None = leave that widget as it is (reports and shots too:
+    a refresh of the status line alone sends the browser no plot or image)."""
     skip = gr.skip()
     keep = lambda v: skip if v is None else v  # noqa: E731
-    return (status, *_plots(reports, live), list(shots), keep(result), keep(moved), keep(session), keep(header),
-            *(fixes or (skip,) * 5))
+    plots = (skip, skip) if reports is None else _plots(reports, live)
+    return (status, *plots, skip if shots is None else list(shots), keep(result), keep(moved), keep(session),
+            keep(header), *(fixes or (skip,) * 5))
 
 
 def _eta(seconds: float) -> str:
@@ -233,30 +236,40 @@ def run(studio, jobs, session: Session, key: str, values: dict):
     thread.start()
     try:
         yield _out(line.text, [], [], result="", moved=[])
-        last, stopping = 0.0, False
+        last, last_plot, stopping = 0.0, 0.0, False
         while outcome is None:
-            try:
-                kind, payload = events.get(timeout=0.25)
-            except queue.Empty:
-                kind, payload = None, None
-            if kind == "step":
-                reports.append(payload)
-                line.step(payload)
-            elif kind == "progress":
-                line.progress(*payload)
-            elif kind == "monitor":
-                shots.append((payload[1], f"step {payload[0]}"))
-            elif kind == "saved":
-                line.text = f"{head}: fix saved; now drawing other outputs to see what else moved"
-            elif kind in ("done", "error"):
-                outcome = (kind, payload)
+            # Every event waiting now, not one per pass: the worker can outrun the page (a yield
+            # ships plots to the browser), and a page that is behind shows old steps and lets Stop
+            # land late. So each refresh shows the latest state.
+            batch = _drain(events, timeout=0.25)
+            kinds = set()
+            for kind, payload in batch:
+                kinds.add(kind)
+                if kind == "step":
+                    reports.append(payload)
+                    line.step(payload)
+                elif kind == "progress":
+                    line.progress(*payload)
+                elif kind == "monitor":
+                    shots.append((payload[1], f"step {payload[0]}"))
+                elif kind == "saved":
+                    line.text = f"{head}: fix saved; now drawing other outputs to see what else moved"
+                elif kind in ("done", "error"):
+                    outcome = (kind, payload)
+                    break
+            if outcome is not None:
                 break
             if token.cancelled and not stopping:
-                stopping, kind = True, "stop"
+                stopping = True
+                kinds.add("stop")
                 line.text = f"{head}: **stopping** after the current step..."
-            if kind in ("monitor", "stop", "saved") or (kind and time.monotonic() - last > UI_REFRESH_S):
-                last = time.monotonic()
-                yield _out(line.text, reports, shots)
+            now = time.monotonic()
+            if kinds & {"monitor", "stop", "saved"} or (kinds and now - last > UI_REFRESH_S):
+                # Plots are redrawn in the browser at each update: at most every PLOT_REFRESH_S,
+                # and the monitor gallery only when it has a new image.
+                plots = bool(kinds & {"stop", "saved"}) or "step" in kinds and now - last_plot > PLOT_REFRESH_S
+                last, last_plot = now, (now if plots else last_plot)
+                yield _out(line.text, reports if plots else None, shots if "monitor" in kinds else None)
     finally:
         if thread.is_alive():  # the page went away: stop the run so the device is free again
             token.cancel()
@@ -277,6 +290,19 @@ def run(studio, jobs, session: Session, key: str, values: dict):
     yield _out(f"{head}: **done**{stopped_note}", reports, shots, result_text(studio, result, flag), session,
                fix_widgets(studio, result.run.run_id, compare=True), live=False, moved=moved_items(moved),
                header=header_text(studio))
+
+
+def _drain(events: queue.Queue, timeout: float) -> list:
+    """The events waiting in `events`, in order: waits up to `timeout` for the first."""
+    try:
+        batch = [events.get(timeout=timeout)]
+    except queue.Empty:
+        return []
+    while True:
+        try:
+            batch.append(events.get_nowait())
+        except queue.Empty:
+            return batch
 
 
 def _work(studio, flag, sur: dict, config, token, events: queue.Queue) -> None:
