@@ -110,7 +110,7 @@ class UnlearnConfig:
     remember_filter: bool = _f(
         True, "leave the flagged prompt's outputs that show the flagged picture out of the remember set (the "
         "model is never asked to remember the error); False = the paper's unfiltered set")
-    guard_seeds: int = _f(4, "remember seeds re-rendered at each monitor step to measure drift (0 = none)")
+    guard_seeds: int = _f(4, "remember seeds re-rendered at each forgotten monitor step to measure drift (0 = none)")
     lookalike_probe_seeds: int = _f(
         3, "seeds per remember prompt rendered to find look-alike prompts with the judge (0 = do not look)")
     sampling_steps: int | None = _f(None, "denoising steps for remember set and monitor; None = the model's default")

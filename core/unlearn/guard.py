@@ -1,7 +1,7 @@
 """The guard of a fix: it never ends worse than its best monitored state.
 
-At each monitor step the runner re-renders the flagged seed (the judge scores forgetting) and a few
-remember seeds whose base images are known (how far they moved is the drift). The guard keeps a
+At each monitor step the runner re-renders the flagged seed (the judge scores forgetting) and, when
+it is forgotten, a few remember seeds whose base images are known (how far they moved is the drift). The guard keeps a
 copy of the LoRA weights at every monitored step (a fix's LoRA is small: ~100k values on the
 embedded model, ~10M on SD3-medium) and, at the end, puts back the state to publish:
 
