@@ -67,3 +67,33 @@ def test_the_build_calibrates_the_judges_thumbnail_threshold_between_copies_and_
     assert 0.6 < cal["thumbnail_threshold"] < 1.0, cal
     assert cal["copies_found"] >= 0.9 and cal["non_copies_called_copies"] <= 0.02
     assert cal["at_flags_threshold_0.6"]["non_copies_called_copies"] > cal["non_copies_called_copies"]
+
+
+def test_the_shipped_faces_model_copies_its_memorised_faces_and_the_judge_tells_copies_apart(monkeypatch, tmp_path):
+    """assets/faces-ddpm, as shipped: its card's first copy seeds are copies (by seed alone, no
+    prompt), other seeds are not all copies, and the judge uses the model's measured threshold."""
+    import pytest
+
+    from core.generate import generate
+    from core.judge import ForgettingJudge, pick_descriptor
+    from core.models import load_model
+    from core.models.loading import FACES_DIR
+
+    if not (FACES_DIR / "model_index.json").exists():
+        pytest.skip("assets/faces-ddpm not built (python scripts/build_faces_model.py)")
+    monkeypatch.setenv("UNLEARN_SSCD_PATH", str(tmp_path / "missing.pt"))
+    model = load_model("faces")
+    first = json.loads((FACES_DIR / "build_report.json").read_text())["evaluation"]["first_copy_seed"]
+    seeds = sorted(first.values())
+    gens = generate(model, "", seeds + list(range(32)))
+    flags = [W.verdict(g.image)["flag"] for g in gens]
+    assert flags[:len(seeds)] == [k for k, _ in sorted(first.items(), key=lambda kv: kv[1])]
+    assert sum(f.startswith("face") for f in flags[len(seeds):]) < 16  # most outputs are not copies
+    d = pick_descriptor(model)
+    assert d.name == "thumbnail" and d.copy_threshold == model.info.copy_thresholds["thumbnail"] > 0.9
+    # the first copy of one face is a near copy of itself; a novel output (its surrogate here) is not
+    face = W.face_name(W.MEMORISED[1])
+    flagged = gens[seeds.index(first[face])].image
+    novel = next(g.image for g, f in zip(gens[len(seeds):], flags[len(seeds):]) if f == "novel face")
+    judge = ForgettingJudge(flagged, novel, d)
+    assert judge.shows_error([flagged, novel]) == [True, False]

