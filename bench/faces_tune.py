@@ -9,7 +9,9 @@ config of the grid (a product over the --grid fields, over the model's defaults)
 and the SSIM of non-copies to the base (bench/faces_forget.py's measures and targets). The copy matcher
 measures; the forgetting judge decides every fix, as in the studio. Report seeds (>= 1000) are never
 touched here: bench/faces_forget.py reports the chosen defaults on them.
-Writes bench/results/<name>.json and <name>.md.
+Writes bench/results/<name>.json and <name>.md; `--render-md` rewrites the .md from the .json.
+The rule that picks a default from these tables (written down after the first two grids): most fixes meeting all
+four targets, then most forgotten fixes with SSIM >= 0.90, then the higher mean SSIM.
 """
 
 from __future__ import annotations
@@ -44,7 +46,13 @@ def main() -> int:
                     help="UnlearnConfig field and its values (JSON each); repeatable: the grid is their product")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     ap.add_argument("--name", default="faces_tune")
+    ap.add_argument("--render-md", action="store_true", help="only rewrite <name>.md from <name>.json")
     args = ap.parse_args()
+    if args.render_md:
+        out = json.loads((args.out / f"{args.name}.json").read_text())
+        grid = list({json.dumps(r["overrides"], sort_keys=True): r["overrides"] for r in out["rows"]}.values())
+        write_md(args.out / f"{args.name}.md", out, grid)
+        return 0
 
     tune_seeds = parse_seeds(args.tune_seeds, max_count=100_000)
     if max(tune_seeds) >= 1000 or max(parse_seeds(args.flag_seeds, max_count=100_000)) >= 1000:
@@ -86,7 +94,7 @@ def write_md(path: Path, out: dict, grid: list[dict]) -> None:
              f"on tuning seeds {out['tune_seeds']}. Seeds >= 1000 were not used.", "", f"Command: `{out['command']}`", "",
              "Before: " + ", ".join(f"{k} {v:.1%}" for k, v in out["copy_rate_before"].items()), "",
              "| config | fixes | judge: forgotten | face gone (rate <= 0.5%, flagged seed) | others within 20% | "
-             "SSIM >= 0.90 | mean SSIM | median fix s |", "|---|---|---|---|---|---|---|---|"]
+             "SSIM >= 0.90 | all four targets | mean SSIM | median fix s |", "|---|---|---|---|---|---|---|---|---|"]
     for overrides in grid:
         rs = [r for r in out["rows"] if r["overrides"] == overrides]
         if not rs:
@@ -96,7 +104,8 @@ def write_md(path: Path, out: dict, grid: list[dict]) -> None:
         ssim = [r["ssim_novel_outputs_mean"] for r in rs if r["ssim_novel_outputs_mean"] is not None]
         lines.append(f"| {json.dumps(overrides) if overrides else 'model defaults'} | {n} | "
                      f"{sum(bool(r['judge_forgotten']) for r in rs)}/{n} | {cnt('forgotten_rate')}/{n} | "
-                     f"{cnt('other_faces')}/{n} | {cnt('ssim')}/{n} | {np.mean(ssim):.3f} | "
+                     f"{cnt('other_faces')}/{n} | {cnt('ssim')}/{n} | {sum(all(r['met'].values()) for r in rs)}/{n} | "
+                     f"{np.mean(ssim):.3f} | "
                      f"{np.median([r['fix_seconds'] for r in rs]):.1f} |")
     lines += ["", "Per fix (face, surrogate: rate after, flagged seed after, judge score):", ""]
     for r in out["rows"]:
