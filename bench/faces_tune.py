@@ -57,7 +57,8 @@ def main() -> int:
     tune_seeds = parse_seeds(args.tune_seeds, max_count=100_000)
     if max(tune_seeds) >= 1000 or max(parse_seeds(args.flag_seeds, max_count=100_000)) >= 1000:
         raise SystemExit("tuning uses seeds < 1000 only: seeds >= 1000 are kept for the report")
-    fields = [(k, [json.loads(v) for v in vs.split(",")]) for k, vs in (g.split("=", 1) for g in args.grid)]
+    # "FIELD=V1,V2" is read as the JSON list [V1,V2], so a value may itself be a list: lora_targets=["to_q"]
+    fields = [(k, json.loads(f"[{vs}]")) for k, vs in (g.split("=", 1) for g in args.grid)]
     grid = [dict(zip([k for k, _ in fields], combo)) for combo in itertools.product(*[v for _, v in fields])] or [{}]
     model = load_model(args.model)
     studio = Studio(model, data_dir=tempfile.mkdtemp(prefix="faces-tune-"), restore=False, persist_state=False)

@@ -202,3 +202,31 @@ def test_cli_generate_without_prompt_and_refuses_one(ddpm_dir, tmp_path, capsys)
     assert (tmp_path / "g" / "seed-0001.png").exists()
     assert main(["generate", "--model", str(ddpm_dir), "--prompt", "a face", "--out", str(tmp_path / "h")]) == 1
     assert "unconditional" in capsys.readouterr().err
+
+
+def test_lora_targets_choose_the_modules_a_fix_adapts_and_the_saved_fix_reloads(ddpm_model, tmp_path):
+    """UnlearnConfig.lora_targets: attention only on a UNet; the file holds only those modules and
+    loads again in a fresh studio (its LoRA config travels in the file); the config records them."""
+    from safetensors import safe_open
+
+    from core.generate import generate
+    from core.models import load_model
+    from core.studio import Studio
+
+    studio = Studio(ddpm_model, data_dir=tmp_path, restore=False, persist_state=False)
+    flagged = generate(ddpm_model, "", [5], steps=4)[0].image
+    attention = ["to_q", "to_k", "to_v", "to_out.0"]
+    cfg = studio.default_config(steps=3, remember_set_size=4, sampling_steps=4, monitor_every=0, lora_targets=attention)
+    result = studio.unlearn("", flagged, flagged.transpose(0), 5, cfg, {"kind": "flip"})
+    with safe_open(str(result.run.path / "pytorch_lora_weights.safetensors"), framework="pt") as f:
+        keys = list(f.keys())
+    assert keys and all(any(f".{t}.lora_" in k for t in attention) for k in keys), keys[:4]
+    assert not any("conv1" in k or "conv2" in k for k in keys)
+    assert json.loads((result.run.path / "config.json").read_text())["config"]["lora_targets"] == attention
+    from core.images import load_image
+
+    after = load_image(result.run.path / "after.png")
+    other = Studio(load_model(str(ddpm_model.location)), data_dir=tmp_path / "b", restore=False, persist_state=False)
+    other.load_runs([result.run.path])
+    again = generate(other.model, "", [5], steps=4)[0].image
+    assert np.abs(np.asarray(again, dtype=int) - np.asarray(after, dtype=int)).max() <= 1

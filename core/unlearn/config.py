@@ -58,6 +58,9 @@ class UnlearnConfig:
     learning_rate: float = _f(1e-4, "AdamW learning rate (diffusers' SD3 LoRA default; the embedded model uses 1e-3)")
     lora_rank: int = _f(8, "LoRA rank of the fix")
     lora_alpha: float | None = _f(None, "LoRA alpha; None = rank (scale 1), so the saved file needs no extra metadata")
+    lora_targets: list[str] = _f(
+        [], "module names the fix's LoRA adapts (peft target_modules); empty = the model family's default "
+        "(SD3: attention projections; a UNet: resnet convs and attention)")
     forget_batch_size: int = _f(4, "noised copies of the flagged image per step (paper: batch 8 = 4 forget + 4 remember)")
     remember_batch_size: int = _f(4, "remember-set samples per step")
     remember_set_size: int = _f(100, "generations of the prompt kept as the remember set (paper: 100)")
@@ -141,6 +144,9 @@ class UnlearnConfig:
             if len(prompts) > MAX_PROMPTS or any(len(p) > MAX_PROMPT_CHARS for p in prompts):
                 _bad(name, f"{len(prompts)} prompts", f"give at most {MAX_PROMPTS} prompts of at most "
                      f"{MAX_PROMPT_CHARS} characters each")
+        if len(self.lora_targets) > 64 or any(not t or len(t) > 64 or not all(c.isalnum() or c in "._" for c in t)
+                                               for t in self.lora_targets):
+            _bad("lora_targets", self.lora_targets, "give at most 64 module names such as to_q or to_out.0")
         if not 0.0 <= self.lookalike_share < 1.0:
             _bad("lookalike_share", self.lookalike_share, "choose a value in [0, 1)")
         if not 0 < self.siss_lambda < 1:

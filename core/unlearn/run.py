@@ -150,7 +150,8 @@ def unlearn(
     try:
         with torch.random.fork_rng(devices=[]):  # LoRA's gaussian init draws from the global RNG
             torch.manual_seed(config.seed)
-            params = fixes.create(run_id, rank=config.lora_rank, alpha=config.lora_alpha)
+            params = fixes.create(run_id, rank=config.lora_rank, alpha=config.lora_alpha,
+                                  targets=tuple(config.lora_targets) or None)
         guard = FixGuard(params)
         partial.save_image("flagged.png", flagged)
         partial.save_image("surrogate.png", surrogate)
