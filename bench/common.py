@@ -43,6 +43,19 @@ def add_common_args(p: argparse.ArgumentParser, model: bool = True) -> argparse.
     return p
 
 
+def add_set_option(p: argparse.ArgumentParser, help: str) -> argparse.ArgumentParser:
+    """--set FIELD=VALUE (repeatable): an UnlearnConfig field and its JSON value; `config_overrides` reads them."""
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE", help=help)
+    return p
+
+
+def config_overrides(items: Sequence[str]) -> dict:
+    """{field: value} from --set's FIELD=VALUE strings (each VALUE is JSON)."""
+    import json
+
+    return {k: json.loads(v) for k, v in (o.split("=", 1) for o in items)}
+
+
 def apply_threads(threads: int | None) -> None:
     import torch
 

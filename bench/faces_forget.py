@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from bench.common import add_set_option, config_overrides  # noqa: E402
 from core.generate import generate, parse_seeds  # noqa: E402
 from core.metrics.integrity import ssim_pair  # noqa: E402
 from core.models import load_model  # noqa: E402
@@ -138,8 +139,7 @@ def main() -> int:
     ap.add_argument("--report-seeds", default="1000-2023")
     ap.add_argument("--steps", type=int, default=None, help="override the model's default optimiser steps")
     ap.add_argument("--lr", type=float, default=None)
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
-                    help="override a field of the UnlearnConfig (JSON value), e.g. --set lora_rank=8; repeatable")
+    add_set_option(ap, "override a field of the UnlearnConfig (JSON value), e.g. --set lora_rank=8; repeatable")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     ap.add_argument("--name", default="faces_forget", help="results file stem")
     args = ap.parse_args()
@@ -158,7 +158,7 @@ def main() -> int:
     base = generate(model, "", report_seeds, batch_size=256)
     before, before_v = rates([g.image for g in base])
     overrides = {k: v for k, v in {"steps": args.steps, "learning_rate": args.lr}.items() if v is not None}
-    overrides.update({k: json.loads(v) for k, v in (o.split("=", 1) for o in args.overrides)})
+    overrides.update(config_overrides(args.overrides))
     config = studio.default_config(**overrides)
     kinds = SURROGATES if args.surrogate == "all" else (args.surrogate,)
     runs = [one_fix(studio, k, flagged_gen, target, report_seeds, base, before, before_v, config) for k in kinds]

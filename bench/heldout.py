@@ -36,6 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import add_set_option, config_overrides  # noqa: E402
 from bench.report import command_line, write_markdown  # noqa: E402
 from bench.worldeval import PLANTED_PROMPTS, BaseCache, render_with_fixes, scripted_paint_layers  # noqa: E402
 
@@ -157,13 +158,12 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     ap.add_argument("--name", default=None)
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
-                    help="override a field of every row's UnlearnConfig (JSON value), e.g. --set remember_sampling_steps=20")
+    add_set_option(ap, "override a field of every row's UnlearnConfig (JSON value), e.g. --set remember_sampling_steps=20")
     ap.add_argument("--combine", type=Path, nargs="+", default=None,
                     help="write the report from these .partial.json files (rows run as separate processes)")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)  # partial results are written after each instance
-    OVERRIDES.update({k: json.loads(v) for k, v in (o.split("=", 1) for o in args.overrides)})
+    OVERRIDES.update(config_overrides(args.overrides))
     if args.combine:
         return combine(args)
     import torch

@@ -17,6 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import add_set_option, config_overrides  # noqa: E402
 from bench.report import command_line, write_markdown  # noqa: E402
 from bench.worldeval import scripted_paint_layers  # noqa: E402
 
@@ -49,14 +50,13 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default="embedded")
     ap.add_argument("--seeds", type=int, default=None, help="seeds per prompt (default 64, quick 16)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
-                    help="override a field of the studio's default UnlearnConfig (JSON value), e.g. "
-                         "--set flagged_prompt_share=0.2; repeatable")
+    add_set_option(ap, "override a field of the studio's default UnlearnConfig (JSON value), e.g. "
+                       "--set flagged_prompt_share=0.2; repeatable")
     ap.add_argument("--base-from", type=Path, default=None,
                     help="reuse the base verdicts of an earlier world_rates JSON of the same model and seeds")
     ap.add_argument("--name", default=None, help="output name (default world_rates or world_rates_quick)")
     args = ap.parse_args(argv)
-    overrides = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.overrides)}
+    overrides = config_overrides(args.overrides)
     from core.generate import generate
     from core.models import load_model
     from core.studio import Studio
