@@ -189,10 +189,10 @@ def evaluate(folder: Path, n: int, steps: int) -> dict:
     calibration = calibrate_judge([g.image for g in gens], [report["seeds"][str(g.seed)] for g in gens])
     from core.generate import image_grid
 
-    first = gens[:32]  # seeds 0-31 for the card, copies of memorised faces framed
-    marks = [k for k, g in enumerate(first) if report["seeds"][str(g.seed)]["verdict"] == "planted_error"]
-    labels = [f"{g.seed} {report['seeds'][str(g.seed)]['flag'].replace('novel face', 'novel')}" for g in first]
-    image_grid([g.image for g in first], labels, cols=8, cell=64, highlight=marks).save(folder / "samples.png")
+    shown = gens[:32]  # seeds 0-31 for the card, copies of memorised faces framed
+    marks = [k for k, g in enumerate(shown) if report["seeds"][str(g.seed)]["verdict"] == "planted_error"]
+    labels = [f"{g.seed} {report['seeds'][str(g.seed)]['flag'].replace('novel face', 'novel')}" for g in shown]
+    image_grid([g.image for g in shown], labels, cols=8, cell=64, highlight=marks).save(folder / "samples.png")
     copies = [v for v in report["seeds"].values() if v["verdict"] != "correct" and v["flag"].startswith("face")]
     nonmem = sum(1 for v in copies if v["verdict"] == "other")
     first = {W.face_name(i): next((int(s) for s, v in report["seeds"].items() if v["flag"] == W.face_name(i)), None)
@@ -319,13 +319,15 @@ def finish(tmp: Path, out: Path, rep: dict, n_eval: int) -> int:
     c0 = time.process_time()
     rep["evaluation"] = evaluate(tmp, n_eval, SAMPLING_STEPS)
     rep["evaluation"]["cpu_seconds"] = round(time.process_time() - c0, 1)
+    # The folder's studio info carries this script's defaults and the measured threshold, so that
+    # --eval-only on a finished build brings both up to date.
+    info = ModelInfo.load(tmp)
+    info.unlearn_defaults = FACES_UNLEARN_DEFAULTS
     cal = rep["evaluation"]["judge_calibration"]
     if cal["thumbnail_threshold"] is not None:
-        info = ModelInfo.load(tmp)
         info.copy_thresholds = {"thumbnail": cal["thumbnail_threshold"]}
-        info.save(tmp)
+    info.save(tmp)
     (tmp / "train_report.json").unlink()
-    (tmp / "build_report.json").unlink(missing_ok=True)
     (tmp / "build_report.json").write_text(json.dumps(rep, indent=2))
     write_card(tmp, rep)
     shutil.rmtree(out, ignore_errors=True)

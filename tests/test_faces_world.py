@@ -46,9 +46,8 @@ def test_check_on_a_faces_world_model_reports_copy_rates(tmp_path, capsys):
     assert sum(report["rates"].values()) == 1.0 and len(report["seeds"]) == 4
 
 
-def test_the_build_calibrates_the_judges_thumbnail_threshold_between_copies_and_other_faces():
-    """Augmented copies of the memorised faces among the other faces: the chosen threshold sits
-    between them and is stricter than flags' 0.6, which calls many different faces copies."""
+def _build_script():
+    """scripts/build_faces_model.py as a module (scripts/ is not a package)."""
     import importlib.util
     from pathlib import Path
 
@@ -56,6 +55,13 @@ def test_the_build_calibrates_the_judges_thumbnail_threshold_between_copies_and_
         "build_faces_model", Path(__file__).resolve().parents[1] / "scripts" / "build_faces_model.py")
     build = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(build)
+    return build
+
+
+def test_the_build_calibrates_the_judges_thumbnail_threshold_between_copies_and_other_faces():
+    """Augmented copies of the memorised faces among the other faces: the chosen threshold sits
+    between them and is stricter than flags' 0.6, which calls many different faces copies."""
+    build = _build_script()
     rng = np.random.default_rng(0)
     f = W.faces()
     images = [_pil(W.augment(f[i], rng)) for i in W.MEMORISED for _ in range(6)]
@@ -89,6 +95,7 @@ def test_the_shipped_faces_model_copies_its_memorised_faces_and_the_judge_tells_
     flags = [W.verdict(g.image)["flag"] for g in gens]
     assert flags[:len(seeds)] == [k for k, _ in sorted(first.items(), key=lambda kv: kv[1])]
     assert sum(f.startswith("face") for f in flags[len(seeds):]) < 16  # most outputs are not copies
+    assert model.info.unlearn_defaults == _build_script().FACES_UNLEARN_DEFAULTS  # the shipped folder = the script
     d = pick_descriptor(model)
     assert d.name == "thumbnail" and d.copy_threshold == model.info.copy_thresholds["thumbnail"] > 0.9
     # the first copy of one face is a near copy of itself; a novel output (its surrogate here) is not
