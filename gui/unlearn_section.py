@@ -238,9 +238,8 @@ def run(studio, jobs, session: Session, key: str, values: dict):
         yield _out(line.text, [], [], result="", moved=[])
         last, last_plot, stopping = 0.0, 0.0, False
         while outcome is None:
-            # Every event waiting now, not one per pass: the worker can outrun the page (a yield
-            # ships plots to the browser), and a page that is behind shows old steps and lets Stop
-            # land late. So each refresh shows the latest state.
+            # Every event waiting now, not one per pass: a burst of steps costs one refresh, and
+            # each refresh shows the latest state.
             batch = _drain(events, timeout=0.25)
             kinds = set()
             for kind, payload in batch:
