@@ -21,73 +21,32 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-
 from bench.common import add_set_option, config_overrides  # noqa: E402
+from bench.faceseval import SURROGATES, FaceInstance, FacesBase, build_name, evaluate_face_fix, fix_face  # noqa: E402
 from core.generate import generate, parse_seeds  # noqa: E402
-from core.metrics.integrity import ssim_pair  # noqa: E402
 from core.models import load_model  # noqa: E402
 from core.studio import Studio  # noqa: E402
 from core.world import faces as W  # noqa: E402
 
-SURROGATES = ("other_face", "paint", "sdedit")
 
-
-def make_surrogate(kind: str, flagged: Image.Image, studio: Studio) -> tuple[Image.Image, dict]:
-    if kind == "other_face":
-        m = W.correlations([flagged])[0][0]
-        order = [int(i) for i in np.argsort(-m) if int(i) not in W.MEMORISED]
-        face = W.faces()[order[0]]
-        img = Image.fromarray((face * 255).round().astype(np.uint8)).convert("RGB")
-        return img, {"kind": "other_face", "face": order[0]}
-    if kind == "paint":
-        arr = np.asarray(flagged).copy()
-        arr[10:16, 4:28] = 128  # a grey band over the eyes: the identity's most telling part
-        return Image.fromarray(arr), {"kind": "paint", "band_rows": [10, 16], "grey": 128}
-    sur = studio.surrogate("sdedit", flagged, {"strength": 0.6, "seed": 0})
-    return sur.image, sur.info
-
-
-def rates(images) -> tuple[dict, list[dict]]:
-    rep = W.check_images(images)
-    return rep["copy_rates"], list(rep["seeds"].values())
-
-
-def build_name(model) -> str:
-    """The build a result belongs to: the model card's build report (steps, seed) and the weights' hash."""
-    rep = Path(model.location) / "build_report.json"
-    if rep.exists():
-        r = json.loads(rep.read_text())
-        return f"faces-ddpm {r['steps']} steps, seed {r['seed']}, weights {model.fingerprint()}"
-    return f"{model.location}, weights {model.fingerprint()}"
-
-
-def one_fix(studio: Studio, kind: str, flagged_gen, target: str, report_seeds, base, before, before_v, config) -> dict:
-    model = studio.model
-    surrogate, info = make_surrogate(kind, flagged_gen.image, studio)
-    t0 = time.perf_counter()
-    result = studio.unlearn("", flagged_gen.image, surrogate, flagged_gen.seed, config, info)
-    fix_seconds = time.perf_counter() - t0
+def one_fix(studio: Studio, kind: str, inst: FaceInstance, base: FacesBase, config) -> dict:
+    """One fix of `inst` with a `kind` surrogate, measured on `base`, then removed (the next fix
+    starts from the base model again)."""
+    result, _, fix_seconds, info = fix_face(studio, inst, config, kind)
     m = result.run.metrics()
-    after_gens = generate(model, "", report_seeds, batch_size=256)
-    after, _ = rates([g.image for g in after_gens])
-    flagged_after = W.verdict(generate(model, "", [flagged_gen.seed])[0].image)
-    keep = [i for i, v in enumerate(before_v) if v["verdict"] == "correct"]
-    ssims = [ssim_pair(base[i].image, after_gens[i].image) for i in keep]
-    rel = {k: (after[k] / before[k] - 1) if before[k] else None for k in before if k != target}
-    studio.remove_fix(result.run.run_id)  # the next surrogate starts from the base model again
-    return {"surrogate": info, "fix_seconds": round(fix_seconds, 1), "enabled_after_fix": m.get("flagged_seed_fixed"),
+    ev = evaluate_face_fix(studio, inst, base, [result.run.run_id])
+    studio.remove_fix(result.run.run_id)
+    return {"surrogate": info, "fix_seconds": round(fix_seconds, 1),
             "judge_forgotten": m.get("flagged_seed_fixed"), "judge": m.get("forgetting"),
             "steps_done": m.get("steps_done"), "kept_step": m.get("kept_step"),
             "remember_set_size": m.get("remember_set_size"), "remember_excluded": m.get("remember_excluded"),
-            "flagged_seed_after": flagged_after, "copy_rate_after": after, "other_faces_relative_change": rel,
-            "ssim_novel_outputs_mean": float(np.mean(ssims)) if ssims else None, "n_novel_outputs": len(keep)}
+            "flagged_seed_after": ev["flagged_seed_after"], "copy_rate_after": ev["copy_rate_after"],
+            "other_faces_relative_change": ev["other_faces_relative_change"],
+            "ssim_novel_outputs_mean": ev["ssim_mean"], "n_novel_outputs": ev["n_novel_outputs"]}
 
 
 TARGETS = {"forgotten_face_rate_after_max": 0.005, "other_faces_relative_change_max": 0.2, "ssim_min": 0.90,
@@ -155,13 +114,14 @@ def main() -> int:
     if flagged_gen is None:
         raise SystemExit(f"no copy of {target} among seeds {args.flag_seeds}")
     report_seeds = parse_seeds(args.report_seeds, max_count=100_000)
-    base = generate(model, "", report_seeds, batch_size=256)
-    before, before_v = rates([g.image for g in base])
+    base = FacesBase.build(studio, report_seeds)
+    before = base.copy_rates
     overrides = {k: v for k, v in {"steps": args.steps, "learning_rate": args.lr}.items() if v is not None}
     overrides.update(config_overrides(args.overrides))
     config = studio.default_config(**overrides)
     kinds = SURROGATES if args.surrogate == "all" else (args.surrogate,)
-    runs = [one_fix(studio, k, flagged_gen, target, report_seeds, base, before, before_v, config) for k in kinds]
+    inst = FaceInstance(args.face, flagged_gen.seed)
+    runs = [one_fix(studio, k, inst, base, config) for k in kinds]
     out = {"build": build_name(model), "model": model.location, "face": target, "flagged_seed": flagged_gen.seed,
            "flag_seeds": args.flag_seeds, "report_seeds": args.report_seeds, "n_report": len(report_seeds),
            "command": "python bench/faces_forget.py " + " ".join(sys.argv[1:]), "config": config.to_dict(),

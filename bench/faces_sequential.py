@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from bench.faces_forget import build_name, make_surrogate, rates  # noqa: E402
+from bench.faceseval import build_name, make_surrogate, rates  # noqa: E402
 from core.generate import generate, parse_seeds  # noqa: E402
 from core.metrics.integrity import ssim_pair  # noqa: E402
 from core.models import load_model  # noqa: E402

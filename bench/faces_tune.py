@@ -23,7 +23,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
@@ -32,7 +31,8 @@ from core.generate import generate, parse_seeds  # noqa: E402
 from core.models import load_model  # noqa: E402
 from core.studio import Studio  # noqa: E402
 from core.world import faces as W  # noqa: E402
-from faces_forget import SURROGATES, build_name, met, one_fix, rates  # noqa: E402
+from bench.faceseval import SURROGATES, FaceInstance, FacesBase, build_name  # noqa: E402
+from bench.faces_forget import met, one_fix  # noqa: E402
 
 
 def main() -> int:
@@ -63,8 +63,8 @@ def main() -> int:
     model = load_model(args.model)
     studio = Studio(model, data_dir=tempfile.mkdtemp(prefix="faces-tune-"), restore=False, persist_state=False)
     flag_gens = generate(model, "", parse_seeds(args.flag_seeds), batch_size=256)
-    base = generate(model, "", tune_seeds, batch_size=256)
-    before, before_v = rates([g.image for g in base])
+    base = FacesBase.build(studio, tune_seeds)
+    before = base.copy_rates
     rows = []
     for face in [int(f) for f in args.faces.split(",")]:
         target = W.face_name(face)
@@ -75,7 +75,7 @@ def main() -> int:
         for overrides in grid:
             config = studio.default_config(**overrides)
             for kind in args.surrogates.split(","):
-                row = one_fix(studio, kind, flagged, target, tune_seeds, base, before, before_v, config)
+                row = one_fix(studio, kind, FaceInstance(face, flagged.seed), base, config)
                 row.update(face=target, flagged_seed=flagged.seed, overrides=overrides, met=met(row, target))
                 rows.append(row)
                 print(json.dumps({k: row[k] for k in ("face", "overrides", "fix_seconds", "judge_forgotten", "met")}

@@ -23,7 +23,7 @@ def test_runs_that_did_not_forget_are_left_out_of_integrity():
     assert "| 3 | 2 | 1/2 |" in siss and "0.800 [" in siss  # 3 runs, 2 forgot, mean of 0.9 and 0.7 only
     neggrad = next(line for line in text.splitlines() if line.startswith("| paper | neggrad |"))
     assert "| 1 | 0 | 0/0 |" in neggrad and neggrad.count("n/a") == 5
-    assert "checker agrees" in text and "forgotten by the bar named in the notes" in text
+    assert "truth agrees" in text and "the flags checker also" in text and "forgotten by the bar named in the notes" in text
 
 
 def test_pareto_front_keeps_only_undominated_points():
@@ -47,3 +47,19 @@ def test_best_lr_needs_half_the_runs_forgotten_then_keeps_most():
     assert "| 3e-03 | 2/2 | 0.850 [" in line
     none = best_section([row(1e-3, False, 1.0)], ["studio"], ["siss"])
     assert "none forgot in half its runs" in none
+
+
+def test_verdict_needs_intervals_apart_and_counts_a_baseline_that_never_forgot():
+    from bench.table1 import verdict_section
+
+    def row(method, kept, forgot=True):
+        return {"preset": "studio", "method": method + "+stop", "lr": 1e-3, "forgot": forgot, "ssim_mean": kept}
+
+    rows = ([row("surrogate", k) for k in (0.90, 0.92, 0.91)] + [row("siss", k) for k in (0.60, 0.62, 0.61)]
+            + [row("neggrad", k, forgot=False) for k in (0.99, 0.99)])
+    text = verdict_section(rows, ["studio"], ["surrogate", "siss", "neggrad"], "ssim_mean", "SSIM")
+    assert "ours beats every baseline" in text
+    assert "siss: better (0.910 vs 0.610)" in text and "neggrad: better (it never forgot" in text
+    rows += [row("erasediff", k) for k in (0.5, 0.95, 0.99)]  # wide interval over ours: no decision
+    text = verdict_section(rows, ["studio"], ["surrogate", "siss", "neggrad", "erasediff"], "ssim_mean", "SSIM")
+    assert "does not beat every baseline" in text and "erasediff: no decision" in text

@@ -1,0 +1,154 @@
+"""Evaluating fixes on the embedded faces world, where the copy matcher gives a ground truth.
+
+The faces world's counterpart of bench/worldeval.py, shared by faces_forget.py, faces_sequential.py,
+faces_tune.py and table1.py:
+  - find_face_instances: for each memorised face, the first seed (of the flag seeds) whose output
+    copies it; the model has no prompt, so a flagged output is named by its seed alone;
+  - make_surrogate: another face, a painted band over the eyes, or SDEdit of the flagged output;
+  - FacesBase: base-model renders of the report seeds, made once, with the matcher's verdicts;
+  - evaluate_face_fix: after a fix, the forgotten face's copy rate, the flagged seed, the other
+    memorised faces' copy rates (relative change) and the SSIM of the novel outputs to the base.
+The matcher only measures; the forgetting judge decides every fix (as in the studio).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from core.generate import Generated, generate
+from core.metrics.integrity import ssim_pair
+from core.studio import Studio
+from core.unlearn.config import UnlearnConfig
+from core.world import faces as W
+
+SURROGATES = ("other_face", "paint", "sdedit")
+OTHER_FACES_TOLERANCE = 0.2  # issue 13: the other memorised faces' copy rates within +-20% (relative)
+BATCH = 256
+
+
+@dataclass(frozen=True)
+class FaceInstance:
+    """A copy of memorised face `face` drawn at `seed` (the prompt is always "")."""
+
+    face: int
+    seed: int
+    prompt: str = ""
+
+    @property
+    def target(self) -> str:
+        return W.face_name(self.face)
+
+    @property
+    def label(self) -> str:
+        return f"{self.target} seed {self.seed}"
+
+
+def make_surrogate(kind: str, flagged: Image.Image, studio: Studio) -> tuple[Image.Image, dict]:
+    if kind == "other_face":
+        m = W.correlations([flagged])[0][0]
+        order = [int(i) for i in np.argsort(-m) if int(i) not in W.MEMORISED]
+        face = W.faces()[order[0]]
+        img = Image.fromarray((face * 255).round().astype(np.uint8)).convert("RGB")
+        return img, {"kind": "other_face", "face": order[0]}
+    if kind == "paint":
+        arr = np.asarray(flagged).copy()
+        arr[10:16, 4:28] = 128  # a grey band over the eyes: the identity's most telling part
+        return Image.fromarray(arr), {"kind": "paint", "band_rows": [10, 16], "grey": 128}
+    sur = studio.surrogate("sdedit", flagged, {"strength": 0.6, "seed": 0})
+    return sur.image, sur.info
+
+
+def rates(images) -> tuple[dict, list[dict]]:
+    """(copy rate of each memorised face, the matcher's verdict per image)."""
+    rep = W.check_images(images)
+    return rep["copy_rates"], list(rep["seeds"].values())
+
+
+def build_name(model) -> str:
+    """The build a result belongs to: the model card's build report (steps, seed) and the weights' hash."""
+    rep = Path(model.location) / "build_report.json"
+    if rep.exists():
+        r = json.loads(rep.read_text())
+        return f"faces-ddpm {r['steps']} steps, seed {r['seed']}, weights {model.fingerprint()}"
+    return f"{model.location}, weights {model.fingerprint()}"
+
+
+def find_face_instances(studio: Studio, flag_seeds: Sequence[int], faces: Sequence[int] = W.MEMORISED) -> list[FaceInstance]:
+    """The first copy of each face among `flag_seeds` (with the studio's enabled fixes); faces with
+    no copy there are left out."""
+    gens = generate(studio.model, "", list(flag_seeds), batch_size=BATCH)
+    found = [W.verdict(g.image)["flag"] for g in gens]
+    out = []
+    for face in faces:
+        seed = next((g.seed for g, f in zip(gens, found) if f == W.face_name(face)), None)
+        if seed is not None:
+            out.append(FaceInstance(face, seed))
+    return out
+
+
+@dataclass
+class FacesBase:
+    """Base renders (all fixes off) of the report seeds, with the matcher's verdicts."""
+
+    seeds: list[int]
+    renders: list[Generated]
+    verdicts: list[dict]
+    copy_rates: dict[str, float]
+
+    @classmethod
+    def build(cls, studio: Studio, seeds: Sequence[int]) -> "FacesBase":
+        with studio.fixes.disabled():
+            gens = generate(studio.model, "", list(seeds), batch_size=BATCH)
+        rate, verdicts = rates([g.image for g in gens])
+        return cls(list(seeds), gens, verdicts, rate)
+
+    @property
+    def novel(self) -> list[int]:
+        """Indices of the outputs the matcher calls novel faces (the integrity set)."""
+        return [i for i, v in enumerate(self.verdicts) if v["verdict"] == "correct"]
+
+
+def fix_face(studio: Studio, inst: FaceInstance, config: UnlearnConfig, surrogate_kind: str = "paint"):
+    """Train one fix of `inst`; returns (FixResult, first monitor step where the matcher no longer
+    calls the flagged seed a copy of its face or None, seconds, the surrogate's description)."""
+    flagged = generate(studio.model, "", [inst.seed])[0].image
+    surrogate, info = make_surrogate(surrogate_kind, flagged, studio)
+    first: list[int] = []
+
+    def on_monitor(step, img):
+        if not first and W.verdict(img)["flag"] != inst.target:
+            first.append(step)
+
+    t0 = time.perf_counter()
+    res = studio.unlearn("", flagged, surrogate, inst.seed, config, info, on_monitor=on_monitor)
+    return res, (first[0] if first else None), time.perf_counter() - t0, info
+
+
+def evaluate_face_fix(studio: Studio, inst: FaceInstance, base: FacesBase, fix_names: Sequence[str]) -> dict:
+    """The matcher's figures for the model with exactly `fix_names` on, against `base`."""
+    with studio.fixes.only(list(fix_names)):
+        after = generate(studio.model, "", base.seeds, noises=[g.noise for g in base.renders], batch_size=BATCH)
+        flagged_after = W.verdict(generate(studio.model, "", [inst.seed])[0].image)
+    rate_after, _ = rates([g.image for g in after])
+    before = base.copy_rates
+    rel = {k: rate_after[k] / before[k] - 1 for k in before if k != inst.target and before[k]}
+    ssims = [ssim_pair(base.renders[i].image, after[i].image) for i in base.novel]
+    return {
+        "flagged_fixed": flagged_after["flag"] != inst.target,
+        "flagged_seed_after": flagged_after,
+        "face_rate_before": before[inst.target],
+        "face_rate_after": rate_after[inst.target],
+        "copy_rate_after": rate_after,
+        "other_faces_relative_change": rel,
+        "other_faces_max_change": max(map(abs, rel.values())) if rel else None,
+        "other_faces_kept": float(np.mean([abs(v) <= OTHER_FACES_TOLERANCE for v in rel.values()])) if rel else None,
+        "ssim_mean": float(np.mean(ssims)) if ssims else None,
+        "n_novel_outputs": len(ssims),
+    }
