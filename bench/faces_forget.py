@@ -36,11 +36,11 @@ from core.world import faces as W  # noqa: E402
 def one_fix(studio: Studio, kind: str, inst: FaceInstance, base: FacesBase, config) -> dict:
     """One fix of `inst` with a `kind` surrogate, measured on `base`, then removed (the next fix
     starts from the base model again)."""
-    result, _, fix_seconds, info = fix_face(studio, inst, config, kind)
-    m = result.run.metrics()
+    fix = fix_face(studio, inst, config, kind)
+    result, m = fix.result, fix.result.run.metrics()
     ev = evaluate_face_fix(studio, inst, base, [result.run.run_id])
     studio.remove_fix(result.run.run_id)
-    return {"surrogate": info, "fix_seconds": round(fix_seconds, 1),
+    return {"surrogate": fix.surrogate_info, "fix_seconds": round(fix.seconds, 1),
             "judge_forgotten": m.get("flagged_seed_fixed"), "judge": m.get("forgetting"),
             "steps_done": m.get("steps_done"), "kept_step": m.get("kept_step"),
             "remember_set_size": m.get("remember_set_size"), "remember_excluded": m.get("remember_excluded"),

@@ -26,6 +26,7 @@ from core.generate import Generated, generate
 from core.metrics.integrity import ssim_pair
 from core.studio import Studio
 from core.unlearn.config import UnlearnConfig
+from core.unlearn.run import FixResult
 from core.world import faces as W
 
 SURROGATES = ("other_face", "paint", "sdedit")
@@ -115,9 +116,17 @@ class FacesBase:
         return [i for i, v in enumerate(self.verdicts) if v["verdict"] == "correct"]
 
 
-def fix_face(studio: Studio, inst: FaceInstance, config: UnlearnConfig, surrogate_kind: str = "paint"):
-    """Train one fix of `inst`; returns (FixResult, first monitor step where the matcher no longer
-    calls the flagged seed a copy of its face or None, seconds, the surrogate's description)."""
+@dataclass
+class FaceFix:
+    result: FixResult
+    first_not_copy: int | None  # first monitor step where the matcher no longer sees a copy of the face
+    seconds: float
+    surrogate: Image.Image
+    surrogate_info: dict
+
+
+def fix_face(studio: Studio, inst: FaceInstance, config: UnlearnConfig, surrogate_kind: str = "paint") -> FaceFix:
+    """Train one fix of `inst` with a `surrogate_kind` surrogate of its flagged output."""
     flagged = generate(studio.model, "", [inst.seed])[0].image
     surrogate, info = make_surrogate(surrogate_kind, flagged, studio)
     first: list[int] = []
@@ -128,7 +137,7 @@ def fix_face(studio: Studio, inst: FaceInstance, config: UnlearnConfig, surrogat
 
     t0 = time.perf_counter()
     res = studio.unlearn("", flagged, surrogate, inst.seed, config, info, on_monitor=on_monitor)
-    return res, (first[0] if first else None), time.perf_counter() - t0, info
+    return FaceFix(res, first[0] if first else None, time.perf_counter() - t0, surrogate, info)
 
 
 def evaluate_face_fix(studio: Studio, inst: FaceInstance, base: FacesBase, fix_names: Sequence[str]) -> dict:
@@ -136,8 +145,10 @@ def evaluate_face_fix(studio: Studio, inst: FaceInstance, base: FacesBase, fix_n
     with studio.fixes.only(list(fix_names)):
         after = generate(studio.model, "", base.seeds, noises=[g.noise for g in base.renders], batch_size=BATCH)
         flagged_after = W.verdict(generate(studio.model, "", [inst.seed])[0].image)
-    rate_after, _ = rates([g.image for g in after])
+    rate_after, verdicts_after = rates([g.image for g in after])
     before = base.copy_rates
+    unchanged = [a["verdict"] == b["verdict"] and a["flag"] == b["flag"]
+                 for s, a, b in zip(base.seeds, verdicts_after, base.verdicts) if s != inst.seed]
     rel = {k: rate_after[k] / before[k] - 1 for k in before if k != inst.target and before[k]}
     ssims = [ssim_pair(base.renders[i].image, after[i].image) for i in base.novel]
     return {
@@ -146,6 +157,9 @@ def evaluate_face_fix(studio: Studio, inst: FaceInstance, base: FacesBase, fix_n
         "face_rate_before": before[inst.target],
         "face_rate_after": rate_after[inst.target],
         "copy_rate_after": rate_after,
+        "verdict_rates_after": {k: float(np.mean([v["verdict"] == k for v in verdicts_after]))
+                                for k in ("correct", "planted_error", "other")},
+        "verdicts_unchanged": float(np.mean(unchanged)) if unchanged else None,
         "other_faces_relative_change": rel,
         "other_faces_max_change": max(map(abs, rel.values())) if rel else None,
         "other_faces_kept": float(np.mean([abs(v) <= OTHER_FACES_TOLERANCE for v in rel.values()])) if rel else None,

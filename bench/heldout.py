@@ -1,4 +1,5 @@
-"""The held-out benchmark: fixes on seeds no default was chosen on, judged by the flags checker.
+"""The held-out benchmark: fixes on seeds no default was chosen on, judged by the flags checker
+(the faces world: by the copy matcher, in bench/heldout_faces.py; `--model faces`).
 
 Every default of the fix (thresholds of core/judge.py, learning rate, shares, guard) was chosen on
 seeds 0-63 and remember seeds >= 100000. This bench flags the first misdrawn seeds of "ireland flag"
@@ -150,10 +151,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="held-out fixes (seeds >= 1000), judged by the checker")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--model", default="embedded")
-    ap.add_argument("--rows", default=",".join(ROWS), help=f"comma list of {', '.join(ROWS)}")
-    ap.add_argument("--per-prompt", type=int, default=None, help="instances per planted prompt (default 4, quick 1)")
+    ap.add_argument("--rows", default=None, help=f"comma list of {', '.join(ROWS)} (faces: judge, paper); default all")
+    ap.add_argument("--per-prompt", type=int, default=None,
+                    help="instances per planted prompt (default 4, quick 1); faces: memorised faces flagged (4, quick 1)")
     ap.add_argument("--seed-start", type=int, default=1000, help="first seed (never used to choose a default)")
-    ap.add_argument("--prompt-seeds", type=int, default=None, help="seeds of the flagged prompt (default 64, quick 16)")
+    ap.add_argument("--prompt-seeds", type=int, default=None,
+                    help="seeds of the flagged prompt (default 64, quick 16); faces: report seeds (1024, quick 256)")
     ap.add_argument("--other-seeds", type=int, default=None, help="seeds of each other prompt (default 32, quick 8)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
@@ -174,12 +177,16 @@ def main(argv=None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    rows = [r for r in args.rows.split(",") if r]
+    studio = Studio(load_model(args.model), tempfile.mkdtemp(prefix="heldout-"), restore=False, persist_state=False)
+    if studio.model.info.world == "faces":
+        from bench.heldout_faces import run
+
+        return run(args, studio, OVERRIDES)
+    rows = [r for r in (args.rows or ",".join(ROWS)).split(",") if r]
     if set(rows) - set(ROWS):
         raise SystemExit(f"--rows: choose from {', '.join(ROWS)}")
     n_own, n_other = args.prompt_seeds or (16 if args.quick else 64), args.other_seeds or (8 if args.quick else 32)
     per_prompt = args.per_prompt or (1 if args.quick else 4)
-    studio = Studio(load_model(args.model), tempfile.mkdtemp(prefix="heldout-"), restore=False, persist_state=False)
     own = BaseCache.build(studio, PLANTED_PROMPTS, range(args.seed_start, args.seed_start + n_own))
     others = BaseCache.build(studio, [ps[0] for ps in PROMPTS.values() if ps[0] not in PLANTED_PROMPTS],
                              range(args.seed_start, args.seed_start + n_other))

@@ -117,7 +117,8 @@ class FacesWorld:
     def fix(self, inst, config):
         from bench.faceseval import fix_face
 
-        return fix_face(self.studio, inst, config)[:3]
+        fix = fix_face(self.studio, inst, config)
+        return fix.result, fix.first_not_copy, fix.seconds
 
     def evaluate(self, inst, fix_names) -> dict:
         from bench.faceseval import evaluate_face_fix
