@@ -193,8 +193,8 @@ def main(argv=None) -> int:
                     for rep in range(repeats):
                         cfg = apply_preset(preset, studio.default_config(method=method, learning_rate=base_lr * f, seed=rep,
                                                                          monitor_every=world.monitor_every))
-                        cfg = cfg.with_overrides(steps=steps, stop_when_fixed=stop, remember_set_size=50 if quick else None,
-                                                 oracle=args.forgetting)
+                        cfg = cfg.with_overrides(steps=steps, stop_when_fixed=stop, oracle=args.forgetting,
+                                                 **({"remember_set_size": 50} if quick else {}))
                         res, to_fix, secs = world.fix(inst, cfg)
                         metrics = res.run.metrics()  # before remove_fix deletes the run
                         forgetting = metrics.get("forgetting") or {}
