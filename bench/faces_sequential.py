@@ -4,7 +4,7 @@ fix stacks on the earlier ones; after each, integrity and whether the earlier fa
     python bench/faces_sequential.py [--model faces] [--flag-seeds 0-255] [--report-seeds 1000-2023]
 
 Per face: the first seed among --flag-seeds that copies it (with the earlier fixes on) is flagged
-and fixed with the nearest non-memorised training face as its surrogate. The forgetting judge
+and fixed with a --surrogate of it (default: a grey band painted over the eyes) by --method. The forgetting judge
 decides each fix; the copy matcher only measures, on --report-seeds (kept apart: they chose
 nothing). Writes bench/results/<name>.json and <name>.md.
 """
@@ -15,18 +15,15 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-
-from bench.faceseval import build_name, make_surrogate, rates  # noqa: E402
+from bench.faceseval import SURROGATES, FacesBase, build_name, evaluate_face_fix, find_face_instances, fix_face  # noqa: E402
 from core.generate import generate, parse_seeds  # noqa: E402
-from core.metrics.integrity import ssim_pair  # noqa: E402
 from core.models import load_model  # noqa: E402
 from core.studio import AlreadyFixedError, Studio  # noqa: E402
+from core.unlearn.config import METHODS  # noqa: E402
 from core.world import faces as W  # noqa: E402
 
 
@@ -35,49 +32,47 @@ def main() -> int:
     ap.add_argument("--model", default="faces")
     ap.add_argument("--flag-seeds", default="0-255")
     ap.add_argument("--report-seeds", default="1000-2023")
+    ap.add_argument("--surrogate", choices=SURROGATES, default="paint")
+    ap.add_argument("--method", choices=METHODS, default="surrogate",
+                    help="the unlearning method of every fix (the baselines at the studio's other defaults)")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     ap.add_argument("--name", default="faces_sequential")
     args = ap.parse_args()
     model = load_model(args.model)
     studio = Studio(model, data_dir=tempfile.mkdtemp(prefix="faces-seq-"), restore=False, persist_state=False)
     flag_seeds, report_seeds = parse_seeds(args.flag_seeds), parse_seeds(args.report_seeds, max_count=100_000)
-    base = generate(model, "", report_seeds, batch_size=256)
-    before, before_v = rates([g.image for g in base])
-    novel = [i for i, v in enumerate(before_v) if v["verdict"] == "correct"]
+    base = FacesBase.build(studio, report_seeds)
+    before = base.copy_rates
     rows, flagged = [], []
     for face in W.MEMORISED:
         target = W.face_name(face)
-        gens = generate(model, "", flag_seeds, batch_size=256)  # with the earlier fixes on
-        hit = next((g for g in gens if W.verdict(g.image)["flag"] == target), None)
-        if hit is None:
+        found = find_face_instances(studio, flag_seeds, faces=[face])  # with the earlier fixes on
+        if not found:
             rows.append({"face": target, "skipped": f"no copy among seeds {args.flag_seeds} with the earlier fixes on"})
             continue
-        surrogate, info = make_surrogate("other_face", hit.image, studio)
-        t0 = time.perf_counter()
         try:
-            res = studio.unlearn("", hit.image, surrogate, hit.seed, studio.default_config(), info)
+            fix = fix_face(studio, found[0], studio.default_config(method=args.method), args.surrogate)
         except AlreadyFixedError as err:
             rows.append({"face": target, "skipped": str(err)})
             continue
-        secs = time.perf_counter() - t0
-        flagged.append((target, hit.seed))
-        after = generate(model, "", report_seeds, batch_size=256)
-        now, _ = rates([g.image for g in after])
+        flagged.append((target, found[0].seed))
+        ev = evaluate_face_fix(studio, found[0], base, [f.name for f in studio.fixes.fixes.values() if f.enabled])
         earlier = {f"{t}@{s}": W.verdict(generate(model, "", [s])[0].image)["flag"] for t, s in flagged}
-        rows.append({"face": target, "flagged_seed": hit.seed, "fix_seconds": round(secs, 1),
-                     "judge_forgotten": res.run.metrics().get("flagged_seed_fixed"),
-                     "enabled": studio.fixes.fixes[res.run.run_id].enabled, "copy_rates": now,
-                     "flagged_seeds_now": earlier,
-                     "ssim_novel_outputs_mean": float(np.mean([ssim_pair(base[i].image, after[i].image) for i in novel]))})
+        rows.append({"face": target, "flagged_seed": found[0].seed, "fix_seconds": round(fix.seconds, 1),
+                     "judge_forgotten": fix.result.run.metrics().get("flagged_seed_fixed"),
+                     "enabled": studio.fixes.fixes[fix.result.run.run_id].enabled, "copy_rates": ev["copy_rate_after"],
+                     "flagged_seeds_now": earlier, "ssim_novel_outputs_mean": ev["ssim_mean"]})
     out = {"build": build_name(model), "flag_seeds": args.flag_seeds, "report_seeds": args.report_seeds,
            "command": "python bench/faces_sequential.py " + " ".join(sys.argv[1:]), "copy_rate_before": before,
+           "surrogate": args.surrogate, "method": args.method,
            "rows": rows}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.name}.json").write_text(json.dumps(out, indent=1))
     faces = [W.face_name(i) for i in W.MEMORISED]
     lines = ["# Forget the four memorised faces in sequence (faces world)", "",
              f"Build: {out['build']}. Command: `{out['command']}`. Copy rates on seeds {args.report_seeds}; flagged "
-             f"seeds from {args.flag_seeds}. The judge decided each fix; the matcher only measured.", "",
+             f"seeds from {args.flag_seeds}. Method {args.method}, {args.surrogate} surrogates (bench/faceseval.py). The judge "
+             "decided each fix; the matcher only measured.", "",
              "| after fixing | fix s | judge: forgotten | " + " | ".join(faces) + " | earlier flagged seeds now | SSIM novel |",
              "|---|---|---|" + "---|" * len(faces) + "---|---|",
              "| (base) | | | " + " | ".join(f"{before[f]:.1%}" for f in faces) + " | | |"]
