@@ -38,7 +38,8 @@ def one_fix(studio: Studio, kind: str, inst: FaceInstance, base: FacesBase, conf
     starts from the base model again)."""
     fix = fix_face(studio, inst, config, kind)
     result, m = fix.result, fix.result.run.metrics()
-    ev = evaluate_face_fix(studio, inst, base, [result.run.run_id])
+    # What the user gets: a fix the judge did not call forgotten is switched off by the studio.
+    ev = evaluate_face_fix(studio, inst, base, [n for n in [result.run.run_id] if studio.fixes.fixes[n].enabled])
     studio.remove_fix(result.run.run_id)
     return {"surrogate": fix.surrogate_info, "fix_seconds": round(fix.seconds, 1),
             "judge_forgotten": m.get("flagged_seed_fixed"), "judge": m.get("forgetting"),
