@@ -104,3 +104,27 @@ def test_the_shipped_faces_model_copies_its_memorised_faces_and_the_judge_tells_
     novel = next(g.image for g, f in zip(gens[len(seeds):], flags[len(seeds):]) if f == "novel face")
     judge = ForgettingJudge(flagged, novel, d)
     assert judge.shows_error([flagged, novel]) == [True, False]
+
+
+def test_faces_bench_helpers_find_the_cards_copies_and_measure_no_change_without_a_fix(tmp_path):
+    """bench/faceseval on the shipped model: instances are the card's first copy seeds, and with no
+    fix on, every measure reads 'unchanged' (rates equal, SSIM 1, verdicts kept, flagged still a copy)."""
+    import pytest
+
+    from bench.faceseval import FaceInstance, FacesBase, evaluate_face_fix, find_face_instances
+    from core.models.loading import FACES_DIR
+    from core.models import load_model
+    from core.studio import Studio
+
+    if not (FACES_DIR / "model_index.json").exists():
+        pytest.skip("assets/faces-ddpm not built (python scripts/build_faces_model.py)")
+    studio = Studio(load_model("faces"), tmp_path, restore=False, persist_state=False)
+    first = json.loads((FACES_DIR / "build_report.json").read_text())["evaluation"]["first_copy_seed"]
+    found = find_face_instances(studio, range(max(first.values()) + 1))
+    assert {i.target: i.seed for i in found} == first
+    base = FacesBase.build(studio, range(1000, 1048))
+    inst = FaceInstance(W.MEMORISED[0], first[W.face_name(W.MEMORISED[0])])
+    ev = evaluate_face_fix(studio, inst, base, [])
+    assert ev["copy_rate_after"] == base.copy_rates and ev["flagged_seed_after"]["flag"] == inst.target
+    assert not ev["flagged_fixed"] and ev["verdicts_unchanged"] == 1.0 and ev["ssim_mean"] == pytest.approx(1.0)
+    assert all(v == 0 for v in ev["other_faces_relative_change"].values()) and ev["n_novel_outputs"] == len(base.novel) > 0
