@@ -11,7 +11,9 @@ measures; the forgetting judge decides every fix, as in the studio. Report seeds
 touched here: bench/faces_forget.py reports the chosen defaults on them.
 Writes bench/results/<name>.json and <name>.md; `--render-md` rewrites the .md from the .json.
 The rule that picks a default from these tables (written down after the first two grids): most fixes meeting all
-four targets, then most forgotten fixes with SSIM >= 0.90, then the higher mean SSIM.
+four targets, then most forgotten fixes with SSIM >= 0.90, then the higher mean SSIM. When the grid
+tunes the judge's own bar (forget_threshold), "forgotten" is the matcher's "face gone": the judge's count
+grows by lowering its bar, whether or not the face went.
 """
 
 from __future__ import annotations
