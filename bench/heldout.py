@@ -158,6 +158,8 @@ def main(argv=None) -> int:
     ap.add_argument("--prompt-seeds", type=int, default=None,
                     help="seeds of the flagged prompt (default 64, quick 16); faces: report seeds (1024, quick 256)")
     ap.add_argument("--other-seeds", type=int, default=None, help="seeds of each other prompt (default 32, quick 8)")
+    ap.add_argument("--surrogate", default="paint",
+                    help="faces world only: paint (a band over the eyes), other_face or sdedit (bench/faceseval.py)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     ap.add_argument("--name", default=None)

@@ -26,6 +26,8 @@ from bench.faceseval import FacesBase, build_name, evaluate_face_fix, find_face_
 from bench.report import command_line, write_markdown
 
 ROWS = ("judge", "paper")
+SURROGATE_WORDS = {"paint": "a grey band painted over the eyes", "other_face": "the nearest non-memorised training face",
+                   "sdedit": "SDEdit of the flagged output at strength 0.6"}
 
 
 def row_config(studio, row: str, overrides: dict):
@@ -38,8 +40,11 @@ def row_config(studio, row: str, overrides: dict):
 def run(args, studio, overrides: dict) -> int:
     from core.judge import ForgettingJudge
     from core.world import faces as W
+    from bench.faceseval import SURROGATES
     from bench.heldout import precision_recall
 
+    if args.surrogate not in SURROGATES:
+        raise SystemExit(f"--surrogate {args.surrogate!r}: the faces world has {', '.join(SURROGATES)}")
     rows = [r for r in args.rows.split(",") if r] if args.rows else list(ROWS)
     if set(rows) - set(ROWS):
         raise SystemExit(f"--rows: the faces world has rows {', '.join(ROWS)}")
@@ -52,7 +57,7 @@ def run(args, studio, overrides: dict) -> int:
     for row in rows:
         for inst in instances:
             config = row_config(studio, row, overrides)
-            fix = fix_face(studio, inst, config)
+            fix = fix_face(studio, inst, config, args.surrogate)
             res, m = fix.result, fix.result.run.metrics()
             flagged = base.renders[base.seeds.index(inst.seed)].image
             judge = ForgettingJudge.for_model(studio.model, flagged, fix.surrogate, config.forget_threshold)
@@ -83,8 +88,8 @@ def run(args, studio, overrides: dict) -> int:
              for row, s in summary.items()]
     before = ", ".join(f"{k} {v:.1%}" for k, v in base.copy_rates.items())
     notes = [f"Build: {build_name(studio.model)}. Instances (the first copy of each memorised face from seed "
-             f"{args.seed_start}, by the matcher): {', '.join(i.label for i in instances)}; surrogate: a grey band "
-             "painted over the eyes (bench/faceseval.py).",
+             f"{args.seed_start}, by the matcher): {', '.join(i.label for i in instances)}; surrogate: "
+             f"{SURROGATE_WORDS[args.surrogate]} (bench/faceseval.py).",
              f"Measured on seeds {seeds[0]}-{seeds[-1]}; copy rates before: {before}. Defaults were tuned on seeds "
              "< 1000 (bench/faces_tune.py); no seed here chose anything.",
              "Targets (issue 13): face after <= 0.5%, flagged seed included; others within +-20%; SSIM >= 0.90; <= 60 s.",
@@ -92,6 +97,8 @@ def run(args, studio, overrides: dict) -> int:
                f"others {json.dumps({k: round(v, 2) for k, v in r['other_faces_relative_change'].items()})}, SSIM "
                f"{r['ssim_mean']:.3f}, steps {r['steps_done']}, kept step {r['kept_step']}, {r['seconds']:.1f} s"
                for r in records)]
+    if overrides:
+        notes.insert(1, f"Config overrides of the studio defaults (not the defaults): {json.dumps(overrides)}.")
     name = args.name or ("heldout_faces_quick" if args.quick else "heldout_faces")
     write_markdown(args.out / f"{name}.md", "Held-out fixes on the faces world: judge-driven vs paper", command_line(),
                    header, table, notes, [{"summary": summary, "records": records}], model=studio.model)
