@@ -110,12 +110,14 @@ def palette_of(info) -> list[tuple[str, str]]:
 
 
 def default_colour(palette: list[tuple[str, str]]) -> str:
-    """The first swatch that shows on the white toolbar and is not plain black."""
-    for _, h in palette:
-        r, g, b = (int(h[i:i + 2], 16) for i in (1, 3, 5))
-        if max(r, g, b) - min(r, g, b) > 60:
+    """The first swatch that shows on the white toolbar and is not plain black; for a palette of
+    greys (the faces world), the grey nearest the middle, the tone of a band painted over a face."""
+    rgbs = [(h, [int(h[i:i + 2], 16) for i in (1, 3, 5)]) for _, h in palette]
+    for h, c in rgbs:
+        if max(c) - min(c) > 60:
             return h
-    return palette[0][1]
+    greys = [(h, c) for h, c in rgbs if max(c) > 0]
+    return min(greys, key=lambda hc: abs(sum(hc[1]) / 3 - 128))[0] if greys else palette[0][1]
 
 
 def build(ui, studio) -> None:

@@ -392,3 +392,17 @@ def test_fix_result_and_table_say_when_a_fix_ended_unfixed(tmp_path):
     table = _rows(studio)
     assert list(table.columns) == FIX_COLUMNS
     assert list(table["fixed"]) == ["no", "yes"] and list(table["on"]) == ["off", "on"]
+
+
+def test_the_brush_starts_in_a_colour_that_paints():
+    """A saturated swatch where there is one (flags); for a palette of greys (the faces world) the
+    middle grey, never plain black (the band tone of a painted-over face)."""
+    from gui.surrogate_section import default_colour, palette_of
+    from core.models.loading import FACES_DIR
+
+    assert default_colour([("black", "#000000"), ("green", "#169B62")]) == "#169B62"
+    greys = [(h, h) for h in ("#000000", "#404040", "#808080", "#C0C0C0", "#FFFFFF")]
+    assert default_colour(greys) == "#808080"
+    assert default_colour([("black", "#000000")]) == "#000000"  # nothing else to start in
+    info = json.loads((FACES_DIR / "unlearn_studio.json").read_text())
+    assert default_colour(palette_of(type("Info", (), {"palette": info["palette"]}))) == "#808080"
