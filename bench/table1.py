@@ -27,6 +27,7 @@ method. The world's checker or matcher reports beside it and judges every other 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -52,7 +53,10 @@ class FlagsWorld:
                ("clip_fd", "world-CLIP FD"), ("lpips_mean", "LPIPS"))
     measures = (("other_prompts_verdict_kept", "other prompts kept"), ("same_prompt_verdict_kept", "same-prompt kept"),
                 ("ssim_mean", "SSIM vs base"), ("clip_fd", "world-CLIP FD"))
-    primary = "other_prompts_verdict_kept"  # what "best" and the verdict rank by (higher is better)
+    primary = "other_prompts_verdict_kept"  # what "best" ranks by (higher is better)
+    # what the verdict compares, (key, label, higher is better): integrity, and forgetting by the truth
+    verdict_on = (("other_prompts_verdict_kept", "other prompts kept", True), ("ssim_mean", "SSIM vs base", True),
+                  ("flagged_fixed", "flagged seed drawn right (checker)", True))
     truth = "the flags checker"
 
     def __init__(self, studio, args, quick: bool):
@@ -99,6 +103,9 @@ class FacesWorld:
     measures = (("other_faces_kept", "other faces within 20%"), ("other_faces_max_change", "other faces' largest change"),
                 ("ssim_mean", "SSIM novel vs base"), ("face_rate_after", "face's copy rate after"))
     primary = "ssim_mean"
+    verdict_on = (("ssim_mean", "SSIM novel vs base", True), ("other_faces_kept", "other faces within 20%", True),
+                  ("face_rate_after", "the face's copy rate after (matcher)", False),
+                  ("flagged_fixed", "flagged seed no longer a copy (matcher)", True))
     truth = "the copy matcher"
     FLAG_SEEDS = range(256)
 
@@ -164,6 +171,9 @@ def parse_args(argv):
                          "method (default; the paper judges forgetting by copy similarity); judge = the studio's own "
                          "bar, progress toward the user's surrogate, which only our method trains toward")
     ap.add_argument("--name", default=None, help="results file stem (default table1[_faces][_quick])")
+    ap.add_argument("--rows-from", type=Path, default=None, metavar="JSON",
+                    help="write the report from an earlier run's rows (its .json; give that run's other arguments): "
+                         "no training")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     return ap.parse_args(argv)
 
@@ -185,8 +195,8 @@ def main(argv=None) -> int:
     variants = [(f, True) for f in factors] + ([(f, False) for f in factors] if args.fixed_steps else [])
     base_lr = studio.default_config().learning_rate
     methods = args.methods.split(",")
-    rows = []
-    for inst in world.instances:
+    rows = json.loads(args.rows_from.read_text()) if args.rows_from else []
+    for inst in ([] if args.rows_from else world.instances):
         for preset in presets:
             for method in methods:
                 for f, stop in variants:
@@ -222,6 +232,8 @@ def main(argv=None) -> int:
              "Baselines as their public code calibrates them: EraseDiff eta 1e-2; SISS lambda 0.5, squared errors "
              "summed over latent elements, g = g_x - (750/||g_a||) g_a then clipped to norm 1 (claserken/SISS "
              "config/delete_sd.yaml), conditioned on the flagged prompt with remember samples of that prompt."]
+    if args.rows_from:
+        notes.insert(0, f"Rows from {args.rows_from.name}: the run made by the command above without --rows-from.")
     lpips_missing = next((r["lpips_unavailable"] for r in rows if r.get("lpips_unavailable")), None)
     if lpips_missing:
         notes.append(f"LPIPS: n/a here, {lpips_missing}")
@@ -229,7 +241,7 @@ def main(argv=None) -> int:
     path = write_markdown(args.out / f"{name}.md", f"Table I on the {world.name} world", command_line(), header, table,
                           notes, rows, model=studio.model)
     with path.open("a") as fh:
-        fh.write("\n" + verdict_section(rows, presets, methods, world.primary, dict(world.measures)[world.primary]))
+        fh.write("\n" + verdict_section(rows, presets, methods, world.primary, world.verdict_on))
         fh.write("\n" + forgot_section(rows, presets, methods, world.measures, world.truth))
         fh.write("\n" + best_section(rows, presets, methods, world.measures[:3], world.primary))
     plot_pareto(args.out / f"{name}.png", [r | {"row": f"{r['preset']}: {r['method']}"} for r in rows if r["forgot"]],
@@ -352,37 +364,39 @@ def best_section(rows: list[dict], presets, methods, measures=FlagsWorld.measure
             + markdown_table(header, table) + "\n")
 
 
-def verdict_section(rows: list[dict], presets, methods, primary: str, label: str) -> str:
-    """Does our method beat every baseline on `primary` at equal forgetting? Each at its best lr;
-    'better' / 'worse' only when the 95% intervals do not overlap."""
+def verdict_section(rows: list[dict], presets, methods, primary: str, criteria) -> str:
+    """Does our method beat every baseline at equal forgetting? Each method at its best lr (by
+    `primary`), compared on each (key, label, higher is better) of `criteria` over the runs that
+    forgot; 'better' / 'worse' only when the 95% intervals do not overlap."""
     lines = ["## Verdict: ours against each baseline at equal forgetting", "",
-             f"Each method at its best learning rate (next sections); compared on {label} over the runs that forgot. "
+             f"Each method at its best learning rate (by `{primary}`, next sections), over its runs that forgot. "
              "'better' or 'worse' only when the two 95% intervals do not overlap; otherwise 'no decision'.", ""]
     for preset in presets:
         ours = best_setting(rows, preset, OURS, primary)
         if ours is None:
             lines.append(f"- **{preset}**: ours never forgot in half its runs at any learning rate: it beats no baseline.")
             continue
-        m, lo, hi = ci95([float(r[primary]) for r in ours[2] if r.get(primary) is not None])
-        calls = []
-        for method in (x for x in methods if x != OURS):
-            theirs = best_setting(rows, preset, method, primary)
-            if theirs is None:
-                calls.append(f"{method}: better (it never forgot in half its runs)")
-                continue
-            tm, tlo, thi = ci95([float(r[primary]) for r in theirs[2] if r.get(primary) is not None])
-            if None in (lo, tlo, m, tm):
-                word = "no decision (n=1)"
-            elif lo > thi:
-                word = "better"
-            elif hi < tlo:
-                word = "worse"
-            else:
-                word = "no decision"
-            calls.append(f"{method}: {word} ({m:.3f} vs {tm:.3f})")
-        beats = all(c.split(": ")[1].startswith("better") for c in calls)
-        lines.append(f"- **{preset}**: ours {'beats every baseline' if beats else 'does not beat every baseline'} "
-                     f"on {label} — " + "; ".join(calls) + ".")
+        for key, label, higher in criteria:
+            m, lo, hi = ci95([float(r[key]) for r in ours[2] if r.get(key) is not None])
+            calls = []
+            for method in (x for x in methods if x != OURS):
+                theirs = best_setting(rows, preset, method, primary)
+                if theirs is None:
+                    calls.append(f"{method}: better (it never forgot in half its runs)")
+                    continue
+                tm, tlo, thi = ci95([float(r[key]) for r in theirs[2] if r.get(key) is not None])
+                if None in (lo, tlo, m, tm):
+                    word = "no decision (n=1)"
+                elif (lo > thi) if higher else (hi < tlo):
+                    word = "better"
+                elif (hi < tlo) if higher else (lo > thi):
+                    word = "worse"
+                else:
+                    word = "no decision"
+                calls.append(f"{method}: {word} ({m:.3f} vs {tm:.3f})")
+            beats = all(c.split(": ")[1].startswith("better") for c in calls)
+            lines.append(f"- **{preset}**, {label} ({'higher' if higher else 'lower'} is better): ours "
+                         f"{'beats every baseline' if beats else 'does not beat every baseline'} — " + "; ".join(calls) + ".")
     return "\n".join(lines) + "\n"
 
 

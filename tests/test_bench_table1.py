@@ -57,9 +57,13 @@ def test_verdict_needs_intervals_apart_and_counts_a_baseline_that_never_forgot()
 
     rows = ([row("surrogate", k) for k in (0.90, 0.92, 0.91)] + [row("siss", k) for k in (0.60, 0.62, 0.61)]
             + [row("neggrad", k, forgot=False) for k in (0.99, 0.99)])
-    text = verdict_section(rows, ["studio"], ["surrogate", "siss", "neggrad"], "ssim_mean", "SSIM")
+    crit = [("ssim_mean", "SSIM", True)]
+    text = verdict_section(rows, ["studio"], ["surrogate", "siss", "neggrad"], "ssim_mean", crit)
     assert "ours beats every baseline" in text
     assert "siss: better (0.910 vs 0.610)" in text and "neggrad: better (it never forgot" in text
     rows += [row("erasediff", k) for k in (0.5, 0.95, 0.99)]  # wide interval over ours: no decision
-    text = verdict_section(rows, ["studio"], ["surrogate", "siss", "neggrad", "erasediff"], "ssim_mean", "SSIM")
+    text = verdict_section(rows, ["studio"], ["surrogate", "siss", "neggrad", "erasediff"], "ssim_mean", crit)
     assert "does not beat every baseline" in text and "erasediff: no decision" in text
+    # a lower-is-better criterion: ours lower with intervals apart is 'better'
+    text = verdict_section(rows, ["studio"], ["surrogate", "siss"], "ssim_mean", [("ssim_mean", "drift", False)])
+    assert "siss: worse (0.910 vs 0.610)" in text
