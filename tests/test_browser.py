@@ -272,3 +272,46 @@ def test_live_plot_during_a_long_fix_then_stop_saves_nothing(server, page):
     axes = " / ".join(state["axes"])
     assert "discrete" not in axes and axes.count("linear") >= 2, axes
     assert len(state["lines"]) == 2 and min(state["lines"]) > 20, state  # both series drawn as lines
+
+
+@pytest.fixture(scope="module")
+def faces_server(tmp_path_factory):
+    """The studio on the shipped faces world (a 32x32 DDPM: seeds only, no prompt)."""
+    from core.models.loading import FACES_DIR
+
+    if not (FACES_DIR / "model_index.json").exists():
+        pytest.skip("assets/faces-ddpm not built (python scripts/build_faces_model.py)")
+    with running_studio("faces", tmp_path_factory.mktemp("browser-faces")) as (studio, _, url, _, _):
+        yield studio, url
+
+
+def test_faces_world_flow_is_seed_only_flag_paint_unlearn_compare(faces_server, browser):
+    """No prompt anywhere: generate by seed, flag the card's first copy of face 3 (seed 30) by a
+    click, paint a band over the eyes, unlearn, compare the same seeds."""
+    studio, url = faces_server
+    n_fixes = len(studio.list_fixes())
+    pg = browser.new_page(viewport=VIEW)
+    pg.set_default_timeout(WAIT_MS)
+    try:
+        pg.goto(url)
+        pg.wait_for_selector("#generate-btn")
+        assert "unconditional" in text(pg, "studio-header")
+        assert not pg.locator("#prompt textarea").is_visible()
+        set_number(pg, "seed-count", 32)
+        pg.click("#generate-btn")
+        pg.wait_for_function("n => document.querySelectorAll('#gallery img').length >= n", arg=32)
+        flag(pg, 31, 30)
+        paint(pg, "flag1", 0.3, 0.42, 0.7, 0.42)  # a band over the eyes (clear of the canvas toolbar)
+        set_number(pg, "cfg-remember_set_size", 4)
+        start_fix(pg, 6)
+        wait_text(pg, "unlearn-status", ": done", timeout=FIX_MS)
+        assert "saved" in text(pg, "unlearn-result")
+        wait_text(pg, "studio-header", f"fixes loaded: {n_fixes + 1}")
+        pg.click("#tab-compare-button")
+        assert not pg.locator("#cmp-prompt textarea").is_visible()
+        pg.click("#compare-btn")
+        wait_text(pg, "compare-summary", "seeds changed")
+        assert len(studio.list_fixes()) == n_fixes + 1
+    finally:
+        pg.close()
+
