@@ -27,6 +27,7 @@ method. The world's checker or matcher reports beside it and judges every other 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -195,29 +196,11 @@ def main(argv=None) -> int:
     variants = [(f, True) for f in factors] + ([(f, False) for f in factors] if args.fixed_steps else [])
     base_lr = studio.default_config().learning_rate
     methods = args.methods.split(",")
-    rows = json.loads(args.rows_from.read_text()) if args.rows_from else []
-    for inst in ([] if args.rows_from else world.instances):
-        for preset in presets:
-            for method in methods:
-                for f, stop in variants:
-                    for rep in range(repeats):
-                        cfg = apply_preset(preset, studio.default_config(method=method, learning_rate=base_lr * f, seed=rep,
-                                                                         monitor_every=world.monitor_every))
-                        cfg = cfg.with_overrides(steps=steps, stop_when_fixed=stop, oracle=args.forgetting,
-                                                 **({"remember_set_size": 50} if quick else {}))
-                        res, to_fix, secs = world.fix(inst, cfg)
-                        metrics = res.run.metrics()  # before remove_fix deletes the run
-                        forgetting = metrics.get("forgetting") or {}
-                        ev = world.evaluate(inst, [res.run.run_id])
-                        studio.remove_fix(res.run.run_id)
-                        rows.append({"preset": preset, "instance": world.label(inst),
-                                     "forgot": bool(metrics.get("flagged_seed_fixed")),  # by the run's oracle
-                                     "judge_score": forgetting.get("score"),
-                                     "copy_similarity": forgetting.get("copy_similarity"),
-                                     "method": method + ("+stop" if stop else ""), "lr": base_lr * f, "repeat": rep,
-                                     "steps_to_fix": to_fix, "steps_done": res.train.steps_done, "seconds": secs,
-                                     "remember_set": len(res.remember_seeds), **ev})
-                        print({k: v for k, v in rows[-1].items() if not isinstance(v, dict) and k != "lpips_unavailable"}, flush=True)
+    if args.rows_from:
+        rows = json.loads(args.rows_from.read_text())
+    else:
+        grid = itertools.product(world.instances, presets, methods, variants, range(repeats))
+        rows = [one_run(world, studio, args, steps, base_lr, *point) for point in grid]
     header, table = per_setting_table(rows, presets, methods, variants, base_lr, world.columns)
     notes = [FORGETTING_NOTE[args.forgetting],
              f"Model: {args.model} ({world.name} world); at most {steps} steps, monitored every {world.monitor_every}; "
@@ -251,6 +234,28 @@ def main(argv=None) -> int:
                 ylabel=dict(world.measures)[world.primary] + f" ({world.truth})")
     print(path.read_text())
     return 0
+
+
+def one_run(world, studio, args, steps: int, base_lr: float, inst, preset: str, method: str, variant, rep: int) -> dict:
+    """One fix of `inst` at one grid point, measured by the world, then removed; its table row."""
+    f, stop = variant
+    cfg = apply_preset(preset, studio.default_config(method=method, learning_rate=base_lr * f, seed=rep,
+                                                     monitor_every=world.monitor_every))
+    cfg = cfg.with_overrides(steps=steps, stop_when_fixed=stop, oracle=args.forgetting,
+                             **({"remember_set_size": 50} if args.quick else {}))
+    res, to_fix, secs = world.fix(inst, cfg)
+    metrics = res.run.metrics()  # before remove_fix deletes the run
+    forgetting = metrics.get("forgetting") or {}
+    ev = world.evaluate(inst, [res.run.run_id])
+    studio.remove_fix(res.run.run_id)
+    row = {"preset": preset, "instance": world.label(inst),
+           "forgot": bool(metrics.get("flagged_seed_fixed")),  # by the run's oracle
+           "judge_score": forgetting.get("score"), "copy_similarity": forgetting.get("copy_similarity"),
+           "method": method + ("+stop" if stop else ""), "lr": base_lr * f, "repeat": rep,
+           "steps_to_fix": to_fix, "steps_done": res.train.steps_done, "seconds": secs,
+           "remember_set": len(res.remember_seeds), **ev}
+    print({k: v for k, v in row.items() if not isinstance(v, dict) and k != "lpips_unavailable"}, flush=True)
+    return row
 
 
 FORGETTING_NOTE = {
