@@ -277,7 +277,7 @@ def per_setting_table(rows, presets, methods, variants, base_lr, columns=FlagsWo
                     label = method + ("+stop" if stop else "")
                     sel = [r for r in rows if r["preset"] == preset and r["method"] == label and abs(r["lr"] - base_lr * f) < 1e-12]
                     if sel:
-                        table.append([preset, label, f"{base_lr * f:.0e}", len(sel), mean_std(sel, "forgot")]
+                        table.append([preset, label, f"{base_lr * f:.2g}", len(sel), mean_std(sel, "forgot")]
                                      + [mean_std(sel, k) for k, _ in columns]
                                      + [mean_std(sel, "steps_done"), mean_std(sel, "seconds")])
     header = ["preset", "method", "lr", "runs", "forgot"] + [label for _, label in columns] + ["steps run", "s / fix"]
@@ -358,7 +358,7 @@ def best_section(rows: list[dict], presets, methods, measures=FlagsWorld.measure
                 table.append([preset, method, "none forgot in half its runs", ""] + [""] * len(measures))
                 continue
             lr, at, forgot = found
-            table.append([preset, method, f"{lr:.0e}", f"{len(forgot)}/{len(at)}"]
+            table.append([preset, method, f"{lr:.2g}", f"{len(forgot)}/{len(at)}"]
                          + [mean_ci95([float(r[k]) for r in forgot if r.get(k) is not None]) for k, _ in measures])
     header = ["preset", "method", "best lr", "forgot"] + [f"{label} (95% CI)" for _, label in measures]
     return ("## Each method at its best learning rate\n\n"

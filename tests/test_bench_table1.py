@@ -44,7 +44,7 @@ def test_best_lr_needs_half_the_runs_forgotten_then_keeps_most():
             row(3e-3, True, 0.9), row(3e-3, True, 0.8),
             row(1e-2, True, 0.5), row(1e-2, False, 0.4)]
     line = next(x for x in best_section(rows, ["studio"], ["siss"]).splitlines() if x.startswith("| studio | siss"))
-    assert "| 3e-03 | 2/2 | 0.850 [" in line
+    assert "| 0.003 | 2/2 | 0.850 [" in line
     none = best_section([row(1e-3, False, 1.0)], ["studio"], ["siss"])
     assert "none forgot in half its runs" in none
 
