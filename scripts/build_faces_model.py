@@ -257,7 +257,12 @@ def write_card(out: Path, rep: dict) -> None:
         f"`{json.dumps(FACES_UNLEARN_DEFAULTS)}` over UnlearnConfig's, chosen on tuning seeds 0-999",
         "([bench/results/faces_tune*.md](../../bench/results/faces_tune.md); the reasons are in the build script).",
         "Reported on seeds 1000-2023: [faces_forget.md](../../bench/results/faces_forget.md),",
-        "[faces_sequential.md](../../bench/results/faces_sequential.md).", "",
+        "[faces_sequential.md](../../bench/results/faces_sequential.md),",
+        "[heldout_faces.md](../../bench/results/heldout_faces.md) (a band painted over the eyes hides the eyes at",
+        "the flagged seed; the face stays: 0 of 4 faces forgotten),",
+        "[heldout_faces_other_face_t05.md](../../bench/results/heldout_faces_other_face_t05.md) (another face as the",
+        "surrogate, forget_threshold 0.5, not a default: 4 of 4 flagged seeds forgotten, 2 faces gone),",
+        "[table1_faces.md](../../bench/results/table1_faces.md) (against NegGrad, EraseDiff, SISS).", "",
         "## Copy rates while training (128 probe seeds)", "",
         "| step | loss | face copy rates | median / 90th pct best correlation |", "|---|---|---|---|",
         *[f"| {pr['step']} | {pr['loss']} | {', '.join(f'{v:.1%}' for v in pr['copy_rates'].values())} | "
