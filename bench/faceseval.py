@@ -30,6 +30,8 @@ from core.unlearn.run import FixResult
 from core.world import faces as W
 
 SURROGATES = ("other_face", "paint", "sdedit")
+SURROGATE_WORDS = {"paint": "a grey band painted over the eyes", "other_face": "the nearest non-memorised training face",
+                   "sdedit": "SDEdit of the flagged output at strength 0.6"}  # for reports
 OTHER_FACES_TOLERANCE = 0.2  # issue 13: the other memorised faces' copy rates within +-20% (relative)
 BATCH = 256
 

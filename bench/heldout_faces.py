@@ -22,12 +22,10 @@ import statistics
 
 import numpy as np
 
-from bench.faceseval import FacesBase, build_name, evaluate_face_fix, find_face_instances, fix_face
+from bench.faceseval import SURROGATE_WORDS, SURROGATES, FacesBase, build_name, evaluate_face_fix, find_face_instances, fix_face
 from bench.report import command_line, write_markdown
 
 ROWS = ("judge", "paper")
-SURROGATE_WORDS = {"paint": "a grey band painted over the eyes", "other_face": "the nearest non-memorised training face",
-                   "sdedit": "SDEdit of the flagged output at strength 0.6"}
 
 
 def row_config(studio, row: str, overrides: dict):
@@ -40,7 +38,6 @@ def row_config(studio, row: str, overrides: dict):
 def run(args, studio, overrides: dict) -> int:
     from core.judge import ForgettingJudge
     from core.world import faces as W
-    from bench.faceseval import SURROGATES
     from bench.heldout import precision_recall
 
     if args.surrogate not in SURROGATES:

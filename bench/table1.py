@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import markdown_table  # noqa: E402
 from bench.report import command_line, plot_pareto, write_markdown  # noqa: E402
+from bench.faceseval import SURROGATE_WORDS, SURROGATES  # noqa: E402
 from bench.worldeval import mean_std  # noqa: E402
 from core.unlearn.config import METHODS  # noqa: E402  (the one list of method names)
 from core.unlearn.presets import apply_preset, parse_presets  # noqa: E402
@@ -118,6 +119,7 @@ class FacesWorld:
         self.base = FacesBase.build(studio, self.seeds)
         self.instances = find_face_instances(studio, self.FLAG_SEEDS)[: args.per_prompt or (1 if quick else 4)]
         self.build = build_name(studio.model)
+        self.surrogate = args.surrogate
 
     def label(self, inst) -> str:
         return inst.label
@@ -125,7 +127,7 @@ class FacesWorld:
     def fix(self, inst, config):
         from bench.faceseval import fix_face
 
-        fix = fix_face(self.studio, inst, config)
+        fix = fix_face(self.studio, inst, config, self.surrogate)
         return fix.result, fix.first_not_copy, fix.seconds
 
     def evaluate(self, inst, fix_names) -> dict:
@@ -136,7 +138,8 @@ class FacesWorld:
     def notes(self) -> list[str]:
         before = ", ".join(f"{k} {v:.1%}" for k, v in self.base.copy_rates.items())
         return [f"Build: {self.build}. Instances: {', '.join(i.label for i in self.instances)} (the first copy of each "
-                f"memorised face among seeds 0-255); surrogate: a grey band painted over the eyes (bench.faceseval).",
+                f"memorised face among seeds 0-255); surrogate: "
+                f"{SURROGATE_WORDS[self.surrogate]} (bench.faceseval).",
                 f"Measured on seeds {self.seeds[0]}-{self.seeds[-1]}, which chose nothing; copy rates before: {before}. "
                 "'other faces within 20%' = share of the other memorised faces whose copy rate stayed within +-20% "
                 "(relative; issue 13's target); 'largest change' = the largest relative change among them; SSIM over "
@@ -163,6 +166,8 @@ def parse_args(argv):
                     help="flags: seeds per prompt for integrity (quick 16, full 32); faces: report seeds from 1000 "
                          "(quick 256, full 512)")
     ap.add_argument("--controls", type=int, default=None, help="flags: control prompts evaluated (quick 2, full 6)")
+    ap.add_argument("--surrogate", default="paint", choices=SURROGATES,
+                    help="faces: the surrogate of every fix (bench/faceseval.py; flags always uses the scripted paint)")
     ap.add_argument("--fixed-steps", action="store_true",
                     help="also run every method for the full --steps without stopping (matched steps)")
     ap.add_argument("--preset", default="paper,studio", help="comma list of row sets: paper, studio")
