@@ -68,12 +68,6 @@ def make_surrogate(kind: str, flagged: Image.Image, studio: Studio) -> tuple[Ima
     return sur.image, sur.info
 
 
-def rates(images) -> tuple[dict, list[dict]]:
-    """(copy rate of each memorised face, the matcher's verdict per image)."""
-    rep = W.check_images(images)
-    return rep["copy_rates"], list(rep["seeds"].values())
-
-
 def build_name(model) -> str:
     """The build a result belongs to: the model card's build report (steps, seed) and the weights' hash."""
     rep = Path(model.location) / "build_report.json"
@@ -103,14 +97,15 @@ class FacesBase:
     seeds: list[int]
     renders: list[Generated]
     verdicts: list[dict]
-    copy_rates: dict[str, float]
+    copy_rates: dict[str, float]  # per memorised face
+    verdict_rates: dict[str, float]  # per verdict (correct, planted_error, other)
 
     @classmethod
     def build(cls, studio: Studio, seeds: Sequence[int]) -> "FacesBase":
         with studio.fixes.disabled():
             gens = generate(studio.model, "", list(seeds), batch_size=BATCH)
-        rate, verdicts = rates([g.image for g in gens])
-        return cls(list(seeds), gens, verdicts, rate)
+        rep = W.check_images([g.image for g in gens])
+        return cls(list(seeds), gens, list(rep["seeds"].values()), rep["copy_rates"], rep["rates"])
 
     @property
     def novel(self) -> list[int]:
@@ -147,7 +142,8 @@ def evaluate_face_fix(studio: Studio, inst: FaceInstance, base: FacesBase, fix_n
     with studio.fixes.only(list(fix_names)):
         after = generate(studio.model, "", base.seeds, noises=[g.noise for g in base.renders], batch_size=BATCH)
         flagged_after = W.verdict(generate(studio.model, "", [inst.seed])[0].image)
-    rate_after, verdicts_after = rates([g.image for g in after])
+    rep = W.check_images([g.image for g in after])
+    rate_after, verdicts_after = rep["copy_rates"], list(rep["seeds"].values())
     before = base.copy_rates
     unchanged = [a["verdict"] == b["verdict"] and a["flag"] == b["flag"]
                  for s, a, b in zip(base.seeds, verdicts_after, base.verdicts) if s != inst.seed]
@@ -159,8 +155,7 @@ def evaluate_face_fix(studio: Studio, inst: FaceInstance, base: FacesBase, fix_n
         "face_rate_before": before[inst.target],
         "face_rate_after": rate_after[inst.target],
         "copy_rate_after": rate_after,
-        "verdict_rates_after": {k: float(np.mean([v["verdict"] == k for v in verdicts_after]))
-                                for k in ("correct", "planted_error", "other")},
+        "verdict_rates_after": rep["rates"],
         "verdicts_unchanged": float(np.mean(unchanged)) if unchanged else None,
         "other_faces_relative_change": rel,
         "other_faces_max_change": max(map(abs, rel.values())) if rel else None,

@@ -38,6 +38,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import add_set_option, config_overrides  # noqa: E402
+from bench.faceseval import SURROGATES  # noqa: E402
 from bench.report import command_line, write_markdown  # noqa: E402
 from bench.worldeval import PLANTED_PROMPTS, BaseCache, render_with_fixes, scripted_paint_layers  # noqa: E402
 
@@ -158,7 +159,7 @@ def main(argv=None) -> int:
     ap.add_argument("--prompt-seeds", type=int, default=None,
                     help="seeds of the flagged prompt (default 64, quick 16); faces: report seeds (1024, quick 256)")
     ap.add_argument("--other-seeds", type=int, default=None, help="seeds of each other prompt (default 32, quick 8)")
-    ap.add_argument("--surrogate", default="paint",
+    ap.add_argument("--surrogate", default="paint", choices=SURROGATES,
                     help="faces world only: paint (a band over the eyes), other_face or sdedit (bench/faceseval.py)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")

@@ -61,10 +61,10 @@ class FlagsWorld:
                   ("flagged_fixed", "flagged seed drawn right (checker)", True))
     truth = "the flags checker"
 
-    def __init__(self, studio, args, quick: bool):
+    def __init__(self, studio, args):
         from bench.worldeval import CONTROL_PROMPTS, PLANTED_PROMPTS, BaseCache, find_instances
 
-        self.studio = studio
+        self.studio, quick = studio, args.quick
         self.seeds = list(range(args.eval_seeds or (16 if quick else 32)))
         self.prompts = list(PLANTED_PROMPTS) + list(CONTROL_PROMPTS[: args.controls or (2 if quick else 6)])
         self.cache = BaseCache.build(studio, self.prompts, self.seeds)
@@ -111,10 +111,10 @@ class FacesWorld:
     truth = "the copy matcher"
     FLAG_SEEDS = range(256)
 
-    def __init__(self, studio, args, quick: bool):
+    def __init__(self, studio, args):
         from bench.faceseval import FacesBase, build_name, find_face_instances
 
-        self.studio = studio
+        self.studio, quick = studio, args.quick
         self.seeds = list(range(1000, 1000 + (args.eval_seeds or (256 if quick else 512))))
         self.base = FacesBase.build(studio, self.seeds)
         self.instances = find_face_instances(studio, self.FLAG_SEEDS)[: args.per_prompt or (1 if quick else 4)]
@@ -192,7 +192,7 @@ def main(argv=None) -> int:
 
     quick = args.quick
     studio = Studio(load_model(args.model), tempfile.mkdtemp(prefix="table1-"), restore=False, persist_state=False)
-    world = WORLDS[studio.model.info.world or "flags"](studio, args, quick)
+    world = WORLDS[studio.model.info.world or "flags"](studio, args)
     steps = args.steps or (60 if quick else 100)
     repeats = args.repeats or (1 if quick else 2)
     factors = [float(x) for x in (args.lr_factors or world.lr_factors).split(",")]

@@ -15,8 +15,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import add_set_option, config_overrides  # noqa: E402
@@ -145,7 +143,7 @@ def faces_rates(args, studio, overrides: dict) -> int:
     cfg = studio.default_config(**({"steps": 40} if args.quick else {}), **overrides)
     fix = fix_face(studio, demo, cfg)
     ev = evaluate_face_fix(studio, demo, base, [fix.result.run.run_id])
-    before_rates = {k: float(np.mean([v["verdict"] == k for v in base.verdicts])) for k in ("correct", "planted_error", "other")}
+    before_rates = base.verdict_rates
     rows = [[k, f"{base.copy_rates[k]:.2%}", f"{ev['copy_rate_after'][k]:.2%}"] for k in base.copy_rates]
     rows += [[f"all: {k}", f"{before_rates[k]:.2%}", f"{ev['verdict_rates_after'][k]:.2%}"] for k in before_rates]
     m = fix.result.run.metrics()
