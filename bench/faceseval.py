@@ -38,15 +38,16 @@ BATCH = 256
 
 @dataclass(frozen=True)
 class FaceInstance:
-    """A copy of memorised face `face` drawn at `seed` (the prompt is always "")."""
+    """A copy of memorised face `face` drawn at `seed` (the prompt is always ""); face None: a novel
+    output flagged as a control (bench/faces_control.py), no memorised face to forget."""
 
-    face: int
+    face: int | None
     seed: int
     prompt: str = ""
 
     @property
     def target(self) -> str:
-        return W.face_name(self.face)
+        return W.face_name(self.face) if self.face is not None else "novel"
 
     @property
     def label(self) -> str:
@@ -152,8 +153,8 @@ def evaluate_face_fix(studio: Studio, inst: FaceInstance, base: FacesBase, fix_n
     return {
         "flagged_fixed": flagged_after["flag"] != inst.target,
         "flagged_seed_after": flagged_after,
-        "face_rate_before": before[inst.target],
-        "face_rate_after": rate_after[inst.target],
+        "face_rate_before": before.get(inst.target),
+        "face_rate_after": rate_after.get(inst.target),
         "copy_rate_after": rate_after,
         "verdict_rates_after": rep["rates"],
         "verdicts_unchanged": float(np.mean(unchanged)) if unchanged else None,
