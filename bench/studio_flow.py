@@ -6,6 +6,10 @@ studio's defaults -> compare 16 seeds. Prints one JSON line of stage seconds.
 
 With a fresh --data-dir (default: a new temp folder) the remember store starts cold; pass the same
 folder again to time a later fix on the same model (the store beside its runs is then warm).
+
+--think-s S models the person: as the studio does after a grid, the fix is prepared in the
+background (`Studio.prepare_fix`) while they take S seconds to flag and paint; "fix" is then what
+they wait after pressing Unlearn. The default 0 times the machine alone (no preparation).
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ def main(argv=None) -> int:
     ap.add_argument("--data-dir", type=Path, default=None)
     ap.add_argument("--prompt", default="ireland flag")
     ap.add_argument("--seeds", type=int, default=16)
+    ap.add_argument("--think-s", type=float, default=0.0,
+                    help="seconds the person takes to flag and paint, with the fix prepared meanwhile (0: no preparation)")
     args = ap.parse_args(argv)
     from bench.worldeval import scripted_paint_layers
     from core.models import load_model
@@ -43,17 +49,24 @@ def main(argv=None) -> int:
     t = stage("load", t)
     gens = studio.generate(args.prompt, range(args.seeds), save=False)
     t = stage(f"generate {args.seeds}", t)
+    prep = studio.prepare_fix(args.prompt) if args.think_s > 0 else None
+    prepared = None  # [done, total] of the preparation when Unlearn is pressed
     verdicts = [studio.check(args.prompt, g.image)["verdict"] for g in gens]
     seed = next((g.seed for g, v in zip(gens, verdicts) if v == "planted_error"), 0)
     flagged = gens[seed].image
     sur = studio.surrogate("paint", flagged, {"layers": scripted_paint_layers(args.prompt, flagged)})
     t = stage("flag + paint", t)
+    if prep is not None:
+        time.sleep(max(0.0, args.think_s - marks["flag + paint"]))  # the person's time, the machine preparing
+        prepared = [prep.done, prep.total]
+        t = stage("person", t)
     res = studio.unlearn(args.prompt, flagged, sur.image, seed, None, sur.info)
     t = stage("fix", t)
     cmps, _ = studio.compare([args.prompt], range(args.seeds), [res.run.run_id])
     stage(f"compare {args.seeds}", t)
     m = res.run.metrics()
     print(json.dumps({"seconds": marks, "total_s": round(time.perf_counter() - T0, 3), "flagged_seed": seed,
+                      "prepared_at_unlearn": prepared,
                       "fixed": m.get("flagged_seed_fixed"), "steps_done": m.get("steps_done"),
                       "remember": [m.get("remember_set_size"), m.get("remember_reused")],
                       "after_rates": cmps[0].summary.get("after_rates")}))

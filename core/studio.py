@@ -10,6 +10,7 @@ import functools
 import json
 import re
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -30,7 +31,9 @@ from .runs import RunInfo, RunStore, atomic_write_json, new_run_id
 from .surrogates import Surrogate, SurrogateParams, make_surrogate
 from .unlearn.config import UnlearnConfig
 from .unlearn.run import AlreadyFixedError, FixRequest, FixResult, unlearn  # noqa: F401 (re-exported)
-from .unlearn.remember import RememberCache, stored_generations
+from .unlearn.remember import (RememberCache, draw_into_store, first_requests, remember_prompts_for, remember_steps,
+                               stored_generations)
+from .unlearn.trainer import CancelToken
 from .unlearn.remember_store import DEFAULT_MAX_MB as DEFAULT_REMEMBER_MB, RememberStore, model_state
 
 STATE_FILE = "fixes_state.json"
@@ -48,6 +51,37 @@ def _exclusive(method):
             return method(self, *args, **kwargs)
 
     return wrapper
+
+
+PREPARE_BATCH = 8  # generations per hold of the model lock while preparing: a user's job waits at most this many
+
+
+@dataclass
+class Preparation:
+    """A fix's remember set being drawn in the background (`Studio.prepare_fix`)."""
+
+    prompt: str
+    total: int  # generations a fix of `prompt` asks for first
+    token: CancelToken
+    thread: threading.Thread | None = None
+    done: int = 0  # of `total`, in the store (drawn now or found there)
+    drawn: int = 0
+    error: str | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def wait(self, timeout: float | None = None) -> "Preparation":
+        if self.thread is not None:
+            self.thread.join(timeout)
+        return self
+
+    def message(self) -> str:
+        if self.error:
+            return f"preparing the fix stopped: {self.error}"
+        state = "ready" if self.done == self.total else ("stopped" if not self.running else "drawing")
+        return f"remember set for {self.prompt!r}: {self.done}/{self.total} {state} ({self.drawn} drawn in the background)"
 
 
 class WrongBaseError(AdapterError):
@@ -79,6 +113,7 @@ class Studio:
         self.remember_cache = RememberCache(store=RememberStore.beside(self.store.root, remember_store_mb))
         self.generation_store = self.remember_cache.store  # one store of generations: grids and Compare too
         self.restore_errors: list[str] = []
+        self.preparation: Preparation | None = None
         if restore:
             self.restore_fixes()
 
@@ -90,6 +125,7 @@ class Studio:
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"model={name!r}: pick {', '.join(SHIPPED_NAMES)}, or give a diffusers folder or hub id")
         model = load_model(name.strip(), options or self.model.options)
+        self.stop_preparing()
         self.model = model
         self.fixes = FixManager(model)
         self.remember_cache = RememberCache(store=self.remember_cache.store)
@@ -172,6 +208,7 @@ class Studio:
                 run_id: str | None = None) -> FixResult:
         """One fix. The forgetting judge decides (core/judge.py); `config.oracle="checker"` lets the
         flags world's checker decide instead, as an ablation for benches."""
+        self.stop_preparing()  # the fix draws what is still missing itself; what was drawn is in the store
         config = config or self.default_config()
         is_fixed = keep = keep_key = None
         if config.oracle == "checker":
@@ -194,6 +231,50 @@ class Studio:
             self.fixes.set_enabled(result.run.run_id, False)
         self._save_state()
         return result
+
+    def prepare_fix(self, prompt: str, steps: int | None = None, guidance: float | None = None,
+                    config: UnlearnConfig | None = None) -> Preparation:
+        """Start drawing, in a background thread, the remember-set generations a fix of `prompt` asks
+        for first (look-alike probes and every remember prompt's quota, at the steps and guidance the
+        user generated with) into the generation store, while the user flags and paints; the fix then
+        reuses them. It holds the model lock for PREPARE_BATCH generations at a time, so a user's job
+        waits at most that long; a fix, a model switch or another prepare_fix stops it."""
+        self.stop_preparing()
+        prompt = self.prompt_for(prompt)
+        config = config or self.default_config()
+        config = config.with_overrides(sampling_steps=config.sampling_steps or steps,
+                                       guidance=guidance if config.guidance is None else config.guidance)
+        requests = first_requests(remember_prompts_for(self.model, prompt, config), config)
+        prep = Preparation(prompt, len(requests), CancelToken())
+        prep.thread = threading.Thread(target=self._prepare, args=(prep, requests, config), name="prepare-fix",
+                                       daemon=True)
+        self.preparation = prep
+        prep.thread.start()
+        return prep
+
+    def stop_preparing(self) -> None:
+        """Stop a running prepare_fix after its current batch (what it drew stays in the store). Never
+        waits: a verb calls it holding the model lock, which the preparing thread may be waiting for;
+        that thread then finds itself stopped when it gets the lock."""
+        if self.preparation is not None:
+            self.preparation.token.cancel()
+
+    def _prepare(self, prep: Preparation, requests: list[tuple[str, int]], config: UnlearnConfig) -> None:
+        steps = remember_steps(self.model, config)
+        try:
+            for start in range(0, len(requests), PREPARE_BATCH):
+                # Between batches the lock is free: a waiting user job takes it (the pause lets the
+                # waiter in before this thread takes the lock again).
+                time.sleep(0.01)
+                with self._model_lock:
+                    if prep.token.cancelled:
+                        return
+                    part = requests[start:start + PREPARE_BATCH]
+                    state = model_state(self.model, self.fixes).digest
+                    prep.drawn += draw_into_store(self.model, part, steps, config.guidance, self.generation_store, state)
+                    prep.done += len(part)
+        except Exception as e:  # noqa: BLE001 - a background helper: the fix itself reports real errors
+            prep.error = f"{type(e).__name__}: {e}"
 
     def checker_lookalikes(self, prompt: str, flagged: Image.Image, config: UnlearnConfig) -> list[str]:
         """The checker's look-alike prompts (oracle="checker" only): remember prompts whose correct

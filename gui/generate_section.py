@@ -85,9 +85,13 @@ def generate(studio, session: Session, prompt, start, count, seed_list, steps, g
                                progress=lambda done, total, msg: progress(done / total, desc=msg))
     session.generation = {"prompt": prompt, "seeds": seeds, "images": [g.image for g in gens],
                           "steps": steps, "guidance": guidance}
+    # While the user looks, flags and paints, the fix's remember set is drawn in the background;
+    # any job they start waits for at most one small batch of it.
+    studio.prepare_fix(prompt, steps, guidance)
     items = [(g.image, f"seed {g.seed}") for g in gens]
     what = f"{len(gens)} outputs of *{prompt}*" if prompt else f"{len(gens)} outputs"
-    status = f"{what}, seeds {seed_summary(seeds)}. Click the bad one to flag it."
+    status = (f"{what}, seeds {seed_summary(seeds)}. Click the bad one to flag it. "
+              "(A fix of this prompt is being prepared in the background meanwhile.)")
     return items, session, status, seed_text(seeds)
 
 

@@ -185,3 +185,47 @@ def test_grids_and_compare_share_the_store_and_a_fix_is_another_key(tiny_model, 
     studio.set_enabled(res.run.run_id, True)  # (a fix that ended unfixed starts off)
     fixed_grid = studio.generate("ireland flag", [3, 4], save=False)  # the fix on: its own key
     assert [g.image.tobytes() for g in fixed_grid] == [g.image.tobytes() for g in cmps[0].after]
+
+
+def test_prepare_fix_draws_in_the_background_what_the_fix_then_reuses(tiny_model, tmp_path):
+    from core.studio import Studio
+    from core.unlearn.remember import first_requests, remember_prompts_for
+
+    from .test_unlearn_runs import _request
+
+    studio = Studio(tiny_model, tmp_path / "data", restore=False, persist_state=False)
+    req = _request(tiny_model)
+    cfg = studio.default_config(steps=2, remember_set_size=6, monitor_every=0, lookalike_share=0.0,
+                                remember_filter=False)
+    asked = first_requests(remember_prompts_for(tiny_model, req.prompt, cfg), cfg)
+    assert len(asked) == 6 and asked[0] == (req.prompt, cfg.remember_seed_start)
+    prep = studio.prepare_fix(req.prompt, config=cfg).wait(timeout=120)
+    assert not prep.running and (prep.done, prep.drawn, prep.error) == (6, 6, None)
+    assert prep.message().endswith("6/6 ready (6 drawn in the background)")
+    res = studio.unlearn(req.prompt, req.flagged, req.surrogate, req.seed, cfg)
+    m = res.run.metrics()
+    assert (m["remember_reused"], m["remember_generated"]) == (6, 0)
+    studio.set_enabled(res.run.run_id, True)  # another model state: its generations are drawn anew
+    assert studio.prepare_fix(req.prompt, config=cfg).wait(timeout=120).drawn == 6
+
+
+def test_a_user_job_runs_while_preparing_and_a_fix_stops_the_preparation(tiny_model, tmp_path):
+    from core.generate import generate
+    from core.studio import PREPARE_BATCH, Studio
+
+    from .test_unlearn_runs import _request
+
+    studio = Studio(tiny_model, tmp_path / "data", restore=False, persist_state=False)
+    cfg = studio.default_config(remember_set_size=8 * PREPARE_BATCH, lookalike_share=0.0)
+    plain = generate(tiny_model, "japan flag", [3, 4])  # before: the model is shared only through the studio
+    prep = studio.prepare_fix("ireland flag", config=cfg)
+    grid = studio.generate("japan flag", [3, 4], save=False)  # takes the lock between two batches
+    assert all(torch.allclose(a.latent, b.latent, atol=1e-5) for a, b in zip(grid, plain))
+    req = _request(tiny_model)
+    studio.unlearn(req.prompt, req.flagged, req.surrogate, req.seed,
+                   studio.default_config(steps=1, remember_set_size=2, monitor_every=0))
+    assert prep.token.cancelled and not prep.wait(timeout=60).running
+    assert prep.done < prep.total and prep.error is None
+    stopped = studio.prepare_fix("ireland flag", config=cfg)
+    studio.stop_preparing()
+    assert stopped.wait(timeout=60).done < stopped.total

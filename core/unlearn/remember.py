@@ -79,6 +79,29 @@ def remember_steps(model: LoadedModel, config: UnlearnConfig) -> int:
     return config.remember_sampling_steps or config.sampling_steps or model.info.default_steps
 
 
+def remember_prompts_for(model: LoadedModel, prompt: str, config: UnlearnConfig) -> list[str]:
+    """The flagged prompt first, then the config's other remember prompts. An unconditional model
+    has one "prompt" (""): its remember set is its own outputs at other seeds."""
+    others = [] if model.unconditional else [p for p in config.remember_prompts if p != prompt]
+    return [prompt] + others
+
+
+def probe_requests(others: list[str], config: UnlearnConfig) -> list[tuple[str, int]]:
+    """The look-alike probes: each other remember prompt's first `lookalike_probe_seeds` seeds."""
+    seeds = range(config.remember_seed_start, config.remember_seed_start + config.lookalike_probe_seeds)
+    return [(p, s) for p in others for s in seeds]
+
+
+def first_requests(prompts: list[str], config: UnlearnConfig) -> list[tuple[str, int]]:
+    """The generations a fix of `prompts[0]` asks for before anything about its images is known:
+    the look-alike probes and every prompt's quota of seeds. Look-alikes found later shift quotas
+    and the keep filter asks for refills, so a fix may still draw a few more (`Studio.prepare_fix`)."""
+    quota = remember_quotas(prompts, config)
+    own = [(p, config.remember_seed_start + k) for p in prompts for k in range(quota[p])]
+    probes = probe_requests(prompts[1:], config) if config.lookalike_share > 0 else []
+    return list(dict.fromkeys(probes + own))
+
+
 def build_remember_set(model: LoadedModel, prompts: list[str], config: UnlearnConfig, exclude_seeds: set[int],
                        keep: KeepFn | None = None, progress: FractionProgressFn | None = None, cancel=None,
                        store: RememberStore | None = None, fixes: FixManager | None = None,
@@ -187,6 +210,22 @@ def stored_generations(model: LoadedModel, requests: list[tuple[str, int]], step
     images = decode_batched(model, torch.cat([stored[r].latent for r in have])) if have else []
     old = {r: Generated(r[0], r[1], img, stored[r].latent, initial_noise(model, r[1])) for r, img in zip(have, images)}
     return [new.get(r) or old[r] for r in requests]
+
+
+def draw_into_store(model: LoadedModel, requests: list[tuple[str, int]], steps: int | None, guidance: float | None,
+                    store: RememberStore, state: str) -> int:
+    """Generate the requests `store` lacks and keep their latents there (nothing is decoded); returns
+    how many were drawn. What `Studio.prepare_fix` does ahead of a fix."""
+    steps = steps or model.info.default_steps
+    guidance = model.info.default_guidance if guidance is None else guidance
+    keys = {r: GenKey(state, r[0], r[1], steps, float(guidance)) for r in requests}
+    todo = [r for r in dict.fromkeys(requests) if not store.has(keys[r])]
+    if not todo:
+        return 0
+    for g in generate_many(model, todo, steps, guidance, batch_size=len(todo), decode_images=False):
+        store.put(keys[(g.prompt, g.seed)], g.latent, None)
+    store.evict()
+    return len(todo)
 
 
 def _verdicts(model: LoadedModel, stored: dict, new: dict, keep: KeepFn | None, keep_key: str | None) -> dict:

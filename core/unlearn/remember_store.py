@@ -120,6 +120,10 @@ class RememberStore:
         d = key.digest()
         return self.root / d[:2] / f"{d}.safetensors"
 
+    def has(self, key: GenKey) -> bool:
+        """An entry exists (not read, so not checked: `get` still rejects a damaged one)."""
+        return self.max_bytes != 0 and self.path(key).exists()
+
     def get(self, key: GenKey, shape: tuple[int, ...]) -> Entry | None:
         """The stored entry, or None (missing, or damaged: then deleted so it is rebuilt)."""
         from safetensors import safe_open

@@ -29,8 +29,8 @@ from ..runs import CONFIG_FILE, LORA_FILE, METRICS_FILE, RunInfo, RunStore, envi
 from .config import UnlearnConfig
 from .forms import form_for
 from .guard import FixGuard, MonitorPoint
-from .remember import (FractionProgressFn, KeepFn, RememberCache, build_remember_set,
-                       encode_prompts, probe_generations, remember_steps)
+from .remember import (FractionProgressFn, KeepFn, RememberCache, build_remember_set, encode_prompts,
+                       probe_generations, probe_requests, remember_prompts_for, remember_steps)
 from .remember_store import RememberStore
 from .trainer import CancelledError, ForgetData, RememberData, StepReport, TrainResult, train
 
@@ -117,9 +117,7 @@ def unlearn(
     # judge finds look-alike prompts (remembered most) and keeps the flagged prompt's outputs that
     # show the flagged picture out (they would fight the fix).
     excluded = {request.seed} if request.seed is not None else set()
-    # An unconditional model has one "prompt" (""): its remember set is its own outputs at other seeds.
-    others = [] if model.unconditional else [p for p in config.remember_prompts if p != request.prompt]
-    prompts = [request.prompt] + others
+    prompts = remember_prompts_for(model, request.prompt, config)
     if keep_in_remember is None:
         config = _with_lookalikes(model, fixes, judge, prompts, config, progress, cancel,
                                   remember_cache.store if remember_cache is not None else None)
@@ -227,8 +225,7 @@ def _with_lookalikes(model: LoadedModel, fixes: FixManager, judge: ForgettingJud
         raise CancelledError("cancelled while looking for look-alike prompts")
     if progress:
         progress(0.0, f"looking for look-alike prompts ({len(others)} prompts)")
-    seeds = range(config.remember_seed_start, config.remember_seed_start + config.lookalike_probe_seeds)
-    gens = probe_generations(model, [(p, s) for p in others for s in seeds], config, store, fixes, cancel)
+    gens = probe_generations(model, probe_requests(others, config), config, store, fixes, cancel)
     outputs: dict[str, list] = {}
     for g in gens:
         outputs.setdefault(g.prompt, []).append(g.image)
