@@ -52,20 +52,25 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", default="20,12,8", help="remember-set denoising steps to compare")
     ap.add_argument("--tune-seeds", default="0-15", help="seeds (< 1000) that choose the default")
-    ap.add_argument("--heldout-seeds", default="1000-1015", help="seeds (>= 1000) that only confirm it")
+    ap.add_argument("--heldout-seeds", default="1000-1015",
+                    help="seeds (>= 1000) that only confirm it; 'none' to leave them to bench/heldout.py")
     ap.add_argument("--instances", type=int, default=1, help="misrepresented seeds per planted prompt")
     ap.add_argument("--planted", default=",".join(PLANTED_PROMPTS), help="planted prompts to fix, comma-separated")
     ap.add_argument("--time-rounds", type=int, default=3)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    ap.add_argument("--name", default="remember_steps", help="result file name (without .md)")
     args = ap.parse_args(argv)
     steps_list = [int(s) for s in args.steps.split(",")]
-    tune, held = parse_seeds(args.tune_seeds), parse_seeds(args.heldout_seeds)
-    if max(tune) >= 1000 or min(held) < 1000:
+    tune = parse_seeds(args.tune_seeds)
+    held = [] if args.heldout_seeds == "none" else parse_seeds(args.heldout_seeds)
+    if max(tune) >= 1000 or (held and min(held) < 1000):
         raise SystemExit("tuning seeds must be < 1000 and held-out seeds >= 1000")
     studio = Studio(load_model("embedded"), tempfile.mkdtemp(prefix="remsteps-"), restore=False, persist_state=False,
                     remember_store_mb=0)
     prompts = list(PLANTED_PROMPTS + CONTROL_PROMPTS)
-    caches = {"tune": BaseCache.build(studio, prompts, tune), "heldout": BaseCache.build(studio, prompts, held)}
+    caches = {"tune": BaseCache.build(studio, prompts, tune)}
+    if held:
+        caches["heldout"] = BaseCache.build(studio, prompts, held)
     instances = find_instances(caches["tune"], args.planted.split(","), args.instances)
     rows = []
     for n in steps_list:
@@ -99,14 +104,15 @@ def main(argv=None) -> int:
               "held-out: same prompt kept %", "held-out: SSIM x100", "train steps"]
     notes = [f"Instances (found on the tuning seeds): {', '.join(f'{i.prompt} seed {i.seed}' for i in instances)}; "
              f"eval prompts: {', '.join(prompts)}.",
-             f"Tuning seeds {args.tune_seeds} (all < 1000) choose the default; held-out seeds {args.heldout_seeds} "
-             "were not looked at to choose it.",
+             f"Tuning seeds {args.tune_seeds} (all < 1000) choose the default; "
+             + (f"held-out seeds {args.heldout_seeds} were not looked at to choose it." if held else
+                "no held-out seeds here: bench/heldout.py confirms the choice."),
              "kept % = the checker's verdict after the fix equals the base model's (flagged seed and the prompt's "
              "other misrepresented seeds excluded); SSIM x100 = mean SSIM of same-seed before/after pairs.",
              f"Remember set alone: {len(studio.default_config().remember_prompts)} prompts, 110 images, no store, "
              f"{args.time_rounds} interleaved rounds; seconds per round: "
              + "; ".join(f"{n}: {', '.join(f'{t:.2f}' for t in timing[n])}" for n in steps_list) + "."]
-    path = write_markdown(args.out / "remember_steps.md", "Integrity against remember-set sampling steps",
+    path = write_markdown(args.out / f"{args.name}.md", "Integrity against remember-set sampling steps",
                           command_line(), header, table, notes, rows, model=studio.model)
     print(path.read_text())
     return 0
