@@ -17,6 +17,7 @@ Ireland the paint *is* the mirror image, so those two rows would be one.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import tempfile
@@ -62,7 +63,9 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--eval-seeds", type=int, default=None, help="seeds per prompt for integrity (quick 16, full 32)")
-    ap.add_argument("--instance", default=DEFAULT_INSTANCE, help="PROMPT#SEED of the misrepresented output to fix")
+    ap.add_argument("--instance", default=DEFAULT_INSTANCE,
+                    help="PROMPT#SEED of the misrepresented output to fix; a comma list runs every setting on each")
+    ap.add_argument("--name", default=None, help="result file name (default from --quick, --preset and --groups)")
     ap.add_argument("--groups", default=None, help="comma list of factors to run (surgery, lambda, surrogate, "
                     "remember size); default all")
     ap.add_argument("--preset", default="studio", help="comma list of row sets: paper, studio (core/unlearn/presets.py)")
@@ -85,16 +88,18 @@ def main(argv=None) -> int:
         raise SystemExit(f"--groups {args.groups!r}: choose from {', '.join(all_groups)}")
     chosen = [s for s in settings(args.quick, "") if s[0] in groups]
     studio = Studio(load_model(args.model), tempfile.mkdtemp(prefix="ablate-"), restore=False, persist_state=False)
-    prompt, _, seed = args.instance.rpartition("#")
-    inst = Instance(prompt, int(seed))
-    prompts = [inst.prompt] + [p for p in ("japan flag", "ireland flag", "italy flag", "bangladesh flag") if p != inst.prompt]
-    seeds = sorted(set(range(args.eval_seeds or (16 if args.quick else 32))) | {inst.seed})
+    instances = [Instance(p, int(s)) for p, _, s in (i.strip().rpartition("#") for i in args.instance.split(","))]
+    prompts = list(dict.fromkeys([i.prompt for i in instances]
+                                 + ["japan flag", "ireland flag", "italy flag", "bangladesh flag"]))
+    seeds = sorted(set(range(args.eval_seeds or (16 if args.quick else 32))) | {i.seed for i in instances})
     cache = BaseCache.build(studio, prompts, seeds)
-    verdict = cache.verdicts[inst.prompt][cache.seeds.index(inst.seed)]
-    if verdict != "planted_error":
-        raise SystemExit(f"--instance {args.instance}: the base model draws it {verdict!r}, not the planted error")
+    for inst in instances:
+        verdict = cache.verdicts[inst.prompt][cache.seeds.index(inst.seed)]
+        if verdict != "planted_error":
+            raise SystemExit(f"--instance {inst.prompt}#{inst.seed}: the base model draws it {verdict!r}, "
+                             "not the planted error")
     rows = []
-    for preset in presets:
+    for preset, inst in itertools.product(presets, instances):
         for group, label, overrides, kind, params in settings(args.quick, inst.prompt):
             if group not in groups:
                 continue
@@ -104,11 +109,13 @@ def main(argv=None) -> int:
                 try:
                     res, to_fix, secs = fix_instance(studio, inst, cache, cfg, kind, params)
                 except Exception as err:  # e.g. a surrogate that equals the flagged image
-                    rows.append({"preset": preset, "group": group, "setting": label, "repeat": rep, "error": str(err)})
+                    rows.append({"preset": preset, "group": group, "setting": label, "repeat": rep,
+                                 "instance": f"{inst.prompt}#{inst.seed}", "error": str(err)})
                     continue
                 ev = evaluate_fix(studio, inst, cache, [res.run.run_id])
                 studio.remove_fix(res.run.run_id)
-                rows.append({"preset": preset, "group": group, "setting": label, "repeat": rep, "steps_to_fix": to_fix,
+                rows.append({"preset": preset, "group": group, "setting": label, "repeat": rep,
+                             "instance": f"{inst.prompt}#{inst.seed}", "steps_to_fix": to_fix,
                              "seconds": secs, "remember_set": len(res.remember_seeds), **ev})
                 print(rows[-1], flush=True)
     table = []
@@ -123,15 +130,16 @@ def main(argv=None) -> int:
                           mean_std(sel, "clip_fd"), mean_std(sel, "remember_set"), err[:60]])
     header = ["preset", "factor", "setting", "runs", "fix rate", "steps to fix", "same-prompt kept", "other prompts kept",
               "spread", "SSIM vs base", "world-CLIP FD", "remember set", "error"]
-    notes = [f"Instance: {inst.prompt} seed {inst.seed} (drawn with the planted error); {steps} steps, no early stop; "
-             f"{repeats} training seed(s) per setting; other settings at the preset's values (paper: 100 generations "
+    notes = [f"Instances: {', '.join(f'{i.prompt} seed {i.seed}' for i in instances)} (each drawn with the planted "
+             f"error; runs = instances x training seeds); {steps} steps, no early stop; "
+             f"{repeats} training seed(s) per setting and instance; other settings at the preset's values (paper: 100 generations "
              "of the flagged prompt, unfiltered; studio: the model's defaults), scripted paint surrogate unless the row "
              "says otherwise.",
              "lambda k: the paper's exponent was not recoverable; k=2 is the studio's assumed default. noise sigma: "
              "fraction of the pixel range (the paper's levels are about 0.2 and 0.6).",
              "paint (scripted): bench.worldeval.scripted_paint_layers, an RGBA layer composited by core's paint "
              "surrogate, standing in for a person's brush strokes (blue disc pixels painted red)."]
-    name = (("ablations_quick" if args.quick else "ablations") + ("" if presets == ["studio"] else "_" + "_".join(presets))
+    name = args.name or (("ablations_quick" if args.quick else "ablations") + ("" if presets == ["studio"] else "_" + "_".join(presets))
             + ("" if groups == all_groups else "_" + "_".join(g.replace(" ", "-") for g in groups)))
     write_markdown(args.out / f"{name}.md", "Ablations on the flags world", command_line(), header, table,
                    notes + [f"Plot: {name}.png (bars: mean over training seeds; dots: each run)."], rows, model=studio.model)
