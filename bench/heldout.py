@@ -155,7 +155,8 @@ def main(argv=None) -> int:
     ap.add_argument("--rows", default=None, help=f"comma list of {', '.join(ROWS)} (faces: judge, paper); default all")
     ap.add_argument("--per-prompt", type=int, default=None,
                     help="instances per planted prompt (default 4, quick 1); faces: memorised faces flagged (4, quick 1)")
-    ap.add_argument("--seed-start", type=int, default=1000, help="first seed (never used to choose a default)")
+    ap.add_argument("--seed-start", type=int, default=1000,
+                    help="first seed; >= 1000 is held out (never used to choose a default), < 1000 a tuning run")
     ap.add_argument("--prompt-seeds", type=int, default=None,
                     help="seeds of the flagged prompt (default 64, quick 16); faces: report seeds (1024, quick 256)")
     ap.add_argument("--other-seeds", type=int, default=None, help="seeds of each other prompt (default 32, quick 8)")
@@ -236,7 +237,9 @@ def write_report(args, summary: dict, records: list[dict], model, how: str) -> N
     notes = [f"Instances (the first misdrawn seeds from seed {min(s for _, s in instances) if instances else '-'}, "
              "by the checker): " + ", ".join(f"{p} #{s}" for p, s in instances)
              + ". Surrogates: scripted paint (bench/worldeval.py). Rows " + how + ".",
-             "Defaults were tuned on seeds 0-63 (and remember seeds >= 100000); no seed here chose anything.",
+             ("Defaults were tuned on seeds 0-63 (and remember seeds >= 100000); no seed here chose anything."
+              if args.seed_start >= 1000 else f"Seeds from {args.seed_start} (< 1000): a tuning run, its figures may "
+              "choose a default; held-out figures come from seeds >= 1000."),
              (f"Right kept over {records[0]['prompt_seeds']} seeds of the flagged prompt; others unchanged over "
               f"{records[0]['other_prompts']} prompts x {records[0]['other_seeds']} seeds.") if records else ""]
     if "judge" in summary:
