@@ -53,7 +53,11 @@ def _exclusive(method):
     return wrapper
 
 
-PREPARE_BATCH = 8  # generations per hold of the model lock while preparing: a user's job waits at most this many
+# Preparing a fix holds the model lock for about PREPARE_HOLD_S at a time (1 to PREPARE_BATCH generations,
+# sized from the last batch's pace), so a user's job waits about that long: on SD3-medium one image
+# already takes seconds, on the embedded model eight take about one.
+PREPARE_HOLD_S = 1.0
+PREPARE_BATCH = 8
 
 
 @dataclass
@@ -237,8 +241,8 @@ class Studio:
         """Start drawing, in a background thread, the remember-set generations a fix of `prompt` asks
         for first (look-alike probes and every remember prompt's quota, at the steps and guidance the
         user generated with) into the generation store, while the user flags and paints; the fix then
-        reuses them. It holds the model lock for PREPARE_BATCH generations at a time, so a user's job
-        waits at most that long; a fix, a model switch or another prepare_fix stops it."""
+        reuses them. It holds the model lock about PREPARE_HOLD_S at a time, so a user's job waits about
+        that long; a fix, a model switch or another prepare_fix stops it."""
         self.stop_preparing()
         prompt = self.prompt_for(prompt)
         config = config or self.default_config()
@@ -261,17 +265,23 @@ class Studio:
 
     def _prepare(self, prep: Preparation, requests: list[tuple[str, int]], config: UnlearnConfig) -> None:
         steps = remember_steps(self.model, config)
+        size = 1
         try:
-            for start in range(0, len(requests), PREPARE_BATCH):
+            while prep.done < len(requests):
                 # Between batches the lock is free: a waiting user job takes it (the pause lets the
                 # waiter in before this thread takes the lock again).
                 time.sleep(0.01)
                 with self._model_lock:
                     if prep.token.cancelled:
                         return
-                    part = requests[start:start + PREPARE_BATCH]
+                    part = requests[prep.done:prep.done + size]
                     state = model_state(self.model, self.fixes).digest
-                    prep.drawn += draw_into_store(self.model, part, steps, config.guidance, self.generation_store, state)
+                    t0 = time.perf_counter()
+                    drawn = draw_into_store(self.model, part, steps, config.guidance, self.generation_store, state)
+                    if drawn:
+                        pace = (time.perf_counter() - t0) / drawn
+                        size = max(1, min(PREPARE_BATCH, int(PREPARE_HOLD_S / max(pace, 1e-6))))
+                    prep.drawn += drawn
                     prep.done += len(part)
         except Exception as e:  # noqa: BLE001 - a background helper: the fix itself reports real errors
             prep.error = f"{type(e).__name__}: {e}"
