@@ -217,11 +217,11 @@ def test_a_user_job_runs_while_preparing_and_a_fix_stops_the_preparation(tiny_mo
 
     studio = Studio(tiny_model, tmp_path / "data", restore=False, persist_state=False)
     cfg = studio.default_config(remember_set_size=8 * PREPARE_BATCH, lookalike_share=0.0)
-    plain = generate(tiny_model, "japan flag", [3, 4])  # before: the model is shared only through the studio
+    # Made first: while preparing, the model is used only through the studio (its lock).
+    plain, req = generate(tiny_model, "japan flag", [3, 4]), _request(tiny_model)
     prep = studio.prepare_fix("ireland flag", config=cfg)
     grid = studio.generate("japan flag", [3, 4], save=False)  # takes the lock between two batches
     assert all(torch.allclose(a.latent, b.latent, atol=1e-5) for a, b in zip(grid, plain))
-    req = _request(tiny_model)
     studio.unlearn(req.prompt, req.flagged, req.surrogate, req.seed,
                    studio.default_config(steps=1, remember_set_size=2, monitor_every=0))
     assert prep.token.cancelled and not prep.wait(timeout=60).running
