@@ -267,8 +267,8 @@ FORGETTING_NOTE = {
     "copy": "Forgotten (--forgetting copy, the default) = the flagged seed's render is no longer a near copy of the "
             "flagged image by the forgetting judge's copy descriptor (core/judge.py: shows_error), the same bar for "
             "every method, as the paper judges forgetting by copy similarity; '+stop' runs stop there.",
-    "judge": "Forgotten (--forgetting judge) = the studio's own bar: the flagged seed's render moved >= 0.7 of the way "
-             "from the flagged image to the user's surrogate inside the edited region. Only our method trains "
+    "judge": "Forgotten (--forgetting judge) = the studio's own bar: the flagged seed's render moved at least the model's "
+             "forget_threshold (flags 0.7, faces 0.5) of the way from the flagged image to the user's surrogate inside the edited region. Only our method trains "
              "toward the surrogate, so this bar favours it; use --forgetting copy to compare methods.",
 }
 
