@@ -72,23 +72,21 @@ def compare_prompt(model: LoadedModel, fixes: FixManager, fix_names: Sequence[st
             return None
         return lambda done, _total, _msg: progress(offset + done, 2 * n, f"{what} {done}/{n}")
 
-    if store is not None:
+    def draw(offset: int, what: str, active: FixManager | None) -> list[Generated]:
+        """The seeds with the weights as they are now (`active`: the fixes switched on, for the store's key)."""
+        if store is None:
+            noises = [initial_noise(model, s) for s in seeds]
+            return generate(model, prompt, seeds, steps, guidance, noises=noises, progress=stage(offset, what))
         from .unlearn.remember import stored_generations  # lazy: core.unlearn imports this module
         from .unlearn.remember_store import model_state
 
-        requests = [(prompt, s) for s in seeds]
-        with fixes.disabled():
-            before = stored_generations(model, requests, steps, guidance, store, model_state(model, None).digest,
-                                        progress=stage(0, "without fixes"))
-        with fixes.only(list(fix_names)):
-            after = stored_generations(model, requests, steps, guidance, store, model_state(model, fixes).digest,
-                                       progress=stage(n, "with fixes"))
-    else:
-        noises = [initial_noise(model, s) for s in seeds]
-        with fixes.disabled():
-            before = generate(model, prompt, seeds, steps, guidance, noises=noises, progress=stage(0, "without fixes"))
-        with fixes.only(list(fix_names)):
-            after = generate(model, prompt, seeds, steps, guidance, noises=noises, progress=stage(n, "with fixes"))
+        return stored_generations(model, [(prompt, s) for s in seeds], steps, guidance, store,
+                                  model_state(model, active).digest, progress=stage(offset, what))
+
+    with fixes.disabled():
+        before = draw(0, "without fixes", None)
+    with fixes.only(list(fix_names)):
+        after = draw(n, "with fixes", fixes)
     cmp = PromptComparison(prompt, list(seeds), before, after)
     for b, a in zip(before, after):
         row = {"mean_abs_diff": round(mean_abs_diff(b.image, a.image), 5)}
