@@ -88,6 +88,8 @@ def test_flag_surrogate_unlearn_compare_export(server, client, tmp_path):
     # 1. Generate: the same prompt and seeds give the same images.
     images, status = _generate(client)
     assert sorted(images) == [0, 1, 2, 3] and "4 outputs" in status
+    # Meanwhile the fix's remember set is drawn in the background (Studio.prepare_fix).
+    assert "prepared in the background" in status and studio.preparation.prompt == PROMPT
     again, _ = _generate(client)
     for seed in images:
         assert np.array_equal(_png(images[seed]), _png(again[seed])), f"seed {seed} not reproducible"
