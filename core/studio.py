@@ -250,6 +250,9 @@ class Studio:
                                        guidance=guidance if config.guidance is None else config.guidance)
         requests = first_requests(remember_prompts_for(self.model, prompt, config), config)
         prep = Preparation(prompt, len(requests), CancelToken())
+        if self.generation_store.max_bytes == 0:
+            prep.error = "the remember store is off (0 MB): a fix draws its whole remember set itself"
+            return prep
         prep.thread = threading.Thread(target=self._prepare, args=(prep, requests, config), name="prepare-fix",
                                        daemon=True)
         self.preparation = prep

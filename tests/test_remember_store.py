@@ -229,3 +229,6 @@ def test_a_user_job_runs_while_preparing_and_a_fix_stops_the_preparation(tiny_mo
     stopped = studio.prepare_fix("ireland flag", config=cfg)
     studio.stop_preparing()
     assert stopped.wait(timeout=60).done < stopped.total
+    off = Studio(tiny_model, tmp_path / "off", restore=False, persist_state=False, remember_store_mb=0)
+    idle = off.prepare_fix("ireland flag", config=cfg)  # nowhere to keep them: nothing is drawn
+    assert not idle.running and idle.done == 0 and "remember store is off" in idle.message()

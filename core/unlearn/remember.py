@@ -98,7 +98,7 @@ def first_requests(prompts: list[str], config: UnlearnConfig) -> list[tuple[str,
     and the keep filter asks for refills, so a fix may still draw a few more (`Studio.prepare_fix`)."""
     quota = remember_quotas(prompts, config)
     own = [(p, config.remember_seed_start + k) for p in prompts for k in range(quota[p])]
-    probes = probe_requests(prompts[1:], config) if config.lookalike_share > 0 else []
+    probes = probe_requests(prompts[1:], config) if config.lookalike_share > 0 and not config.lookalike_prompts else []
     return list(dict.fromkeys(probes + own))
 
 
