@@ -136,6 +136,14 @@ def flag_seed(studio, session: Session, seed):
     return activate(studio, session, existing.id)
 
 
+def preparing_note(studio, prompt: str) -> str:
+    """How far the background preparation of this prompt's fix has got ("" when none is under way)."""
+    prep = studio.preparation
+    if prep is None or prep.prompt != prompt or prep.error or not (prep.running or prep.done):
+        return ""
+    return f" Remember set drawn meanwhile: {prep.done}/{prep.total}" + ("." if prep.done == prep.total else " so far.")
+
+
 def activate(studio, session: Session, flag_id):
     """Make a flag active; returns every widget that shows the active flag."""
     from .surrogate_section import shown_surrogate
@@ -155,7 +163,8 @@ def activate(studio, session: Session, flag_id):
             flag.image, flag.prompt, flag.seed,
             flag.steps or info.default_steps, info.default_guidance if flag.guidance is None else flag.guidance,
             *shown_surrogate(session, flag),
-            f"Ready to fix **{flag.id}** once it has a surrogate.", "", [], gr.update(value=None), gr.update(value=None),
+            f"Ready to fix **{flag.id}** once it has a surrogate.{preparing_note(studio, flag.prompt)}", "", [],
+            gr.update(value=None), gr.update(value=None),
             [])
 
 

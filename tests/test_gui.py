@@ -95,8 +95,9 @@ def test_flag_surrogate_unlearn_compare_export(server, client, tmp_path):
         assert np.array_equal(_png(images[seed]), _png(again[seed])), f"seed {seed} not reproducible"
 
     # 2. Flag seed 1: the flagged image is that output, and the canvas is preloaded with it.
-    flag_dd, flag_text, flagged, *_ = client.predict(1, api_name="/flag")
+    flag_dd, flag_text, flagged, *rest = client.predict(1, api_name="/flag")
     assert flag_dd["value"] == "flag1" and "seed **1**" in flag_text
+    assert "Remember set drawn meanwhile" in rest[8]  # the Unlearn status: the background preparation so far
     assert np.array_equal(_png(flagged), _png(images[1]))
     size = Image.open(flagged).size
     # The canvas is loaded by a second event (as an output of the flag event a painted canvas kept
