@@ -54,11 +54,13 @@ def main(argv=None) -> int:
     verdicts = [studio.check(args.prompt, g.image)["verdict"] for g in gens]
     seed = next((g.seed for g, v in zip(gens, verdicts) if v == "planted_error"), 0)
     flagged = gens[seed].image
+    if prep is not None:  # flagged: the studio prepares again, now drawing ahead for likely look-alikes
+        prep = studio.prepare_fix(args.prompt, flagged=flagged)
     sur = studio.surrogate("paint", flagged, {"layers": scripted_paint_layers(args.prompt, flagged)})
     t = stage("flag + paint", t)
     if prep is not None:
         time.sleep(max(0.0, args.think_s - marks["flag + paint"]))  # the person's time, the machine preparing
-        prepared = [prep.done, prep.total]
+        prepared = [prep.done, prep.total, prep.lookalikes]
         t = stage("person", t)
     res = studio.unlearn(args.prompt, flagged, sur.image, seed, None, sur.info)
     t = stage("fix", t)

@@ -131,6 +131,21 @@ def pick_descriptor(model=None, device: str = "cpu") -> Descriptor:
     return Descriptor("thumbnail", thumbnail_embed, copy_threshold("thumbnail", model), "; ".join(notes))
 
 
+def likely_lookalikes(model, flagged: Image.Image, outputs: dict[str, Sequence[Image.Image]]) -> list[str]:
+    """Look-alike prompts as far as they can be told before the surrogate exists: prompts (keys) whose
+    outputs are mostly near copies of the flagged image. `ForgettingJudge.lookalike_prompts` also asks
+    them to be nearer the flagged image than the surrogate; `Studio.prepare_fix` draws ahead for these."""
+    d = pick_descriptor(model, str(getattr(model, "device", "cpu")))
+    e_flagged = np.asarray(d.embed([flagged]), np.float64)[0]
+    found = []
+    for prompt, images in outputs.items():
+        if images:
+            near = np.asarray(d.embed(list(images)), np.float64) @ e_flagged >= d.copy_threshold
+            if np.mean(near) >= LOOKALIKE_MIN_FRACTION:
+                found.append(prompt)
+    return found
+
+
 class ForgettingJudge:
     """Judges one flagged instance: its flagged image, its surrogate and a copy descriptor."""
 

@@ -11,7 +11,7 @@ import json
 import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -22,7 +22,7 @@ from .adapters import AdapterError, FixManager
 from .compare import Moved, PromptComparison, add_per_seed_lpips, compare_prompt, moved_most, per_seed_lpips_report, \
     write_comparison
 from .generate import Generated, check_prompt_for, generate, save_generations
-from .judge import ForgettingJudge
+from .judge import ForgettingJudge, likely_lookalikes
 from .metrics import availability, lpips, sscd_similarity
 from .metrics.clip_space import clip_fd, clip_similarity
 from .models.loading import EMBEDDED, SHIPPED_NAMES, LoadedModel, LoadOptions, load_model
@@ -31,8 +31,8 @@ from .runs import RunInfo, RunStore, atomic_write_json, new_run_id
 from .surrogates import Surrogate, SurrogateParams, make_surrogate
 from .unlearn.config import UnlearnConfig
 from .unlearn.run import AlreadyFixedError, FixRequest, FixResult, unlearn  # noqa: F401 (re-exported)
-from .unlearn.remember import (RememberCache, draw_into_store, first_requests, remember_prompts_for, remember_steps,
-                               stored_generations)
+from .unlearn.remember import (RememberCache, draw_into_store, first_requests, probe_requests, remember_prompts_for,
+                               remember_steps, stored_generations)
 from .unlearn.trainer import CancelToken
 from .unlearn.remember_store import DEFAULT_MAX_MB as DEFAULT_REMEMBER_MB, RememberStore, model_state
 
@@ -55,9 +55,11 @@ def _exclusive(method):
 
 # Preparing a fix holds the model lock for about PREPARE_HOLD_S at a time (1 to PREPARE_BATCH generations,
 # sized from the last batch's pace), so a user's job waits about that long: on SD3-medium one image
-# already takes seconds, on the embedded model eight take about one.
-PREPARE_HOLD_S = 1.0
-PREPARE_BATCH = 8
+# already takes seconds, on the embedded model sixteen take about two. Bigger batches matter here:
+# torch ops called from this background thread ran 1.3x (16 images a call) to 1.7x (8) slower than
+# from the main thread on the 2-core machine (per-call threading overhead on tiny matrices).
+PREPARE_HOLD_S = 2.0
+PREPARE_BATCH = 16
 
 
 @dataclass
@@ -70,6 +72,7 @@ class Preparation:
     thread: threading.Thread | None = None
     done: int = 0  # of `total`, in the store (drawn now or found there)
     drawn: int = 0
+    lookalikes: list[str] = field(default_factory=list)  # guessed from the flagged image, drawn for too
     error: str | None = None
 
     @property
@@ -85,7 +88,9 @@ class Preparation:
         if self.error:
             return f"preparing the fix stopped: {self.error}"
         state = "ready" if self.done == self.total else ("stopped" if not self.running else "drawing")
-        return f"remember set for {self.prompt!r}: {self.done}/{self.total} {state} ({self.drawn} drawn in the background)"
+        looks = f"; look-alike prompts: {', '.join(self.lookalikes)}" if self.lookalikes else ""
+        return (f"remember set for {self.prompt!r}: {self.done}/{self.total} {state} "
+                f"({self.drawn} drawn in the background{looks})")
 
 
 class WrongBaseError(AdapterError):
@@ -237,24 +242,27 @@ class Studio:
         return result
 
     def prepare_fix(self, prompt: str, steps: int | None = None, guidance: float | None = None,
-                    config: UnlearnConfig | None = None) -> Preparation:
+                    config: UnlearnConfig | None = None, flagged: Image.Image | None = None) -> Preparation:
         """Start drawing, in a background thread, the remember-set generations a fix of `prompt` asks
         for first (look-alike probes and every remember prompt's quota, at the steps and guidance the
         user generated with) into the generation store, while the user flags and paints; the fix then
-        reuses them. It holds the model lock about PREPARE_HOLD_S at a time, so a user's job waits about
-        that long; a fix, a model switch or another prepare_fix stops it."""
+        reuses them. With the `flagged` image (once the user has flagged), the look-alike prompts its
+        probes suggest get their larger quota drawn too (`likely_lookalikes`). It holds the model lock
+        about PREPARE_HOLD_S at a time, so a user's job waits about that long; a fix, a model switch or
+        another prepare_fix stops it."""
         self.stop_preparing()
         prompt = self.prompt_for(prompt)
         config = config or self.default_config()
         config = config.with_overrides(sampling_steps=config.sampling_steps or steps,
                                        guidance=guidance if config.guidance is None else config.guidance)
-        requests = first_requests(remember_prompts_for(self.model, prompt, config), config)
+        prompts = remember_prompts_for(self.model, prompt, config)
+        requests = first_requests(prompts, config)
         prep = Preparation(prompt, len(requests), CancelToken())
         if self.generation_store.max_bytes == 0:
             prep.error = "the remember store is off (0 MB): a fix draws its whole remember set itself"
             return prep
-        prep.thread = threading.Thread(target=self._prepare, args=(prep, requests, config), name="prepare-fix",
-                                       daemon=True)
+        prep.thread = threading.Thread(target=self._prepare, args=(prep, prompts, requests, config, flagged),
+                                       name="prepare-fix", daemon=True)
         self.preparation = prep
         prep.thread.start()
         return prep
@@ -266,28 +274,53 @@ class Studio:
         if self.preparation is not None:
             self.preparation.token.cancel()
 
-    def _prepare(self, prep: Preparation, requests: list[tuple[str, int]], config: UnlearnConfig) -> None:
+    def _prepare(self, prep: Preparation, prompts: list[str], requests: list[tuple[str, int]], config: UnlearnConfig,
+                 flagged: Image.Image | None) -> None:
         steps = remember_steps(self.model, config)
-        size = 1
         try:
-            while prep.done < len(requests):
-                # Between batches the lock is free: a waiting user job takes it (the pause lets the
-                # waiter in before this thread takes the lock again).
-                time.sleep(0.01)
-                with self._model_lock:
-                    if prep.token.cancelled:
-                        return
-                    part = requests[prep.done:prep.done + size]
-                    state = model_state(self.model, self.fixes).digest
-                    t0 = time.perf_counter()
-                    drawn = draw_into_store(self.model, part, steps, config.guidance, self.generation_store, state)
-                    if drawn:
-                        pace = (time.perf_counter() - t0) / drawn
-                        size = max(1, min(PREPARE_BATCH, int(PREPARE_HOLD_S / max(pace, 1e-6))))
-                    prep.drawn += drawn
-                    prep.done += len(part)
+            if not self._draw_ahead(prep, requests, steps, config.guidance):
+                return
+            if flagged is None or config.lookalike_share <= 0 or config.lookalike_prompts or len(prompts) < 2:
+                return
+            with self._model_lock:
+                if prep.token.cancelled:
+                    return
+                probes = stored_generations(self.model, probe_requests(prompts[1:], config), steps, config.guidance,
+                                            self.generation_store, model_state(self.model, self.fixes).digest)
+                outputs: dict[str, list] = {}
+                for g in probes:
+                    outputs.setdefault(g.prompt, []).append(g.image)
+                prep.lookalikes = likely_lookalikes(self.model, flagged, outputs)
+            if prep.lookalikes:
+                more = first_requests(prompts, config.with_overrides(lookalike_prompts=prep.lookalikes))
+                asked = set(requests)
+                requests = requests + [r for r in more if r not in asked]
+                prep.total = len(requests)
+                self._draw_ahead(prep, requests, steps, config.guidance)
         except Exception as e:  # noqa: BLE001 - a background helper: the fix itself reports real errors
             prep.error = f"{type(e).__name__}: {e}"
+
+    def _draw_ahead(self, prep: Preparation, requests: list[tuple[str, int]], steps: int,
+                    guidance: float | None) -> bool:
+        """Draw requests[prep.done:] into the store in lock-sized batches; False once stopped."""
+        size = 1
+        while prep.done < len(requests):
+            # Between batches the lock is free: a waiting user job takes it (the pause lets the
+            # waiter in before this thread takes the lock again).
+            time.sleep(0.01)
+            with self._model_lock:
+                if prep.token.cancelled:
+                    return False
+                part = requests[prep.done:prep.done + size]
+                state = model_state(self.model, self.fixes).digest
+                t0 = time.perf_counter()
+                drawn = draw_into_store(self.model, part, steps, guidance, self.generation_store, state)
+                if drawn:
+                    pace = (time.perf_counter() - t0) / drawn
+                    size = max(1, min(PREPARE_BATCH, int(PREPARE_HOLD_S / max(pace, 1e-6))))
+                prep.drawn += drawn
+                prep.done += len(part)
+        return True
 
     def checker_lookalikes(self, prompt: str, flagged: Image.Image, config: UnlearnConfig) -> list[str]:
         """The checker's look-alike prompts (oracle="checker" only): remember prompts whose correct

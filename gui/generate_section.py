@@ -152,6 +152,8 @@ def activate(studio, session: Session, flag_id):
     if flag is None:
         raise titled(f"no flag {flag_id!r} in this session", title="Unknown flag")
     session.active = flag.id
+    # Now the flagged image is known, the preparation also draws ahead for the look-alike prompts it suggests.
+    studio.prepare_fix(flag.prompt, flag.steps, flag.guidance, flagged=flag.image)
     choices = [(f.label, f.id) for f in session.flags]
     text = (f"**{flag.id}** · seed **{flag.seed}** · prompt *{flag.prompt}*"
             f" · steps {flag.steps or studio.model.info.default_steps}"

@@ -232,3 +232,42 @@ def test_a_user_job_runs_while_preparing_and_a_fix_stops_the_preparation(tiny_mo
     off = Studio(tiny_model, tmp_path / "off", restore=False, persist_state=False, remember_store_mb=0)
     idle = off.prepare_fix("ireland flag", config=cfg)  # nowhere to keep them: nothing is drawn
     assert not idle.running and idle.done == 0 and "remember store is off" in idle.message()
+
+
+def test_likely_lookalikes_are_prompts_whose_outputs_mostly_copy_the_flagged_image():
+    from PIL import Image, ImageOps
+
+    from core.judge import likely_lookalikes
+
+    flagged = Image.new("RGB", (32, 32), (200, 30, 30))
+    flagged.paste((20, 160, 40), (0, 0, 16, 32))
+    other = ImageOps.invert(flagged)
+    outputs = {"copies": [flagged, flagged.copy(), other], "others": [other, other, flagged]}
+    assert likely_lookalikes(None, flagged, outputs) == ["copies"]  # 2 of 3 near copies vs 1 of 3
+
+
+def test_prepare_fix_with_the_flagged_image_draws_ahead_for_its_likely_lookalikes(tiny_model, tmp_path, monkeypatch):
+    import core.studio as studio_module
+    from core.unlearn.remember import first_requests, remember_prompts_for
+
+    from .test_unlearn_runs import _request
+
+    seen = {}
+
+    def guess(model, flagged, outputs):  # the descriptor's verdict, fixed: which prompts look alike
+        seen.update(outputs)
+        return ["japan flag"]
+
+    monkeypatch.setattr(studio_module, "likely_lookalikes", guess)
+    studio = studio_module.Studio(tiny_model, tmp_path / "data", restore=False, persist_state=False)
+    req = _request(tiny_model)
+    cfg = studio.default_config(remember_set_size=12, remember_prompts=["ireland flag", "japan flag", "italy flag"])
+    plain = studio.prepare_fix(req.prompt, config=cfg).wait(timeout=120)
+    prep = studio.prepare_fix(req.prompt, config=cfg, flagged=req.flagged).wait(timeout=120)
+    prompts = remember_prompts_for(tiny_model, req.prompt, cfg)
+    wanted = set(first_requests(prompts, cfg)) | set(first_requests(prompts, cfg.with_overrides(
+        lookalike_prompts=["japan flag"])))
+    assert prep.error is None and prep.lookalikes == ["japan flag"] and "japan flag" in prep.message()
+    assert prep.total == len(wanted) > plain.total and prep.done == prep.total
+    assert prep.drawn == prep.total - plain.total  # the first requests were in the store already
+    assert set(seen) == set(prompts[1:]) and all(len(v) == cfg.lookalike_probe_seeds for v in seen.values())
