@@ -10,8 +10,7 @@ import functools
 import json
 import re
 import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -22,7 +21,7 @@ from .adapters import AdapterError, FixManager
 from .compare import Moved, PromptComparison, add_per_seed_lpips, compare_prompt, moved_most, per_seed_lpips_report, \
     write_comparison
 from .generate import Generated, check_prompt_for, generate, save_generations
-from .judge import ForgettingJudge, likely_lookalikes
+from .judge import ForgettingJudge
 from .metrics import availability, lpips, sscd_similarity
 from .metrics.clip_space import clip_fd, clip_similarity
 from .models.loading import EMBEDDED, SHIPPED_NAMES, LoadedModel, LoadOptions, load_model
@@ -31,9 +30,8 @@ from .runs import RunInfo, RunStore, atomic_write_json, new_run_id
 from .surrogates import Surrogate, SurrogateParams, make_surrogate
 from .unlearn.config import UnlearnConfig
 from .unlearn.run import AlreadyFixedError, FixRequest, FixResult, unlearn  # noqa: F401 (re-exported)
-from .unlearn.remember import (RememberCache, draw_into_store, first_requests, probe_requests, remember_prompts_for,
-                               remember_steps, stored_generations)
-from .unlearn.trainer import CancelToken
+from .unlearn.prepare import Preparation, start_preparation
+from .unlearn.remember import RememberCache, stored_generations
 from .unlearn.remember_store import DEFAULT_MAX_MB as DEFAULT_REMEMBER_MB, RememberStore, model_state
 
 STATE_FILE = "fixes_state.json"
@@ -51,46 +49,6 @@ def _exclusive(method):
             return method(self, *args, **kwargs)
 
     return wrapper
-
-
-# Preparing a fix holds the model lock for about PREPARE_HOLD_S at a time (1 to PREPARE_BATCH generations,
-# sized from the last batch's pace), so a user's job waits about that long: on SD3-medium one image
-# already takes seconds, on the embedded model sixteen take about two. Bigger batches matter here:
-# torch ops called from this background thread ran 1.3x (16 images a call) to 1.7x (8) slower than
-# from the main thread on the 2-core machine (per-call threading overhead on tiny matrices).
-PREPARE_HOLD_S = 2.0
-PREPARE_BATCH = 16
-
-
-@dataclass
-class Preparation:
-    """A fix's remember set being drawn in the background (`Studio.prepare_fix`)."""
-
-    prompt: str
-    total: int  # generations a fix of `prompt` asks for first
-    token: CancelToken
-    thread: threading.Thread | None = None
-    done: int = 0  # of `total`, in the store (drawn now or found there)
-    drawn: int = 0
-    lookalikes: list[str] = field(default_factory=list)  # guessed from the flagged image, drawn for too
-    error: str | None = None
-
-    @property
-    def running(self) -> bool:
-        return self.thread is not None and self.thread.is_alive()
-
-    def wait(self, timeout: float | None = None) -> "Preparation":
-        if self.thread is not None:
-            self.thread.join(timeout)
-        return self
-
-    def message(self) -> str:
-        if self.error:
-            return f"preparing the fix stopped: {self.error}"
-        state = "ready" if self.done == self.total else ("stopped" if not self.running else "drawing")
-        looks = f"; look-alike prompts: {', '.join(self.lookalikes)}" if self.lookalikes else ""
-        return (f"remember set for {self.prompt!r}: {self.done}/{self.total} {state} "
-                f"({self.drawn} drawn in the background{looks})")
 
 
 class WrongBaseError(AdapterError):
@@ -248,79 +206,23 @@ class Studio:
         user generated with) into the generation store, while the user flags and paints; the fix then
         reuses them. With the `flagged` image (once the user has flagged), the look-alike prompts its
         probes suggest get their larger quota drawn too (`likely_lookalikes`). It holds the model lock
-        about PREPARE_HOLD_S at a time, so a user's job waits about that long; a fix, a model switch or
-        another prepare_fix stops it."""
+        about 2 s at a time (core/unlearn/prepare.py), so a user's job waits about that long; a fix, a
+        model switch or another prepare_fix stops it."""
         self.stop_preparing()
         prompt = self.prompt_for(prompt)
         config = config or self.default_config()
         config = config.with_overrides(sampling_steps=config.sampling_steps or steps,
                                        guidance=guidance if config.guidance is None else config.guidance)
-        prompts = remember_prompts_for(self.model, prompt, config)
-        requests = first_requests(prompts, config)
-        prep = Preparation(prompt, len(requests), CancelToken())
-        if self.generation_store.max_bytes == 0:
-            prep.error = "the remember store is off (0 MB): a fix draws its whole remember set itself"
-            return prep
-        prep.thread = threading.Thread(target=self._prepare, args=(prep, prompts, requests, config, flagged),
-                                       name="prepare-fix", daemon=True)
-        self.preparation = prep
-        prep.thread.start()
-        return prep
+        self.preparation = start_preparation(self.model, self.fixes, self.generation_store, self._model_lock, prompt,
+                                             config, flagged)
+        return self.preparation
 
     def stop_preparing(self) -> None:
         """Stop a running prepare_fix after its current batch (what it drew stays in the store). Never
         waits: a verb calls it holding the model lock, which the preparing thread may be waiting for;
         that thread then finds itself stopped when it gets the lock."""
         if self.preparation is not None:
-            self.preparation.token.cancel()
-
-    def _prepare(self, prep: Preparation, prompts: list[str], requests: list[tuple[str, int]], config: UnlearnConfig,
-                 flagged: Image.Image | None) -> None:
-        steps = remember_steps(self.model, config)
-        try:
-            if not self._draw_ahead(prep, requests, steps, config.guidance):
-                return
-            if flagged is None or config.lookalike_share <= 0 or config.lookalike_prompts or len(prompts) < 2:
-                return
-            with self._model_lock:
-                if prep.token.cancelled:
-                    return
-                probes = stored_generations(self.model, probe_requests(prompts[1:], config), steps, config.guidance,
-                                            self.generation_store, model_state(self.model, self.fixes).digest)
-                outputs: dict[str, list] = {}
-                for g in probes:
-                    outputs.setdefault(g.prompt, []).append(g.image)
-                prep.lookalikes = likely_lookalikes(self.model, flagged, outputs)
-            if prep.lookalikes:
-                more = first_requests(prompts, config.with_overrides(lookalike_prompts=prep.lookalikes))
-                asked = set(requests)
-                requests = requests + [r for r in more if r not in asked]
-                prep.total = len(requests)
-                self._draw_ahead(prep, requests, steps, config.guidance)
-        except Exception as e:  # noqa: BLE001 - a background helper: the fix itself reports real errors
-            prep.error = f"{type(e).__name__}: {e}"
-
-    def _draw_ahead(self, prep: Preparation, requests: list[tuple[str, int]], steps: int,
-                    guidance: float | None) -> bool:
-        """Draw requests[prep.done:] into the store in lock-sized batches; False once stopped."""
-        size = 1
-        while prep.done < len(requests):
-            # Between batches the lock is free: a waiting user job takes it (the pause lets the
-            # waiter in before this thread takes the lock again).
-            time.sleep(0.01)
-            with self._model_lock:
-                if prep.token.cancelled:
-                    return False
-                part = requests[prep.done:prep.done + size]
-                state = model_state(self.model, self.fixes).digest
-                t0 = time.perf_counter()
-                drawn = draw_into_store(self.model, part, steps, guidance, self.generation_store, state)
-                if drawn:
-                    pace = (time.perf_counter() - t0) / drawn
-                    size = max(1, min(PREPARE_BATCH, int(PREPARE_HOLD_S / max(pace, 1e-6))))
-                prep.drawn += drawn
-                prep.done += len(part)
-        return True
+            self.preparation.stop()
 
     def checker_lookalikes(self, prompt: str, flagged: Image.Image, config: UnlearnConfig) -> list[str]:
         """The checker's look-alike prompts (oracle="checker" only): remember prompts whose correct

@@ -211,7 +211,8 @@ def test_prepare_fix_draws_in_the_background_what_the_fix_then_reuses(tiny_model
 
 def test_a_user_job_runs_while_preparing_and_a_fix_stops_the_preparation(tiny_model, tmp_path):
     from core.generate import generate
-    from core.studio import PREPARE_BATCH, Studio
+    from core.studio import Studio
+    from core.unlearn.prepare import PREPARE_BATCH
 
     from .test_unlearn_runs import _request
 
@@ -247,7 +248,8 @@ def test_likely_lookalikes_are_prompts_whose_outputs_mostly_copy_the_flagged_ima
 
 
 def test_prepare_fix_with_the_flagged_image_draws_ahead_for_its_likely_lookalikes(tiny_model, tmp_path, monkeypatch):
-    import core.studio as studio_module
+    import core.unlearn.prepare as prepare_module
+    from core.studio import Studio
     from core.unlearn.remember import first_requests, remember_prompts_for
 
     from .test_unlearn_runs import _request
@@ -258,8 +260,8 @@ def test_prepare_fix_with_the_flagged_image_draws_ahead_for_its_likely_lookalike
         seen.update(outputs)
         return ["japan flag"]
 
-    monkeypatch.setattr(studio_module, "likely_lookalikes", guess)
-    studio = studio_module.Studio(tiny_model, tmp_path / "data", restore=False, persist_state=False)
+    monkeypatch.setattr(prepare_module, "likely_lookalikes", guess)
+    studio = Studio(tiny_model, tmp_path / "data", restore=False, persist_state=False)
     req = _request(tiny_model)
     cfg = studio.default_config(remember_set_size=12, remember_prompts=["ireland flag", "japan flag", "italy flag"])
     plain = studio.prepare_fix(req.prompt, config=cfg).wait(timeout=120)
