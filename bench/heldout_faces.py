@@ -85,8 +85,9 @@ def run(args, studio, overrides: dict) -> int:
     notes = [f"Build: {build_name(studio.model)}. Instances (the first copy of each memorised face from seed "
              f"{args.seed_start}, by the matcher): {', '.join(i.label for i in instances)}; surrogate: "
              f"{SURROGATE_WORDS[args.surrogate]} (bench/faceseval.py).",
-             f"Measured on seeds {seeds[0]}-{seeds[-1]}; copy rates before: {before}. Defaults were tuned on seeds "
-             "< 1000 (bench/faces_tune.py); no seed here chose anything.",
+             f"Measured on seeds {seeds[0]}-{seeds[-1]}; copy rates before: {before}. "
+             + ("Defaults were tuned on seeds < 1000 (bench/faces_tune.py); no seed here chose anything."
+                if args.seed_start >= 1000 else "Seeds < 1000: a tuning run, its figures may choose a default."),
              "Targets (issue 13): face after <= 0.5%, flagged seed included; others within +-20%; SSIM >= 0.90; <= 60 s.",
              *(f"{r['row']} {r['face']} #{r['seed']}: fixed {r['flagged_fixed']}, face after {r['face_rate_after']:.2%}, "
                f"others {json.dumps({k: round(v, 2) for k, v in r['other_faces_relative_change'].items()})}, SSIM "
