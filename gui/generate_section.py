@@ -87,11 +87,12 @@ def generate(studio, session: Session, prompt, start, count, seed_list, steps, g
                           "steps": steps, "guidance": guidance}
     # While the user looks, flags and paints, the fix's remember set is drawn in the background;
     # any job they start waits for at most one small batch of it.
-    studio.prepare_fix(prompt, steps, guidance)
+    prep = studio.prepare_fix(prompt, steps, guidance)
     items = [(g.image, f"seed {g.seed}") for g in gens]
     what = f"{len(gens)} outputs of *{prompt}*" if prompt else f"{len(gens)} outputs"
-    status = (f"{what}, seeds {seed_summary(seeds)}. Click the bad one to flag it. "
-              "(A fix of this prompt is being prepared in the background meanwhile.)")
+    status = f"{what}, seeds {seed_summary(seeds)}. Click the bad one to flag it."
+    if prep.thread is not None:  # none when the remember store is off: nothing is prepared then
+        status += " (A fix of this prompt is being prepared in the background meanwhile.)"
     return items, session, status, seed_text(seeds)
 
 

@@ -20,8 +20,8 @@ from ..adapters import FixManager
 from ..judge import likely_lookalikes
 from ..models.loading import LoadedModel
 from .config import UnlearnConfig
-from .remember import draw_into_store, first_requests, probe_requests, remember_prompts_for, remember_steps, \
-    stored_generations
+from .remember import draw_into_store, first_requests, probe_requests, probes_lookalikes, remember_prompts_for, \
+    remember_steps, stored_generations
 from .remember_store import RememberStore, model_state
 from .trainer import CancelToken
 
@@ -99,7 +99,7 @@ class _Job:
         try:
             if not self._draw(requests):
                 return
-            if flagged is None or config.lookalike_share <= 0 or config.lookalike_prompts or len(prompts) < 2:
+            if flagged is None or not probes_lookalikes(prompts, config):
                 return
             if not self._take_lock():
                 return
@@ -128,7 +128,8 @@ class _Job:
         return model_state(self.model, self.fixes).digest  # the fixes on now: a toggle changes the key
 
     def _draw(self, requests: list[tuple[str, int]]) -> bool:
-        """Draw requests[prep.done:] into the store in lock-sized batches; False once stopped."""
+        """Draw requests[prep.done:] into the store in lock-sized batches, then keep the store within
+        its bound (once: eviction scans every entry); False once stopped."""
         prep, size = self.prep, 1
         while prep.done < len(requests):
             # Between batches the lock is free: a waiting user job takes it (the pause lets the
@@ -145,6 +146,8 @@ class _Job:
                     size = max(1, min(PREPARE_BATCH, int(PREPARE_HOLD_S / max(pace, 1e-6))))
                 prep.drawn += drawn
                 prep.done += len(part)
+                if prep.done >= len(requests) and prep.drawn:
+                    self.store.evict()
             finally:
                 self.lock.release()
         return True

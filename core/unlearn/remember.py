@@ -86,6 +86,13 @@ def remember_prompts_for(model: LoadedModel, prompt: str, config: UnlearnConfig)
     return [prompt] + others
 
 
+def probes_lookalikes(prompts: list[str], config: UnlearnConfig) -> bool:
+    """Does a fix of `prompts[0]` probe the other prompts for look-alikes? Not when the config names
+    them already, has no other prompt, gives them no share or no probe seeds."""
+    return (not config.lookalike_prompts and len(prompts) > 1 and config.lookalike_share > 0
+            and config.lookalike_probe_seeds > 0)
+
+
 def probe_requests(others: list[str], config: UnlearnConfig) -> list[tuple[str, int]]:
     """The look-alike probes: each other remember prompt's first `lookalike_probe_seeds` seeds."""
     seeds = range(config.remember_seed_start, config.remember_seed_start + config.lookalike_probe_seeds)
@@ -98,7 +105,7 @@ def first_requests(prompts: list[str], config: UnlearnConfig) -> list[tuple[str,
     and the keep filter asks for refills, so a fix may still draw a few more (`Studio.prepare_fix`)."""
     quota = remember_quotas(prompts, config)
     own = [(p, config.remember_seed_start + k) for p in prompts for k in range(quota[p])]
-    probes = probe_requests(prompts[1:], config) if config.lookalike_share > 0 and not config.lookalike_prompts else []
+    probes = probe_requests(prompts[1:], config) if probes_lookalikes(prompts, config) else []
     return list(dict.fromkeys(probes + own))
 
 
@@ -192,10 +199,8 @@ def stored_generations(model: LoadedModel, requests: list[tuple[str, int]], step
     and added. `state` is the `model_state(...).digest` of the weights drawing them now: the caller
     knows which adapters are active (`FixManager.disabled()` switches them off without touching
     their `enabled` flags)."""
-    steps = steps or model.info.default_steps
-    guidance = model.info.default_guidance if guidance is None else guidance
+    steps, guidance, keys = _keys(model, requests, steps, guidance, state)
     shape = (1, *latent_shape(model))
-    keys = {r: GenKey(state, r[0], r[1], steps, float(guidance)) for r in requests}
     stored = {r: e for r in requests if (e := store.get(keys[r], shape)) is not None}
     todo = [r for r in dict.fromkeys(requests) if r not in stored]
     if cancel is not None and todo:
@@ -215,17 +220,23 @@ def stored_generations(model: LoadedModel, requests: list[tuple[str, int]], step
 def draw_into_store(model: LoadedModel, requests: list[tuple[str, int]], steps: int | None, guidance: float | None,
                     store: RememberStore, state: str) -> int:
     """Generate the requests `store` lacks and keep their latents there (nothing is decoded); returns
-    how many were drawn. What `Studio.prepare_fix` does ahead of a fix."""
-    steps = steps or model.info.default_steps
-    guidance = model.info.default_guidance if guidance is None else guidance
-    keys = {r: GenKey(state, r[0], r[1], steps, float(guidance)) for r in requests}
+    how many were drawn. What `Studio.prepare_fix` does ahead of a fix, batch by batch: it evicts
+    once when done (`store.evict` scans every entry), not here."""
+    steps, guidance, keys = _keys(model, requests, steps, guidance, state)
     todo = [r for r in dict.fromkeys(requests) if not store.has(keys[r])]
     if not todo:
         return 0
     for g in generate_many(model, todo, steps, guidance, batch_size=len(todo), decode_images=False):
         store.put(keys[(g.prompt, g.seed)], g.latent, None)
-    store.evict()
     return len(todo)
+
+
+def _keys(model: LoadedModel, requests: list[tuple[str, int]], steps: int | None, guidance: float | None,
+          state: str) -> tuple[int, float, dict]:
+    """(steps, guidance, {request: GenKey}) with the model's defaults filled in."""
+    steps = steps or model.info.default_steps
+    guidance = model.info.default_guidance if guidance is None else guidance
+    return steps, guidance, {r: GenKey(state, r[0], r[1], steps, float(guidance)) for r in requests}
 
 
 def _verdicts(model: LoadedModel, stored: dict, new: dict, keep: KeepFn | None, keep_key: str | None) -> dict:

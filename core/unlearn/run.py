@@ -30,7 +30,8 @@ from .config import UnlearnConfig
 from .forms import form_for
 from .guard import FixGuard, MonitorPoint
 from .remember import (FractionProgressFn, KeepFn, RememberCache, build_remember_set, encode_prompts,
-                       probe_generations, probe_requests, remember_prompts_for, remember_steps)
+                       probe_generations, probe_requests, probes_lookalikes, remember_prompts_for,
+                       remember_steps)
 from .remember_store import RememberStore
 from .trainer import CancelledError, ForgetData, RememberData, StepReport, TrainResult, train
 
@@ -218,9 +219,9 @@ def _with_lookalikes(model: LoadedModel, fixes: FixManager, judge: ForgettingJud
     seeds mostly show the flagged picture. Left alone when the config names them already. The
     probes are the remember set's own first generations (same seeds and steps, through the store),
     so building the set afterwards reuses them."""
-    others = prompts[1:]
-    if config.lookalike_prompts or not others or config.lookalike_share <= 0 or config.lookalike_probe_seeds <= 0:
+    if not probes_lookalikes(prompts, config):
         return config
+    others = prompts[1:]
     if cancel is not None and cancel.cancelled:
         raise CancelledError("cancelled while looking for look-alike prompts")
     if progress:
