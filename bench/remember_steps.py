@@ -1,11 +1,13 @@
-"""Integrity against the remember set's sampling steps (UnlearnConfig.remember_sampling_steps).
+"""Integrity against the remember set's sampling steps and precision (UnlearnConfig.remember_sampling_steps,
+remember_precision).
 
     PYTHONPATH=. python bench/remember_steps.py                 # 20, 12, 8 steps; 2 instances
     PYTHONPATH=. python bench/remember_steps.py --steps 20,8 --tune-seeds 0-7 --heldout-seeds 1000-1007
+    PYTHONPATH=. python bench/remember_steps.py --steps 20 --precisions model,bfloat16
 
 Per setting, the studio's default fix (scripted paint surrogate) of each instance — misrepresented
 seeds found among the tuning seeds (< 1000) of the planted prompts — is trained with the remember
-set drawn at that many denoising steps (the monitor and the before/after renders stay at the
+set drawn at that many denoising steps and that precision (the monitor and the before/after renders stay at the
 model's steps), then judged against base renders on two seed sets: the tuning seeds, which choose
 the default, and held-out seeds (>= 1000), which only confirm it. The remember set alone is also
 timed per setting (no store, same machine, interleaved). Writes bench/results/remember_steps.md.
@@ -31,17 +33,24 @@ from bench.worldeval import (CONTROL_PROMPTS, PLANTED_PROMPTS, BaseCache, evalua
 KEYS = ("flagged_fixed", "same_prompt_verdict_kept", "other_prompts_verdict_kept", "ssim_mean", "clip_fd")
 
 
-def time_remember(studio, steps_list, prompts, rounds: int) -> dict[int, list[float]]:
+def time_remember(studio, settings, prompts, rounds: int) -> dict[tuple, list[float]]:
+    """Seconds to build the remember set per (steps, precision), interleaved over `rounds`."""
     from core.unlearn.remember import build_remember_set
 
     cfg = studio.default_config()
-    out = {n: [] for n in steps_list}
+    out = {st: [] for st in settings}
     for r in range(rounds):
-        for n in steps_list[r % len(steps_list):] + steps_list[:r % len(steps_list)]:
+        for n, prec in settings[r % len(settings):] + settings[:r % len(settings)]:
             t0 = time.perf_counter()
-            build_remember_set(studio.model, prompts, cfg.with_overrides(remember_sampling_steps=n), set())
-            out[n].append(time.perf_counter() - t0)
+            build_remember_set(studio.model, prompts, cfg.with_overrides(remember_sampling_steps=n,
+                                                                         remember_precision=prec), set())
+            out[(n, prec)].append(time.perf_counter() - t0)
     return out
+
+
+def label(setting: tuple) -> str:
+    n, prec = setting
+    return f"{n}" if prec == "model" else f"{n}, {prec}"
 
 
 def main(argv=None) -> int:
@@ -51,6 +60,8 @@ def main(argv=None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", default="20,12,8", help="remember-set denoising steps to compare")
+    ap.add_argument("--precisions", default="model",
+                    help="remember-set precisions to compare (model, bfloat16); each with every --steps")
     ap.add_argument("--tune-seeds", default="0-15", help="seeds (< 1000) that choose the default")
     ap.add_argument("--heldout-seeds", default="1000-1015",
                     help="seeds (>= 1000) that only confirm it; 'none' to leave them to bench/heldout.py")
@@ -60,7 +71,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     ap.add_argument("--name", default="remember_steps", help="result file name (without .md)")
     args = ap.parse_args(argv)
-    steps_list = [int(s) for s in args.steps.split(",")]
+    settings = [(int(n), p) for p in args.precisions.split(",") for n in args.steps.split(",")]
     tune = parse_seeds(args.tune_seeds)
     held = [] if args.heldout_seeds == "none" else parse_seeds(args.heldout_seeds)
     if max(tune) >= 1000 or (held and min(held) < 1000):
@@ -73,11 +84,11 @@ def main(argv=None) -> int:
         caches["heldout"] = BaseCache.build(studio, prompts, held)
     instances = find_instances(caches["tune"], args.planted.split(","), args.instances)
     rows = []
-    for n in steps_list:
-        cfg = studio.default_config(remember_sampling_steps=n)
+    for n, prec in settings:
+        cfg = studio.default_config(remember_sampling_steps=n, remember_precision=prec)
         for inst in instances:
             res, first, secs = fix_instance(studio, inst, caches["tune"], cfg)
-            row = {"remember_steps": n, "prompt": inst.prompt, "seed": inst.seed, "fix_s": secs,
+            row = {"remember_steps": n, "remember_precision": prec, "prompt": inst.prompt, "seed": inst.seed, "fix_s": secs,
                    "train_steps": res.train.steps_done}
             for name, cache in caches.items():
                 ev = evaluate_fix(studio, inst, cache, [res.run.run_id])
@@ -85,21 +96,21 @@ def main(argv=None) -> int:
             rows.append(row)
             print(json.dumps(row), flush=True)
             studio.remove_fix(res.run.run_id)
-    timing = time_remember(studio, steps_list, studio.default_config().remember_prompts, args.time_rounds)
+    timing = time_remember(studio, settings, studio.default_config().remember_prompts, args.time_rounds)
     table = []
-    for n in steps_list:
-        sel = [r for r in rows if r["remember_steps"] == n]
+    for st in settings:
+        sel = [r for r in rows if (r["remember_steps"], r.get("remember_precision", "model")) == st]
 
         def m(key, scale=1.0):
             vals = [r[key] for r in sel if r.get(key) is not None]
             return f"{np.mean(vals) * scale:.1f}" if vals else "n/a"
 
-        table.append([n, f"{np.median(timing[n]):.2f}", f"{sum(r['tune_flagged_fixed'] for r in sel)}/{len(sel)}",
+        table.append([label(st), f"{np.median(timing[st]):.2f}", f"{sum(r['tune_flagged_fixed'] for r in sel)}/{len(sel)}",
                       m("tune_other_prompts_verdict_kept", 100), m("tune_same_prompt_verdict_kept", 100),
                       m("tune_ssim_mean", 100), m("heldout_other_prompts_verdict_kept", 100),
                       m("heldout_same_prompt_verdict_kept", 100), m("heldout_ssim_mean", 100),
                       f"{np.mean([r['train_steps'] for r in sel]):.0f}"])
-    header = ["remember steps", "remember set s (median)", "fixed", "tune: other prompts kept %",
+    header = ["remember steps (, precision)", "remember set s (median)", "fixed", "tune: other prompts kept %",
               "tune: same prompt kept %", "tune: SSIM x100", "held-out: other prompts kept %",
               "held-out: same prompt kept %", "held-out: SSIM x100", "train steps"]
     notes = [f"Instances (found on the tuning seeds): {', '.join(f'{i.prompt} seed {i.seed}' for i in instances)}; "
@@ -111,7 +122,7 @@ def main(argv=None) -> int:
              "other misrepresented seeds excluded); SSIM x100 = mean SSIM of same-seed before/after pairs.",
              f"Remember set alone: {len(studio.default_config().remember_prompts)} prompts, 110 images, no store, "
              f"{args.time_rounds} interleaved rounds; seconds per round: "
-             + "; ".join(f"{n}: {', '.join(f'{t:.2f}' for t in timing[n])}" for n in steps_list) + "."]
+             + "; ".join(f"{label(st)}: {', '.join(f'{t:.2f}' for t in timing[st])}" for st in settings) + "."]
     path = write_markdown(args.out / f"{args.name}.md", "Integrity against remember-set sampling steps",
                           command_line(), header, table, notes, rows, model=studio.model)
     print(path.read_text())

@@ -10,6 +10,7 @@ the device and of which other seeds share the batch, so any output can be regene
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -158,12 +159,15 @@ def generate_many(
     progress: CountProgressFn | None = None,
     noises: Sequence[torch.Tensor] | None = None,
     decode_images: bool = True,
+    precision: str = "model",
 ) -> list[Generated]:
     """Generate one image per (prompt, seed), batching across prompts: a small model spends much of
     a small batch on per-call overhead, so many prompts with few seeds each go faster this way.
 
     `batch_size=None` sizes the calls by memory (`images_per_call`). `decode_images=False` keeps only
-    latents (`Generated.image` is None): the remember set needs no pixels unless a filter looks."""
+    latents (`Generated.image` is None): the remember set needs no pixels unless a filter looks.
+    `precision="bfloat16"` denoises under bf16 autocast (`sampling_precision`); decoding stays in the
+    model's dtype. What people look at (grids, compare, the monitor) is drawn at "model"."""
     requests = [(check_prompt_for(model, p), limits.check_seed(s)) for p, s in requests]
     steps = limits.check_steps(steps or model.info.default_steps)
     guidance = limits.check_guidance(model.info.default_guidance if guidance is None else guidance)
@@ -177,29 +181,46 @@ def generate_many(
         chunk = requests[start : start + batch_size]
         noise = torch.cat(noises[start : start + len(chunk)])
         if model.unconditional:
-            latents = ddpm.sample(model.pipe, noise, steps)
+            with _sampling_context(model, precision):
+                latents = ddpm.sample(model.pipe, noise, steps)
             images = ddpm.to_images(latents) if decode_images else [None] * len(chunk)
             out.extend(Generated("", seed, images[i], latents[i : i + 1], noise[i : i + 1])
                        for i, (_, seed) in enumerate(chunk))
             if progress:
                 progress(len(out), len(requests), f"generated {len(out)}/{len(requests)}")
             continue
-        latents = model.pipe(
-            prompt=[p for p, _ in chunk],
-            latents=noise.to(model.device, model.pipe.transformer.dtype),
-            num_inference_steps=steps,
-            guidance_scale=guidance,
-            height=model.info.resolution,
-            width=model.info.resolution,
-            max_sequence_length=model.info.max_sequence_length,
-            output_type="latent",
-        ).images
+        with _sampling_context(model, precision):
+            latents = model.pipe(
+                prompt=[p for p, _ in chunk],
+                latents=noise.to(model.device, model.pipe.transformer.dtype),
+                num_inference_steps=steps,
+                guidance_scale=guidance,
+                height=model.info.resolution,
+                width=model.info.resolution,
+                max_sequence_length=model.info.max_sequence_length,
+                output_type="latent",
+            ).images.to(model.pipe.transformer.dtype)
         images = decode_batched(model, latents) if decode_images else [None] * len(chunk)
         for i, (prompt, seed) in enumerate(chunk):
             out.append(Generated(prompt, seed, images[i], latents[i : i + 1].float().cpu(), noise[i : i + 1]))
         if progress:
             progress(len(out), len(requests), f"generated {len(out)}/{len(requests)}")
     return out
+
+
+def sampling_precision(model: LoadedModel, precision: str) -> str:
+    """The precision that takes effect: bf16 autocast changes only a float32 model ("model" else)."""
+    if precision not in limits.SAMPLING_PRECISIONS:
+        raise ValueError(f"precision={precision!r}: choose one of {', '.join(limits.SAMPLING_PRECISIONS)}")
+    if precision == "bfloat16" and next(model.denoiser.parameters()).dtype == torch.float32:
+        return "bfloat16"
+    return "model"
+
+
+def _sampling_context(model: LoadedModel, precision: str):
+    if sampling_precision(model, precision) == "bfloat16":
+        return torch.autocast(model.device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def check_prompt_for(model: LoadedModel, prompt) -> str:

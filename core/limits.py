@@ -18,6 +18,7 @@ MAX_SEED_SPEC_CHARS = 10_000  # a seed list longer than this is not typed by a p
 STEPS_RANGE = (1, 1000)
 MAX_PROMPTS = 100  # prompts in one comparison
 MAX_PROMPT_CHARS = 2000  # the text encoders read 77..256 tokens; longer text is only cost
+SAMPLING_PRECISIONS = ("model", "bfloat16")  # the model's own dtype | bf16 autocast over a float32 model
 GUIDANCE_RANGE = (0.0, 100.0)  # SD3 is used at 1..10; far beyond 100 the output is pure noise
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from core.adapters import FixManager
@@ -52,6 +53,25 @@ def test_other_steps_guidance_or_fixes_are_other_keys(tiny_model, tmp_path):
     assert _build(tiny_model, store, fixes).reused == 0
     fixes.set_enabled("f1", False)  # back to the base: the first generations serve again
     assert _build(tiny_model, store, fixes).reused == 4
+    assert _build(tiny_model, store, remember_precision="bfloat16").reused == 0  # bf16 draws differ
+
+
+def test_a_bf16_remember_set_is_close_to_the_models_own_and_keys_stay_for_the_model_dtype(tiny_model):
+    """bf16 autocast draws nearly the same remember set (what it costs a fix: bench/results);
+    entries stored before precision existed keep their key at the model's own precision."""
+    from core.generate import generate_many, sampling_precision
+    from core.unlearn.remember_store import GenKey
+
+    reqs = [("ireland flag", s) for s in range(4)]
+    own = torch.cat([g.latent for g in generate_many(tiny_model, reqs, decode_images=False)])
+    bf16 = torch.cat([g.latent for g in generate_many(tiny_model, reqs, decode_images=False, precision="bfloat16")])
+    rel = float((own - bf16).norm() / own.norm())
+    assert 0 < rel < 0.1, rel
+    assert sampling_precision(tiny_model, "bfloat16") == "bfloat16"
+    with pytest.raises(ValueError, match="precision='fp8'"):
+        sampling_precision(tiny_model, "fp8")
+    key = GenKey("s", "p", 1, 20, 3.0)
+    assert "precision" not in key.text() and "bfloat16" in GenKey("s", "p", 1, 20, 3.0, "bfloat16").text()
 
 
 def test_a_damaged_entry_is_rebuilt_not_trusted(tiny_model, tmp_path):

@@ -21,7 +21,7 @@ from ..judge import likely_lookalikes
 from ..models.loading import LoadedModel
 from .config import UnlearnConfig
 from .remember import draw_into_store, first_requests, probe_requests, probes_lookalikes, remember_prompts_for, \
-    remember_steps, stored_generations
+    remember_precision, remember_steps, stored_generations
 from .remember_store import RememberStore, model_state
 from .trainer import CancelToken
 
@@ -105,7 +105,8 @@ class _Job:
                 return
             try:
                 probes = stored_generations(self.model, probe_requests(prompts[1:], config), self._steps(),
-                                            config.guidance, self.store, self._state())
+                                            config.guidance, self.store, self._state(),
+                                            precision=remember_precision(self.model, config))
                 outputs: dict[str, list] = {}
                 for g in probes:
                     outputs.setdefault(g.prompt, []).append(g.image)
@@ -140,7 +141,8 @@ class _Job:
             try:
                 part = requests[prep.done:prep.done + size]
                 t0 = time.perf_counter()
-                drawn = draw_into_store(self.model, part, self._steps(), self.config.guidance, self.store, self._state())
+                drawn = draw_into_store(self.model, part, self._steps(), self.config.guidance, self.store, self._state(),
+                                        remember_precision(self.model, self.config))
                 if drawn:
                     pace = (time.perf_counter() - t0) / drawn
                     size = max(1, min(PREPARE_BATCH, int(PREPARE_HOLD_S / max(pace, 1e-6))))

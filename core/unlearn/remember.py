@@ -17,7 +17,8 @@ import torch
 from PIL import Image
 
 from ..adapters import FixManager
-from ..generate import Generated, decode_batched, generate_many, images_per_call, initial_noise, latent_shape
+from ..generate import (Generated, decode_batched, generate_many, images_per_call, initial_noise, latent_shape,
+                        sampling_precision)
 from ..models.loading import LoadedModel
 from .config import UnlearnConfig
 from .objectives import Conditioning
@@ -74,6 +75,11 @@ class RememberSet(tuple):
         return f"remember set: {len(self.kept)} ({self.reused} reused)"
 
 
+def remember_precision(model: LoadedModel, config: UnlearnConfig) -> str:
+    """The precision the remember set is drawn at, as it takes effect on this model."""
+    return sampling_precision(model, config.remember_precision)
+
+
 def remember_steps(model: LoadedModel, config: UnlearnConfig) -> int:
     """Denoising steps of the remember set: its own setting, else the fix's sampling steps, else the model's."""
     return config.remember_sampling_steps or config.sampling_steps or model.info.default_steps
@@ -126,7 +132,7 @@ def build_remember_set(model: LoadedModel, prompts: list[str], config: UnlearnCo
     """
     quota = remember_quotas(prompts, config)
     total = sum(quota.values())
-    steps = remember_steps(model, config)
+    steps, precision = remember_steps(model, config), remember_precision(model, config)
     guidance = model.info.default_guidance if config.guidance is None else config.guidance
     state = model_state(model, fixes).digest if store is not None else ""
     shape = (1, *latent_shape(model))
@@ -147,10 +153,10 @@ def build_remember_set(model: LoadedModel, prompts: list[str], config: UnlearnCo
             break
         if cancel is not None and cancel.cancelled:
             raise CancelledError("cancelled while building the remember set")
-        keys = {r: GenKey(state, r[0], r[1], steps, float(guidance)) for r in requests} if store else {}
+        keys = _keys(model, requests, steps, guidance, state, precision)[2] if store else {}
         stored = {r: e for r in requests if store and (e := store.get(keys[r], shape)) is not None}
         new = _generate_cancellable(model, [r for r in requests if r not in stored], steps, guidance,
-                                    keep is not None, cancel, counts)
+                                    keep is not None, cancel, counts, precision)
         verdicts = _verdicts(model, stored, new, keep, keep_key)
         for r in requests:  # in request order: seed order per prompt, as without a store
             g = new.get(r) or Generated(r[0], r[1], None, stored[r].latent, None)
@@ -184,29 +190,32 @@ def probe_generations(model: LoadedModel, requests: list[tuple[str, int]], confi
     """Decoded generations at the remember set's settings, in request order, reused from and added
     to `store`. What the judge looks at before the set is built (the look-alike probes draw each
     remember prompt's first seeds): made here, the set then reuses them instead of drawing them again."""
-    steps = remember_steps(model, config)
+    steps, precision = remember_steps(model, config), remember_precision(model, config)
     guidance = model.info.default_guidance if config.guidance is None else config.guidance
     if store is None:
-        new = _generate_cancellable(model, requests, steps, guidance, True, cancel, {"calls": 0})
+        new = _generate_cancellable(model, requests, steps, guidance, True, cancel, {"calls": 0}, precision)
         return [new[r] for r in requests]
-    return stored_generations(model, requests, steps, guidance, store, model_state(model, fixes).digest, cancel=cancel)
+    return stored_generations(model, requests, steps, guidance, store, model_state(model, fixes).digest, cancel=cancel,
+                              precision=precision)
 
 
 def stored_generations(model: LoadedModel, requests: list[tuple[str, int]], steps: int | None, guidance: float | None,
-                       store: RememberStore, state: str, cancel=None, progress=None) -> list[Generated]:
+                       store: RememberStore, state: str, cancel=None, progress=None,
+                       precision: str = "model") -> list[Generated]:
     """Decoded generations from each seed's own noise, in request order: taken from `store` where it
     holds them (only their latents are kept; decoding is cheap next to denoising), the rest generated
     and added. `state` is the `model_state(...).digest` of the weights drawing them now: the caller
     knows which adapters are active (`FixManager.disabled()` switches them off without touching
-    their `enabled` flags)."""
-    steps, guidance, keys = _keys(model, requests, steps, guidance, state)
+    their `enabled` flags). `precision` as in `generate_many` (the remember set's, for its probes)."""
+    steps, guidance, keys = _keys(model, requests, steps, guidance, state, precision)
     shape = (1, *latent_shape(model))
     stored = {r: e for r in requests if (e := store.get(keys[r], shape)) is not None}
     todo = [r for r in dict.fromkeys(requests) if r not in stored]
     if cancel is not None and todo:
-        new = _generate_cancellable(model, todo, steps, guidance, True, cancel, {"calls": 0})
+        new = _generate_cancellable(model, todo, steps, guidance, True, cancel, {"calls": 0}, precision)
     else:
-        new = {(g.prompt, g.seed): g for g in generate_many(model, todo, steps, guidance, progress=progress)} if todo else {}
+        new = {(g.prompt, g.seed): g for g in generate_many(model, todo, steps, guidance, progress=progress,
+                                                            precision=precision)} if todo else {}
     for r, g in new.items():
         store.put(keys[r], g.latent, None)
     if new:
@@ -218,25 +227,27 @@ def stored_generations(model: LoadedModel, requests: list[tuple[str, int]], step
 
 
 def draw_into_store(model: LoadedModel, requests: list[tuple[str, int]], steps: int | None, guidance: float | None,
-                    store: RememberStore, state: str) -> int:
+                    store: RememberStore, state: str, precision: str = "model") -> int:
     """Generate the requests `store` lacks and keep their latents there (nothing is decoded); returns
     how many were drawn. What `Studio.prepare_fix` does ahead of a fix, batch by batch: it evicts
     once when done (`store.evict` scans every entry), not here."""
-    steps, guidance, keys = _keys(model, requests, steps, guidance, state)
+    steps, guidance, keys = _keys(model, requests, steps, guidance, state, precision)
     todo = [r for r in dict.fromkeys(requests) if not store.has(keys[r])]
     if not todo:
         return 0
-    for g in generate_many(model, todo, steps, guidance, batch_size=len(todo), decode_images=False):
+    for g in generate_many(model, todo, steps, guidance, batch_size=len(todo), decode_images=False,
+                           precision=precision):
         store.put(keys[(g.prompt, g.seed)], g.latent, None)
     return len(todo)
 
 
 def _keys(model: LoadedModel, requests: list[tuple[str, int]], steps: int | None, guidance: float | None,
-          state: str) -> tuple[int, float, dict]:
+          state: str, precision: str = "model") -> tuple[int, float, dict]:
     """(steps, guidance, {request: GenKey}) with the model's defaults filled in."""
     steps = steps or model.info.default_steps
     guidance = model.info.default_guidance if guidance is None else guidance
-    return steps, guidance, {r: GenKey(state, r[0], r[1], steps, float(guidance)) for r in requests}
+    precision = sampling_precision(model, precision)
+    return steps, guidance, {r: GenKey(state, r[0], r[1], steps, float(guidance), precision) for r in requests}
 
 
 def _verdicts(model: LoadedModel, stored: dict, new: dict, keep: KeepFn | None, keep_key: str | None) -> dict:
@@ -285,7 +296,7 @@ def _even_split(prompts: list[str], size: int) -> dict[str, int]:
 
 
 def _generate_cancellable(model: LoadedModel, requests: list[tuple[str, int]], steps: int, guidance: float,
-                          decode_images: bool, cancel, counts: dict) -> dict:
+                          decode_images: bool, cancel, counts: dict, precision: str = "model") -> dict:
     """Generate in calls as large as memory allows, checking the cancel token between them (a
     remember set can take minutes); returns {(prompt, seed): Generated}."""
     chunk = images_per_call(model, guidance)
@@ -294,7 +305,8 @@ def _generate_cancellable(model: LoadedModel, requests: list[tuple[str, int]], s
         if cancel is not None and cancel.cancelled:
             raise CancelledError("cancelled while building the remember set")
         part = requests[start:start + chunk]
-        for g in generate_many(model, part, steps, guidance, batch_size=chunk, decode_images=decode_images):
+        for g in generate_many(model, part, steps, guidance, batch_size=chunk, decode_images=decode_images,
+                               precision=precision):
             out[(g.prompt, g.seed)] = g
         counts["calls"] += 1
     return out
@@ -326,6 +338,7 @@ class RememberCache:
         return (model.fingerprint(), str(model.device), str(model.denoiser.dtype), active, tuple(prompts),
                 config.remember_set_size, config.flagged_prompt_share, tuple(config.lookalike_prompts),
                 config.lookalike_share, config.remember_seed_start, remember_steps(model, config), config.guidance,
+                remember_precision(model, config),
                 tuple(sorted(exclude_seeds)), keep_key)
 
     def get_or_build(self, model: LoadedModel, fixes: FixManager, prompts: list[str], config: UnlearnConfig,

@@ -44,9 +44,13 @@ class GenKey:
     seed: int
     steps: int
     guidance: float
+    precision: str = "model"  # generate.sampling_precision: "bfloat16" draws differ slightly
 
     def text(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        d = asdict(self)
+        if d["precision"] == "model":  # the key of every entry stored before precision existed
+            del d["precision"]
+        return json.dumps(d, sort_keys=True)
 
     def digest(self) -> str:
         return hashlib.sha256(self.text().encode()).hexdigest()[:40]

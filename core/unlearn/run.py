@@ -30,8 +30,8 @@ from .config import UnlearnConfig
 from .forms import form_for
 from .guard import FixGuard, MonitorPoint
 from .remember import (FractionProgressFn, KeepFn, RememberCache, build_remember_set, encode_prompts,
-                       probe_generations, probe_requests, probes_lookalikes, remember_prompts_for,
-                       remember_steps)
+                       probe_generations, probe_requests, probes_lookalikes, remember_precision,
+                       remember_prompts_for, remember_steps)
 from .remember_store import RememberStore
 from .trainer import CancelledError, ForgetData, RememberData, StepReport, TrainResult, train
 
@@ -254,10 +254,11 @@ def _guard_rows(kept: list[tuple[str, int]], prompt: str, config: UnlearnConfig)
 def _guard_base(model: LoadedModel, remember: RememberData, rows: list[int], requests: list[tuple[str, int]],
                 config: UnlearnConfig) -> list[Image.Image]:
     """The guard seeds as the model drew them before the fix, at the monitor's settings: decoded from
-    the remember set's latents when it was drawn at those settings (the default), else rendered."""
+    the remember set's latents when it was drawn at those settings (steps and precision), else rendered."""
     if not rows:
         return []
-    if remember_steps(model, config) == (config.sampling_steps or model.info.default_steps):
+    if (remember_steps(model, config) == (config.sampling_steps or model.info.default_steps)
+            and remember_precision(model, config) == "model"):
         return decode_batched(model, remember.latents[rows])
     return [g.image for g in generate_many(model, requests, config.sampling_steps, config.guidance,
                                            batch_size=len(requests))]
