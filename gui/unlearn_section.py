@@ -390,6 +390,11 @@ def result_text(studio, result, flag) -> str:
     if m.get("kept_step") is not None:
         lines.append(f"kept the state of step {m['kept_step']} (other outputs moved by {fmt(m.get('remember_drift'))} "
                      "mean |diff| on the guard seeds)")
+    if m.get("twin_seeds"):
+        left = m.get("twins_left")
+        lines.append(f"other seeds that drew the flagged picture ({', '.join(map(str, m['twin_seeds']))}): "
+                     + ("not re-drawn (the flagged seed was never forgotten)" if left is None
+                        else f"{left} still draw it" if left else "none draws it any more"))
     after = result.run.path / "after.png"
     if studio.has_checker and after.exists():
         from core.images import load_image

@@ -388,3 +388,45 @@ def test_guard_seeds_are_redrawn_only_at_forgotten_monitor_steps_and_their_base_
                   on_monitor=lambda step, img: monitored.append(step))
     m = res.run.metrics()
     assert calls == [4] and m["remember_drift"] is not None and m["remember_drift"] >= 0
+
+
+def test_twin_seeds_hold_the_fix_until_the_other_seeds_that_drew_the_flagged_picture_stop(tiny_model, tmp_path,
+                                                                                           monkeypatch):
+    """A memorised picture is reached from many seeds: with twin_seeds, the remember filter's left-outs
+    are re-drawn at forgotten monitor steps, and the fix is forgotten only once none still shows it."""
+    import itertools
+
+    import core.unlearn.run as run_mod
+    from core.judge import FlaggedSeedVerdict
+
+    monitored = []
+
+    def verdict(self, img):  # the flagged seed is forgotten from monitor step 10 on
+        now = bool(monitored) and monitored[-1] >= 10
+        return FlaggedSeedVerdict(0.9 if now else 0.1, 0.7, now, 0, 0, 0, 0.5, 0.5, "test")
+
+    twins_seen = []
+    monkeypatch.setattr(run_mod.ForgettingJudge, "judge_flagged_seed", verdict)
+    # the twins still show the flagged picture until monitor step 15
+    monkeypatch.setattr(run_mod.ForgettingJudge, "shows_error",
+                        lambda self, imgs: twins_seen.append(len(imgs)) or [monitored[-1] < 15] * len(imgs))
+    dropped = itertools.count()
+
+    def run(twin_seeds):
+        monitored.clear()
+        twins_seen.clear()
+        keep = lambda p, img: next(dropped) % 3 != 0  # noqa: E731 - leaves every third candidate out
+        fixes, store = FixManager(tiny_model), RunStore(tmp_path / f"runs{twin_seeds}")
+        res = unlearn(tiny_model, fixes, store, _request(tiny_model),
+                      _cfg(steps=30, monitor_every=5, stop_when_fixed=True, guard_seeds=1, twin_seeds=twin_seeds),
+                      keep_in_remember=keep, on_monitor=lambda step, img: monitored.append(step))
+        return res, res.run.metrics()
+
+    res, m = run(2)
+    assert len(res.excluded_seeds) >= 2 and m["twin_seeds"] == [s for _, s in res.excluded_seeds[:2]]
+    assert [(p["step"], p["forgotten"], p["twins_left"]) for p in m["monitor"]] == [
+        (5, False, None), (10, False, 2), (15, True, 0)]
+    assert twins_seen == [2, 2] and res.train.steps_done == 15 and m["twins_left"] == 0
+
+    res, m = run(0)  # the flagged seed alone decides: it stops at step 10
+    assert res.train.steps_done == 10 and "twin_seeds" not in m and twins_seen == []

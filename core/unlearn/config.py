@@ -39,7 +39,7 @@ RANGES = {
     "logit_std": (0, None, True), "max_grad_norm": (0, None, True), "weight_decay": (0, 1, False),
     "monitor_every": (0, 100_000, False), "sampling_steps": (*STEPS_RANGE, False), "guidance": (*GUIDANCE_RANGE, False),
     "seed": (0, SEED_MAX, False), "forget_threshold": (0, 1, True), "remember_floor": (0, 1, False),
-    "guard_seeds": (0, 64, False), "lookalike_probe_seeds": (0, 64, False),
+    "guard_seeds": (0, 64, False), "twin_seeds": (0, 64, False), "lookalike_probe_seeds": (0, 64, False),
     "remember_sampling_steps": (*STEPS_RANGE, False),
     "neggrad_weight": (0, None, True), "erasediff_eta": (0, None, False), "siss_scaling_norm": (0, None, True),
 }
@@ -114,6 +114,11 @@ class UnlearnConfig:
         True, "leave the flagged prompt's outputs that show the flagged picture out of the remember set (the "
         "model is never asked to remember the error); False = the paper's unfiltered set")
     guard_seeds: int = _f(4, "remember seeds re-rendered at each forgotten monitor step to measure drift (0 = none)")
+    twin_seeds: int = _f(
+        0, "other seeds of the flagged prompt that draw the flagged picture too (the remember filter's "
+        "left-outs): at each monitor step where the flagged seed is forgotten, up to this many are re-drawn, "
+        "and the fix counts as forgotten only when none of them is still a near copy. 0 = the flagged seed "
+        "alone decides. For a model that memorised an image, the flagged seed is one of many ways to reach it")
     lookalike_probe_seeds: int = _f(
         3, "seeds per remember prompt rendered to find look-alike prompts with the judge (0 = do not look)")
     sampling_steps: int | None = _f(None, "denoising steps for remember set and monitor; None = the model's default")

@@ -28,6 +28,8 @@ class MonitorPoint:
     # mean |re-render - base| of the guard's remember seeds (pixels 0..1); measured at forgotten
     # points only (None elsewhere): it decides only among them
     drift: float | None
+    # twin seeds (config.twin_seeds) still drawing the flagged picture; None when not checked
+    twins_left: int | None = None
 
     def to_dict(self) -> dict:
         return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in asdict(self).items()}

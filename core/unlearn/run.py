@@ -140,6 +140,8 @@ def unlearn(
     guard_rows = _guard_rows(kept, request.prompt, config) if noise is not None else []
     guard_requests = [kept[i] for i in guard_rows]
     guard_base = _guard_base(model, remember, guard_rows, guard_requests, config)
+    # Other seeds that drew the flagged picture (the filter left them out): forgotten means them too.
+    twin_requests = [r for r in dropped if r[0] == request.prompt][:config.twin_seeds] if noise is not None else []
 
     # 4. A fresh adapter in a partial run folder; everything below is undone on failure.
     partial = store.begin(run_id)  # claims the id (a generated one is redrawn on a clash)
@@ -168,10 +170,20 @@ def unlearn(
                 on_monitor(step, img)
             verdict = judge.judge_flagged_seed(img)  # once per render: it embeds the image
             now = bool(is_fixed(img)) if is_fixed else verdict.forgotten
-            # Drift decides only among forgotten states (FixGuard.best), so the guard seeds are
-            # re-drawn only then: most monitor steps render one image instead of 1 + guard_seeds.
-            drift = _guard_drift(model, config, guard_requests, guard_base) if now else None
-            guard.record(MonitorPoint(step, now, verdict.score, drift))
+            # Drift decides only among forgotten states (FixGuard.best), so the guard and twin seeds
+            # are re-drawn only then: most monitor steps render one image instead of 1 + guard_seeds.
+            drift, twins_left = None, None
+            if now:
+                extra = guard_requests + twin_requests
+                gens = generate_many(model, extra, config.sampling_steps, config.guidance,
+                                     batch_size=len(extra)) if extra else []
+                drift = _drift(guard_base, gens[:len(guard_requests)])
+                if twin_requests:
+                    twins = [g.image for g in gens[len(guard_requests):]]
+                    still = [not is_fixed(t) for t in twins] if is_fixed else judge.shows_error(twins)
+                    twins_left = int(sum(still))
+                    now = twins_left == 0
+            guard.record(MonitorPoint(step, now, verdict.score, drift, twins_left))
             return now
 
         form = form_for(model)  # SD3: rectified flow; a DDPM: the epsilon form
@@ -197,7 +209,7 @@ def unlearn(
         after_verdict = judge.judge_flagged_seed(after) if after is not None else None
         fixed = None if after is None else (bool(is_fixed(after)) if is_fixed else after_verdict.forgotten)
         outcome = {"after_verdict": after_verdict, "after": after, "fixed": fixed,
-                   "oracle": oracle, "guard": guard, "drift": drift,
+                   "oracle": oracle, "guard": guard, "drift": drift, "twins": twin_requests,
                    "kept": kept_point or (guard.points[-1] if guard.points else None)}
         partial.write_json(METRICS_FILE, _metrics(result, seconds, flagged, kept, dropped, outcome, config)
                            | {"remember_reused": found.reused, "remember_generated": found.generated})
@@ -268,15 +280,6 @@ def _drift(base: list[Image.Image], renders: list) -> float:
     return float(np.mean([mean_abs_diff(b, g.image) for b, g in zip(base, renders)])) if base else 0.0
 
 
-def _guard_drift(model: LoadedModel, config: UnlearnConfig, guard_requests: list[tuple[str, int]],
-                 guard_base: list[Image.Image]) -> float:
-    """Mean |re-render - base| of the guard seeds with the weights as they are now."""
-    if not guard_requests:
-        return 0.0
-    gens = generate_many(model, guard_requests, config.sampling_steps, config.guidance, batch_size=len(guard_requests))
-    return _drift(guard_base, gens)
-
-
 def _monitor_render(model: LoadedModel, request: FixRequest, noise, config: UnlearnConfig,
                     guard_requests: list[tuple[str, int]], guard_base: list[Image.Image]) -> tuple[Image.Image, float]:
     """The flagged seed and the guard seeds in one call; returns (flagged render, guard drift)."""
@@ -328,6 +331,9 @@ def _metrics(result: TrainResult, seconds: float, flagged, kept, dropped, outcom
         m["kept_step"] = point.step if config.keep_best else result.steps_done
         m["remember_drift"] = round(outcome["drift"], 5) if outcome["drift"] is not None else None
         m["monitor"] = [p.to_dict() for p in outcome["guard"].points]
+    if outcome["twins"]:  # other seeds that drew the flagged picture, and how many still do at the kept step
+        m["twin_seeds"] = [s for _, s in outcome["twins"]]
+        m["twins_left"] = point.twins_left if point is not None else None
     return m
 
 
