@@ -50,10 +50,20 @@ def add_set_option(p: argparse.ArgumentParser, help: str) -> argparse.ArgumentPa
 
 
 def config_overrides(items: Sequence[str]) -> dict:
-    """{field: value} from --set's FIELD=VALUE strings (each VALUE is JSON)."""
+    """{field: value} from --set's FIELD=VALUE strings: each VALUE is JSON, or else a bare string
+    (--set remember_precision=bfloat16 means the string)."""
     import json
 
-    return {k: json.loads(v) for k, v in (o.split("=", 1) for o in items)}
+    def value(text: str):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return text
+
+    bad = [o for o in items if "=" not in o]
+    if bad:
+        raise SystemExit(f"--set {bad[0]!r}: write FIELD=VALUE, e.g. --set steps=40")
+    return {k: value(v) for k, v in (o.split("=", 1) for o in items)}
 
 
 def apply_threads(threads: int | None) -> None:

@@ -430,3 +430,21 @@ def test_twin_seeds_hold_the_fix_until_the_other_seeds_that_drew_the_flagged_pic
 
     res, m = run(0)  # the flagged seed alone decides: it stops at step 10
     assert res.train.steps_done == 10 and "twin_seeds" not in m and twins_seen == []
+
+
+def test_guard_base_of_a_bf16_remember_set_is_drawn_at_the_models_precision_once_through_the_store(tiny_model,
+                                                                                                   tmp_path):
+    """The monitor draws at the model's precision, so a bf16 remember set cannot be decoded as the guard's
+    base: it is drawn, and kept in the store for the next fix of the prompt."""
+    import core.unlearn.run as run_mod
+    from core.unlearn.remember_store import RememberStore
+
+    cfg = _cfg(remember_set_size=3, remember_precision="bfloat16")
+    rs = build_remember_set(tiny_model, [PROMPT], cfg, {1})
+    store = RememberStore(tmp_path / "rem")
+    base = run_mod._guard_base(tiny_model, rs.data, [0, 1, 2], rs.kept, cfg, store, FixManager(tiny_model))
+    drawn = [g.image for g in generate_many(tiny_model, rs.kept, None, None, batch_size=3)]
+    assert [np.asarray(a).tolist() for a in base] == [np.asarray(b).tolist() for b in drawn]
+    assert len(list((tmp_path / "rem").rglob("*.safetensors"))) == 3
+    decoded = run_mod._guard_base(tiny_model, rs.data, [0, 1, 2], rs.kept, _cfg())  # the bf16 latents, decoded
+    assert max(mean_abs_diff(a, b) for a, b in zip(base, decoded)) > 0  # would not be the base

@@ -31,8 +31,8 @@ from .forms import form_for
 from .guard import FixGuard, MonitorPoint
 from .remember import (FractionProgressFn, KeepFn, RememberCache, build_remember_set, encode_prompts,
                        probe_generations, probe_requests, probes_lookalikes, remember_precision,
-                       remember_prompts_for, remember_steps)
-from .remember_store import RememberStore
+                       remember_prompts_for, remember_steps, stored_generations)
+from .remember_store import RememberStore, model_state
 from .trainer import CancelledError, ForgetData, RememberData, StepReport, TrainResult, train
 
 __all__ = ["AlreadyFixedError", "FixRequest", "FixResult", "unlearn", "build_remember_set", "encode_prompts",
@@ -139,7 +139,8 @@ def unlearn(
     forget = ForgetData(x_f, x_s, encode_prompts(model, [request.prompt]))
     guard_rows = _guard_rows(kept, request.prompt, config) if noise is not None else []
     guard_requests = [kept[i] for i in guard_rows]
-    guard_base = _guard_base(model, remember, guard_rows, guard_requests, config)
+    guard_base = _guard_base(model, remember, guard_rows, guard_requests, config,
+                             remember_cache.store if remember_cache is not None else None, fixes)
     # Other seeds that drew the flagged picture (the filter left them out): forgotten means them too.
     twin_requests = [r for r in dropped if r[0] == request.prompt][:config.twin_seeds] if noise is not None else []
 
@@ -264,14 +265,19 @@ def _guard_rows(kept: list[tuple[str, int]], prompt: str, config: UnlearnConfig)
 
 
 def _guard_base(model: LoadedModel, remember: RememberData, rows: list[int], requests: list[tuple[str, int]],
-                config: UnlearnConfig) -> list[Image.Image]:
+                config: UnlearnConfig, store: RememberStore | None = None,
+                fixes: FixManager | None = None) -> list[Image.Image]:
     """The guard seeds as the model drew them before the fix, at the monitor's settings: decoded from
-    the remember set's latents when it was drawn at those settings (steps and precision), else rendered."""
+    the remember set's latents when it was drawn at those settings (steps and precision), else
+    rendered, through the store when there is one (a second fix of the prompt reuses them)."""
     if not rows:
         return []
     if (remember_steps(model, config) == (config.sampling_steps or model.info.default_steps)
             and remember_precision(model, config) == "model"):
         return decode_batched(model, remember.latents[rows])
+    if store is not None:
+        return [g.image for g in stored_generations(model, requests, config.sampling_steps, config.guidance, store,
+                                                    model_state(model, fixes).digest)]
     return [g.image for g in generate_many(model, requests, config.sampling_steps, config.guidance,
                                            batch_size=len(requests))]
 
