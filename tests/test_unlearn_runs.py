@@ -393,28 +393,28 @@ def test_guard_seeds_are_redrawn_only_at_forgotten_monitor_steps_and_their_base_
 def test_twin_seeds_hold_the_fix_until_the_other_seeds_that_drew_the_flagged_picture_stop(tiny_model, tmp_path,
                                                                                            monkeypatch):
     """A memorised picture is reached from many seeds: with twin_seeds, the remember filter's left-outs
-    are re-drawn at forgotten monitor steps, and the fix is forgotten only once none still shows it."""
+    are re-drawn at forgotten monitor steps and judged like the flagged seed, and the fix is forgotten
+    only once none of them still shows the picture."""
     import itertools
 
     import core.unlearn.run as run_mod
     from core.judge import FlaggedSeedVerdict
 
-    monitored = []
+    monitored, judged = [], []  # judged: (monitor step, k-th verdict at that step); k = 0 is the flagged seed
 
-    def verdict(self, img):  # the flagged seed is forgotten from monitor step 10 on
-        now = bool(monitored) and monitored[-1] >= 10
+    def verdict(self, img):  # the flagged seed is forgotten from monitor step 10 on, its twins from step 15
+        step = monitored[-1] if monitored else 0
+        k = sum(1 for s, _ in judged if s == step)
+        judged.append((step, k))
+        now = step >= (10 if k == 0 else 15)
         return FlaggedSeedVerdict(0.9 if now else 0.1, 0.7, now, 0, 0, 0, 0.5, 0.5, "test")
 
-    twins_seen = []
     monkeypatch.setattr(run_mod.ForgettingJudge, "judge_flagged_seed", verdict)
-    # the twins still show the flagged picture until monitor step 15
-    monkeypatch.setattr(run_mod.ForgettingJudge, "shows_error",
-                        lambda self, imgs: twins_seen.append(len(imgs)) or [monitored[-1] < 15] * len(imgs))
     dropped = itertools.count()
 
     def run(twin_seeds):
         monitored.clear()
-        twins_seen.clear()
+        judged.clear()
         keep = lambda p, img: next(dropped) % 3 != 0  # noqa: E731 - leaves every third candidate out
         fixes, store = FixManager(tiny_model), RunStore(tmp_path / f"runs{twin_seeds}")
         res = unlearn(tiny_model, fixes, store, _request(tiny_model),
@@ -426,10 +426,11 @@ def test_twin_seeds_hold_the_fix_until_the_other_seeds_that_drew_the_flagged_pic
     assert len(res.excluded_seeds) >= 2 and m["twin_seeds"] == [s for _, s in res.excluded_seeds[:2]]
     assert [(p["step"], p["forgotten"], p["twins_left"]) for p in m["monitor"]] == [
         (5, False, None), (10, False, 2), (15, True, 0)]
-    assert twins_seen == [2, 2] and res.train.steps_done == 15 and m["twins_left"] == 0
+    assert [k for s, k in judged if s in (10, 15)][:6] == [0, 1, 2, 0, 1, 2]  # flagged, then its 2 twins
+    assert res.train.steps_done == 15 and m["twins_left"] == 0
 
     res, m = run(0)  # the flagged seed alone decides: it stops at step 10
-    assert res.train.steps_done == 10 and "twin_seeds" not in m and twins_seen == []
+    assert res.train.steps_done == 10 and "twin_seeds" not in m
 
 
 def test_guard_base_of_a_bf16_remember_set_is_drawn_at_the_models_precision_once_through_the_store(tiny_model,

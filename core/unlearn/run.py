@@ -181,7 +181,10 @@ def unlearn(
                 drift = _drift(guard_base, gens[:len(guard_requests)])
                 if twin_requests:
                     twins = [g.image for g in gens[len(guard_requests):]]
-                    still = [not is_fixed(t) for t in twins] if is_fixed else judge.shows_error(twins)
+                    # A twin was a near copy of the flagged image, so it is judged like the flagged
+                    # seed: moved toward the surrogate where the user edited (a weak copy descriptor
+                    # stops calling it a copy long before the picture is gone: faces_tune_twins.md)
+                    still = [not (is_fixed(t) if is_fixed else judge.judge_flagged_seed(t).forgotten) for t in twins]
                     twins_left = int(sum(still))
                     now = twins_left == 0
             guard.record(MonitorPoint(step, now, verdict.score, drift, twins_left))
