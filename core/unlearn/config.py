@@ -116,9 +116,10 @@ class UnlearnConfig:
     guard_seeds: int = _f(4, "remember seeds re-rendered at each forgotten monitor step to measure drift (0 = none)")
     twin_seeds: int = _f(
         0, "other seeds of the flagged prompt that draw the flagged picture too (the remember filter's "
-        "left-outs): at each monitor step where the flagged seed is forgotten, up to this many are re-drawn, "
-        "and the fix counts as forgotten only when none of them is still a near copy. 0 = the flagged seed "
-        "alone decides. For a model that memorised an image, the flagged seed is one of many ways to reach it")
+        "left-outs): at each monitor step where the flagged seed is forgotten, up to this many are re-drawn "
+        "and judged like it, and the fix counts as forgotten only when they are too. 0 = the flagged seed "
+        "alone decides. For a model that memorised an image, the flagged seed is one of many ways to reach it "
+        "(the faces world: 4, bench/results/faces_tune_twins.md)")
     lookalike_probe_seeds: int = _f(
         3, "seeds per remember prompt rendered to find look-alike prompts with the judge (0 = do not look)")
     sampling_steps: int | None = _f(None, "denoising steps for remember set and monitor; None = the model's default")
@@ -129,7 +130,7 @@ class UnlearnConfig:
     remember_precision: str = _f(
         "model", "number format the remember set is sampled in: model = the model's own dtype; bfloat16 = bf16 "
         "autocast over a float32 model (about 2x faster on CPUs with AVX512-BF16; no effect on a model loaded "
-        "in bf16 or fp16). What it costs in integrity is measured in bench/results/remember_steps.md")
+        "in bf16 or fp16). What it costs in integrity is measured in bench/results/remember_precision.md (the flags world: bfloat16)")
     neggrad_weight: float = _f(1.0, "NegGrad: weight of the ascent term")
     erasediff_eta: float = _f(
         1e-2, "EraseDiff: eta in g = g_r + max(eta - <g_r,g_f>/||g_f||^2, 0) g_f (1e-2 as in the public "
