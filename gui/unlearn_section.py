@@ -394,7 +394,7 @@ def result_text(studio, result, flag) -> str:
         left = m.get("twins_left")
         lines.append(f"other seeds that drew the flagged picture ({', '.join(map(str, m['twin_seeds']))}): "
                      + ("not re-drawn (the flagged seed was never forgotten)" if left is None
-                        else f"{left} still draw it" if left else "none draws it any more"))
+                        else f"{left} still draw{'s' if left == 1 else ''} it" if left else "none draws it any more"))
     after = result.run.path / "after.png"
     if studio.has_checker and after.exists():
         from core.images import load_image

@@ -391,7 +391,10 @@ def test_fix_result_and_table_say_when_a_fix_ended_unfixed(tmp_path):
     off = result_text(studio, SimpleNamespace(run=runs["fix-False"]), flag)
     on = result_text(studio, SimpleNamespace(run=runs["fix-True"]), flag)
     assert "switched off" in off and "switched on" not in off
-    assert "saved and switched on" in on
+    assert "saved and switched on" in on and "other seeds that drew" not in on
+    runs["fix-True"].metrics().update(twin_seeds=[100003, 100029], twins_left=1)
+    assert "other seeds that drew the flagged picture (100003, 100029): 1 still draws it" in result_text(
+        studio, SimpleNamespace(run=runs["fix-True"]), flag)
     table = _rows(studio)
     assert list(table.columns) == FIX_COLUMNS
     assert list(table["fixed"]) == ["no", "yes"] and list(table["on"]) == ["off", "on"]
