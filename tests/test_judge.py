@@ -121,6 +121,18 @@ def test_guard_without_a_forgotten_state_keeps_the_best_score():
     assert guard.best().step == 20
 
 
+def test_guard_with_twins_left_keeps_the_flagged_seed_forgotten_state_with_the_fewest():
+    """Twin seeds make 'forgotten' stricter; a fix whose twins never all go still keeps a state where
+    the flagged seed is forgotten (fewest twins left, then least drift), not its best-score fallback."""
+    guard = FixGuard([torch.nn.Parameter(torch.zeros(1))])
+    for step, score, drift, left in [(10, 0.3, None, None), (20, 0.8, 0.02, 3), (30, 0.9, 0.05, 1),
+                                     (40, 0.95, 0.04, 1), (50, 0.4, None, None)]:
+        guard.record(MonitorPoint(step, False, score, drift, left))
+    assert guard.best().step == 40
+    guard.record(MonitorPoint(60, True, 0.9, 0.09, 0))  # once all twins go, that state wins
+    assert guard.best().step == 60
+
+
 def test_a_model_measured_copy_threshold_replaces_the_default_for_its_descriptor(monkeypatch, tmp_path):
     from types import SimpleNamespace
 

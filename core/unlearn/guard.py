@@ -6,6 +6,8 @@ copy of the LoRA weights at every monitored step (a fix's LoRA is small: ~100k v
 embedded model, ~10M on SD3-medium) and, at the end, puts back the state to publish:
 
     the earliest monitored step that is forgotten with the least drift;
+    else, with twin seeds (UnlearnConfig.twin_seeds), a step whose flagged seed is forgotten with the
+    fewest twins still showing the picture;
     if none is forgotten, the step with the highest forgetting score (the fix is then reported
     unfixed, and the studio switches it off).
 
@@ -54,6 +56,11 @@ class FixGuard:
         forgotten = [p for p in self.points if p.forgotten]
         if forgotten:  # least drift, then earliest
             return min(forgotten, key=lambda p: (round(p.drift, 6), p.step))
+        # The flagged seed forgotten but some twin seeds not (twins_left > 0): the fewest twins left,
+        # then least drift. A fix that frees the flagged seed is not thrown away for its twins.
+        partly = [p for p in self.points if p.twins_left is not None]
+        if partly:
+            return min(partly, key=lambda p: (p.twins_left, round(p.drift, 6), p.step))
         return max(self.points, key=lambda p: (p.score, -p.step))
 
     @torch.no_grad()
