@@ -52,8 +52,9 @@ CONFIG_FLAGS = {"--method": "method", "--steps": "steps", "--lr": "learning_rate
                 "--lambda-scheme": "lambda_scheme", "--lambda-exponent": "lambda_exponent",
                 "--remember-size": "remember_set_size", "--flagged-prompt-share": "flagged_prompt_share",
                 "--lookalike-share": "lookalike_share", "--rank": "lora_rank", "--train-seed": "seed",
-                "--oracle": "oracle", "--forget-threshold": "forget_threshold", "--remember-floor": "remember_floor"}
-BOOL_FLAGS = {"--stop-when-fixed": "stop_when_fixed", "--keep-best": "keep_best"}
+                "--oracle": "oracle", "--forget-threshold": "forget_threshold", "--remember-floor": "remember_floor",
+                "--twin-seeds": "twin_seeds"}
+BOOL_FLAGS = {"--stop-when-fixed": "stop_when_fixed", "--keep-best": "keep_best", "--twin-forget": "twin_forget"}
 
 
 def _float_or_none(text: str):

@@ -88,6 +88,9 @@ def test_cli_errors_are_one_line_with_nonzero_exit(tiny_model_dir, tmp_path, cap
     code, _, err = _run(capsys, "unlearn", "--prompt", "p", "--seed", 0, "--surrogate", tmp_path / "white.png",
                         "--oracle", "checker", "--model", tiny_model_dir, "--out", tmp_path / "r2")
     assert code == 1 and "oracle='checker'" in err and "use oracle='judge'" in err and not (tmp_path / "r2").exists()
+    code, _, err = _run(capsys, "unlearn", "--prompt", "p", "--seed", 0, "--surrogate", tmp_path / "white.png",
+                        "--twin-forget", "--twin-seeds", 0, "--model", tiny_model_dir, "--out", tmp_path / "r3")
+    assert code == 1 and "twin_forget=True" in err and "twin_seeds above 0" in err and not (tmp_path / "r3").exists()
 
 
 def test_console_entry_point_runs_as_a_process(tmp_path):

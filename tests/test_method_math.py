@@ -226,6 +226,28 @@ def test_siss_draws_its_remember_samples_from_the_flagged_prompts_rows_only():
         _sample_batch(forget, none, sigmas, UnlearnConfig(method="siss"), torch.Generator(), "cpu")
 
 
+def test_forget_rows_with_twins_keep_the_flagged_image_first_and_pair_each_row_with_its_own_target():
+    """A step's first forget sample is always the flagged image; the others are drawn among the flagged
+    image and its twins, each with its own target; with no twins, the generator is used as before."""
+    from core.unlearn.trainer import ForgetData, RememberData, _sample_batch
+
+    g = torch.Generator().manual_seed(7)
+    (cond,) = _cond(g, 1)
+    rem = RememberData(torch.zeros(4, C, H, W), Conditioning.cat([cond] * 4))
+    x_f = torch.arange(3.0).view(3, 1, 1, 1).expand(3, C, H, W).contiguous()
+    forget = ForgetData(x_f, x_f + 10, cond)
+    cfg = UnlearnConfig(forget_batch_size=64, remember_batch_size=4)
+    sigmas = torch.linspace(1, 0, 11)
+    b = _sample_batch(forget, rem, sigmas, cfg, torch.Generator().manual_seed(0), "cpu")
+    rows = b.x_f[:, 0, 0, 0]
+    assert rows[0] == 0 and set(rows.tolist()) == {0.0, 1.0, 2.0}
+    assert torch.equal(b.x_s, b.x_f + 10)
+    one = ForgetData(x_f[:1], x_f[:1] + 10, cond)
+    plain, twins = (_sample_batch(f, rem, sigmas, cfg, torch.Generator().manual_seed(0), "cpu") for f in (one, forget))
+    assert torch.equal(plain.eps_f, twins.eps_f) and torch.equal(plain.s_r, twins.s_r)  # twins drawn last
+    assert torch.equal(plain.x_f, torch.zeros(64, C, H, W))
+
+
 # --- Ours: surrogate target, lambda weighting, gradient surgery ------------------------------------
 
 def lam_of(s, scheme: str, k: float = 2.0, const: float = 0.5):

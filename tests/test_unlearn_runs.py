@@ -433,6 +433,43 @@ def test_twin_seeds_hold_the_fix_until_the_other_seeds_that_drew_the_flagged_pic
     assert res.train.steps_done == 10 and "twin_seeds" not in m
 
 
+def test_twin_forget_trains_on_the_twin_seeds_toward_each_twin_plus_the_users_edit(tiny_model, tmp_path, monkeypatch):
+    """With twin_forget the forget data gains one row per twin seed: the twin as the model draws it,
+    and as its target the twin plus the user's edit (surrogate - flagged). Without it, one row."""
+    import itertools
+
+    import core.unlearn.run as run_mod
+
+    seen = []
+    real_train = run_mod.train
+    monkeypatch.setattr(run_mod, "train", lambda *a, **k: (seen.append(a[3]), real_train(*a, **k))[1])
+    dropped = itertools.count()
+    request = _request(tiny_model)
+
+    def run(**kw):
+        keep = lambda p, img: next(dropped) % 3 != 0  # noqa: E731 - leaves every third candidate out
+        fixes, store = FixManager(tiny_model), RunStore(tmp_path / f"runs{len(seen)}")
+        return unlearn(tiny_model, fixes, store, request, _cfg(steps=4, twin_seeds=2, **kw),
+                       keep_in_remember=keep), fixes
+
+    res, fixes = run(twin_forget=True)
+    forget = seen[-1]
+    twins = res.run.metrics()["twin_seeds"]
+    assert forget.x_f.shape[0] == 3 and forget.x_s.shape == forget.x_f.shape
+    x_f, x_s = encode(tiny_model, [request.flagged]), encode(tiny_model, [request.surrogate])
+    assert torch.equal(forget.x_f[:1], x_f) and torch.equal(forget.x_s[:1], x_s)
+    with fixes.disabled():  # the twins as the model drew them before the fix
+        drawn = generate_many(tiny_model, [(PROMPT, s) for s in twins], batch_size=2)
+    x_twins = encode(tiny_model, [g.image for g in drawn])
+    assert torch.allclose(forget.x_f[1:], x_twins, atol=1e-5)
+    assert torch.allclose(forget.x_s[1:], x_twins + (x_s - x_f), atol=1e-5)
+
+    run(twin_forget=False)
+    assert seen[-1].x_f.shape[0] == 1
+    with pytest.raises(ValueError, match="twin_forget.*twin_seeds above 0"):
+        _cfg(twin_forget=True, twin_seeds=0)
+
+
 def test_guard_base_of_a_bf16_remember_set_is_drawn_at_the_models_precision_once_through_the_store(tiny_model,
                                                                                                    tmp_path):
     """The monitor draws at the model's precision, so a bf16 remember set cannot be decoded as the guard's

@@ -120,6 +120,11 @@ class UnlearnConfig:
         "and judged like it, and the fix counts as forgotten only when they are too. 0 = the flagged seed "
         "alone decides. For a model that memorised an image, the flagged seed is one of many ways to reach it "
         "(the faces world: 4, bench/results/faces_tune_twins.md)")
+    twin_forget: bool = _f(
+        False, "also train the forget loss on the twin seeds (twin_seeds of them): each twin is denoised "
+        "toward itself plus your edit (twin + surrogate - flagged), so the fix moves the picture's other "
+        "seeds, not only the flagged one. Needs twin_seeds > 0. Measured on the faces world's tuning seeds: "
+        "fewer faces gone and lower SSIM than without (bench/results/faces_tune_twin_forget.md); off by default")
     lookalike_probe_seeds: int = _f(
         3, "seeds per remember prompt rendered to find look-alike prompts with the judge (0 = do not look)")
     sampling_steps: int | None = _f(None, "denoising steps for remember set and monitor; None = the model's default")
@@ -159,6 +164,8 @@ class UnlearnConfig:
             _bad("lora_targets", self.lora_targets, "give at most 64 module names such as to_q or to_out.0")
         if not 0.0 <= self.lookalike_share < 1.0:
             _bad("lookalike_share", self.lookalike_share, "choose a value in [0, 1)")
+        if self.twin_forget and self.twin_seeds == 0:
+            _bad("twin_forget", self.twin_forget, "set twin_seeds above 0 (the twins it trains on), or leave it False")
         if not 0 < self.siss_lambda < 1:
             _bad("siss_lambda", self.siss_lambda, "choose a value in (0, 1)")
 

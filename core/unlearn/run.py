@@ -143,6 +143,9 @@ def unlearn(
                              remember_cache.store if remember_cache is not None else None, fixes)
     # Other seeds that drew the flagged picture (the filter left them out): forgotten means them too.
     twin_requests = [r for r in dropped if r[0] == request.prompt][:config.twin_seeds] if noise is not None else []
+    if config.twin_forget and twin_requests:
+        forget = _with_twins(model, forget, twin_requests, config,
+                             remember_cache.store if remember_cache is not None else None, fixes)
 
     # 4. A fresh adapter in a partial run folder; everything below is undone on failure.
     partial = store.begin(run_id)  # claims the id (a generated one is redrawn on a clash)
@@ -271,18 +274,34 @@ def _guard_base(model: LoadedModel, remember: RememberData, rows: list[int], req
                 config: UnlearnConfig, store: RememberStore | None = None,
                 fixes: FixManager | None = None) -> list[Image.Image]:
     """The guard seeds as the model drew them before the fix, at the monitor's settings: decoded from
-    the remember set's latents when it was drawn at those settings (steps and precision), else
-    rendered, through the store when there is one (a second fix of the prompt reuses them)."""
+    the remember set's latents when it was drawn at those settings (steps and precision), else drawn."""
     if not rows:
         return []
     if (remember_steps(model, config) == (config.sampling_steps or model.info.default_steps)
             and remember_precision(model, config) == "model"):
         return decode_batched(model, remember.latents[rows])
+    return _draw_now(model, requests, config, store, fixes)
+
+
+def _draw_now(model: LoadedModel, requests: list[tuple[str, int]], config: UnlearnConfig,
+              store: RememberStore | None, fixes: FixManager | None) -> list[Image.Image]:
+    """The requests as the model draws them now, at the monitor's settings; through the store when
+    there is one (a second fix of the prompt reuses them)."""
     if store is not None:
         return [g.image for g in stored_generations(model, requests, config.sampling_steps, config.guidance, store,
                                                     model_state(model, fixes).digest)]
     return [g.image for g in generate_many(model, requests, config.sampling_steps, config.guidance,
                                            batch_size=len(requests))]
+
+
+def _with_twins(model: LoadedModel, forget: ForgetData, twins: list[tuple[str, int]], config: UnlearnConfig,
+                store: RememberStore | None, fixes: FixManager) -> ForgetData:
+    """The forget data with the twin seeds as more rows: each twin as the model draws it now (at the
+    monitor's settings, through the store), its target the twin plus the user's edit (surrogate minus
+    flagged, in latent space). A twin is a near copy of the flagged image, so the edit carries over."""
+    x_t = encode(model, _draw_now(model, twins, config, store, fixes))
+    edit = forget.x_s - forget.x_f
+    return ForgetData(torch.cat([forget.x_f, x_t]), torch.cat([forget.x_s, x_t + edit]), forget.cond)
 
 
 def _drift(base: list[Image.Image], renders: list) -> float:

@@ -66,9 +66,10 @@ class StepReport:
 
 @dataclass
 class ForgetData:
-    x_f: torch.Tensor  # (1, C, h, w) flagged latent
-    x_s: torch.Tensor  # (1, C, h, w) surrogate latent
-    cond: Conditioning  # batch 1
+    # (K, C, h, w): row 0 the flagged latent; rows 1.. twin seeds' latents (UnlearnConfig.twin_forget)
+    x_f: torch.Tensor
+    x_s: torch.Tensor  # (K, C, h, w) their targets: the surrogate, then each twin with the user's edit
+    cond: Conditioning  # batch 1: the flagged prompt (twins are seeds of the same prompt)
 
 
 @dataclass
@@ -165,9 +166,10 @@ def _sample_batch(forget: ForgetData, remember: RememberData, sigmas: torch.Tens
     pool = _remember_pool(remember, config)
     idx = pool[torch.randint(0, len(pool), (R,), generator=gen)]
     to = lambda t: t.to(device)  # noqa: E731 - tiny local helper
-    return Batch(
-        x_f=to(forget.x_f.expand(F, *shape)),
-        x_s=to(forget.x_s.expand(F, *shape)),
+    rows = torch.zeros(F, dtype=torch.long)  # every forget sample is the flagged latent...
+    batch = Batch(
+        x_f=forget.x_f,  # indexed below, once the rows are drawn
+        x_s=forget.x_s,
         cond_f=forget.cond.repeat(F),
         eps_f=to(torch.randn((F, *shape), generator=gen)),
         s_f=to(sample_sigmas(F, sigmas, config, gen)),
@@ -178,6 +180,11 @@ def _sample_batch(forget: ForgetData, remember: RememberData, sigmas: torch.Tens
         uniform_f=to(torch.rand((F, *shape), generator=gen)),
         mix_from_forget=to(torch.rand(R, generator=gen) < config.siss_lambda),
     )
+    if forget.x_f.shape[0] > 1:  # ...or, with twins, the first one and the rest drawn among all rows
+        # drawn last, so a run without twins consumes the generator exactly as before
+        rows[1:] = torch.randint(0, forget.x_f.shape[0], (F - 1,), generator=gen)
+    batch.x_f, batch.x_s = to(forget.x_f[rows]), to(forget.x_s[rows])
+    return batch
 
 
 def _remember_pool(remember: RememberData, config: UnlearnConfig) -> torch.Tensor:
