@@ -151,7 +151,6 @@ def unlearn(
     partial = store.begin(run_id)  # claims the id (a generated one is redrawn on a clash)
     run_id = partial.run_id
     params = None
-    monitor_images: list[tuple[int, Image.Image]] = []
     try:
         with torch.random.fork_rng(devices=[]):  # LoRA's gaussian init draws from the global RNG
             torch.manual_seed(config.seed)
@@ -167,32 +166,8 @@ def unlearn(
             if on_step:
                 on_step(r)
 
-        def monitor(step: int) -> bool:
-            img = _render(model, request, noise, config)
-            monitor_images.append((step, img))
-            if on_monitor:  # first: the GUI shows the render while it is judged
-                on_monitor(step, img)
-            verdict = judge.judge_flagged_seed(img)  # once per render: it embeds the image
-            now = bool(is_fixed(img)) if is_fixed else verdict.forgotten
-            # Drift decides only among forgotten states (FixGuard.best), so the guard and twin seeds
-            # are re-drawn only then: most monitor steps render one image instead of 1 + guard_seeds.
-            drift, twins_left = None, None
-            if now:
-                extra = guard_requests + twin_requests
-                gens = generate_many(model, extra, config.sampling_steps, config.guidance,
-                                     batch_size=len(extra)) if extra else []
-                drift = _drift(guard_base, gens[:len(guard_requests)])
-                if twin_requests:
-                    twins = [g.image for g in gens[len(guard_requests):]]
-                    # A twin was a near copy of the flagged image, so it is judged like the flagged
-                    # seed: moved toward the surrogate where the user edited (a weak copy descriptor
-                    # stops calling it a copy long before the picture is gone: faces_tune_twins.md)
-                    still = [not (is_fixed(t) if is_fixed else judge.judge_flagged_seed(t).forgotten) for t in twins]
-                    twins_left = int(sum(still))
-                    now = twins_left == 0
-            guard.record(MonitorPoint(step, now, verdict.score, drift, twins_left))
-            return now
-
+        monitor = _FixMonitor(model, request, noise, config, judge, is_fixed, guard, guard_requests, guard_base,
+                              twin_requests, on_monitor)
         form = form_for(model)  # SD3: rectified flow; a DDPM: the epsilon form
         result = train(model.denoiser, params, form.timestep_table(), forget, remember, config, step_cb, cancel,
                        monitor if noise is not None else None, form=form)
@@ -229,7 +204,7 @@ def unlearn(
         if params is not None and run_id in fixes.fixes:
             fixes.remove(run_id)
         raise
-    return FixResult(run, result, kept, dropped, monitor_images, guard.points)
+    return FixResult(run, result, kept, dropped, monitor.images, guard.points)
 
 
 def _with_lookalikes(model: LoadedModel, fixes: FixManager, judge: ForgettingJudge, prompts: list[str],
@@ -268,6 +243,52 @@ def _guard_rows(kept: list[tuple[str, int]], prompt: str, config: UnlearnConfig)
         if len(rows) == config.guard_seeds:
             break
     return rows
+
+
+@dataclass
+class _FixMonitor:
+    """A fix's check at each monitor step: the flagged seed re-rendered and judged; at steps where it
+    is forgotten, also the guard seeds' drift and the twin seeds. `guard` records every point."""
+    model: LoadedModel
+    request: FixRequest
+    noise: torch.Tensor
+    config: UnlearnConfig
+    judge: ForgettingJudge
+    is_fixed: Callable[[Image.Image], bool] | None  # an external oracle, else the judge decides
+    guard: FixGuard
+    guard_requests: list[tuple[str, int]]
+    guard_base: list[Image.Image]
+    twin_requests: list[tuple[str, int]]
+    on_monitor: Callable[[int, Image.Image], None] | None = None
+    images: list[tuple[int, Image.Image]] = field(default_factory=list)
+
+    def __call__(self, step: int) -> bool:
+        img = _render(self.model, self.request, self.noise, self.config)
+        self.images.append((step, img))
+        if self.on_monitor:  # first: the GUI shows the render while it is judged
+            self.on_monitor(step, img)
+        verdict = self.judge.judge_flagged_seed(img)  # once per render: it embeds the image
+        now = bool(self.is_fixed(img)) if self.is_fixed else verdict.forgotten
+        # Drift decides only among forgotten states (FixGuard.best), so the guard and twin seeds are
+        # re-drawn only then: most monitor steps render one image instead of 1 + guard_seeds.
+        drift, twins_left = None, None
+        if now:
+            extra = self.guard_requests + self.twin_requests
+            gens = generate_many(self.model, extra, self.config.sampling_steps, self.config.guidance,
+                                 batch_size=len(extra)) if extra else []
+            drift = _drift(self.guard_base, gens[:len(self.guard_requests)])
+            if self.twin_requests:
+                twins_left = self._twins_left([g.image for g in gens[len(self.guard_requests):]])
+                now = twins_left == 0
+        self.guard.record(MonitorPoint(step, now, verdict.score, drift, twins_left))
+        return now
+
+    def _twins_left(self, twins: list[Image.Image]) -> int:
+        """A twin was a near copy of the flagged image, so it is judged like the flagged seed: moved
+        toward the surrogate where the user edited (a weak copy descriptor stops calling it a copy long
+        before the picture is gone: faces_tune_twins.md)."""
+        forgotten = self.is_fixed or (lambda t: self.judge.judge_flagged_seed(t).forgotten)
+        return int(sum(not forgotten(t) for t in twins))
 
 
 def _guard_base(model: LoadedModel, remember: RememberData, rows: list[int], requests: list[tuple[str, int]],
