@@ -62,7 +62,9 @@ CALIBRATION_SEEDS = 1000  # seeds 0-999 tune the judge's threshold and the unlea
 # twin seeds 4, since a memorised face is drawn from many seeds and the flagged seed alone let fixes stop
 # while other seeds still drew it: with the 4 first left-outs also judged, other-face fixes took faces
 # 3/48/81 from 0.39/3.12/0.20% to 0.00/1.95/0.00% and 7 of 8 fixes kept SSIM >= 0.90 against 6
-# (faces_tune_twins.md; 16 twins: the same, faces_tune_twins16.md).
+# (faces_tune_twins.md; 16 twins: the same, faces_tune_twins16.md). Tried since and not adopted: training
+# on the twins (faces_tune_twin_forget.md), a larger twin pool (_twin_pool), remember batch 16/32
+# (_remember_batch), a bar of 0.55/0.6 with twins (_twins_threshold), 8/16 guard seeds (_guard_seeds).
 FACES_UNLEARN_DEFAULTS = {"learning_rate": 5e-3, "timestep_sampling": "uniform", "lambda_scheme": "constant",
                           "remember_set_size": 64, "steps": 200, "monitor_every": 2, "lora_rank": 4,
                           "lora_targets": ["to_q", "to_k", "to_v", "to_out.0"], "forget_threshold": 0.5,
