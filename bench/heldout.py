@@ -31,6 +31,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -78,10 +79,13 @@ def evaluate(studio, prompt: str, seed: int, run_id: str, own: BaseCache, others
     v_after = [studio.check(prompt, g.image)["verdict"] for g in own_after]
     right = [k for k, v in enumerate(own.verdicts[prompt]) if v == "correct"]
     wrong = [k for k, v in enumerate(own.verdicts[prompt]) if v == "planted_error" and k != i]
-    same, ssims = [], []
+    same, ssims, flipped = [], [], {}
     for p, base in others.renders.items():
-        for b, a, vb in zip(base, other_after[p], others.verdicts[p]):
-            same.append(studio.check(p, a.image)["verdict"] == vb)
+        for s, b, a, vb in zip(others.seeds, base, other_after[p], others.verdicts[p]):
+            va = studio.check(p, a.image)["verdict"]
+            same.append(va == vb)
+            if va != vb:  # which prompts a fix moves: look-alikes of the flagged flag, or any?
+                flipped.setdefault(p, []).append(f"{s}: {vb} -> {va}")
             ssims.append(integrity_pair(b.image, a.image)["ssim"])
     return {"fixed": v_after[i] == "correct",
             "right_kept": float(np.mean([v_after[k] == "correct" for k in right])) if right else None,
@@ -89,7 +93,8 @@ def evaluate(studio, prompt: str, seed: int, run_id: str, own: BaseCache, others
             "flipped_right_seeds": [own.seeds[k] for k in right if v_after[k] != "correct"],
             "spread": float(np.mean([v_after[k] == "correct" for k in wrong])) if wrong else None,
             "spread_n": len(wrong),
-            "others_unchanged": float(np.mean(same)), "ssim_others": float(np.mean(ssims))}
+            "others_unchanged": float(np.mean(same)), "ssim_others": float(np.mean(ssims)),
+            "others_flipped": flipped}
 
 
 def fix(studio, row: str, prompt: str, seed: int, own: BaseCache) -> tuple[dict, list]:
@@ -248,6 +253,10 @@ def write_report(args, summary: dict, records: list[dict], model, how: str) -> N
               f"(flipped {r['flipped_right_seeds']}), spread {_f(r['spread'])}, others {r['others_unchanged']:.3f}, "
               f"steps {r['steps_done']}, kept step {r['kept_step']}, look-alikes {r['lookalike_prompts']}, "
               f"{r['seconds']:.1f} s" for r in records]
+    flips = Counter(p for r in records for p, seeds in r.get("others_flipped", {}).items() for _ in seeds)
+    if flips:
+        notes.append("Other prompts' verdicts that changed, all fixes together (the prompts a fix moves): "
+                     + ", ".join(f"{p} {n}" for p, n in flips.most_common()) + ".")
     name = args.name or ("heldout_quick" if args.quick else "heldout")
     write_markdown(args.out / f"{name}.md", "Held-out fixes: judge-driven vs checker-driven vs paper",
                    command_line(), header, table, notes, [{"summary": summary, "records": records}], model=model)
