@@ -71,7 +71,7 @@ def find_instances(cache: BaseCache, per_prompt: int) -> list[tuple[str, int]]:
 
 def evaluate(studio, prompt: str, seed: int, run_id: str, own: BaseCache, others: BaseCache) -> dict:
     """Checker verdicts and SSIM of the model with exactly this fix on, against the base caches."""
-    from core.compare import integrity_pair
+    from core.compare import integrity_pair, mean_abs_diff
 
     own_after = render_with_fixes(studio, own, [run_id])[prompt]
     other_after = render_with_fixes(studio, others, [run_id])
@@ -79,7 +79,7 @@ def evaluate(studio, prompt: str, seed: int, run_id: str, own: BaseCache, others
     v_after = [studio.check(prompt, g.image)["verdict"] for g in own_after]
     right = [k for k, v in enumerate(own.verdicts[prompt]) if v == "correct"]
     wrong = [k for k, v in enumerate(own.verdicts[prompt]) if v == "planted_error" and k != i]
-    same, ssims, flipped = [], [], {}
+    same, ssims, flipped, drift = [], [], {}, {}
     for p, base in others.renders.items():
         for s, b, a, vb in zip(others.seeds, base, other_after[p], others.verdicts[p]):
             va = studio.check(p, a.image)["verdict"]
@@ -87,6 +87,8 @@ def evaluate(studio, prompt: str, seed: int, run_id: str, own: BaseCache, others
             if va != vb:  # which prompts a fix moves: look-alikes of the flagged flag, or any?
                 flipped.setdefault(p, []).append(f"{s}: {vb} -> {va}")
             ssims.append(integrity_pair(b.image, a.image)["ssim"])
+        # what the product could see without a checker: how far each prompt's outputs moved
+        drift[p] = round(float(np.mean([mean_abs_diff(b.image, a.image) for b, a in zip(base, other_after[p])])), 5)
     return {"fixed": v_after[i] == "correct",
             "right_kept": float(np.mean([v_after[k] == "correct" for k in right])) if right else None,
             "right_n": len(right),
@@ -94,7 +96,7 @@ def evaluate(studio, prompt: str, seed: int, run_id: str, own: BaseCache, others
             "spread": float(np.mean([v_after[k] == "correct" for k in wrong])) if wrong else None,
             "spread_n": len(wrong),
             "others_unchanged": float(np.mean(same)), "ssim_others": float(np.mean(ssims)),
-            "others_flipped": flipped}
+            "others_flipped": flipped, "others_drift": drift}
 
 
 def fix(studio, row: str, prompt: str, seed: int, own: BaseCache) -> tuple[dict, list]:
