@@ -81,14 +81,15 @@ def evaluate(studio, prompt: str, seed: int, run_id: str, own: BaseCache, others
     wrong = [k for k, v in enumerate(own.verdicts[prompt]) if v == "planted_error" and k != i]
     same, ssims, flipped, drift = [], [], {}, {}
     for p, base in others.renders.items():
+        moved = []  # what the product could see without a checker: how far each prompt's outputs moved
         for s, b, a, vb in zip(others.seeds, base, other_after[p], others.verdicts[p]):
             va = studio.check(p, a.image)["verdict"]
             same.append(va == vb)
             if va != vb:  # which prompts a fix moves: look-alikes of the flagged flag, or any?
                 flipped.setdefault(p, []).append(f"{s}: {vb} -> {va}")
             ssims.append(integrity_pair(b.image, a.image)["ssim"])
-        # what the product could see without a checker: how far each prompt's outputs moved
-        drift[p] = round(float(np.mean([mean_abs_diff(b.image, a.image) for b, a in zip(base, other_after[p])])), 5)
+            moved.append(mean_abs_diff(b.image, a.image))
+        drift[p] = round(float(np.mean(moved)), 5)
     return {"fixed": v_after[i] == "correct",
             "right_kept": float(np.mean([v_after[k] == "correct" for k in right])) if right else None,
             "right_n": len(right),

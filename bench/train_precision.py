@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -44,9 +45,10 @@ def main(argv=None) -> int:
 
     choice = choose_model(args.model)
     model = load(choice)
-    from core.unlearn.config import UnlearnConfig
+    from core.studio import Studio
 
-    cfg = UnlearnConfig().with_overrides(**model.info.unlearn_defaults)  # the studio's defaults for this model
+    with tempfile.TemporaryDirectory(prefix="train-precision-") as tmp:  # the studio only lends its defaults
+        cfg = Studio(model, tmp, restore=False, persist_state=False).default_config()
     params = FixManager(model).create("bench", rank=cfg.lora_rank, alpha=cfg.lora_alpha,
                                       targets=tuple(cfg.lora_targets) or None)
     x = encode(model, [g.image for g in generate(model, args.prompt, list(range(9)))])

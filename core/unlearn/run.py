@@ -119,9 +119,9 @@ def unlearn(
     # show the flagged picture out (they would fight the fix).
     excluded = {request.seed} if request.seed is not None else set()
     prompts = remember_prompts_for(model, request.prompt, config)
+    remember_store = remember_cache.store if remember_cache is not None else None
     if keep_in_remember is None:
-        config = _with_lookalikes(model, fixes, judge, prompts, config, progress, cancel,
-                                  remember_cache.store if remember_cache is not None else None)
+        config = _with_lookalikes(model, fixes, judge, prompts, config, progress, cancel, remember_store)
     if keep_in_remember is None and config.remember_filter:
         keep_in_remember = lambda p, img: p != request.prompt or not judge.shows_error([img])[0]  # noqa: E731
         keep_key = f"judge {judge.descriptor.name}: flagged {_image_digest(flagged)} surrogate {_image_digest(surrogate)}"
@@ -139,13 +139,11 @@ def unlearn(
     forget = ForgetData(x_f, x_s, encode_prompts(model, [request.prompt]))
     guard_rows = _guard_rows(kept, request.prompt, config) if noise is not None else []
     guard_requests = [kept[i] for i in guard_rows]
-    guard_base = _guard_base(model, remember, guard_rows, guard_requests, config,
-                             remember_cache.store if remember_cache is not None else None, fixes)
+    guard_base = _guard_base(model, remember, guard_rows, guard_requests, config, remember_store, fixes)
     # Other seeds that drew the flagged picture (the filter left them out): forgotten means them too.
     twin_requests = [r for r in dropped if r[0] == request.prompt][:config.twin_seeds] if noise is not None else []
     if config.twin_forget and twin_requests:
-        forget = _with_twins(model, forget, twin_requests, config,
-                             remember_cache.store if remember_cache is not None else None, fixes)
+        forget = _with_twins(model, forget, twin_requests, config, remember_store, fixes)
 
     # 4. A fresh adapter in a partial run folder; everything below is undone on failure.
     partial = store.begin(run_id)  # claims the id (a generated one is redrawn on a clash)
