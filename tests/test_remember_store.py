@@ -225,7 +225,11 @@ def test_prepare_fix_draws_in_the_background_what_the_fix_then_reuses(tiny_model
     res = studio.unlearn(req.prompt, req.flagged, req.surrogate, req.seed, cfg)
     m = res.run.metrics()
     assert (m["remember_reused"], m["remember_generated"]) == (6, 0)
-    studio.set_enabled(res.run.run_id, True)  # another model state: its generations are drawn anew
+    studio.set_enabled(res.run.run_id, True)
+    # A fix drawing from the base model (remember_from="base") finds the base generations already there,
+    base_prep = studio.prepare_fix(req.prompt, config=cfg.with_overrides(remember_from="base")).wait(timeout=120)
+    assert (base_prep.done, base_prep.drawn) == (6, 0) and studio.fixes.fixes[res.run.run_id].enabled
+    # while one drawing from the model as it is (the fix on: another state) draws them anew.
     assert studio.prepare_fix(req.prompt, config=cfg).wait(timeout=120).drawn == 6
 
 

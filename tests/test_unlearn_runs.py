@@ -1,5 +1,6 @@
 """A fix from start to finish on a tiny model: it learns, it is reproducible, and failures leave nothing."""
 
+import contextlib
 import hashlib
 import json
 
@@ -486,3 +487,98 @@ def test_guard_base_of_a_bf16_remember_set_is_drawn_at_the_models_precision_once
     assert len(list((tmp_path / "rem").rglob("*.safetensors"))) == 3
     decoded = run_mod._guard_base(tiny_model, rs.data, [0, 1, 2], rs.kept, _cfg())  # the bf16 latents, decoded
     assert max(mean_abs_diff(a, b) for a, b in zip(base, decoded)) > 0  # would not be the base
+
+
+def _spy_remember_sets(monkeypatch) -> list:
+    """The RememberData each unlearn() call trains on, in call order."""
+    import core.unlearn.run as run_mod
+
+    seen, real = [], run_mod.train
+
+    def spy(denoiser, params, table, forget, remember, *args, **kwargs):
+        seen.append(remember)
+        return real(denoiser, params, table, forget, remember, *args, **kwargs)
+
+    monkeypatch.setattr(run_mod, "train", spy)
+    return seen
+
+
+def test_remember_from_base_draws_the_set_with_earlier_fixes_off_but_keeps_their_pictures_fixed(tiny_model, tmp_path,
+                                                                                                monkeypatch):
+    """Stacked on an earlier fix, remember_from='base' asks the new fix to keep the base model's outputs
+    (pulling back what the earlier fix moved), except where the base showed the earlier fix's picture:
+    those seeds are remembered as the fixes draw them. Here that fix's judge sees its picture in every
+    output of its prompt."""
+    from core.unlearn.earlier_fixes import EarlierFix
+
+    seen = _spy_remember_sets(monkeypatch)
+    fixes, store = FixManager(tiny_model), RunStore(tmp_path / "runs")
+    cfg = _cfg(remember_set_size=4, remember_filter=False, remember_prompts=["japan flag"], lookalike_probe_seeds=0)
+    first = unlearn(tiny_model, fixes, store, _request(tiny_model, seed=1), cfg)
+    monkeypatch.setattr(EarlierFix, "shows_picture", lambda self, prompt, image: prompt == self.prompt)
+
+    def drawn(requests, base: bool):
+        with fixes.disabled() if base else contextlib.nullcontext():
+            return torch.cat([g.latent for g in generate_many(tiny_model, requests)])
+
+    res = unlearn(tiny_model, fixes, store, _request(tiny_model, seed=2), cfg.with_overrides(remember_from="base"))
+    assert fixes.fixes[first.run.run_id].enabled  # switched off only while the set was drawn
+    fixes.set_enabled(res.run.run_id, False)
+    rows = {p: [i for i, (q, _) in enumerate(res.remember_seeds) if q == p] for p in (PROMPT, "japan flag")}
+    assert len(rows["japan flag"]) == 2 and len(rows[PROMPT]) == 4  # 2 seeds each asked; 4 = capped at the set's size
+    assert res.run.metrics()["remember_as_fixed"] == 4
+    for prompt, base in (("japan flag", True), (PROMPT, False)):
+        requests = [res.remember_seeds[i] for i in rows[prompt]]
+        assert torch.allclose(seen[-1].latents[rows[prompt]], drawn(requests, base), atol=1e-4), prompt
+        assert not torch.allclose(seen[-1].latents[rows[prompt]], drawn(requests, not base), atol=1e-4), prompt
+    assert json.loads((res.run.path / "config.json").read_text())["config"]["remember_from"] == "base"
+
+    current_run = unlearn(tiny_model, fixes, store, _request(tiny_model, seed=3), cfg)  # the default: as it is
+    fixes.set_enabled(current_run.run.run_id, False)
+    assert [p for p, _ in current_run.remember_seeds].count(PROMPT) == 2
+    assert torch.allclose(seen[-1].latents, drawn(current_run.remember_seeds, False), atol=1e-4)
+    assert "remember_as_fixed" not in current_run.run.metrics()
+
+
+def test_remember_from_base_refuses_an_enabled_fix_without_its_run_folder(tiny_model, tmp_path):
+    import shutil
+
+    fixes, store = FixManager(tiny_model), RunStore(tmp_path / "runs")
+    cfg = _cfg(remember_set_size=4, remember_filter=False)
+    first = unlearn(tiny_model, fixes, store, _request(tiny_model, seed=1), cfg)
+    fixes.remove(first.run.run_id)
+    bare = tmp_path / "elsewhere"
+    bare.mkdir()
+    shutil.copy(first.run.lora_path, bare / first.run.lora_path.name)  # a LoRA file alone: what did it remove?
+    fixes.load(bare, "imported")
+    with pytest.raises(ValueError, match="fix 'imported' has no run folder.*remember_from='current'"):
+        unlearn(tiny_model, fixes, store, _request(tiny_model, seed=2), cfg.with_overrides(remember_from="base"))
+    assert [r.run_id for r in store.list()] == [first.run.run_id] and set(fixes.fixes) == {"imported"}
+    fixes.load(first.run.path, "from-its-run")  # loaded from its run folder: found there
+    fixes.set_enabled("imported", False)
+    res = unlearn(tiny_model, fixes, store, _request(tiny_model, seed=2), cfg.with_overrides(remember_from="base"))
+    assert res.run.path.is_dir()
+
+
+def test_left_out_seeds_split_into_this_fixs_picture_and_earlier_fixes_pictures(monkeypatch):
+    """With earlier fixes' pictures left out too, a left-out seed is a twin only if this fix's judge sees
+    its own picture there; the rest are remembered as the fixes draw them."""
+    import core.unlearn.earlier_fixes as ef
+
+    class Judge:
+        def shows_error(self, images):
+            return [img in (5, 9) for img in images]  # stand-in images: the seeds themselves
+
+    class Gen:
+        def __init__(self, seed):
+            self.image = seed
+
+    monkeypatch.setattr(ef, "probe_generations", lambda model, reqs, *a, **k: [Gen(s) for _, s in reqs])
+    left_out = [("p", 3), ("p", 5), ("q", 5), ("p", 9)]
+    cfg = UnlearnConfig(remember_set_size=2)
+    assert ef.split_left_out(None, Judge(), "p", left_out, [], cfg, None, None) == (left_out, [])
+    assert ef.split_left_out(None, Judge(), "p", left_out, ["earlier"], cfg, None, None) == (
+        [("p", 5), ("p", 9)], [("p", 3), ("q", 5)])
+    # Without this fix's filter, everything left out was left out for the earlier pictures (capped).
+    assert ef.split_left_out(None, Judge(), "p", left_out, ["earlier"], cfg.with_overrides(remember_filter=False),
+                             None, None) == ([], [("p", 3), ("p", 5)])

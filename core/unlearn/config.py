@@ -16,9 +16,11 @@ SURGERY_MODES = ("off", "forget", "pcgrad")
 LAMBDA_SCHEMES = ("timestep", "constant")
 TIMESTEP_SAMPLING = ("logit_normal", "uniform")
 ORACLES = ("judge", "copy", "checker")
+REMEMBER_FROM = ("current", "base")
 # The one table of choice lists: validation, the CLI's argparse choices and the GUI's dropdowns.
 CHOICES = {"method": METHODS, "surgery": SURGERY_MODES, "lambda_scheme": LAMBDA_SCHEMES,
-           "timestep_sampling": TIMESTEP_SAMPLING, "oracle": ORACLES, "remember_precision": SAMPLING_PRECISIONS}
+           "timestep_sampling": TIMESTEP_SAMPLING, "oracle": ORACLES, "remember_precision": SAMPLING_PRECISIONS,
+           "remember_from": REMEMBER_FROM}
 
 
 class _Unset:
@@ -136,6 +138,15 @@ class UnlearnConfig:
         "model", "number format the remember set is sampled in: model = the model's own dtype; bfloat16 = bf16 "
         "autocast over a float32 model (about 2x faster on CPUs with AVX512-BF16; no effect on a model loaded "
         "in bf16 or fp16). What it costs in integrity is measured in bench/results/remember_precision.md (the flags world: bfloat16)")
+    remember_from: str = _f(
+        "current", "which model the remember set is drawn from when other fixes are on: current = the model "
+        "as it is (base + enabled fixes), so each fix keeps what the one before left; base = the base model "
+        "with every fix off, so a stacked fix also pulls what earlier fixes moved back toward the original "
+        "outputs, while seeds that showed an enabled fix's flagged picture (by a judge from its run folder's "
+        "flagged.png and surrogate.png) are remembered as the fixes draw them. No difference without enabled "
+        "fixes. Measured in sequences of fixes (bench/results/faces_seq_tune_*.md, seq_tune_*.md): the faces "
+        "world's default (SSIM 0.854 against 0.800, the same faces gone); not the flags world's (SSIM 0.765 "
+        "against 0.689 after two fixes, but its third fix failed)")
     neggrad_weight: float = _f(1.0, "NegGrad: weight of the ascent term")
     erasediff_eta: float = _f(
         1e-2, "EraseDiff: eta in g = g_r + max(eta - <g_r,g_f>/||g_f||^2, 0) g_f (1e-2 as in the public "

@@ -10,6 +10,7 @@ held here for about PREPARE_HOLD_S at a time.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import dataclass, field
@@ -104,9 +105,10 @@ class _Job:
             if not self._take_lock():
                 return
             try:
-                probes = stored_generations(self.model, probe_requests(prompts[1:], config), self._steps(),
-                                            config.guidance, self.store, self._state(),
-                                            precision=remember_precision(self.model, config))
+                with self._drawing():
+                    probes = stored_generations(self.model, probe_requests(prompts[1:], config), self._steps(),
+                                                config.guidance, self.store, self._state(),
+                                                precision=remember_precision(self.model, config))
                 outputs: dict[str, list] = {}
                 for g in probes:
                     outputs.setdefault(g.prompt, []).append(g.image)
@@ -126,7 +128,12 @@ class _Job:
         return remember_steps(self.model, self.config)
 
     def _state(self) -> str:
-        return model_state(self.model, self.fixes).digest  # the fixes on now: a toggle changes the key
+        # The fixes on now (a toggle changes the key), or none where a fix draws from the base model.
+        return model_state(self.model, None if self.config.remember_from == "base" else self.fixes).digest
+
+    def _drawing(self):
+        """Where the fix will draw its remember set: the model as it is, or the base (earlier_fixes.py)."""
+        return self.fixes.disabled() if self.config.remember_from == "base" else contextlib.nullcontext()
 
     def _draw(self, requests: list[tuple[str, int]]) -> bool:
         """Draw requests[prep.done:] into the store in lock-sized batches, then keep the store within
@@ -141,8 +148,9 @@ class _Job:
             try:
                 part = requests[prep.done:prep.done + size]
                 t0 = time.perf_counter()
-                drawn = draw_into_store(self.model, part, self._steps(), self.config.guidance, self.store, self._state(),
-                                        remember_precision(self.model, self.config))
+                with self._drawing():
+                    drawn = draw_into_store(self.model, part, self._steps(), self.config.guidance, self.store,
+                                            self._state(), remember_precision(self.model, self.config))
                 if drawn:
                     pace = (time.perf_counter() - t0) / drawn
                     size = max(1, min(PREPARE_BATCH, int(PREPARE_HOLD_S / max(pace, 1e-6))))

@@ -27,6 +27,7 @@ from ..limits import check_seed
 from ..models.loading import LoadedModel
 from ..runs import CONFIG_FILE, LORA_FILE, METRICS_FILE, RunInfo, RunStore, environment_versions
 from .config import UnlearnConfig
+from .earlier_fixes import drawing_from, earlier_fixes, leaving_out, split_left_out, with_fixed_pictures
 from .forms import form_for
 from .guard import FixGuard, MonitorPoint
 from .remember import (FractionProgressFn, KeepFn, RememberCache, build_remember_set, encode_prompts,
@@ -120,28 +121,35 @@ def unlearn(
     excluded = {request.seed} if request.seed is not None else set()
     prompts = remember_prompts_for(model, request.prompt, config)
     remember_store = remember_cache.store if remember_cache is not None else None
-    if keep_in_remember is None:
-        config = _with_lookalikes(model, fixes, judge, prompts, config, progress, cancel, remember_store)
-    if keep_in_remember is None and config.remember_filter:
-        keep_in_remember = lambda p, img: p != request.prompt or not judge.shows_error([img])[0]  # noqa: E731
-        keep_key = f"judge {judge.descriptor.name}: flagged {_image_digest(flagged)} surrogate {_image_digest(surrogate)}"
-    if remember_cache is not None:
-        found = remember_cache.get_or_build(model, fixes, prompts, config, excluded, keep_in_remember, keep_key,
-                                            progress, cancel)
-    else:
-        found = build_remember_set(model, prompts, config, excluded, keep_in_remember, progress, cancel)
-    remember, kept, dropped = found
-    if progress:
-        progress(1.0, found.message())
+    earlier = earlier_fixes(model, fixes, store, config)  # remember_from="base": what they removed stays out
+    with drawing_from(fixes, config):
+        if keep_in_remember is None:
+            config = _with_lookalikes(model, fixes, judge, prompts, config, progress, cancel, remember_store)
+        if keep_in_remember is None and config.remember_filter:
+            keep_in_remember = lambda p, img: p != request.prompt or not judge.shows_error([img])[0]  # noqa: E731
+            keep_key = f"judge {judge.descriptor.name}: flagged {_image_digest(flagged)} surrogate {_image_digest(surrogate)}"
+        keep_in_remember, keep_key = leaving_out(earlier, keep_in_remember, keep_key)
+        if remember_cache is not None:
+            found = remember_cache.get_or_build(model, fixes, prompts, config, excluded, keep_in_remember, keep_key,
+                                                progress, cancel)
+        else:
+            found = build_remember_set(model, prompts, config, excluded, keep_in_remember, progress, cancel)
+        remember, kept, dropped = found
+        if progress:
+            progress(1.0, found.message())
+        # The guard's remember seeds and their images before the fix (drawn where the set was).
+        guard_rows = _guard_rows(kept, request.prompt, config) if noise is not None else []
+        guard_requests = [kept[i] for i in guard_rows]
+        guard_base = _guard_base(model, remember, guard_rows, guard_requests, config, remember_store, fixes)
+        own, theirs = split_left_out(model, judge, request.prompt, dropped, earlier, config, remember_store, fixes)
+    # Seeds that showed an earlier fix's picture: remembered as the fixes draw them, not as the base did.
+    remember, kept = with_fixed_pictures(model, remember, kept, theirs, request.prompt, config, remember_store, fixes)
+    # Other seeds that drew the flagged picture (the filter left them out): forgotten means them too.
+    twin_requests = [r for r in own if r[0] == request.prompt][:config.twin_seeds] if noise is not None else []
 
-    # 3. Latents and conditioning of the instance; the guard's remember seeds and their base images.
+    # 3. Latents and conditioning of the instance.
     x_f, x_s = encode(model, [flagged]), encode(model, [surrogate])
     forget = ForgetData(x_f, x_s, encode_prompts(model, [request.prompt]))
-    guard_rows = _guard_rows(kept, request.prompt, config) if noise is not None else []
-    guard_requests = [kept[i] for i in guard_rows]
-    guard_base = _guard_base(model, remember, guard_rows, guard_requests, config, remember_store, fixes)
-    # Other seeds that drew the flagged picture (the filter left them out): forgotten means them too.
-    twin_requests = [r for r in dropped if r[0] == request.prompt][:config.twin_seeds] if noise is not None else []
     if config.twin_forget and twin_requests:
         forget = _with_twins(model, forget, twin_requests, config, remember_store, fixes)
 
@@ -192,11 +200,13 @@ def unlearn(
                    "oracle": oracle, "guard": guard, "drift": drift, "twins": twin_requests,
                    "kept": kept_point or (guard.points[-1] if guard.points else None)}
         partial.write_json(METRICS_FILE, _metrics(result, seconds, flagged, kept, dropped, outcome, config)
-                           | {"remember_reused": found.reused, "remember_generated": found.generated})
+                           | {"remember_reused": found.reused, "remember_generated": found.generated}
+                           | ({"remember_as_fixed": len(theirs)} if theirs else {}))
         partial.write_json(CONFIG_FILE, _config_record(model, request, config, run_id, kept, model_defaults_applied))
         if cancel is not None:  # Stop pressed during the last step or the final render: keep nothing
             cancel.check(f"after step {result.steps_done} of {config.steps}, before saving")
         run = partial.commit(required=[LORA_FILE])
+        fixes.fixes[run_id].path = run.lora_path  # the partial folder it was saved in is gone
     except BaseException:
         partial.abort()
         if params is not None and run_id in fixes.fixes:
