@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import add_set_option, config_overrides  # noqa: E402
 from bench.faceseval import SURROGATES, FacesBase, build_name, evaluate_face_fix, find_face_instances, fix_face  # noqa: E402
 from core.generate import generate, parse_seeds  # noqa: E402
 from core.models import load_model  # noqa: E402
@@ -35,11 +36,13 @@ def main() -> int:
     ap.add_argument("--surrogate", choices=SURROGATES, default="paint")
     ap.add_argument("--method", choices=METHODS, default="surrogate",
                     help="the unlearning method of every fix (the baselines at the studio's other defaults)")
+    add_set_option(ap, "override a field of every fix's UnlearnConfig (JSON value), e.g. --set remember_from=base")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     ap.add_argument("--name", default="faces_sequential")
     args = ap.parse_args()
     model = load_model(args.model)
     studio = Studio(model, data_dir=tempfile.mkdtemp(prefix="faces-seq-"), restore=False, persist_state=False)
+    overrides = config_overrides(args.overrides)
     flag_seeds, report_seeds = parse_seeds(args.flag_seeds), parse_seeds(args.report_seeds, max_count=100_000)
     base = FacesBase.build(studio, report_seeds)
     before = base.copy_rates
@@ -51,7 +54,7 @@ def main() -> int:
             rows.append({"face": target, "skipped": f"no copy among seeds {args.flag_seeds} with the earlier fixes on"})
             continue
         try:
-            fix = fix_face(studio, found[0], studio.default_config(method=args.method), args.surrogate)
+            fix = fix_face(studio, found[0], studio.default_config(method=args.method).with_overrides(**overrides), args.surrogate)
         except AlreadyFixedError as err:
             rows.append({"face": target, "skipped": str(err)})
             continue
@@ -64,14 +67,14 @@ def main() -> int:
                      "flagged_seeds_now": earlier, "ssim_novel_outputs_mean": ev["ssim_mean"]})
     out = {"build": build_name(model), "flag_seeds": args.flag_seeds, "report_seeds": args.report_seeds,
            "command": "python bench/faces_sequential.py " + " ".join(sys.argv[1:]), "copy_rate_before": before,
-           "surrogate": args.surrogate, "method": args.method,
+           "surrogate": args.surrogate, "method": args.method, "overrides": overrides,
            "rows": rows}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.name}.json").write_text(json.dumps(out, indent=1))
     faces = [W.face_name(i) for i in W.MEMORISED]
     lines = ["# Forget the four memorised faces in sequence (faces world)", "",
              f"Build: {out['build']}. Command: `{out['command']}`. Copy rates on seeds {args.report_seeds}; flagged "
-             f"seeds from {args.flag_seeds}. Method {args.method}, {args.surrogate} surrogates (bench/faceseval.py). The judge "
+             f"seeds from {args.flag_seeds}. Method {args.method}{f', overrides {overrides}' if overrides else ''}, {args.surrogate} surrogates (bench/faceseval.py). The judge "
              "decided each fix; the matcher only measured.", "",
              "| after fixing | fix s | judge: forgotten | " + " | ".join(faces) + " | earlier flagged seeds now | SSIM novel |",
              "|---|---|---|" + "---|" * len(faces) + "---|---|",

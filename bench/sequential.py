@@ -3,6 +3,7 @@ with integrity measured after each: the paper's multi-instance setting, for ever
 
     python bench/sequential.py --quick                 # 2 instances, 40 steps, every method
     python bench/sequential.py --methods surrogate     # 4 instances, 100 steps, our method only
+    python bench/sequential.py --methods surrogate --seed-start 1000 --set remember_from=base --name NAME
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import add_set_option, config_overrides  # noqa: E402
 from bench.report import command_line, write_markdown  # noqa: E402
 from bench.worldeval import CONTROL_PROMPTS, PLANTED_PROMPTS, BaseCache, evaluate_fix, find_instances, fix_instance, render_with_fixes  # noqa: E402
 
@@ -29,8 +31,13 @@ def main(argv=None) -> int:
     ap.add_argument("--methods", default="surrogate,neggrad,erasediff,siss",
                     help="comma list of methods (core.unlearn.config.METHODS); each runs the same candidate "
                          "sequence from the base model, at the studio's defaults otherwise")
+    ap.add_argument("--seed-start", type=int, default=0,
+                    help="first seed of each prompt (instances and evaluation); >= 1000 for seeds no default was chosen on")
+    add_set_option(ap, "override a field of every fix's UnlearnConfig (JSON value), e.g. --set remember_from=base")
+    ap.add_argument("--name", default=None, help="results file name (default sequential or sequential_quick)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args(argv)
+    overrides = config_overrides(args.overrides)
     from core.unlearn.config import METHODS
     from core.models import load_model
     from core.studio import AlreadyFixedError, Studio
@@ -38,7 +45,7 @@ def main(argv=None) -> int:
     steps = args.steps or (40 if args.quick else 100)
     studio = Studio(load_model(args.model), tempfile.mkdtemp(prefix="seq-"), restore=False, persist_state=False)
     prompts = list(PLANTED_PROMPTS) + list(CONTROL_PROMPTS[:2 if args.quick else 4])
-    cache = BaseCache.build(studio, prompts, list(range(args.seeds or (16 if args.quick else 32))))
+    cache = BaseCache.build(studio, prompts, list(range(args.seed_start, args.seed_start + (args.seeds or (16 if args.quick else 32)))))
     # Two per prompt even in quick mode: the shipped model shows only the Japan error, and a
     # sequence needs at least two instances.
     found = find_instances(cache, per_prompt=2 if args.quick else 8)
@@ -51,7 +58,7 @@ def main(argv=None) -> int:
         raise SystemExit(f"--methods: unknown {', '.join(bad)}; choose from {', '.join(METHODS)}")
     rows, notes_per_method = [], []
     for method in methods:
-        seq = run_sequence(studio, cache, candidates, method, steps, wanted, AlreadyFixedError)
+        seq = run_sequence(studio, cache, candidates, method, steps, wanted, AlreadyFixedError, overrides)
         rows += seq["rows"]
         notes_per_method.append(
             f"{method}: {len(seq['instances'])} fixed in order; skipped as already drawn right by the fixes before "
@@ -65,21 +72,24 @@ def main(argv=None) -> int:
     notes = [f"Instances fixed in order, each a LoRA stacked on the earlier ones, at the studio's defaults for the "
              f"model (at most {steps} steps, stop at the forgetting judge's first forgotten monitor step); scripted "
              "paint surrogate; each row re-checks one earlier instance (checker) with all fixes so far enabled. "
-             "Every method walks the same candidate list from the base model."] + notes_per_method
-    name = "sequential_quick" if args.quick else "sequential"
+             "Every method walks the same candidate list from the base model."
+             + (f" Config overrides: {overrides}." if overrides else "")] + notes_per_method
+    name = args.name or ("sequential_quick" if args.quick else "sequential")
     write_markdown(args.out / f"{name}.md", "Several fixes in sequence", command_line(), header, table, notes, rows, model=studio.model)
     print((args.out / f"{name}.md").read_text())
     return 0
 
 
-def run_sequence(studio, cache, candidates, method: str, steps: int, wanted: int, already_fixed) -> dict:
+def run_sequence(studio, cache, candidates, method: str, steps: int, wanted: int, already_fixed,
+                 overrides: dict | None = None) -> dict:
     """Fix candidates one after another with `method` until `wanted` are in the stack; after each,
     re-check every instance fixed so far on one render of the whole stack."""
     names, rows, instances, skipped, switched_off = [], [], [], [], []
     for inst in candidates:
         if len(instances) == wanted:
             break
-        cfg = studio.default_config(steps=steps, method=method)  # the studio defaults, stop-when-fixed included
+        # the studio defaults, stop-when-fixed included
+        cfg = studio.default_config(steps=steps, method=method).with_overrides(**(overrides or {}))
         try:
             res, _, secs = fix_instance(studio, inst, cache, cfg)
         except already_fixed:  # an earlier fix of the prompt already corrected this seed
