@@ -64,7 +64,8 @@ CALIBRATION_SEEDS = 1000  # seeds 0-999 tune the judge's threshold and the unlea
 # 3/48/81 from 0.39/3.12/0.20% to 0.00/1.95/0.00% and 7 of 8 fixes kept SSIM >= 0.90 against 6
 # (faces_tune_twins.md; 16 twins: the same, faces_tune_twins16.md). Tried since and not adopted: training
 # on the twins (faces_tune_twin_forget.md), a larger twin pool (_twin_pool), remember batch 16/32
-# (_remember_batch), a bar of 0.55/0.6 with twins (_twins_threshold), 8/16 guard seeds (_guard_seeds).
+# (_remember_batch), a bar of 0.55/0.6 with twins (_twins_threshold), 8/16 guard seeds (_guard_seeds),
+# memorised outputs counted 4/8 times in the remember set (_mode_weight_a/_b).
 # The remember set drawn from the base model once other fixes are on (remember_from "base"), since in the
 # four-face sequence it kept the novel outputs at SSIM 0.854 against 0.800, with the same 3 of 4 faces
 # gone and no face coming back (faces_seq_tune_base_fixed.md against faces_seq_tune_current.md).

@@ -9,6 +9,7 @@ Formulas: /work/shared/reference/unlearning-methods.md and the methods' docstrin
 from __future__ import annotations
 
 import pytest
+import numpy as np
 import torch
 
 from core.unlearn.config import UnlearnConfig
@@ -224,6 +225,26 @@ def test_siss_draws_its_remember_samples_from_the_flagged_prompts_rows_only():
     none = RememberData(lat, Conditioning.cat([cond_b] * 10), torch.zeros(10, dtype=torch.bool))
     with pytest.raises(ValueError, match="flagged prompt"):
         _sample_batch(forget, none, sigmas, UnlearnConfig(method="siss"), torch.Generator(), "cpu")
+
+
+def test_remember_mode_weight_counts_outputs_with_near_copies_more_often(monkeypatch):
+    """Outputs with a near copy among the other remember outputs (by the judge's descriptor) are drawn
+    remember_mode_weight times as often; a method limited to the flagged prompt's rows keeps that limit."""
+    from types import SimpleNamespace
+
+    import core.unlearn.run as run_mod
+    from core.unlearn.trainer import RememberData, _remember_pool
+
+    g = torch.Generator().manual_seed(3)
+    cond_a, _ = _cond(g, 2)
+    lat = torch.randn(4, C, H, W, generator=g)
+    vectors = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])  # rows 0 and 1: one picture twice
+    judge = SimpleNamespace(descriptor=SimpleNamespace(embed=lambda images: vectors[:len(images)], copy_threshold=0.99))
+    monkeypatch.setattr(run_mod, "decode_batched", lambda model, latents: [None] * latents.shape[0])
+    rem = run_mod._weigh_modes(None, judge, RememberData(lat, cond_a.repeat(4), torch.tensor([1, 0, 1, 0]).bool()), 4)
+    assert rem.repeats.tolist() == [4, 4, 1, 1]
+    assert _remember_pool(rem, UnlearnConfig()).tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 2, 3]
+    assert _remember_pool(rem, UnlearnConfig(method="siss")).tolist() == [0, 0, 0, 0, 2]
 
 
 def test_forget_rows_with_twins_keep_the_flagged_image_first_and_pair_each_row_with_its_own_target():

@@ -144,6 +144,8 @@ def unlearn(
         own, theirs = split_left_out(model, judge, request.prompt, dropped, earlier, config, remember_store, fixes)
     # Seeds that showed an earlier fix's picture: remembered as the fixes draw them, not as the base did.
     remember, kept = with_fixed_pictures(model, remember, kept, theirs, request.prompt, config, remember_store, fixes)
+    if config.remember_mode_weight > 1:
+        remember = _weigh_modes(model, judge, remember, config.remember_mode_weight)
     # Other seeds that drew the flagged picture (the filter left them out): forgotten means them too.
     twin_requests = [r for r in own if r[0] == request.prompt][:config.twin_seeds] if noise is not None else []
 
@@ -233,6 +235,16 @@ def _with_lookalikes(model: LoadedModel, fixes: FixManager, judge: ForgettingJud
     for g in gens:
         outputs.setdefault(g.prompt, []).append(g.image)
     return config.with_overrides(lookalike_prompts=judge.lookalike_prompts(outputs))
+
+
+def _weigh_modes(model: LoadedModel, judge: ForgettingJudge, remember: RememberData, weight: int) -> RememberData:
+    """The remember set with each output that has a near copy among the others counted `weight` times."""
+    e = np.asarray(judge.descriptor.embed(decode_batched(model, remember.latents)), np.float64)
+    sim = e @ e.T
+    np.fill_diagonal(sim, -1.0)
+    modes = torch.from_numpy((sim >= judge.descriptor.copy_threshold).any(axis=1))
+    return RememberData(remember.latents, remember.cond, remember.flagged_rows,
+                        torch.where(modes, weight, 1).to(torch.long))
 
 
 def _guard_rows(kept: list[tuple[str, int]], prompt: str, config: UnlearnConfig) -> list[int]:

@@ -79,6 +79,8 @@ class RememberData:
     # (N,) bool: rows generated from the flagged prompt. None = every row is (a remember set of
     # the flagged prompt only, the paper's). SISS draws its remember samples from these rows only.
     flagged_rows: torch.Tensor | None = None
+    # (N,) int: how many times each row counts when a step draws remember samples. None = once each.
+    repeats: torch.Tensor | None = None
 
 
 @dataclass
@@ -192,9 +194,10 @@ def _remember_pool(remember: RememberData, config: UnlearnConfig) -> torch.Tenso
     mixes the flagged latent with remember latents under one prompt (SISS), which needs the
     flagged prompt's rows: its importance ratios compare two images under the same prompt."""
     n = remember.latents.shape[0]
+    rows = torch.arange(n) if remember.repeats is None else torch.repeat_interleave(torch.arange(n), remember.repeats.cpu())
     if not METHODS[config.method].remember_from_flagged_prompt or remember.flagged_rows is None:
-        return torch.arange(n)
-    pool = torch.nonzero(remember.flagged_rows.cpu(), as_tuple=False).flatten()
+        return rows
+    pool = rows[remember.flagged_rows.cpu()[rows]]
     if len(pool) == 0:
         raise ValueError(f"UnlearnConfig.method={config.method!r} draws its remember samples from the flagged "
                          "prompt, but the remember set has none of its outputs: raise flagged_prompt_share or "
