@@ -27,7 +27,8 @@ from ..limits import check_seed
 from ..models.loading import LoadedModel
 from ..runs import CONFIG_FILE, LORA_FILE, METRICS_FILE, RunInfo, RunStore, environment_versions
 from .config import UnlearnConfig
-from .earlier_fixes import drawing_from, earlier_fixes, leaving_out, split_left_out, with_fixed_pictures
+from .earlier_fixes import (drawing_from, earlier_fixes, leaving_out, split_left_out, with_fixed_pictures,
+                            with_owned_prompts_as_drawn_now)
 from .forms import form_for
 from .guard import FixGuard, MonitorPoint
 from .remember import (FractionProgressFn, KeepFn, RememberCache, build_remember_set, encode_prompts,
@@ -115,9 +116,10 @@ def unlearn(
             f"fixes ({', '.join(enabled) or 'none'}): nothing to unlearn. Switch fixes off to fix it against "
             "the base model instead.")
 
-    # 2. Remember set from the model as it is (earlier fixes included), flagged seed excluded. The
-    # judge finds look-alike prompts (remembered most) and keeps the flagged prompt's outputs that
-    # show the flagged picture out (they would fight the fix).
+    # 2. Remember set from the model as it is (earlier fixes included) or, with remember_from="base",
+    # from the base (earlier_fixes.py); flagged seed excluded. The judge finds look-alike prompts
+    # (remembered most) and keeps the flagged prompt's outputs that show the flagged picture out
+    # (they would fight the fix).
     excluded = {request.seed} if request.seed is not None else set()
     prompts = remember_prompts_for(model, request.prompt, config)
     remember_store = remember_cache.store if remember_cache is not None else None
@@ -144,6 +146,7 @@ def unlearn(
         own, theirs = split_left_out(model, judge, request.prompt, dropped, earlier, config, remember_store, fixes)
     # Seeds that showed an earlier fix's picture: remembered as the fixes draw them, not as the base did.
     remember, kept = with_fixed_pictures(model, remember, kept, theirs, request.prompt, config, remember_store, fixes)
+    remember = with_owned_prompts_as_drawn_now(model, remember, kept, earlier, config, remember_store, fixes)
     if config.remember_mode_weight > 1:
         remember = _weigh_modes(model, judge, remember, config.remember_mode_weight)
     # Other seeds that drew the flagged picture (the filter left them out): forgotten means them too.
