@@ -116,18 +116,3 @@ def with_fixed_pictures(model, remember: RememberData, kept: list[tuple[str, int
     if rows is not None:
         rows = torch.cat([rows, torch.tensor([p == prompt for p, _ in theirs], dtype=rows.dtype)])
     return RememberData(latents, cond, rows), kept + list(theirs)
-
-
-def with_owned_prompts_as_drawn_now(model, remember: RememberData, kept: list[tuple[str, int]], earlier: list[EarlierFix],
-                                    config: UnlearnConfig, store, fixes: FixManager) -> RememberData:
-    """The remember set with the outputs of every prompt an enabled fix was made for as the fixes draw
-    them: a fix of a prompt owns that prompt's outputs (the other seeds it corrected along included),
-    while what it moved elsewhere goes back to the base. An unconditional model's fixes own no prompt."""
-    owned = {e.prompt for e in earlier}
-    rows = [i for i, (p, _) in enumerate(kept) if p in owned] if not getattr(model, "unconditional", False) else []
-    if not rows:
-        return remember
-    gens = probe_generations(model, [kept[i] for i in rows], config, store, fixes)
-    latents = remember.latents.clone()
-    latents[rows] = torch.cat([g.latent for g in gens]).to(latents.device, latents.dtype)
-    return RememberData(latents, remember.cond, remember.flagged_rows, remember.repeats)

@@ -27,8 +27,7 @@ from ..limits import check_seed
 from ..models.loading import LoadedModel
 from ..runs import CONFIG_FILE, LORA_FILE, METRICS_FILE, RunInfo, RunStore, environment_versions
 from .config import UnlearnConfig
-from .earlier_fixes import (drawing_from, earlier_fixes, leaving_out, split_left_out, with_fixed_pictures,
-                            with_owned_prompts_as_drawn_now)
+from .earlier_fixes import drawing_from, earlier_fixes, leaving_out, split_left_out, with_fixed_pictures
 from .forms import form_for
 from .guard import FixGuard, MonitorPoint
 from .remember import (FractionProgressFn, KeepFn, RememberCache, build_remember_set, encode_prompts,
@@ -146,7 +145,6 @@ def unlearn(
         own, theirs = split_left_out(model, judge, request.prompt, dropped, earlier, config, remember_store, fixes)
     # Seeds that showed an earlier fix's picture: remembered as the fixes draw them, not as the base did.
     remember, kept = with_fixed_pictures(model, remember, kept, theirs, request.prompt, config, remember_store, fixes)
-    remember = with_owned_prompts_as_drawn_now(model, remember, kept, earlier, config, remember_store, fixes)
     if config.remember_mode_weight > 1:
         remember = _weigh_modes(model, judge, remember, config.remember_mode_weight)
     # Other seeds that drew the flagged picture (the filter left them out): forgotten means them too.
