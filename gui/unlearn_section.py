@@ -379,7 +379,9 @@ def result_text(studio, result, flag) -> str:
              f"steps {m.get('steps_done')}{' (stopped early: fixed)' if m.get('stopped_early') else ''}"
              f" · {fmt(m.get('seconds_total'))} s · final forget loss {fmt(m.get('final_L_f'))}"
              f" · remember loss {fmt(m.get('final_L_r'))}"
-             f" · outputs kept {m.get('remember_set_size')} (left out {m.get('remember_excluded')})"]
+             f" · outputs kept {m.get('remember_set_size')} (left out {m.get('remember_excluded')})"
+             + (f", drawn with the other fixes off ({m.get('remember_as_fixed')} that showed their pictures: as the "
+                "fixes draw them)" if m.get("remember_drawn_from") == "base" else "")]
     if m.get("flagged_seed_mean_abs_change") is not None:
         lines.append(f"flagged seed {flag.seed} changed by mean |diff| {fmt(m['flagged_seed_mean_abs_change'])}")
     f = m.get("forgetting")

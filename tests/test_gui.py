@@ -395,6 +395,10 @@ def test_fix_result_and_table_say_when_a_fix_ended_unfixed(tmp_path):
     runs["fix-True"].metrics().update(twin_seeds=[100003, 100029], twins_left=1)
     assert "other seeds that drew the flagged picture (100003, 100029): 1 still draws it" in result_text(
         studio, SimpleNamespace(run=runs["fix-True"]), flag)
+    assert "fixes off" not in on
+    runs["fix-True"].metrics().update(remember_drawn_from="base", remember_as_fixed=2)
+    assert "drawn with the other fixes off (2 that showed their pictures: as the fixes draw them)" in result_text(
+        studio, SimpleNamespace(run=runs["fix-True"]), flag)
     table = _rows(studio)
     assert list(table.columns) == FIX_COLUMNS
     assert list(table["fixed"]) == ["no", "yes"] and list(table["on"]) == ["off", "on"]

@@ -526,7 +526,7 @@ def test_remember_from_base_draws_the_set_with_earlier_fixes_off_but_keeps_their
     fixes.set_enabled(res.run.run_id, False)
     rows = {p: [i for i, (q, _) in enumerate(res.remember_seeds) if q == p] for p in (PROMPT, "japan flag")}
     assert len(rows["japan flag"]) == 2 and len(rows[PROMPT]) == 4  # 2 seeds each asked; 4 = capped at the set's size
-    assert res.run.metrics()["remember_as_fixed"] == 4
+    assert res.run.metrics()["remember_as_fixed"] == 4 and res.run.metrics()["remember_drawn_from"] == "base"
     for prompt, base in (("japan flag", True), (PROMPT, False)):
         requests = [res.remember_seeds[i] for i in rows[prompt]]
         assert torch.allclose(seen[-1].latents[rows[prompt]], drawn(requests, base), atol=1e-4), prompt
@@ -537,7 +537,7 @@ def test_remember_from_base_draws_the_set_with_earlier_fixes_off_but_keeps_their
     fixes.set_enabled(current_run.run.run_id, False)
     assert [p for p, _ in current_run.remember_seeds].count(PROMPT) == 2
     assert torch.allclose(seen[-1].latents, drawn(current_run.remember_seeds, False), atol=1e-4)
-    assert "remember_as_fixed" not in current_run.run.metrics()
+    assert not {"remember_as_fixed", "remember_drawn_from"} & set(current_run.run.metrics())
 
 
 def test_remember_from_base_refuses_an_enabled_fix_without_its_run_folder(tiny_model, tmp_path):

@@ -204,7 +204,7 @@ def unlearn(
                    "kept": kept_point or (guard.points[-1] if guard.points else None)}
         partial.write_json(METRICS_FILE, _metrics(result, seconds, flagged, kept, dropped, outcome, config)
                            | {"remember_reused": found.reused, "remember_generated": found.generated}
-                           | ({"remember_as_fixed": len(theirs)} if theirs else {}))
+                           | ({"remember_drawn_from": "base", "remember_as_fixed": len(theirs)} if earlier else {}))
         partial.write_json(CONFIG_FILE, _config_record(model, request, config, run_id, kept, model_defaults_applied))
         if cancel is not None:  # Stop pressed during the last step or the final render: keep nothing
             cancel.check(f"after step {result.steps_done} of {config.steps}, before saving")
