@@ -54,7 +54,8 @@ def main() -> int:
             rows.append({"face": target, "skipped": f"no copy among seeds {args.flag_seeds} with the earlier fixes on"})
             continue
         try:
-            fix = fix_face(studio, found[0], studio.default_config(method=args.method).with_overrides(**overrides), args.surrogate)
+            config = studio.default_config(method=args.method).with_overrides(**overrides)
+            fix = fix_face(studio, found[0], config, args.surrogate)
         except AlreadyFixedError as err:
             rows.append({"face": target, "skipped": str(err)})
             continue

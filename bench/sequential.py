@@ -32,7 +32,8 @@ def main(argv=None) -> int:
                     help="comma list of methods (core.unlearn.config.METHODS); each runs the same candidate "
                          "sequence from the base model, at the studio's defaults otherwise")
     ap.add_argument("--seed-start", type=int, default=0,
-                    help="first seed of each prompt (instances and evaluation); >= 1000 for seeds no default was chosen on")
+                    help="first seed of each prompt (instances and evaluation); >= 1000: seeds no default was "
+                         "chosen on")
     add_set_option(ap, "override a field of every fix's UnlearnConfig (JSON value), e.g. --set remember_from=base")
     ap.add_argument("--name", default=None, help="results file name (default sequential or sequential_quick)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")

@@ -15,18 +15,19 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+import torch
+
 from ..adapters import Fix, FixManager
 from ..images import fit_to_model, load_image, to_array
 from ..judge import ForgettingJudge
 from ..runs import CONFIG_FILE, RunStore
-import torch
-
 from .config import UnlearnConfig
 from .objectives import Conditioning
 from .remember import KeepFn, encode_prompts, probe_generations
 from .trainer import RememberData
 
 PICTURES = ("flagged.png", "surrogate.png")  # what every run folder holds beside its LoRA file
+Requests = list[tuple[str, int]]  # (prompt, seed) pairs
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,8 @@ class EarlierFix:
 
 
 def earlier_fixes(model, fixes: FixManager, runs: RunStore, config: UnlearnConfig) -> list[EarlierFix]:
-    """The enabled fixes a base-drawn remember set must keep out; [] under remember_from="current"."""
+    """The enabled fixes whose pictures a base-drawn remember set must not teach back; [] under
+    remember_from="current"."""
     if config.remember_from != "base":
         return []
     return [_earlier_fix(model, fix, runs, config) for fix in fixes.fixes.values() if fix.enabled]
@@ -54,7 +56,8 @@ def _earlier_fix(model, fix: Fix, runs: RunStore, config: UnlearnConfig) -> Earl
     folder = next((f for f in folders if all((f / n).is_file() for n in (*PICTURES, CONFIG_FILE))), None)
     if folder is None:
         raise ValueError(
-            f"remember_from='base' keeps each enabled fix's flagged picture out of the remember set, and fix "
+            f"remember_from='base' needs each enabled fix's flagged picture (its seeds are remembered as the fix "
+            f"draws them, not as the base model did), and fix "
             f"{fix.name!r} has no run folder with {', '.join(PICTURES)} and {CONFIG_FILE}. Switch that fix off, "
             "or set remember_from='current'.")
     record = json.loads((folder / CONFIG_FILE).read_text())
@@ -62,8 +65,8 @@ def _earlier_fix(model, fix: Fix, runs: RunStore, config: UnlearnConfig) -> Earl
                           for n in PICTURES)
     threshold = record.get("config", {}).get("forget_threshold", config.forget_threshold)
     digest = hashlib.sha256(to_array(flagged).tobytes() + to_array(surrogate).tobytes()).hexdigest()[:12]
-    return EarlierFix(fix.name, record.get("prompt", ""), ForgettingJudge.for_model(model, flagged, surrogate, threshold),
-                      f"{digest}@{threshold}")
+    judge = ForgettingJudge.for_model(model, flagged, surrogate, threshold)
+    return EarlierFix(fix.name, record.get("prompt", ""), judge, f"{digest}@{threshold}")
 
 
 def drawing_from(fixes: FixManager, config: UnlearnConfig):
@@ -88,8 +91,8 @@ def leaving_out(earlier: list[EarlierFix], keep: KeepFn | None, keep_key: str | 
     return keep_fn, f"{keep_key or 'no filter'}; without earlier fixes {', '.join(e.key for e in earlier)}"
 
 
-def split_left_out(model, judge: ForgettingJudge, prompt: str, left_out: list[tuple[str, int]], earlier: list[EarlierFix],
-                   config: UnlearnConfig, store, fixes: FixManager) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+def split_left_out(model, judge: ForgettingJudge, prompt: str, left_out: Requests, earlier: list[EarlierFix],
+                   config: UnlearnConfig, store, fixes: FixManager) -> tuple[Requests, Requests]:
     """(own, theirs) of the seeds the remember filter left out: those showing this fix's picture (its
     twins come from these), and those left out only for an earlier fix's picture. Call it where the set
     was drawn: the images are drawn again at its settings (with a store, only decoded)."""
@@ -102,9 +105,8 @@ def split_left_out(model, judge: ForgettingJudge, prompt: str, left_out: list[tu
     return own, [r for r in left_out if r not in own][:config.remember_set_size]
 
 
-def with_fixed_pictures(model, remember: RememberData, kept: list[tuple[str, int]], theirs: list[tuple[str, int]],
-                        prompt: str, config: UnlearnConfig, store, fixes: FixManager,
-                        ) -> tuple[RememberData, list[tuple[str, int]]]:
+def with_fixed_pictures(model, remember: RememberData, kept: Requests, theirs: Requests, prompt: str,
+                        config: UnlearnConfig, store, fixes: FixManager) -> tuple[RememberData, Requests]:
     """The remember set plus `theirs` (seeds whose base output shows an earlier fix's picture) as the
     model draws them now, with the fixes on: the new fix keeps them fixed instead of drawing them back."""
     if not theirs:

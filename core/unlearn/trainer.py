@@ -194,7 +194,9 @@ def _remember_pool(remember: RememberData, config: UnlearnConfig) -> torch.Tenso
     mixes the flagged latent with remember latents under one prompt (SISS), which needs the
     flagged prompt's rows: its importance ratios compare two images under the same prompt."""
     n = remember.latents.shape[0]
-    rows = torch.arange(n) if remember.repeats is None else torch.repeat_interleave(torch.arange(n), remember.repeats.cpu())
+    rows = torch.arange(n)
+    if remember.repeats is not None:
+        rows = torch.repeat_interleave(rows, remember.repeats.cpu())
     if not METHODS[config.method].remember_from_flagged_prompt or remember.flagged_rows is None:
         return rows
     pool = rows[remember.flagged_rows.cpu()[rows]]
