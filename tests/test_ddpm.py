@@ -183,6 +183,26 @@ def test_unlearn_a_seed_on_a_ddpm_saves_a_reloadable_fix(ddpm_model, tmp_path, m
     assert np.abs(np.asarray(again, dtype=int) - np.asarray(after, dtype=int)).max() <= 1
 
 
+def test_a_stacked_ddpm_fix_draws_its_remember_set_from_the_base_model(ddpm_model, tmp_path):
+    """remember_from="base" on a prompt-free model (the faces default): the second fix's remember set is the
+    base model's outputs, found in the store the first fix filled, and the first fix stays on."""
+    from core.generate import generate
+    from core.studio import Studio
+
+    studio = Studio(ddpm_model, data_dir=tmp_path, restore=False, persist_state=False)
+    cfg = studio.default_config(steps=2, remember_set_size=4, sampling_steps=4, monitor_every=0, remember_from="base")
+    runs = []
+    for seed in (5, 6):
+        flagged = generate(ddpm_model, "", [seed], steps=4)[0].image
+        runs.append(studio.unlearn("", flagged, flagged.transpose(0), seed, cfg, {"kind": "flip"}).run)
+        studio.set_enabled(runs[-1].run_id, True)  # (a fix the judge saw unfixed starts off)
+    first, second = (r.metrics() for r in runs)
+    assert "remember_drawn_from" not in first and second["remember_drawn_from"] == "base"
+    # The base outputs drawn for the first fix are reused (drawn with the first fix on, none would be).
+    assert second["remember_reused"] > 0
+    assert all(studio.fixes.fixes[r.run_id].enabled for r in runs)
+
+
 def test_ddpm_sdedit_surrogate_keeps_the_image_at_low_strength(ddpm_model):
     from core.generate import generate
     from core.surrogates import make_surrogate
