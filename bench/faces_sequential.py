@@ -6,7 +6,8 @@ fix stacks on the earlier ones; after each, integrity and whether the earlier fa
 Per face: the first seed among --flag-seeds that copies it (with the earlier fixes on) is flagged
 and fixed with a --surrogate of it (default: a grey band painted over the eyes) by --method. The forgetting judge
 decides each fix; the copy matcher only measures, on --report-seeds (kept apart: they chose
-nothing). Writes bench/results/<name>.json and <name>.md.
+nothing). Writes bench/results/<name>.json, <name>.md and <name>.png: the first --figure-seeds novel
+outputs among the report seeds (by the matcher), drawn before any fix and after each fix (rows).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import add_set_option, config_overrides  # noqa: E402
 from bench.faceseval import SURROGATES, FacesBase, build_name, evaluate_face_fix, find_face_instances, fix_face  # noqa: E402
-from core.generate import generate, parse_seeds  # noqa: E402
+from core.generate import generate, image_grid, parse_seeds  # noqa: E402
 from core.models import load_model  # noqa: E402
 from core.studio import AlreadyFixedError, Studio  # noqa: E402
 from core.unlearn.config import METHODS  # noqa: E402
@@ -37,6 +38,7 @@ def main() -> int:
     ap.add_argument("--method", choices=METHODS, default="surrogate",
                     help="the unlearning method of every fix (the baselines at the studio's other defaults)")
     add_set_option(ap, "override a field of every fix's UnlearnConfig (JSON value), e.g. --set remember_from=base")
+    ap.add_argument("--figure-seeds", type=int, default=8, help="novel outputs shown before and after each fix")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     ap.add_argument("--name", default="faces_sequential")
     args = ap.parse_args()
@@ -46,6 +48,8 @@ def main() -> int:
     flag_seeds, report_seeds = parse_seeds(args.flag_seeds), parse_seeds(args.report_seeds, max_count=100_000)
     base = FacesBase.build(studio, report_seeds)
     before = base.copy_rates
+    shown = [base.seeds[i] for i in base.novel[:args.figure_seeds]]
+    figure = [(f"{s}", g.image) for s, g in zip(shown, (base.renders[i] for i in base.novel[:args.figure_seeds]))]
     rows, flagged = [], []
     for face in W.MEMORISED:
         target = W.face_name(face)
@@ -60,6 +64,7 @@ def main() -> int:
             rows.append({"face": target, "skipped": str(err)})
             continue
         flagged.append((target, found[0].seed))
+        figure += [(f"after {target}", g.image) for g in generate(model, "", shown)]  # the fixes now enabled
         ev = evaluate_face_fix(studio, found[0], base, [f.name for f in studio.fixes.fixes.values() if f.enabled])
         earlier = {f"{t}@{s}": W.verdict(generate(model, "", [s])[0].image)["flag"] for t, s in flagged}
         rows.append({"face": target, "flagged_seed": found[0].seed, "fix_seconds": round(fix.seconds, 1),
@@ -72,6 +77,10 @@ def main() -> int:
            "rows": rows}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.name}.json").write_text(json.dumps(out, indent=1))
+    if shown:
+        image_grid([img for _, img in figure], [label for label, _ in figure], cols=len(shown),
+                   title=f"{args.name}: novel outputs before any fix (top row) and after each fix").save(
+                       args.out / f"{args.name}.png")
     faces = [W.face_name(i) for i in W.MEMORISED]
     lines = ["# Forget the four memorised faces in sequence (faces world)", "",
              f"Build: {out['build']}. Command: `{out['command']}`. Copy rates on seeds {args.report_seeds}; flagged "
