@@ -144,6 +144,23 @@ def test_monitor_stops_when_fixed(tiny_model, tmp_path):
     assert res.run.metrics()["steps_done"] == 10
 
 
+def test_settle_steps_train_on_after_the_first_fixed_monitor_step_and_keep_the_least_drift(tiny_model, tmp_path,
+                                                                                          monkeypatch):
+    """With settle_steps the fix goes on past its first forgotten state, still monitored, and the guard
+    publishes the forgotten state that moved the guard seeds least, not simply the first."""
+    import core.unlearn.run as run_mod
+
+    drifts = iter([0.5, 0.2, 0.3])  # at steps 10, 15, 20: the middle one moved the others least
+    monkeypatch.setattr(run_mod, "_drift", lambda base, renders: next(drifts))
+    fixes, store = FixManager(tiny_model), RunStore(tmp_path / "runs")
+    seen = []
+    res = unlearn(tiny_model, fixes, store, _request(tiny_model),
+                  _cfg(steps=40, monitor_every=5, stop_when_fixed=True, settle_steps=10, guard_seeds=1),
+                  is_fixed=lambda img: len(seen) >= 2, on_monitor=lambda step, img: seen.append(step))
+    assert seen == [5, 10, 15, 20] and res.train.stopped_early and res.train.steps_done == 20
+    assert res.run.metrics()["kept_step"] == 15
+
+
 def test_stop_pressed_during_the_monitor_wins_over_stop_when_fixed(tiny_model, tmp_path):
     """A Stop that lands while the monitor renders (which then reports "fixed") must end the run as
     cancelled: nothing saved, nothing switched on (seen in the GUI: Stop at step 7, saved at 10)."""

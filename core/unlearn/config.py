@@ -42,7 +42,7 @@ RANGES = {
     "monitor_every": (0, 100_000, False), "sampling_steps": (*STEPS_RANGE, False), "guidance": (*GUIDANCE_RANGE, False),
     "seed": (0, SEED_MAX, False), "forget_threshold": (0, 1, True), "remember_floor": (0, 1, False),
     "guard_seeds": (0, 64, False), "twin_seeds": (0, 64, False), "lookalike_probe_seeds": (0, 64, False),
-    "remember_mode_weight": (1, 64, False),
+    "remember_mode_weight": (1, 64, False), "settle_steps": (0, 100_000, False),
     "remember_sampling_steps": (*STEPS_RANGE, False),
     "neggrad_weight": (0, None, True), "erasediff_eta": (0, None, False), "siss_scaling_norm": (0, None, True),
 }
@@ -99,6 +99,10 @@ class UnlearnConfig:
     stop_when_fixed: bool = _f(
         True, "stop once the oracle sees the flagged seed forgotten (checked every monitor_every steps); "
         "False runs every step, as the paper does")
+    settle_steps: int = _f(
+        0, "with stop_when_fixed: steps trained on after the first monitor step that sees the flagged seed "
+        "forgotten, still monitored, so the guard (keep_best) can publish a forgotten state that moved the "
+        "other outputs less. 0 = stop at once")
     oracle: str = _f(
         "judge", "what decides during a fix (stop, look-alike prompts, remember-set filter, guard): judge = "
         "core/judge.py, from the flagged image, the surrogate and a copy descriptor, for any model; copy = the "

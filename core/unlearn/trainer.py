@@ -113,6 +113,7 @@ def train(
     method = METHODS[config.method](transformer, params, config, form)
     optim = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     result = TrainResult(0, False)
+    settle_until = None  # with stop_when_fixed: the step to stop at, once the monitor saw it fixed
     transformer.train()
     try:
         for step in range(1, config.steps + 1):
@@ -136,7 +137,9 @@ def train(
                 # run must never end as a finished (and saved) fix.
                 if cancel is not None:
                     cancel.check(f"at step {step} of {config.steps}")
-                if fixed and config.stop_when_fixed:
+                if fixed and config.stop_when_fixed and settle_until is None:
+                    settle_until = step + config.settle_steps
+                if settle_until is not None and step >= settle_until:
                     result.stopped_early = step < config.steps
                     break
     finally:
