@@ -69,10 +69,13 @@ CALIBRATION_SEEDS = 1000  # seeds 0-999 tune the judge's threshold and the unlea
 # The remember set drawn from the base model once other fixes are on (remember_from "base"), since in the
 # four-face sequence it kept the novel outputs at SSIM 0.854 against 0.800, with the same 3 of 4 faces
 # gone and no face coming back (faces_seq_tune_base_fixed.md against faces_seq_tune_current.md).
+# 10 settle steps past the first forgotten state, so the guard can publish one that moved the other
+# outputs less: 4 of 8 faces gone against 3, mean SSIM 0.937 against 0.926, no fix worse
+# (faces_tune_settle_a/_b.md).
 FACES_UNLEARN_DEFAULTS = {"learning_rate": 5e-3, "timestep_sampling": "uniform", "lambda_scheme": "constant",
                           "remember_set_size": 64, "steps": 200, "monitor_every": 2, "lora_rank": 4,
                           "lora_targets": ["to_q", "to_k", "to_v", "to_out.0"], "forget_threshold": 0.5,
-                          "twin_seeds": 4, "remember_from": "base"}
+                          "twin_seeds": 4, "remember_from": "base", "settle_steps": 10}
 
 
 def training_list() -> tuple[torch.Tensor, torch.Tensor]:
@@ -275,8 +278,9 @@ def write_card(out: Path, rep: dict) -> None:
         "turn: 3 gone, novel outputs at SSIM 0.853; before remember_from base: [faces_sequential.md](../../bench/results/faces_sequential.md), 0.804),",
         "[heldout_faces.md](../../bench/results/heldout_faces.md) (a band painted over the eyes: 2 of 4 flagged",
         "seeds stop copying, no face goes),",
-        "[heldout_faces_other_face.md](../../bench/results/heldout_faces_other_face.md) (another face as the",
-        "surrogate: 4 of 4 flagged seeds forgotten, 2 faces gone),",
+        "[heldout_faces_other_face_settle10.md](../../bench/results/heldout_faces_other_face_settle10.md) (another face",
+        "as the surrogate: 4 of 4 flagged seeds forgotten, 3 faces gone, SSIM 0.932; before settle_steps:",
+        "[heldout_faces_other_face.md](../../bench/results/heldout_faces_other_face.md), 2 faces gone, SSIM 0.909),",
         "[faces_control_other_face_t05.md](../../bench/results/faces_control_other_face_t05.md) (fixes of novel",
         "outputs move the memorised faces' copy rates as much: the +-20% target is this world's sensitivity),",
         "[table1_faces.md](../../bench/results/table1_faces.md) (against NegGrad, EraseDiff, SISS).", "",
