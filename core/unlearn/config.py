@@ -102,7 +102,9 @@ class UnlearnConfig:
     settle_steps: int = _f(
         0, "with stop_when_fixed: steps trained on after the first monitor step that sees the flagged seed "
         "forgotten, still monitored, so the guard (keep_best) can publish a forgotten state that moved the "
-        "other outputs less. 0 = stop at once")
+        "other outputs less. 0 = stop at once. Measured: the faces world's default 10 (more faces gone, higher "
+        "SSIM: bench/results/faces_tune_settle_*.md); not the flags world's (fewer right seeds of the prompt "
+        "kept: tune_judge_settle10.md)")
     oracle: str = _f(
         "judge", "what decides during a fix (stop, look-alike prompts, remember-set filter, guard): judge = "
         "core/judge.py, from the flagged image, the surrogate and a copy descriptor, for any model; copy = the "
