@@ -44,6 +44,12 @@ class FixManager:
     def __init__(self, model: LoadedModel):
         self.model = model
         self.fixes: dict[str, Fix] = {}
+        self._off = 0  # depth of `disabled()` blocks: while above 0, the base model draws
+
+    @property
+    def active(self) -> list[Fix]:
+        """The fixes whose weights act now: the enabled ones, none inside `disabled()`."""
+        return [] if self._off else [f for f in self.fixes.values() if f.enabled]
 
     @property
     def transformer(self):
@@ -107,8 +113,9 @@ class FixManager:
         self.apply()
 
     def apply(self) -> None:
-        """Activate exactly the enabled fixes (with their weights); none -> the base model."""
-        active = [f for f in self.fixes.values() if f.enabled]
+        """Activate exactly the enabled fixes (with their weights); none -> the base model (so also
+        inside `disabled()`)."""
+        active = self.active
         if not active:
             if self.fixes:
                 self.transformer.disable_adapters()
@@ -118,14 +125,17 @@ class FixManager:
 
     @contextlib.contextmanager
     def disabled(self):
-        """Temporarily the base model: `with fixes.disabled(): generate(...)`."""
+        """Temporarily the base model: `with fixes.disabled(): generate(...)`. The enabled flags stay as
+        they are; `active` (and so the generation store's key) is empty until the block ends."""
         if not self.fixes:
             yield
             return
+        self._off += 1
         self.transformer.disable_adapters()
         try:
             yield
         finally:
+            self._off -= 1
             self.apply()
 
     @contextlib.contextmanager

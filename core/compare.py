@@ -72,8 +72,8 @@ def compare_prompt(model: LoadedModel, fixes: FixManager, fix_names: Sequence[st
             return None
         return lambda done, _total, _msg: progress(offset + done, 2 * n, f"{what} {done}/{n}")
 
-    def draw(offset: int, what: str, active: FixManager | None) -> list[Generated]:
-        """The seeds with the weights as they are now (`active`: the fixes switched on, for the store's key)."""
+    def draw(offset: int, what: str) -> list[Generated]:
+        """The seeds with the weights as they are now (the store's key: the fixes acting now)."""
         if store is None:
             noises = [initial_noise(model, s) for s in seeds]
             return generate(model, prompt, seeds, steps, guidance, noises=noises, progress=stage(offset, what))
@@ -81,12 +81,12 @@ def compare_prompt(model: LoadedModel, fixes: FixManager, fix_names: Sequence[st
         from .unlearn.remember_store import model_state
 
         return stored_generations(model, [(prompt, s) for s in seeds], steps, guidance, store,
-                                  model_state(model, active).digest, progress=stage(offset, what))
+                                  model_state(model, fixes).digest, progress=stage(offset, what))
 
     with fixes.disabled():
-        before = draw(0, "without fixes", None)
+        before = draw(0, "without fixes")
     with fixes.only(list(fix_names)):
-        after = draw(n, "with fixes", fixes)
+        after = draw(n, "with fixes")
     cmp = PromptComparison(prompt, list(seeds), before, after)
     for b, a in zip(before, after):
         row = {"mean_abs_diff": round(mean_abs_diff(b.image, a.image), 5)}

@@ -74,9 +74,16 @@ def test_disabling_fixes_restores_base_outputs_bit_identically(tiny_model):
     _perturb_fix(fixes, "fix-a")
     fixed = _arrays(generate(tiny_model, "ireland flag", [0, 1]))
     assert not np.array_equal(base[0], fixed[0])
+    from core.unlearn.remember_store import model_state
+
+    with_fix = model_state(tiny_model, fixes).digest
     with fixes.disabled():
         again = _arrays(generate(tiny_model, "ireland flag", [0, 1]))
+        # What acts now is the base model (the store's key says so), though the fix stays enabled.
+        assert fixes.active == [] and fixes.fixes["fix-a"].enabled
+        assert model_state(tiny_model, fixes).digest == model_state(tiny_model, None).digest != with_fix
     assert all(np.array_equal(x, y) for x, y in zip(base, again))
+    assert [f.name for f in fixes.active] == ["fix-a"] and model_state(tiny_model, fixes).digest == with_fix
     fixes.set_enabled("fix-a", False)
     assert all(np.array_equal(x, y) for x, y in zip(base, _arrays(generate(tiny_model, "ireland flag", [0, 1]))))
     # the base weights were never written, and the fingerprint ignores the adapters

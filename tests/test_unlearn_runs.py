@@ -539,7 +539,7 @@ def test_remember_from_base_draws_the_set_with_earlier_fixes_off_but_keeps_their
             return torch.cat([g.latent for g in generate_many(tiny_model, requests)])
 
     res = unlearn(tiny_model, fixes, store, _request(tiny_model, seed=2), cfg.with_overrides(remember_from="base"))
-    assert fixes.fixes[first.run.run_id].enabled  # switched off only while the set was drawn
+    assert fixes.fixes[first.run.run_id].enabled  # its flag untouched while the set was drawn
     fixes.set_enabled(res.run.run_id, False)
     rows = {p: [i for i, (q, _) in enumerate(res.remember_seeds) if q == p] for p in (PROMPT, "japan flag")}
     assert len(rows["japan flag"]) == 2 and len(rows[PROMPT]) == 4  # 2 seeds each asked; 4 = capped at the set's size

@@ -70,10 +70,9 @@ def _earlier_fix(model, fix: Fix, runs: RunStore, config: UnlearnConfig) -> Earl
 
 
 def drawing_from(fixes: FixManager, config: UnlearnConfig):
-    """The model the remember set is drawn from: the base (every fix off, for the block) or as it is."""
-    if config.remember_from == "base" and any(f.enabled for f in fixes.fixes.values()):
-        return fixes.only([])
-    return contextlib.nullcontext()
+    """The model the remember set is drawn from: the base (every fix off for the block, their enabled
+    flags untouched) or as it is. The studio's background preparation draws through it too."""
+    return fixes.disabled() if config.remember_from == "base" else contextlib.nullcontext()
 
 
 def leaving_out(earlier: list[EarlierFix], keep: KeepFn | None, keep_key: str | None,

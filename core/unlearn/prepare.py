@@ -10,7 +10,6 @@ held here for about PREPARE_HOLD_S at a time.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from ..adapters import FixManager
 from ..judge import likely_lookalikes
 from ..models.loading import LoadedModel
 from .config import UnlearnConfig
+from .earlier_fixes import drawing_from
 from .remember import draw_into_store, first_requests, probe_requests, probes_lookalikes, remember_prompts_for, \
     remember_precision, remember_steps, stored_generations
 from .remember_store import RememberStore, model_state
@@ -128,12 +128,11 @@ class _Job:
         return remember_steps(self.model, self.config)
 
     def _state(self) -> str:
-        # The fixes on now (a toggle changes the key), or none where a fix draws from the base model.
-        return model_state(self.model, None if self.config.remember_from == "base" else self.fixes).digest
+        return model_state(self.model, self.fixes).digest  # the fixes acting now: a toggle changes the key
 
     def _drawing(self):
         """Where the fix will draw its remember set: the model as it is, or the base (earlier_fixes.py)."""
-        return self.fixes.disabled() if self.config.remember_from == "base" else contextlib.nullcontext()
+        return drawing_from(self.fixes, self.config)
 
     def _draw(self, requests: list[tuple[str, int]]) -> bool:
         """Draw requests[prep.done:] into the store in lock-sized batches, then keep the store within

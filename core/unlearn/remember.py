@@ -204,9 +204,9 @@ def stored_generations(model: LoadedModel, requests: list[tuple[str, int]], step
                        precision: str = "model") -> list[Generated]:
     """Decoded generations from each seed's own noise, in request order: taken from `store` where it
     holds them (only their latents are kept; decoding is cheap next to denoising), the rest generated
-    and added. `state` is the `model_state(...).digest` of the weights drawing them now: the caller
-    knows which adapters are active (`FixManager.disabled()` switches them off without touching
-    their `enabled` flags). `precision` as in `generate_many` (the remember set's, for its probes)."""
+    and added. `state` is the `model_state(model, fixes).digest` of the weights drawing them now (inside
+    `fixes.disabled()`, the base model's). `precision` as in `generate_many` (the remember set's, for
+    its probes)."""
     steps, guidance, keys = _keys(model, requests, steps, guidance, state, precision)
     shape = (1, *latent_shape(model))
     stored = {r: e for r in requests if (e := store.get(keys[r], shape)) is not None}

@@ -73,8 +73,9 @@ class ModelState:
 
 
 def model_state(model, fixes) -> ModelState:
-    """`model` a LoadedModel, `fixes` its FixManager (or None for the bare base model)."""
-    enabled = [f for f in fixes.fixes.values() if f.enabled] if fixes is not None else []
+    """`model` a LoadedModel, `fixes` its FixManager (or None for the bare base model): the fixes
+    acting now (none inside `fixes.disabled()`)."""
+    enabled = fixes.active if fixes is not None else []
     t = model.denoiser
     return ModelState(model.fingerprint(), tuple(sorted((fix_weights_hash(t, f.name), float(f.weight)) for f in enabled)),
                       model.info.resolution, model.info.max_sequence_length, str(t.dtype).replace("torch.", ""),
