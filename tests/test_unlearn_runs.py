@@ -161,27 +161,6 @@ def test_settle_steps_train_on_after_the_first_fixed_monitor_step_and_keep_the_l
     assert res.run.metrics()["kept_step"] == 15
 
 
-@pytest.mark.parametrize("settle_loss", ["both", "remember"])
-def test_settle_loss_remember_trains_the_settle_steps_on_the_remember_set_alone(tiny_model, tmp_path, monkeypatch,
-                                                                               settle_loss):
-    """Steps 1-10 train both losses; with settle_loss="remember" the settle steps after the first
-    forgotten monitor step (11-20) train the remember loss alone, and the guard still decides."""
-    calls = []
-    for kind in ("step", "remember_step"):
-        real = getattr(SurrogateMethod, kind)
-        monkeypatch.setattr(SurrogateMethod, kind,
-                            lambda self, b, real=real, kind=kind: calls.append(kind) or real(self, b))
-    fixes, store = FixManager(tiny_model), RunStore(tmp_path / "runs")
-    seen = []
-    res = unlearn(tiny_model, fixes, store, _request(tiny_model),
-                  _cfg(steps=40, monitor_every=5, stop_when_fixed=True, settle_steps=10, settle_loss=settle_loss),
-                  is_fixed=lambda img: len(seen) >= 2, on_monitor=lambda step, img: seen.append(step))
-    assert res.train.steps_done == 20
-    settle = ["remember_step" if settle_loss == "remember" else "step"] * 10
-    assert calls == ["step"] * 10 + settle
-    assert res.run.config["config"]["settle_loss"] == settle_loss
-
-
 def test_stop_pressed_during_the_monitor_wins_over_stop_when_fixed(tiny_model, tmp_path):
     """A Stop that lands while the monitor renders (which then reports "fixed") must end the run as
     cancelled: nothing saved, nothing switched on (seen in the GUI: Stop at step 7, saved at 10)."""

@@ -17,11 +17,10 @@ LAMBDA_SCHEMES = ("timestep", "constant")
 TIMESTEP_SAMPLING = ("logit_normal", "uniform")
 ORACLES = ("judge", "copy", "checker")
 REMEMBER_FROM = ("current", "base")
-SETTLE_LOSSES = ("both", "remember")
 # The one table of choice lists: validation, the CLI's argparse choices and the GUI's dropdowns.
 CHOICES = {"method": METHODS, "surgery": SURGERY_MODES, "lambda_scheme": LAMBDA_SCHEMES,
            "timestep_sampling": TIMESTEP_SAMPLING, "oracle": ORACLES, "remember_precision": SAMPLING_PRECISIONS,
-           "remember_from": REMEMBER_FROM, "settle_loss": SETTLE_LOSSES}
+           "remember_from": REMEMBER_FROM}
 
 
 class _Unset:
@@ -106,10 +105,6 @@ class UnlearnConfig:
         "other outputs less. 0 = stop at once. Measured: the faces world's default 10 (more faces gone, higher "
         "SSIM: bench/results/faces_tune_settle_*.md); not the flags world's (fewer right seeds of the prompt "
         "kept: tune_judge_settle10.md)")
-    settle_loss: str = _f(
-        "both", "what the settle steps train on: both = the forget and remember losses, as before the flagged "
-        "seed was forgotten; remember = the remember loss alone, so the settle steps pull the other outputs "
-        "back while the guard still publishes only a forgotten state")
     oracle: str = _f(
         "judge", "what decides during a fix (stop, look-alike prompts, remember-set filter, guard): judge = "
         "core/judge.py, from the flagged image, the surrogate and a copy descriptor, for any model; copy = the "

@@ -74,19 +74,6 @@ class UnlearnMethod(ABC):
     def step(self, b: Batch) -> StepGradients:
         """Losses and the gradient to apply (before clipping) for one batch."""
 
-    def remember_step(self, b: Batch) -> StepGradients:
-        """The remember loss alone (settle_loss="remember"). The forget loss is measured, not trained,
-        so the live chart keeps its curve."""
-        with torch.no_grad():
-            loss_f = self.forget_loss_value(b)
-        loss_r = self.remember_loss(b)
-        return StepGradients(_grads(loss_r, self.params), loss_f, loss_r.item())
-
-    def forget_loss_value(self, b: Batch) -> float:
-        """The forget loss as the chart shows it; by default the flagged image's ordinary loss."""
-        x_t = self.form.noisy(b.x_f, b.eps_f, b.s_f)
-        return obj.per_sample_mse(self.v(x_t, b.s_f, b.cond_f), self.form.ordinary_target(b.x_f, b.eps_f)).mean().item()
-
     def v(self, x_t, s, cond):
         """The network's prediction in the form's parameterisation (flow: velocity; DDPM: epsilon)."""
         return self.form.predict(self.transformer, x_t, s, cond)
@@ -104,9 +91,6 @@ class SurrogateMethod(UnlearnMethod):
         x_t = self.form.noisy(b.x_f, b.eps_f, b.s_f)
         target = self.form.surrogate_target(x_t, b.x_s, b.s_f)
         return (obj.per_sample_mse(self.v(x_t, b.s_f, b.cond_f), target) * weights).mean()
-
-    def forget_loss_value(self, b: Batch) -> float:
-        return self.forget_loss(b, lambda_weight(b.s_f, self.config).to(b.x_f.device)).item()
 
     def step(self, b: Batch) -> StepGradients:
         lam_f = lambda_weight(b.s_f, self.config).to(b.x_f.device)

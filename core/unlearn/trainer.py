@@ -121,8 +121,7 @@ def train(
                 cancel.check(f"at step {step - 1} of {config.steps}")
             t0 = time.perf_counter()
             batch = _sample_batch(forget, remember, scheduler_sigmas, config, gen, device)
-            settling = settle_until is not None and config.settle_loss == "remember"
-            out = method.remember_step(batch) if settling else method.step(batch)
+            out = method.step(batch)
             grad_norm = _apply(out.grads, params, config.max_grad_norm, step, out)
             optim.step()
             optim.zero_grad(set_to_none=True)
