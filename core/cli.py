@@ -53,7 +53,8 @@ CONFIG_FLAGS = {"--method": "method", "--steps": "steps", "--lr": "learning_rate
                 "--remember-size": "remember_set_size", "--flagged-prompt-share": "flagged_prompt_share",
                 "--lookalike-share": "lookalike_share", "--rank": "lora_rank", "--train-seed": "seed",
                 "--oracle": "oracle", "--forget-threshold": "forget_threshold", "--remember-floor": "remember_floor",
-                "--twin-seeds": "twin_seeds", "--remember-from": "remember_from", "--settle-steps": "settle_steps"}
+                "--twin-seeds": "twin_seeds", "--remember-from": "remember_from", "--settle-steps": "settle_steps",
+                "--settle-patience": "settle_patience"}
 BOOL_FLAGS = {"--stop-when-fixed": "stop_when_fixed", "--keep-best": "keep_best", "--twin-forget": "twin_forget"}
 
 

@@ -161,6 +161,23 @@ def test_settle_steps_train_on_after_the_first_fixed_monitor_step_and_keep_the_l
     assert res.run.metrics()["kept_step"] == 15
 
 
+def test_settle_patience_stops_settling_once_the_least_drift_state_is_that_old(tiny_model, tmp_path, monkeypatch):
+    """settle_steps 100 would run to step 110; with patience 10 the fix stops at step 25, ten steps
+    after the state it publishes (step 15), and a later better state would have kept it going."""
+    import core.unlearn.run as run_mod
+
+    drifts = iter([0.5, 0.2, 0.3, 0.4, 0.1])  # steps 10, 15, 20, 25, (30: never reached)
+    monkeypatch.setattr(run_mod, "_drift", lambda base, renders: next(drifts))
+    fixes, store = FixManager(tiny_model), RunStore(tmp_path / "runs")
+    seen = []
+    res = unlearn(tiny_model, fixes, store, _request(tiny_model),
+                  _cfg(steps=200, monitor_every=5, stop_when_fixed=True, settle_steps=100, settle_patience=10,
+                       guard_seeds=1),
+                  is_fixed=lambda img: len(seen) >= 2, on_monitor=lambda step, img: seen.append(step))
+    assert seen == [5, 10, 15, 20, 25] and res.train.steps_done == 25
+    assert res.run.metrics()["kept_step"] == 15
+
+
 def test_stop_pressed_during_the_monitor_wins_over_stop_when_fixed(tiny_model, tmp_path):
     """A Stop that lands while the monitor renders (which then reports "fixed") must end the run as
     cancelled: nothing saved, nothing switched on (seen in the GUI: Stop at step 7, saved at 10)."""

@@ -15,6 +15,7 @@ from typing import Callable
 import torch
 
 from .config import UnlearnConfig
+from .guard import FixGuard
 from .methods import METHODS, Batch
 from .objectives import Conditioning
 from .weighting import sample_sigmas
@@ -105,9 +106,11 @@ def train(
     cancel: CancelToken | None = None,
     monitor: MonitorFn | None = None,
     form=None,
+    guard: FixGuard | None = None,
 ) -> TrainResult:
     """`scheduler_sigmas` is the table of noise levels a step samples from (`form.timestep_table()`);
-    `form` the loss parameterisation (forms.py), None = SD3's rectified flow."""
+    `form` the loss parameterisation (forms.py), None = SD3's rectified flow; `guard` the fix's
+    FixGuard, which settle_patience asks for the state it would publish."""
     device = params[0].device
     gen = torch.Generator("cpu").manual_seed(config.seed)
     method = METHODS[config.method](transformer, params, config, form)
@@ -139,7 +142,7 @@ def train(
                     cancel.check(f"at step {step} of {config.steps}")
                 if fixed and config.stop_when_fixed and settle_until is None:
                     settle_until = step + config.settle_steps
-                if settle_until is not None and step >= settle_until:
+                if settle_until is not None and (step >= settle_until or _settled(guard, step, config)):
                     result.stopped_early = step < config.steps
                     break
     finally:
@@ -147,6 +150,13 @@ def train(
         for p in params:
             p.grad = None
     return result
+
+
+def _settled(guard: FixGuard | None, step: int, config: UnlearnConfig) -> bool:
+    """settle_patience: the state the guard would publish is that many steps old, so settling on
+    is not moving the other outputs back any more."""
+    best = guard.best() if guard is not None and config.settle_patience else None
+    return best is not None and best.forgotten and step - best.step >= config.settle_patience
 
 
 def _apply(grads, params, max_norm: float, step: int, out) -> float:
