@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.faceseval import build_name, find_face_instances, fix_face  # noqa: E402
+from bench.faceseval import add_stack_args, build_name, find_face_instances, fix_earlier_faces, fix_face  # noqa: E402
 from core.generate import parse_seeds  # noqa: E402
 from core.models import load_model  # noqa: E402
 from core.studio import Studio  # noqa: E402
@@ -27,10 +27,7 @@ from core.unlearn.config import REMEMBER_FROM  # noqa: E402
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="faces")
-    ap.add_argument("--earlier", default="3,27,48", help="memorised faces fixed first, in this order")
-    ap.add_argument("--face", type=int, default=81, help="the memorised face then fixed on top of them")
-    ap.add_argument("--flag-seeds", default="0-255")
+    add_stack_args(ap, earlier="3,27,48", face=81)
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     ap.add_argument("--name", default="faces_stacked_fix")
     args = ap.parse_args()
@@ -40,10 +37,8 @@ def main() -> int:
     lines = [f"# Face {args.face} fixed on top of faces {args.earlier}", "",
              f"Build: {build_name(model)}. Command: `python bench/faces_stacked_fix.py {' '.join(sys.argv[1:])}`. "
              "Other-face surrogates, the faces defaults otherwise; the judge decides.", ""]
-    for face in (int(f) for f in args.earlier.split(",")):
-        found = find_face_instances(studio, seeds, faces=[face])
-        fix = fix_face(studio, found[0], studio.default_config(), "other_face")
-        lines.append(f"- earlier: face {face} seed {found[0].seed}, forgotten {fix.result.run.metrics().get('flagged_seed_fixed')}")
+    for inst, fix in fix_earlier_faces(studio, args.earlier, seeds):
+        lines.append(f"- earlier: face {inst.face} seed {inst.seed}, forgotten {fix.result.run.metrics().get('flagged_seed_fixed')}")
     found = find_face_instances(studio, seeds, faces=[args.face])
     if not found:
         lines.append(f"- face {args.face}: no copy among seeds {args.flag_seeds} with the earlier fixes on")

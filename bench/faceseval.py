@@ -138,6 +138,24 @@ def fix_face(studio: Studio, inst: FaceInstance, config: UnlearnConfig, surrogat
     return FaceFix(res, first[0] if first else None, time.perf_counter() - t0, surrogate, info)
 
 
+def add_stack_args(ap, earlier: str, face: int) -> None:
+    """The options of a bench that fixes one face on top of earlier face fixes."""
+    ap.add_argument("--model", default="faces")
+    ap.add_argument("--earlier", default=earlier, help="memorised faces fixed first, in this order")
+    ap.add_argument("--face", type=int, default=face, help="the memorised face then fixed on top of them")
+    ap.add_argument("--flag-seeds", default="0-255")
+
+
+def fix_earlier_faces(studio: Studio, earlier: str, flag_seeds: Sequence[int]) -> list[tuple[FaceInstance, FaceFix]]:
+    """Fix each face of `earlier` ("3,27") in turn at the studio's defaults with other-face surrogates,
+    each flagged at its first copy among `flag_seeds` with the fixes before it on."""
+    done = []
+    for face in (int(f) for f in earlier.split(",") if f):
+        inst = find_face_instances(studio, flag_seeds, faces=[face])[0]
+        done.append((inst, fix_face(studio, inst, studio.default_config(), "other_face")))
+    return done
+
+
 def evaluate_face_fix(studio: Studio, inst: FaceInstance, base: FacesBase, fix_names: Sequence[str]) -> dict:
     """The matcher's figures for the model with exactly `fix_names` on, against `base`."""
     with studio.fixes.only(list(fix_names)):
