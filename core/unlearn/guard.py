@@ -11,6 +11,9 @@ embedded model, ~10M on SD3-medium) and, at the end, puts back the state to publ
     if none is forgotten, the step with the highest forgetting score (the fix is then reported
     unfixed, and the studio switches it off).
 
+How many forgotten states there are to choose from is the trainer's: settle_steps past the first one,
+ended early by settle_patience once the state `best()` names is that many steps old.
+
 Why: measured on the flags world, a fix that runs past its forgotten point drifts back to the error
 (bench/results/table1.md) and keeps moving other outputs; a fix that never forgets still moves them.
 """
