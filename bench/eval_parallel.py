@@ -16,6 +16,7 @@ verdicts when the model has one; per-prompt summaries; which process rendered wh
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -82,4 +83,12 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # A launched worker leaves without the interpreter's teardown: a worker with nothing left to do
+        # once aborted there in CI ("terminate called without an active exception"), after the results
+        # were gathered and the process group closed, and that failed the whole launch.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
