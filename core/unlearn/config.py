@@ -130,10 +130,6 @@ class UnlearnConfig:
         True, "leave the flagged prompt's outputs that show the flagged picture out of the remember set (the "
         "model is never asked to remember the error); False = the paper's unfiltered set")
     guard_seeds: int = _f(4, "remember seeds re-rendered at each forgotten monitor step to measure drift (0 = none)")
-    guard_novel_rows: bool = _f(
-        False, "the guard measures drift on remember outputs without a near copy among the other remember outputs "
-        "(the judge's descriptor) first: a picture the model draws from many seeds, as a memorised one, moves "
-        "with any fix that touches it, and says little about the rest")
     twin_seeds: int = _f(
         0, "other seeds of the flagged prompt that draw the flagged picture too (the remember filter's "
         "left-outs): at each monitor step where the flagged seed is forgotten, up to this many are re-drawn "

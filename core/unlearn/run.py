@@ -139,8 +139,7 @@ def unlearn(
         if progress:
             progress(1.0, found.message())
         # The guard's remember seeds and their images before the fix (drawn where the set was).
-        modes = _mode_rows(model, judge, remember) if config.guard_novel_rows and noise is not None else set()
-        guard_rows = _guard_rows(kept, request.prompt, config, modes) if noise is not None else []
+        guard_rows = _guard_rows(kept, request.prompt, config) if noise is not None else []
         guard_requests = [kept[i] for i in guard_rows]
         guard_base = _guard_base(model, remember, guard_rows, guard_requests, config, remember_store, fixes)
         own, theirs = split_left_out(model, judge, request.prompt, dropped, earlier, config, remember_store, fixes)
@@ -239,32 +238,22 @@ def _with_lookalikes(model: LoadedModel, fixes: FixManager, judge: ForgettingJud
     return config.with_overrides(lookalike_prompts=judge.lookalike_prompts(outputs))
 
 
-def _near_copies(model: LoadedModel, judge: ForgettingJudge, remember: RememberData) -> torch.Tensor:
-    """Per remember row: True when another remember output is a near copy of it (the judge's descriptor)."""
+def _weigh_modes(model: LoadedModel, judge: ForgettingJudge, remember: RememberData, weight: int) -> RememberData:
+    """The remember set with each output that has a near copy among the others counted `weight` times."""
     e = np.asarray(judge.descriptor.embed(decode_batched(model, remember.latents)), np.float64)
     sim = e @ e.T
     np.fill_diagonal(sim, -1.0)
-    return torch.from_numpy((sim >= judge.descriptor.copy_threshold).any(axis=1))
-
-
-def _weigh_modes(model: LoadedModel, judge: ForgettingJudge, remember: RememberData, weight: int) -> RememberData:
-    """The remember set with each output that has a near copy among the others counted `weight` times."""
-    modes = _near_copies(model, judge, remember)
+    modes = torch.from_numpy((sim >= judge.descriptor.copy_threshold).any(axis=1))
     return RememberData(remember.latents, remember.cond, remember.flagged_rows,
                         torch.where(modes, weight, 1).to(torch.long))
 
 
-def _mode_rows(model: LoadedModel, judge: ForgettingJudge, remember: RememberData) -> set[int]:
-    return {i for i, m in enumerate(_near_copies(model, judge, remember).tolist()) if m}
-
-
-def _guard_rows(kept: list[tuple[str, int]], prompt: str, config: UnlearnConfig, last: set[int] = frozenset()) -> list[int]:
+def _guard_rows(kept: list[tuple[str, int]], prompt: str, config: UnlearnConfig) -> list[int]:
     """Remember rows the guard re-renders: look-alike prompts' first (a fix drags them first), then
-    the flagged prompt's, then one per other prompt, up to `guard_seeds`; rows in `last` after all others."""
+    the flagged prompt's, then one per other prompt, up to `guard_seeds`."""
     looks = set(config.lookalike_prompts)
     order = ([i for i, (p, _) in enumerate(kept) if p in looks] + [i for i, (p, _) in enumerate(kept) if p == prompt]
              + list(range(len(kept))))
-    order = sorted(order, key=lambda i: i in last)  # stable: the order above within each group
     rows, seen_prompt = [], {}
     for i in order:
         p = kept[i][0]
