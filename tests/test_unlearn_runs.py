@@ -178,6 +178,22 @@ def test_settle_patience_stops_settling_once_the_least_drift_state_is_that_old(t
     assert res.run.metrics()["kept_step"] == 15
 
 
+def test_settle_lr_scale_trains_the_settle_steps_at_the_smaller_rate(tiny_model, tmp_path, monkeypatch):
+    """Steps 1-10 (until the monitor first sees the flagged seed forgotten) at learning_rate, the ten
+    settle steps after at learning_rate * settle_lr_scale."""
+    rates = []
+    real_step = torch.optim.AdamW.step
+    monkeypatch.setattr(torch.optim.AdamW, "step",
+                        lambda self, *a, **k: rates.append(self.param_groups[0]["lr"]) or real_step(self, *a, **k))
+    fixes, store = FixManager(tiny_model), RunStore(tmp_path / "runs")
+    seen = []
+    res = unlearn(tiny_model, fixes, store, _request(tiny_model),
+                  _cfg(steps=40, monitor_every=5, stop_when_fixed=True, settle_steps=10, settle_lr_scale=0.25),
+                  is_fixed=lambda img: len(seen) >= 2, on_monitor=lambda step, img: seen.append(step))
+    assert res.train.steps_done == 20
+    assert rates == pytest.approx([1e-2] * 10 + [2.5e-3] * 10)
+
+
 def test_stop_pressed_during_the_monitor_wins_over_stop_when_fixed(tiny_model, tmp_path):
     """A Stop that lands while the monitor renders (which then reports "fixed") must end the run as
     cancelled: nothing saved, nothing switched on (seen in the GUI: Stop at step 7, saved at 10)."""

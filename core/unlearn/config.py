@@ -43,7 +43,7 @@ RANGES = {
     "seed": (0, SEED_MAX, False), "forget_threshold": (0, 1, True), "remember_floor": (0, 1, False),
     "guard_seeds": (0, 64, False), "twin_seeds": (0, 64, False), "lookalike_probe_seeds": (0, 64, False),
     "remember_mode_weight": (1, 64, False), "settle_steps": (0, 100_000, False),
-    "settle_patience": (0, 100_000, False),
+    "settle_patience": (0, 100_000, False), "settle_lr_scale": (0, 1, True),
     "remember_sampling_steps": (*STEPS_RANGE, False),
     "neggrad_weight": (0, None, True), "erasediff_eta": (0, None, False), "siss_scaling_norm": (0, None, True),
 }
@@ -106,6 +106,10 @@ class UnlearnConfig:
         "other outputs less. 0 = stop at once. Measured: the faces world's default, 60 with settle_patience 10 "
         "(more faces gone, higher SSIM: bench/results/faces_tune_settle_*.md, faces_seq_tune_settle60_p10.md); "
         "not the flags world's (fewer right seeds of the prompt kept: tune_judge_settle10.md)")
+    settle_lr_scale: float = _f(
+        1.0, "learning rate of the settle steps, as a multiple of learning_rate: once the flagged seed is "
+        "forgotten, smaller steps let the remember loss bring the other outputs back while the fix moves on "
+        "less (bench/results/faces_fix_trajectory_lr03.md against faces_fix_trajectory.md)")
     settle_patience: int = _f(
         0, "with settle_steps: stop settling once the forgotten state with the least drift (the one the guard "
         "publishes) is this many steps old, so a fix settles only while the other outputs are still coming "

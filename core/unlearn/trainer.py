@@ -142,6 +142,8 @@ def train(
                     cancel.check(f"at step {step} of {config.steps}")
                 if fixed and config.stop_when_fixed and settle_until is None:
                     settle_until = step + config.settle_steps
+                    for group in optim.param_groups:  # settle_lr_scale: smaller steps once forgotten
+                        group["lr"] = config.learning_rate * config.settle_lr_scale
                 if settle_until is not None and (step >= settle_until or _settled(guard, step, config)):
                     result.stopped_early = step < config.steps
                     break
