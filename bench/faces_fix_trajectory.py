@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import add_set_option, config_overrides  # noqa: E402
 from bench.faceseval import (BATCH, FacesBase, add_stack_args, build_name, find_face_instances,  # noqa: E402
-                             fix_earlier_faces, make_surrogate)
+                             fix_earlier_faces, make_surrogate, write_lines)
 from core.generate import generate, parse_seeds  # noqa: E402
 from core.metrics.integrity import ssim_pair  # noqa: E402
 from core.models import load_model  # noqa: E402
@@ -74,9 +74,7 @@ def main() -> int:
     for p in m.get("monitor", []):
         drift = f"{p['drift']:.4f}" if p.get("drift") is not None else ""
         lines.append(f"| {p['step']} | {ssims.get(p['step'], float('nan')):.3f} | {p['score']:.3f} | {p['forgotten']} | {drift} |")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_lines(args.out, args.name, lines)
     return 0
 
 

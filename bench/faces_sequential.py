@@ -21,7 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import add_set_option, config_overrides  # noqa: E402
-from bench.faceseval import SURROGATES, FacesBase, build_name, evaluate_face_fix, find_face_instances, fix_face  # noqa: E402
+from bench.faceseval import (SURROGATES, FacesBase, build_name, evaluate_face_fix, find_face_instances,  # noqa: E402
+                             fix_face, write_lines)
 from core.generate import generate, image_grid, parse_seeds  # noqa: E402
 from core.models import load_model  # noqa: E402
 from core.studio import AlreadyFixedError, Studio  # noqa: E402
@@ -97,8 +98,7 @@ def main() -> int:
                      + " | ".join(f"{r['copy_rates'][f]:.1%}" for f in faces) + " | "
                      + ", ".join(f"{k}: {v}" for k, v in r["flagged_seeds_now"].items())
                      + f" | {r['ssim_novel_outputs_mean']:.3f} |")
-    (args.out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_lines(args.out, args.name, lines)
     return 0
 
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.faceseval import add_stack_args, build_name, find_face_instances, fix_earlier_faces, fix_face  # noqa: E402
+from bench.faceseval import (add_stack_args, build_name, find_face_instances, fix_earlier_faces,  # noqa: E402
+                             fix_face, write_lines)
 from core.generate import parse_seeds  # noqa: E402
 from core.models import load_model  # noqa: E402
 from core.studio import Studio  # noqa: E402
@@ -51,9 +52,7 @@ def main() -> int:
                      f"{m.get('remember_excluded')}, as the fixes draw them {m.get('remember_as_fixed', 0)}); "
                      f"judge's score every 10 steps: {scores} (bar {m['forgetting']['threshold']})")
         studio.remove_fix(fix.result.run.run_id)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_lines(args.out, args.name, lines)
     return 0
 
 

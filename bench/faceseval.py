@@ -156,6 +156,13 @@ def fix_earlier_faces(studio: Studio, earlier: str, flag_seeds: Sequence[int]) -
     return done
 
 
+def write_lines(out: Path, name: str, lines: Sequence[str]) -> None:
+    """A faces bench's markdown: written to out/<name>.md and printed."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def evaluate_face_fix(studio: Studio, inst: FaceInstance, base: FacesBase, fix_names: Sequence[str]) -> dict:
     """The matcher's figures for the model with exactly `fix_names` on, against `base`."""
     with studio.fixes.only(list(fix_names)):
