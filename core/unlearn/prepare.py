@@ -105,7 +105,7 @@ class _Job:
             if not self._take_lock():
                 return
             try:
-                with self._drawing():
+                with drawing_from(self.fixes, self.config):  # where the fix will draw its set
                     probes = stored_generations(self.model, probe_requests(prompts[1:], config), self._steps(),
                                                 config.guidance, self.store, self._state(),
                                                 precision=remember_precision(self.model, config))
@@ -130,10 +130,6 @@ class _Job:
     def _state(self) -> str:
         return model_state(self.model, self.fixes).digest  # the fixes acting now: a toggle changes the key
 
-    def _drawing(self):
-        """Where the fix will draw its remember set: the model as it is, or the base (earlier_fixes.py)."""
-        return drawing_from(self.fixes, self.config)
-
     def _draw(self, requests: list[tuple[str, int]]) -> bool:
         """Draw requests[prep.done:] into the store in lock-sized batches, then keep the store within
         its bound (once: eviction scans every entry); False once stopped."""
@@ -147,7 +143,7 @@ class _Job:
             try:
                 part = requests[prep.done:prep.done + size]
                 t0 = time.perf_counter()
-                with self._drawing():
+                with drawing_from(self.fixes, self.config):  # where the fix will draw its set
                     drawn = draw_into_store(self.model, part, self._steps(), self.config.guidance, self.store,
                                             self._state(), remember_precision(self.model, self.config))
                 if drawn:
