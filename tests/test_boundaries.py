@@ -104,6 +104,14 @@ def test_config_validates_every_field_naming_field_and_value(field, value):
         UnlearnConfig(**{field: value})
 
 
+def test_settle_patience_without_keep_best_is_refused_not_silently_inert():
+    # Patience waits on the state the guard keeps; with keep_best off nothing is kept.
+    with pytest.raises(ValueError, match=r"UnlearnConfig\.settle_patience=10: set keep_best true"):
+        UnlearnConfig(settle_steps=60, settle_patience=10, keep_best=False)
+    UnlearnConfig(settle_steps=60, settle_patience=0, keep_best=False)  # settles all 60: fine
+    UnlearnConfig(settle_steps=60, settle_patience=10, keep_best=False, stop_when_fixed=False)  # no settling at all
+
+
 def test_with_overrides_tells_not_given_from_an_explicit_reset():
     cfg = UnlearnConfig(flagged_prompt_share=0.4, sampling_steps=8)
     assert cfg.with_overrides(flagged_prompt_share=UNSET).flagged_prompt_share == 0.4

@@ -36,3 +36,10 @@ def test_ablation_rows_use_the_papers_noise_levels_and_label_k_as_assumed():
     labels = [label for _, label, *_ in settings(False, "japan flag")]
     assert "noise sigma=0.2" in labels and "noise sigma=0.6" in labels and "noise 0.1" not in labels
     assert "timestep k=2 (assumed default)" in labels and not any("k=2 (paper)" in x for x in labels)
+
+
+def test_paper_preset_applies_over_the_faces_defaults_that_settle_with_patience():
+    # The faces world settles with patience under keep_best; the paper's fixed 100 steps turn both off.
+    faces = UnlearnConfig(stop_when_fixed=True, settle_steps=60, settle_patience=10, settle_lr_scale=0.3)
+    cfg = apply_preset("paper", faces)
+    assert cfg.keep_best is False and cfg.stop_when_fixed is False and cfg.settle_patience == 10

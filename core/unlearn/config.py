@@ -115,7 +115,7 @@ class UnlearnConfig:
     settle_patience: int = _f(
         0, "with settle_steps: stop settling once the forgotten state with the least drift (the one the guard "
         "publishes) is this many steps old, so a fix settles only while the other outputs are still coming "
-        "back. 0 = settle all settle_steps. Measured in the faces world's four-face sequence (tuning seeds): the "
+        "back; needs keep_best. 0 = settle all settle_steps. Measured in the faces world's four-face sequence (tuning seeds): the "
         "lowest SSIM after a fix 0.876 against 0.817 with other faces and 0.901 against 0.879 with painted "
         "bands, against settle_steps 10; single fixes kept the same states (faces_tune_patience_*.md)")
     oracle: str = _f(
@@ -202,6 +202,10 @@ class UnlearnConfig:
             _bad("lookalike_share", self.lookalike_share, "choose a value in [0, 1)")
         if self.twin_forget and self.twin_seeds == 0:
             _bad("twin_forget", self.twin_forget, "set twin_seeds above 0 (the twins it trains on), or leave it False")
+        if self.settle_patience and self.settle_steps and self.stop_when_fixed and not self.keep_best:
+            # Patience counts the age of the state the guard keeps; without keep_best nothing is kept.
+            _bad("settle_patience", self.settle_patience, "set keep_best true (patience waits on the state it "
+                 "keeps), or settle_patience 0 to settle all settle_steps")
         if not 0 < self.siss_lambda < 1:
             _bad("siss_lambda", self.siss_lambda, "choose a value in (0, 1)")
 
