@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import ImageOps
-from safetensors.torch import load_file
 
 from core.adapters import FixManager
 from core.compare import mean_abs_diff
@@ -193,39 +192,6 @@ def test_settle_lr_scale_trains_the_settle_steps_at_the_smaller_rate(tiny_model,
                   is_fixed=lambda img: len(seen) >= 2, on_monitor=lambda step, img: seen.append(step))
     assert res.train.steps_done == 20
     assert rates == pytest.approx([1e-2] * 10 + [2.5e-3] * 10)
-
-
-def test_fix_attempts_publish_the_forgotten_attempt_that_moved_the_guard_seeds_least(tiny_model, tmp_path, monkeypatch):
-    """Three attempts from the same fresh weights with training seeds 0, 1, 2; each is forgotten at its
-    first monitor step, with drifts 0.3, 0.1, 0.2: attempt 1 is published, exactly as a two-attempt
-    fix publishes it, and unlike a one-attempt fix. attempt_drift 0.15 stops after attempt 1."""
-    import core.unlearn.run as run_mod
-
-    def fix(tmp, drifts, **kw):
-        it = iter(drifts)
-        monkeypatch.setattr(run_mod, "_drift", lambda base, renders: next(it))
-        calls = []
-        res = unlearn(tiny_model, fixes, RunStore(tmp_path / tmp), _request(tiny_model),
-                      _cfg(steps=40, monitor_every=5, stop_when_fixed=True, guard_seeds=1, **kw),
-                      is_fixed=lambda img: bool(calls.append(1)) or len(calls) > 1)  # the render before: not fixed
-        fixes.remove(res.run.run_id)  # each fix against the base model alone
-        return res, [t.numpy() for _, t in sorted(load_file(res.run.lora_path).items())]
-
-    fixes = FixManager(tiny_model)
-
-    three, three_lora = fix("a", [0.3, 0.1, 0.2], fix_attempts=3)
-    m = three.run.metrics()
-    assert [a["seed"] for a in m["attempts"]] == [0, 1, 2] and m["attempt_kept"] == 1
-    assert [a["drift"] for a in m["attempts"]] == [0.3, 0.1, 0.2] and m["remember_drift"] == 0.1
-    assert all(a["forgotten"] and a["kept_step"] == 5 for a in m["attempts"])
-    _, two_lora = fix("b", [0.3, 0.1], fix_attempts=2)
-    _, one_lora = fix("c", [0.3])
-    assert all(np.array_equal(a, b) for a, b in zip(three_lora, two_lora))
-    assert not all(np.array_equal(a, b) for a, b in zip(three_lora, one_lora))
-    early, _ = fix("d", [0.3, 0.1, 0.2], fix_attempts=3, attempt_drift=0.15)
-    assert len(early.run.metrics()["attempts"]) == 2 and early.run.metrics()["attempt_kept"] == 1
-    with pytest.raises(ValueError, match=r"UnlearnConfig\.fix_attempts=3: set keep_best true"):
-        _cfg(fix_attempts=3, keep_best=False)
 
 
 def test_stop_pressed_during_the_monitor_wins_over_stop_when_fixed(tiny_model, tmp_path):

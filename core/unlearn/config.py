@@ -44,7 +44,6 @@ RANGES = {
     "guard_seeds": (0, 64, False), "twin_seeds": (0, 64, False), "lookalike_probe_seeds": (0, 64, False),
     "remember_mode_weight": (1, 64, False), "settle_steps": (0, 100_000, False),
     "settle_patience": (0, 100_000, False), "settle_lr_scale": (0, 1, True),
-    "fix_attempts": (1, 16, False), "attempt_drift": (0, 1, True),
     "remember_sampling_steps": (*STEPS_RANGE, False),
     "neggrad_weight": (0, None, True), "erasediff_eta": (0, None, False), "siss_scaling_norm": (0, None, True),
 }
@@ -119,15 +118,6 @@ class UnlearnConfig:
         "back; needs keep_best. 0 = settle all settle_steps. Measured in the faces world's four-face sequence (tuning seeds): the "
         "lowest SSIM after a fix 0.876 against 0.817 with other faces and 0.901 against 0.879 with painted "
         "bands, against settle_steps 10; single fixes kept the same states (faces_tune_patience_*.md)")
-    fix_attempts: int = _f(
-        1, "train the fix up to this many times from the same fresh LoRA weights, attempt k with training "
-        "seed seed + k, and publish the attempt whose kept state is forgotten with the least drift of the guard "
-        "seeds (core/unlearn/attempts.py); needs keep_best. Each attempt costs a whole fix's training; the loss "
-        "log holds every attempt's steps in turn. 1 = train once. Why: a fix's damage varies widely with its "
-        "training seed alone (bench/results/faces_seq_spread_tune.md)")
-    attempt_drift: float | None = _f(
-        None, "with fix_attempts: stop trying once an attempt is forgotten with at most this drift of the guard "
-        "seeds (mean |change|, pixels 0..1); None = run every attempt and keep the best")
     oracle: str = _f(
         "judge", "what decides during a fix (stop, look-alike prompts, remember-set filter, guard): judge = "
         "core/judge.py, from the flagged image, the surrogate and a copy descriptor, for any model; copy = the "
@@ -216,9 +206,6 @@ class UnlearnConfig:
             # Patience counts the age of the state the guard keeps; without keep_best nothing is kept.
             _bad("settle_patience", self.settle_patience, "set keep_best true (patience waits on the state it "
                  "keeps), or settle_patience 0 to settle all settle_steps")
-        if self.fix_attempts > 1 and not self.keep_best:
-            _bad("fix_attempts", self.fix_attempts, "set keep_best true (attempts are compared by their kept "
-                 "states), or fix_attempts 1")
         if not 0 < self.siss_lambda < 1:
             _bad("siss_lambda", self.siss_lambda, "choose a value in (0, 1)")
 

@@ -25,7 +25,6 @@ PAPER_OVERRIDES: dict = {
     "remember_filter": False,
     "stop_when_fixed": False,
     "keep_best": False,
-    "fix_attempts": 1,
     "remember_floor": 0.0,
     "steps": 100,
 }

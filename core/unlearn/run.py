@@ -29,7 +29,6 @@ from ..runs import CONFIG_FILE, LORA_FILE, METRICS_FILE, RunInfo, RunStore, envi
 from .config import UnlearnConfig
 from .earlier_fixes import drawing_from, earlier_fixes, leaving_out, split_left_out, with_fixed_pictures
 from .forms import form_for
-from .attempts import Attempt, best_attempt, try_again
 from .guard import FixGuard, MonitorPoint
 from .remember import (FractionProgressFn, KeepFn, RememberCache, build_remember_set, encode_prompts,
                        probe_generations, probe_requests, probes_lookalikes, remember_precision,
@@ -166,6 +165,7 @@ def unlearn(
             torch.manual_seed(config.seed)
             params = fixes.create(run_id, rank=config.lora_rank, alpha=config.lora_alpha,
                                   targets=tuple(config.lora_targets) or None)
+        guard = FixGuard(params)
         partial.save_image("flagged.png", flagged)
         partial.save_image("surrogate.png", surrogate)
         log = partial.loss_log()
@@ -175,25 +175,11 @@ def unlearn(
             if on_step:
                 on_step(r)
 
+        monitor = _FixMonitor(model, request, noise, config, judge, is_fixed, guard, guard_requests, guard_base,
+                              twin_requests, on_monitor)
         form = form_for(model)  # SD3: rectified flow; a DDPM: the epsilon form
-        start = [p.detach().clone() for p in params]
-        attempts: list[Attempt] = []
-        while not attempts or try_again(attempts[-1], config):
-            k = len(attempts)
-            cfg = config if k == 0 else config.with_overrides(seed=config.seed + k)
-            if k:  # the same fresh weights, the next training seed
-                _set_params(params, start)
-                if progress:
-                    progress(0.0, f"attempt {k + 1} of {config.fix_attempts} (training seed {cfg.seed}): "
-                             f"{_attempt_words(attempts[-1])}")
-            guard = FixGuard(params)
-            monitor = _FixMonitor(model, request, noise, cfg, judge, is_fixed, guard, guard_requests, guard_base,
-                                  twin_requests, on_monitor)
-            result = train(model.denoiser, params, form.timestep_table(), forget, remember, cfg, step_cb, cancel,
-                           monitor if noise is not None else None, form=form, guard=guard if config.keep_best else None)
-            attempts.append(Attempt(k, cfg.seed, result, guard, monitor))
-        chosen = best_attempt(attempts)
-        result, guard, monitor = chosen.result, chosen.guard, chosen.monitor
+        result = train(model.denoiser, params, form.timestep_table(), forget, remember, config, step_cb, cancel,
+                       monitor if noise is not None else None, form=form, guard=guard if config.keep_best else None)
         kept_point = guard.best() if config.keep_best else None
         if kept_point is not None:
             guard.restore(kept_point)
@@ -218,8 +204,6 @@ def unlearn(
                    "kept": kept_point or (guard.points[-1] if guard.points else None)}
         partial.write_json(METRICS_FILE, _metrics(result, seconds, flagged, kept, dropped, outcome, config)
                            | {"remember_reused": found.reused, "remember_generated": found.generated}
-                           | ({"attempts": [a.to_dict() for a in attempts], "attempt_kept": chosen.index}
-                              if len(attempts) > 1 else {})
                            | ({"remember_drawn_from": "base", "remember_as_fixed": len(theirs)} if earlier else {}))
         partial.write_json(CONFIG_FILE, _config_record(model, request, config, run_id, kept, model_defaults_applied))
         if cancel is not None:  # Stop pressed during the last step or the final render: keep nothing
@@ -232,19 +216,6 @@ def unlearn(
             fixes.remove(run_id)
         raise
     return FixResult(run, result, kept, dropped, monitor.images, guard.points)
-
-
-@torch.no_grad()
-def _set_params(params: list[torch.nn.Parameter], values: list[torch.Tensor]) -> None:
-    for p, v in zip(params, values):
-        p.copy_(v)
-
-
-def _attempt_words(attempt: Attempt) -> str:
-    p = attempt.kept
-    if p is None or not p.forgotten:
-        return f"attempt {attempt.index + 1} did not forget"
-    return f"attempt {attempt.index + 1} forgot with drift {p.drift:.3f}"
 
 
 def _with_lookalikes(model: LoadedModel, fixes: FixManager, judge: ForgettingJudge, prompts: list[str],
