@@ -68,8 +68,11 @@ def main() -> int:
         figure += [(f"after {target}", g.image) for g in generate(model, "", shown)]  # the fixes now enabled
         ev = evaluate_face_fix(studio, found[0], base, [f.name for f in studio.fixes.fixes.values() if f.enabled])
         earlier = {f"{t}@{s}": W.verdict(generate(model, "", [s])[0].image)["flag"] for t, s in flagged}
+        metrics = fix.result.run.metrics()
         rows.append({"face": target, "flagged_seed": found[0].seed, "fix_seconds": round(fix.seconds, 1),
-                     "judge_forgotten": fix.result.run.metrics().get("flagged_seed_fixed"),
+                     "judge_forgotten": metrics.get("flagged_seed_fixed"),
+                     # what the product saw: the guard seeds' drift at the state it published
+                     "kept_step": metrics.get("kept_step"), "guard_drift": metrics.get("remember_drift"),
                      "enabled": studio.fixes.fixes[fix.result.run.run_id].enabled, "copy_rates": ev["copy_rate_after"],
                      "flagged_seeds_now": earlier, "ssim_novel_outputs_mean": ev["ssim_mean"]})
     out = {"build": build_name(model), "flag_seeds": args.flag_seeds, "report_seeds": args.report_seeds,
