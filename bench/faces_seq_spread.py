@@ -8,7 +8,8 @@ fix seeds 0, 1 and 2 on the same tuning seeds), so settings are compared over se
 
 Reads bench/faces_sequential.py's <run>.json files (nothing is run here) and writes <name>.md: per
 run, the lowest SSIM of the novel outputs after any fix, the SSIM at the end, how many of the four
-faces are gone at the end (copy rate <= 0.5%) and whether an earlier flagged seed came back; per
+faces are gone at the end (copy rate <= 0.5%), whether a flagged seed once novel came back, and how
+many flagged seeds the matcher still calls a copy at the end; per
 setting, the mean and the worst over its runs.
 """
 
@@ -32,11 +33,19 @@ def run_summary(data: dict) -> dict:
     rows = [r for r in data["rows"] if "ssim_novel_outputs_mean" in r]
     ssims = [r["ssim_novel_outputs_mean"] for r in rows]
     end = rows[-1]["copy_rates"] if rows else data["copy_rate_before"]
-    relapsed = any(v != "novel face" for r in rows for v in r["flagged_seeds_now"].values())
+    # A relapse: a flagged seed the matcher saw novel after some fix draws a copy again after a later one
+    # (a fix's own seed can still be a copy by the matcher when the judge stopped it: not a relapse).
+    novel_once: set[str] = set()
+    relapsed = False
+    for r in rows:
+        now = r["flagged_seeds_now"]
+        relapsed |= any(now.get(k) != "novel face" for k in novel_once)
+        novel_once |= {k for k, v in now.items() if v == "novel face"}
+    copies_at_end = sum(v != "novel face" for v in rows[-1]["flagged_seeds_now"].values()) if rows else 0
     return {"fixes": len(rows), "lowest_ssim": min(ssims, default=float("nan")),
             "end_ssim": ssims[-1] if ssims else float("nan"),
             "faces_gone": sum(rate <= GONE_RATE for rate in end.values()), "relapse": relapsed,
-            "fix_seed": data["overrides"].get("seed", 0)}
+            "copies_at_end": copies_at_end, "fix_seed": data["overrides"].get("seed", 0)}
 
 
 def main() -> int:
@@ -65,7 +74,7 @@ def main() -> int:
             s = run_summary(json.loads(path.read_text()))
             runs.append(s)
             lines.append(f"| {label} | {name.strip()} | {s['fix_seed']} | {s['fixes']} | {s['lowest_ssim']:.3f} | "
-                         f"{s['end_ssim']:.3f} | {s['faces_gone']}/4 | {'yes' if s['relapse'] else 'no'} |")
+                         f"{s['end_ssim']:.3f} | {s['faces_gone']}/4 | {'yes' if s['relapse'] else 'no'} | {s['copies_at_end']} |")
         totals.append((label, runs))
     lines += ["", "| setting | runs | mean lowest SSIM | worst lowest SSIM | mean SSIM at the end | runs with 4 faces gone |",
               "|---|---|---|---|---|---|"]
