@@ -110,8 +110,9 @@ class UnlearnConfig:
         1.0, "learning rate of the settle steps, as a multiple of learning_rate: once the flagged seed is "
         "forgotten, smaller steps let the remember loss bring the other outputs back while the fix moves on "
         "less. The faces world's default 0.3: in its four-face sequence (tuning seeds) the lowest SSIM after a "
-        "fix 0.893 against 0.876, single fixes all at SSIM >= 0.90 (faces_seq_tune_settle_lr03.md, "
-        "faces_tune_settle_lr_*.md, faces_fix_trajectory_lr03.md)")
+        "fix 0.893 against 0.876 at training seed 0, single fixes all at SSIM >= 0.90 (faces_seq_tune_settle_lr03.md, "
+        "faces_tune_settle_lr_*.md, faces_fix_trajectory_lr03.md); over training seeds 0-3 the sequences do not "
+        "separate, 0.862 against 0.857 (faces_seq_spread_tune_settle_lr.md)")
     settle_patience: int = _f(
         0, "with settle_steps: stop settling once the forgotten state with the least drift (the one the guard "
         "publishes) is this many steps old, so a fix settles only while the other outputs are still coming "
