@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.faceseval import write_lines  # noqa: E402
+from bench.common import command_line, markdown_table, write_report  # noqa: E402
 
 GONE_RATE = 0.005  # issue 13: a forgotten face is copied by at most 0.5% of the seeds
 
@@ -55,35 +55,36 @@ def main() -> int:
     ap.add_argument("--results", type=Path, default=Path(__file__).resolve().parent / "results")
     ap.add_argument("--name", required=True)
     args = ap.parse_args()
-    lines = ["# Four-face sequences over fix seeds", "",
-             f"Command: `python bench/faces_seq_spread.py {' '.join(sys.argv[1:])}`. Each run's own file names "
-             "its command and seeds; 'gone' = copy rate <= 0.5% at the end; 'relapse' = an earlier flagged "
-             "seed drew its face again.", "",
-             "| setting | run | fix seed | fixes | lowest SSIM | SSIM at the end | faces gone | relapse |",
-             "|---|---|---|---|---|---|---|---|"]
-    totals = []
+    per_run, per_setting = [], []
     for group in args.group:
         label, _, names = group.partition("=")
         if not names:
             ap.error(f"--group {group!r}: write LABEL=RUN,RUN")
         runs = []
-        for name in names.split(","):
-            path = args.results / f"{name.strip()}.json"
+        for name in (n.strip() for n in names.split(",")):
+            path = args.results / f"{name}.json"
             if not path.exists():
-                ap.error(f"--group {label}: {path} does not exist; run bench/faces_sequential.py --name {name.strip()}")
+                ap.error(f"--group {label}: {path} does not exist; run bench/faces_sequential.py --name {name}")
             s = run_summary(json.loads(path.read_text()))
             runs.append(s)
-            lines.append(f"| {label} | {name.strip()} | {s['fix_seed']} | {s['fixes']} | {s['lowest_ssim']:.3f} | "
-                         f"{s['end_ssim']:.3f} | {s['faces_gone']}/4 | {'yes' if s['relapse'] else 'no'} | {s['copies_at_end']} |")
-        totals.append((label, runs))
-    lines += ["", "| setting | runs | mean lowest SSIM | worst lowest SSIM | mean SSIM at the end | runs with 4 faces gone |",
-              "|---|---|---|---|---|---|"]
-    for label, runs in totals:
+            per_run.append([label, name, s["fix_seed"], s["fixes"], f"{s['lowest_ssim']:.3f}", f"{s['end_ssim']:.3f}",
+                            f"{s['faces_gone']}/4", "yes" if s["relapse"] else "no", s["copies_at_end"]])
         lows = [r["lowest_ssim"] for r in runs]
-        lines.append(f"| {label} | {len(runs)} | {statistics.mean(lows):.3f} | {min(lows):.3f} | "
-                     f"{statistics.mean(r['end_ssim'] for r in runs):.3f} | "
-                     f"{sum(r['faces_gone'] == 4 for r in runs)}/{len(runs)} |")
-    write_lines(args.results, args.name, lines)
+        per_setting.append([label, len(runs), f"{statistics.mean(lows):.3f}", f"{min(lows):.3f}",
+                            f"{statistics.mean(r['end_ssim'] for r in runs):.3f}",
+                            f"{sum(r['faces_gone'] == 4 for r in runs)}/{len(runs)}"])
+    blocks = [
+        "Each run's own file names its command and seeds. 'gone' = copy rate <= 0.5% at the end; 'relapse' = a "
+        "flagged seed the matcher saw novel after one fix is a copy again after a later one; 'copies at the end' = "
+        "flagged seeds the matcher still calls a copy after the last fix (the judge, which stops a fix, is not the "
+        "matcher).\n",
+        markdown_table(["setting", "run", "fix seed", "fixes", "lowest SSIM", "SSIM at the end", "faces gone",
+                        "relapse", "flagged seeds still copies at the end"], per_run),
+        markdown_table(["setting", "runs", "mean lowest SSIM", "worst lowest SSIM", "mean SSIM at the end",
+                        "runs with 4 faces gone"], per_setting)]
+    path = write_report(args.results / f"{args.name}.md", "Four-face sequences over fix seeds",
+                        command_line(), blocks)
+    print(path.read_text())
     return 0
 
 
