@@ -103,6 +103,25 @@ def test_fixes_stack_and_remove(tiny_model):
     assert np.array_equal(only_one, _arrays(generate(tiny_model, "ireland flag", [0]))[0])
 
 
+def test_a_muted_fix_adds_nothing_and_the_other_fixes_keep_acting(tiny_model):
+    """FixManager.muted(name): remember_target "model"'s reference, the model as before that fix."""
+    fixes = FixManager(tiny_model)
+    _perturb_fix(fixes, "earlier", seed=1)
+    earlier_only = _arrays(generate(tiny_model, "ireland flag", [0, 1]))
+    _perturb_fix(fixes, "new", seed=2)
+    both = _arrays(generate(tiny_model, "ireland flag", [0, 1]))
+    assert not np.array_equal(earlier_only[0], both[0])
+    with fixes.muted("new"):
+        muted = _arrays(generate(tiny_model, "ireland flag", [0, 1]))
+        # nothing was switched: both fixes stay enabled and active (the store's key is unchanged)
+        assert [f.name for f in fixes.active] == ["earlier", "new"]
+    assert all(np.array_equal(x, y) for x, y in zip(earlier_only, muted))
+    assert all(np.array_equal(x, y) for x, y in zip(both, _arrays(generate(tiny_model, "ireland flag", [0, 1]))))
+    with pytest.raises(AdapterError):
+        with fixes.muted("missing"):
+            pass
+
+
 def test_saved_fix_loads_in_stock_pipeline_and_reproduces_outputs(tiny_model, tiny_model_dir, tmp_path):
     from diffusers import StableDiffusion3Pipeline
 

@@ -31,13 +31,15 @@ class TinyFlow(torch.nn.Module):
         self.u = torch.nn.Parameter(torch.randn(P, C, generator=g) * 0.7)
         self.c = torch.nn.Parameter(torch.randn(C, generator=g) * 0.7)
         self.w2 = torch.nn.Parameter(torch.randn(C, C, generator=g) * 0.7)
+        self.stand_in: list[TinyFlow] = []  # a model to predict as instead (a plain list: not a submodule)
 
     @property
     def dtype(self):
         return torch.float32
 
     def forward(self, hidden_states, timestep, encoder_hidden_states, pooled_projections, return_dict=False):
-        return (flow(list(self.parameters()), hidden_states, timestep / 1000, pooled_projections, encoder_hidden_states),)
+        params = list((self.stand_in[0] if self.stand_in else self).parameters())
+        return (flow(params, hidden_states, timestep / 1000, pooled_projections, encoder_hidden_states),)
 
 
 def flow(params, x, s, pooled, tokens):
@@ -115,6 +117,59 @@ def test_neggrad_ascends_the_flagged_loss_and_descends_the_remember_loss(weight)
     assert out.loss_f == pytest.approx(loss_f.item(), rel=1e-6)
     assert out.loss_r == pytest.approx(loss_r.item(), rel=1e-6)
     assert_grads(out.grads, grad(loss_r - weight * loss_f, params))
+
+
+# --- remember_target "model": the reference's prediction as the remember target -----------------
+
+def _reference_of(model: TinyFlow, ref: TinyFlow):
+    """A context in which `model` predicts as `ref` does (FixManager.muted's role, which changes no
+    tensor in place: the forget loss's graph is already built when the remember target is drawn)."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def ctx():
+        model.stand_in.append(ref)
+        try:
+            yield
+        finally:
+            model.stand_in.clear()
+    return ctx
+
+
+def test_remember_target_model_regresses_the_references_prediction_not_the_noise():
+    b = make_batch(6)
+    model, ref = TinyFlow(0), TinyFlow(7)
+    params = list(model.parameters())
+    config = UnlearnConfig(method="neggrad", forget_batch_size=F, remember_batch_size=R, remember_target="model")
+    out = METHODS["neggrad"](model, params, config, reference=_reference_of(model, ref)).step(b)
+    x_t = noisy(b.x_r, b.eps_r, b.s_r)
+    target = flow(list(ref.parameters()), x_t, b.s_r, b.cond_r.pooled, b.cond_r.prompt_embeds).detach()
+    loss_r = mse_each(flow(params, x_t, b.s_r, b.cond_r.pooled, b.cond_r.prompt_embeds), target).mean()
+    _, pred = forget_pred(params, b)
+    loss_f = mse_each(pred, b.eps_f - b.x_f).mean()
+    assert out.loss_r == pytest.approx(loss_r.item(), rel=1e-6)
+    assert out.loss_r != pytest.approx(remember_loss_each(params, b).mean().item(), rel=1e-2)  # not the noise's
+    assert_grads(out.grads, grad(loss_r - loss_f, params))
+    assert not model.stand_in  # predicting as itself again
+
+
+def test_remember_target_model_starts_at_zero_when_the_reference_is_the_model_itself():
+    """As a fix's first step: its LoRA is zero, so muting it changes nothing and nothing is to remember."""
+    import contextlib
+
+    b = make_batch(7)
+    model = TinyFlow(0)
+    config = UnlearnConfig(method="surrogate", forget_batch_size=F, remember_batch_size=R, remember_target="model")
+    out = METHODS["surrogate"](model, list(model.parameters()), config, reference=contextlib.nullcontext).step(b)
+    assert out.loss_r == 0.0 and out.projected is False and out.loss_f > 0
+
+
+def test_remember_target_model_without_a_reference_is_refused_naming_the_field():
+    config = UnlearnConfig(method="surrogate", remember_target="model")
+    with pytest.raises(ValueError, match="remember_target"):
+        METHODS["surrogate"](TinyFlow(), list(TinyFlow().parameters()), config)
+    with pytest.raises(ValueError, match="remember_target.*choose one of noise, model"):
+        UnlearnConfig(remember_target="teacher")
 
 
 # --- EraseDiff -------------------------------------------------------------------------------------

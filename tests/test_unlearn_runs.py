@@ -88,6 +88,19 @@ def test_same_config_and_seed_reproduce_the_same_fix(tiny_model, tmp_path):
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
+def test_remember_target_model_anchors_on_the_model_before_this_fix_with_earlier_fixes_on(tiny_model, tmp_path):
+    """The reference is this fix muted, the earlier fix acting: the first step's remember loss is 0
+    (the new LoRA starts at zero), later ones are not, and the fix ends enabled as usual."""
+    fixes, store = FixManager(tiny_model), RunStore(tmp_path / "runs")
+    earlier = unlearn(tiny_model, fixes, store, _request(tiny_model, seed=2), _cfg())
+    res = unlearn(tiny_model, fixes, store, _request(tiny_model), _cfg(remember_target="model"))
+    rows = [line.split(",") for line in (res.run.path / "loss_log.csv").read_text().splitlines()[1:]]
+    L_r = [float(r[2]) for r in rows]
+    assert L_r[0] == 0.0 and max(L_r[1:]) > 0
+    assert [f.name for f in fixes.active] == [earlier.run.run_id, res.run.run_id]
+    assert json.loads((res.run.path / "config.json").read_text())["config"]["remember_target"] == "model"
+
+
 def _assert_nothing_left(model, fixes, store, base_images, earlier=None):
     assert [r.run_id for r in store.list()] == ([earlier] if earlier else [])
     assert not list(store.root.glob(".partial-*"))

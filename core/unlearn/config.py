@@ -17,10 +17,11 @@ LAMBDA_SCHEMES = ("timestep", "constant")
 TIMESTEP_SAMPLING = ("logit_normal", "uniform")
 ORACLES = ("judge", "copy", "checker")
 REMEMBER_FROM = ("current", "base")
+REMEMBER_TARGETS = ("noise", "model")
 # The one table of choice lists: validation, the CLI's argparse choices and the GUI's dropdowns.
 CHOICES = {"method": METHODS, "surgery": SURGERY_MODES, "lambda_scheme": LAMBDA_SCHEMES,
            "timestep_sampling": TIMESTEP_SAMPLING, "oracle": ORACLES, "remember_precision": SAMPLING_PRECISIONS,
-           "remember_from": REMEMBER_FROM}
+           "remember_from": REMEMBER_FROM, "remember_target": REMEMBER_TARGETS}
 
 
 class _Unset:
@@ -173,6 +174,12 @@ class UnlearnConfig:
         "fixes. Measured in sequences of fixes (bench/results/faces_seq_tune_*.md, seq_tune_*.md): the faces "
         "world's default (SSIM 0.854 against 0.800, the same faces gone); not the flags world's (SSIM 0.765 "
         "against 0.689 after two fixes, but its third fix failed)")
+    remember_target: str = _f(
+        "noise", "what the remember loss regresses on a noised remember sample: noise = the sampled noise "
+        "(the usual diffusion loss, the paper's); model = what the model predicted there before this fix "
+        "(its own LoRA muted, earlier fixes as they are), a frozen reference as in concept ablation's "
+        "model-based anchor: the loss starts at 0 and counts only what this fix changed. Costs one more "
+        "forward pass of the remember batch per step")
     neggrad_weight: float = _f(1.0, "NegGrad: weight of the ascent term")
     erasediff_eta: float = _f(
         1e-2, "EraseDiff: eta in g = g_r + max(eta - <g_r,g_f>/||g_f||^2, 0) g_f (1e-2 as in the public "

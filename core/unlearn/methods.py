@@ -16,8 +16,10 @@ Every method is written once against a loss parameterisation (forms.py): SD3's r
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Callable, ContextManager
 
 import torch
 
@@ -65,10 +67,17 @@ class UnlearnMethod(ABC):
     # True: the trainer draws remember samples only from the flagged prompt's rows (see SISS).
     remember_from_flagged_prompt: bool = False
 
-    def __init__(self, transformer, params: list[torch.nn.Parameter], config: UnlearnConfig, form=None):
+    def __init__(self, transformer, params: list[torch.nn.Parameter], config: UnlearnConfig, form=None,
+                 reference: Callable[[], ContextManager] | None = None):
         self.transformer, self.params, self.config = transformer, params, config
         # The loss parameterisation (forms.py): SD3's rectified flow by default, a DDPM's epsilon form.
         self.form = form or FlowForm()
+        # remember_target "model": a context in which the network predicts as before this fix
+        # (FixManager.muted). Without a fix to mute there is nothing to refer to.
+        if config.remember_target == "model" and reference is None:
+            raise ValueError("UnlearnConfig.remember_target='model' needs the model as it was before the fix: "
+                             "pass train(..., reference=lambda: fixes.muted(name)), or use remember_target 'noise'")
+        self.reference = reference or contextlib.nullcontext
 
     @abstractmethod
     def step(self, b: Batch) -> StepGradients:
@@ -80,8 +89,17 @@ class UnlearnMethod(ABC):
 
     def remember_loss(self, b: Batch, weights: torch.Tensor | None = None) -> torch.Tensor:
         x_t = self.form.noisy(b.x_r, b.eps_r, b.s_r)
-        per = obj.per_sample_mse(self.v(x_t, b.s_r, b.cond_r), self.form.ordinary_target(b.x_r, b.eps_r))
+        per = obj.per_sample_mse(self.v(x_t, b.s_r, b.cond_r), self.remember_target(b, x_t))
         return (per * weights).mean() if weights is not None else per.mean()
+
+    def remember_target(self, b: Batch, x_t: torch.Tensor) -> torch.Tensor:
+        """The sampled noise in the form's terms, or (remember_target "model") the network's own
+        prediction at x_t as it was before this fix: a target with no sampling noise in it, which the
+        untouched model already meets."""
+        if self.config.remember_target == "noise":
+            return self.form.ordinary_target(b.x_r, b.eps_r)
+        with torch.no_grad(), self.reference():
+            return self.v(x_t, b.s_r, b.cond_r).detach()
 
 
 class SurrogateMethod(UnlearnMethod):

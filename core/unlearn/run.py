@@ -179,7 +179,8 @@ def unlearn(
                               twin_requests, on_monitor)
         form = form_for(model)  # SD3: rectified flow; a DDPM: the epsilon form
         result = train(model.denoiser, params, form.timestep_table(), forget, remember, config, step_cb, cancel,
-                       monitor if noise is not None else None, form=form, guard=guard if config.keep_best else None)
+                       monitor if noise is not None else None, form=form, guard=guard if config.keep_best else None,
+                       reference=lambda: fixes.muted(run_id))
         kept_point = guard.best() if config.keep_best else None
         if kept_point is not None:
             guard.restore(kept_point)

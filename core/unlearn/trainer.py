@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, ContextManager
 
 import torch
 
@@ -107,13 +107,15 @@ def train(
     monitor: MonitorFn | None = None,
     form=None,
     guard: FixGuard | None = None,
+    reference: Callable[[], ContextManager] | None = None,
 ) -> TrainResult:
     """`scheduler_sigmas` is the table of noise levels a step samples from (`form.timestep_table()`);
     `form` the loss parameterisation (forms.py), None = SD3's rectified flow; `guard` the fix's
-    FixGuard, which settle_patience asks for the state it would publish."""
+    FixGuard, which settle_patience asks for the state it would publish; `reference` a context in
+    which the network predicts as before this fix (FixManager.muted), for remember_target "model"."""
     device = params[0].device
     gen = torch.Generator("cpu").manual_seed(config.seed)
-    method = METHODS[config.method](transformer, params, config, form)
+    method = METHODS[config.method](transformer, params, config, form, reference)
     optim = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     result = TrainResult(0, False)
     settle_until = None  # with stop_when_fixed: the step to stop at, once the monitor saw it fixed
