@@ -17,7 +17,7 @@ LAMBDA_SCHEMES = ("timestep", "constant")
 TIMESTEP_SAMPLING = ("logit_normal", "uniform")
 ORACLES = ("judge", "copy", "checker")
 REMEMBER_FROM = ("current", "base")
-REMEMBER_TARGETS = ("noise", "model", "model_others")
+REMEMBER_TARGETS = ("noise", "model")
 # The one table of choice lists: validation, the CLI's argparse choices and the GUI's dropdowns.
 CHOICES = {"method": METHODS, "surgery": SURGERY_MODES, "lambda_scheme": LAMBDA_SCHEMES,
            "timestep_sampling": TIMESTEP_SAMPLING, "oracle": ORACLES, "remember_precision": SAMPLING_PRECISIONS,
@@ -178,10 +178,8 @@ class UnlearnConfig:
         "noise", "what the remember loss regresses on a noised remember sample: noise = the sampled noise "
         "(the usual diffusion loss, the paper's); model = what the model predicted there before this fix "
         "(its own LoRA muted, earlier fixes as they are), a frozen reference as in concept ablation's "
-        "model-based anchor: the loss starts at 0 and counts only what this fix changed; model_others = the "
-        "flagged prompt's rows regress the noise (its filtered outputs keep teaching the prompt's right picture), "
-        "the other prompts' rows the model before this fix (on a prompt-free model every row is the flagged "
-        "prompt's: the same as noise). model and model_others cost one more forward pass of the remember batch per step")
+        "model-based anchor: the loss starts at 0 and counts only what this fix changed. Costs one more "
+        "forward pass of the remember batch per step")
     neggrad_weight: float = _f(1.0, "NegGrad: weight of the ascent term")
     erasediff_eta: float = _f(
         1e-2, "EraseDiff: eta in g = g_r + max(eta - <g_r,g_f>/||g_f||^2, 0) g_f (1e-2 as in the public "

@@ -45,7 +45,6 @@ class Batch:
     s_r: torch.Tensor  # (R,)
     uniform_f: torch.Tensor  # U[0,1) draws, EraseDiff's forget "noise" target
     mix_from_forget: torch.Tensor  # (R,) bool, SISS's mixture choice
-    flagged_r: torch.Tensor | None = None  # (R,) bool: remember rows of the flagged prompt; None = all are
 
 
 @dataclass
@@ -75,9 +74,8 @@ class UnlearnMethod(ABC):
         self.form = form or FlowForm()
         # remember_target "model": a context in which the network predicts as before this fix
         # (FixManager.muted). Without a fix to mute there is nothing to refer to.
-        if config.remember_target != "noise" and reference is None:
-            raise ValueError(f"UnlearnConfig.remember_target={config.remember_target!r} needs the model as it was "
-                             "before the fix: "
+        if config.remember_target == "model" and reference is None:
+            raise ValueError("UnlearnConfig.remember_target='model' needs the model as it was before the fix: "
                              "pass train(..., reference=lambda: fixes.muted(name)), or use remember_target 'noise'")
         self.reference = reference or contextlib.nullcontext
 
@@ -97,15 +95,11 @@ class UnlearnMethod(ABC):
     def remember_target(self, b: Batch, x_t: torch.Tensor) -> torch.Tensor:
         """The sampled noise in the form's terms, or (remember_target "model") the network's own
         prediction at x_t as it was before this fix: a target with no sampling noise in it, which the
-        untouched model already meets; "model_others" takes the noise for the flagged prompt's rows."""
-        target, noise = self.config.remember_target, self.form.ordinary_target(b.x_r, b.eps_r)
-        if target == "noise" or (target == "model_others" and b.flagged_r is None):  # None: every row is the prompt's
-            return noise
+        untouched model already meets."""
+        if self.config.remember_target == "noise":
+            return self.form.ordinary_target(b.x_r, b.eps_r)
         with torch.no_grad(), self.reference():
-            before = self.v(x_t, b.s_r, b.cond_r).detach().to(noise.dtype)
-        if target == "model":
-            return before
-        return torch.where(b.flagged_r.view(-1, *([1] * (noise.dim() - 1))).to(noise.device), noise, before)
+            return self.v(x_t, b.s_r, b.cond_r).detach()
 
 
 class SurrogateMethod(UnlearnMethod):

@@ -198,7 +198,6 @@ def _sample_batch(forget: ForgetData, remember: RememberData, sigmas: torch.Tens
         s_r=to(sample_sigmas(R, sigmas, config, gen)),
         uniform_f=to(torch.rand((F, *shape), generator=gen)),
         mix_from_forget=to(torch.rand(R, generator=gen) < config.siss_lambda),
-        flagged_r=None if remember.flagged_rows is None else to(remember.flagged_rows[idx]),
     )
     if forget.x_f.shape[0] > 1:  # ...or, with twins, the first one and the rest drawn among all rows
         # drawn last, so a run without twins consumes the generator exactly as before
