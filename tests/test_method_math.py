@@ -136,14 +136,17 @@ def _reference_of(model: TinyFlow, ref: TinyFlow):
     return ctx
 
 
-def test_remember_target_model_regresses_the_references_prediction_not_the_noise():
+@pytest.mark.parametrize("share", [1.0, 0.25])
+def test_remember_target_model_regresses_the_references_prediction_not_the_noise(share):
     b = make_batch(6)
     model, ref = TinyFlow(0), TinyFlow(7)
     params = list(model.parameters())
-    config = UnlearnConfig(method="neggrad", forget_batch_size=F, remember_batch_size=R, remember_target="model")
+    config = UnlearnConfig(method="neggrad", forget_batch_size=F, remember_batch_size=R, remember_target="model",
+                           remember_model_share=share)
     out = METHODS["neggrad"](model, params, config, reference=_reference_of(model, ref)).step(b)
     x_t = noisy(b.x_r, b.eps_r, b.s_r)
-    target = flow(list(ref.parameters()), x_t, b.s_r, b.cond_r.pooled, b.cond_r.prompt_embeds).detach()
+    before = flow(list(ref.parameters()), x_t, b.s_r, b.cond_r.pooled, b.cond_r.prompt_embeds).detach()
+    target = share * before + (1 - share) * (b.eps_r - b.x_r)  # remember_model_share of the reference
     loss_r = mse_each(flow(params, x_t, b.s_r, b.cond_r.pooled, b.cond_r.prompt_embeds), target).mean()
     _, pred = forget_pred(params, b)
     loss_f = mse_each(pred, b.eps_f - b.x_f).mean()

@@ -45,7 +45,7 @@ RANGES = {
     "guard_seeds": (0, 64, False), "twin_seeds": (0, 64, False), "lookalike_probe_seeds": (0, 64, False),
     "remember_mode_weight": (1, 64, False), "settle_steps": (0, 100_000, False),
     "settle_patience": (0, 100_000, False), "settle_lr_scale": (0, 1, True),
-    "remember_sampling_steps": (*STEPS_RANGE, False),
+    "remember_sampling_steps": (*STEPS_RANGE, False), "remember_model_share": (0, 1, False),
     "neggrad_weight": (0, None, True), "erasediff_eta": (0, None, False), "siss_scaling_norm": (0, None, True),
 }
 
@@ -180,6 +180,9 @@ class UnlearnConfig:
         "(its own LoRA muted, earlier fixes as they are), a frozen reference as in concept ablation's "
         "model-based anchor: the loss starts at 0 and counts only what this fix changed. Costs one more "
         "forward pass of the remember batch per step")
+    remember_model_share: float = _f(
+        1.0, "with remember_target model: the target is this share of the model's prediction before the fix plus "
+        "the rest of the sampled noise's target (1 = the model's alone; 0 = the same as noise)")
     neggrad_weight: float = _f(1.0, "NegGrad: weight of the ascent term")
     erasediff_eta: float = _f(
         1e-2, "EraseDiff: eta in g = g_r + max(eta - <g_r,g_f>/||g_f||^2, 0) g_f (1e-2 as in the public "

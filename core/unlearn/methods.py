@@ -95,11 +95,14 @@ class UnlearnMethod(ABC):
     def remember_target(self, b: Batch, x_t: torch.Tensor) -> torch.Tensor:
         """The sampled noise in the form's terms, or (remember_target "model") the network's own
         prediction at x_t as it was before this fix: a target with no sampling noise in it, which the
-        untouched model already meets."""
-        if self.config.remember_target == "noise":
-            return self.form.ordinary_target(b.x_r, b.eps_r)
+        untouched model already meets (remember_model_share of it, the rest the noise's)."""
+        noise = self.form.ordinary_target(b.x_r, b.eps_r)
+        share = self.config.remember_model_share
+        if self.config.remember_target == "noise" or share == 0:
+            return noise
         with torch.no_grad(), self.reference():
-            return self.v(x_t, b.s_r, b.cond_r).detach()
+            before = self.v(x_t, b.s_r, b.cond_r).detach().to(noise.dtype)
+        return before if share == 1 else share * before + (1 - share) * noise
 
 
 class SurrogateMethod(UnlearnMethod):
