@@ -8,7 +8,8 @@ from core.unlearn.presets import PAPER_OVERRIDES, apply_preset, parse_presets
 
 def _studio_like() -> UnlearnConfig:
     return UnlearnConfig(remember_prompts=["ireland flag", "japan flag"], remember_set_size=110, flagged_prompt_share=0.4,
-                         lookalike_prompts=["japan flag"], stop_when_fixed=True, steps=40, learning_rate=1e-3)
+                         lookalike_prompts=["japan flag"], stop_when_fixed=True, steps=40, learning_rate=1e-3,
+                         remember_target="model", remember_model_share=0.5)
 
 
 def test_paper_preset_is_the_papers_remember_set_and_fixed_steps():
@@ -16,6 +17,7 @@ def test_paper_preset_is_the_papers_remember_set_and_fixed_steps():
     assert cfg.remember_prompts == [] and cfg.remember_set_size == 100 and cfg.flagged_prompt_share is None
     assert cfg.lookalike_prompts == [] and cfg.lookalike_share == 0.0 and cfg.remember_filter is False
     assert cfg.stop_when_fixed is False and cfg.steps == 100
+    assert cfg.remember_target == "noise"  # the paper's remember loss regresses the sampled noise
     assert cfg.learning_rate == 1e-3  # the caller's lr is kept
 
 

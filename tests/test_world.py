@@ -188,6 +188,9 @@ def test_shipped_folder_is_small_safetensors_and_documented():
     assert info["world"] == "flags" and info["max_sequence_length"] == 8 and info["resolution"] == 32
     assert info["clip_model"] == "clip" and (ASSETS / "clip" / "model.safetensors").exists()
     assert "planted" in (ASSETS / "README.md").read_text().lower()
+    from core.world.defaults import FLAGS_UNLEARN_DEFAULTS
+
+    assert info["unlearn_defaults"] == FLAGS_UNLEARN_DEFAULTS  # the shipped settings = the build script's
 
 
 @shipped

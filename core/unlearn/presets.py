@@ -2,7 +2,8 @@
 
 - `paper`: the setting "Unlearning the Unpromptable" reports for SD3 + LoRA: a remember set of
   100 generations of the flagged prompt only, kept as generated (no filter, no look-alike shares),
-  a fixed number of steps (100; no early stop, no guard) and the remember loss weighted 1 - lambda.
+  a fixed number of steps (100; no early stop, no guard) and the remember loss weighted 1 - lambda,
+  regressing the sampled noise.
 - `studio`: the studio's defaults for the model as they are (for the flags world
   core/world/defaults.py: every prompt remembered, look-alike and flagged-prompt shares; the
   forgetting judge filters the remember set, finds look-alikes and stops the fix).
@@ -26,6 +27,7 @@ PAPER_OVERRIDES: dict = {
     "stop_when_fixed": False,
     "keep_best": False,
     "remember_floor": 0.0,
+    "remember_target": "noise",
     "steps": 100,
 }
 
