@@ -91,6 +91,10 @@ def test_cli_errors_are_one_line_with_nonzero_exit(tiny_model_dir, tmp_path, cap
     code, _, err = _run(capsys, "unlearn", "--prompt", "p", "--seed", 0, "--surrogate", tmp_path / "white.png",
                         "--twin-forget", "--twin-seeds", 0, "--model", tiny_model_dir, "--out", tmp_path / "r3")
     assert code == 1 and "twin_forget=True" in err and "twin_seeds above 0" in err and not (tmp_path / "r3").exists()
+    code, _, err = _run(capsys, "unlearn", "--prompt", "p", "--seed", 0, "--surrogate", tmp_path / "white.png",
+                        "--remember-target", "model", "--remember-model-share", 1.5, "--model", tiny_model_dir,
+                        "--out", tmp_path / "r4")
+    assert code == 1 and "remember_model_share=1.5" in err and "[0, 1]" in err and not (tmp_path / "r4").exists()
 
 
 def test_console_entry_point_runs_as_a_process(tmp_path):
