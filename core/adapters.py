@@ -139,23 +139,21 @@ class FixManager:
             self.apply()
 
     @contextlib.contextmanager
-    def muted(self, *names: str):
-        """Inside the block these fixes add nothing (their LoRA scale is 0) and the other fixes act as
-        before: muting the fix being trained gives the model as it was before it, muting every fix the
-        base model; a training step's frozen reference. Nothing is re-activated, so the enabled flags,
-        the weights and the store's key stay as they are."""
+    def muted(self, name: str):
+        """Inside the block this fix adds nothing (its LoRA scale is 0) and the other fixes act as
+        before: the model as it was before the fix, a training step's frozen reference. Nothing is
+        re-activated, so the enabled flags, the weights and the store's key stay as they are."""
         from peft.tuners.lora import LoraLayer
 
-        for name in names:
-            self._require(name)
-        saved = [(m, name, m.scaling[name]) for m in self.transformer.modules() if isinstance(m, LoraLayer)
-                 for name in names if name in m.scaling]
+        self._require(name)
+        saved = [(m, m.scaling[name]) for m in self.transformer.modules()
+                 if isinstance(m, LoraLayer) and name in m.scaling]
         try:
-            for m, name, _ in saved:
+            for m, _ in saved:
                 m.scaling[name] = 0.0
             yield
         finally:
-            for m, name, scale in saved:
+            for m, scale in saved:
                 m.scaling[name] = scale
 
     @contextlib.contextmanager

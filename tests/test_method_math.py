@@ -156,30 +156,6 @@ def test_remember_target_model_regresses_the_references_prediction_not_the_noise
     assert not model.stand_in  # predicting as itself again
 
 
-def test_remember_target_base_regresses_the_base_except_on_rows_drawn_with_earlier_fixes():
-    """remember_target "base": the base model's prediction (every fix muted) on ordinary rows; rows
-    remembered as the earlier fixes draw them keep the model before this fix, or the base would pull
-    an earlier fix's picture back."""
-    b = make_batch(8)
-    b.as_fixed_r = torch.tensor([False, True, False, True])
-    model, before_fix, base = TinyFlow(0), TinyFlow(7), TinyFlow(9)
-    params = list(model.parameters())
-    config = UnlearnConfig(method="neggrad", forget_batch_size=F, remember_batch_size=R, remember_target="base",
-                           remember_model_share=0.5)
-    out = METHODS["neggrad"](model, params, config, reference=_reference_of(model, before_fix),
-                             base_reference=_reference_of(model, base)).step(b)
-    x_t = noisy(b.x_r, b.eps_r, b.s_r)
-    predict = lambda m: flow(list(m.parameters()), x_t, b.s_r, b.cond_r.pooled, b.cond_r.prompt_embeds).detach()
-    teacher = torch.where(b.as_fixed_r[:, None, None, None], predict(before_fix), predict(base))
-    target = 0.5 * teacher + 0.5 * (b.eps_r - b.x_r)
-    loss_r = mse_each(flow(params, x_t, b.s_r, b.cond_r.pooled, b.cond_r.prompt_embeds), target).mean()
-    _, pred = forget_pred(params, b)
-    assert out.loss_r == pytest.approx(loss_r.item(), rel=1e-6)
-    assert_grads(out.grads, grad(loss_r - mse_each(pred, b.eps_f - b.x_f).mean(), params))
-    with pytest.raises(ValueError, match="remember_target='base'.*base_reference"):
-        METHODS["neggrad"](model, params, config, reference=_reference_of(model, before_fix))
-
-
 def test_remember_target_model_starts_at_zero_when_the_reference_is_the_model_itself():
     """As a fix's first step: its LoRA is zero, so muting it changes nothing and nothing is to remember."""
     import contextlib

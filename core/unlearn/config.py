@@ -17,7 +17,7 @@ LAMBDA_SCHEMES = ("timestep", "constant")
 TIMESTEP_SAMPLING = ("logit_normal", "uniform")
 ORACLES = ("judge", "copy", "checker")
 REMEMBER_FROM = ("current", "base")
-REMEMBER_TARGETS = ("noise", "model", "base")
+REMEMBER_TARGETS = ("noise", "model")
 # The one table of choice lists: validation, the CLI's argparse choices and the GUI's dropdowns.
 CHOICES = {"method": METHODS, "surgery": SURGERY_MODES, "lambda_scheme": LAMBDA_SCHEMES,
            "timestep_sampling": TIMESTEP_SAMPLING, "oracle": ORACLES, "remember_precision": SAMPLING_PRECISIONS,
@@ -178,15 +178,13 @@ class UnlearnConfig:
         "noise", "what the remember loss regresses on a noised remember sample: noise = the sampled noise "
         "(the usual diffusion loss, the paper's); model = what the model predicted there before this fix "
         "(its own LoRA muted, earlier fixes as they are), a frozen reference as in concept ablation's "
-        "model-based anchor: the loss starts at 0 and counts only what this fix changed; base = what the base "
-        "model (every fix muted) predicted there, so a stacked fix also pulls back what earlier fixes moved (rows "
-        "remembered as the fixes draw them keep the model target). Costs one more forward pass of the remember "
-        "batch per step. Measured: the flags world's default at "
+        "model-based anchor: the loss starts at 0 and counts only what this fix changed. Costs one more "
+        "forward pass of the remember batch per step. Measured: the flags world's default at "
         "remember_model_share 0.5 (held-out: right seeds kept 0.997 against 0.973, other prompts 0.954 against "
         "0.943, SSIM 0.905 against 0.880: heldout_judge_rtmodel05.md); not the faces world's (fewer faces gone: "
         "faces_tune_remember_target.md, faces_seq_spread_tune.md)")
     remember_model_share: float = _f(
-        1.0, "with remember_target model or base: the target is this share of the model's prediction before the fix plus "
+        1.0, "with remember_target model: the target is this share of the model's prediction before the fix plus "
         "the rest of the sampled noise's target (1 = the model's alone; 0 = the same as noise)")
     neggrad_weight: float = _f(1.0, "NegGrad: weight of the ascent term")
     erasediff_eta: float = _f(

@@ -45,7 +45,6 @@ class Batch:
     s_r: torch.Tensor  # (R,)
     uniform_f: torch.Tensor  # U[0,1) draws, EraseDiff's forget "noise" target
     mix_from_forget: torch.Tensor  # (R,) bool, SISS's mixture choice
-    as_fixed_r: torch.Tensor | None = None  # (R,) bool: remember rows drawn with earlier fixes on
 
 
 @dataclass
@@ -69,22 +68,16 @@ class UnlearnMethod(ABC):
     remember_from_flagged_prompt: bool = False
 
     def __init__(self, transformer, params: list[torch.nn.Parameter], config: UnlearnConfig, form=None,
-                 reference: Callable[[], ContextManager] | None = None,
-                 base_reference: Callable[[], ContextManager] | None = None):
+                 reference: Callable[[], ContextManager] | None = None):
         self.transformer, self.params, self.config = transformer, params, config
         # The loss parameterisation (forms.py): SD3's rectified flow by default, a DDPM's epsilon form.
         self.form = form or FlowForm()
         # remember_target "model": a context in which the network predicts as before this fix
         # (FixManager.muted). Without a fix to mute there is nothing to refer to.
-        if config.remember_target in ("model", "base") and reference is None:
-            raise ValueError(f"UnlearnConfig.remember_target={config.remember_target!r} needs the model as it was "
-                             "before the fix: pass train(..., reference=lambda: fixes.muted(name)), or use "
-                             "remember_target 'noise'")
-        if config.remember_target == "base" and base_reference is None:
-            raise ValueError("UnlearnConfig.remember_target='base' needs the base model: pass train(..., "
-                             "base_reference=lambda: fixes.muted(*fixes.fixes)), or use remember_target 'model'")
+        if config.remember_target == "model" and reference is None:
+            raise ValueError("UnlearnConfig.remember_target='model' needs the model as it was before the fix: "
+                             "pass train(..., reference=lambda: fixes.muted(name)), or use remember_target 'noise'")
         self.reference = reference or contextlib.nullcontext
-        self.base_reference = base_reference or contextlib.nullcontext
 
     @abstractmethod
     def step(self, b: Batch) -> StepGradients:
@@ -107,15 +100,8 @@ class UnlearnMethod(ABC):
         share = self.config.remember_model_share
         if self.config.remember_target == "noise" or share == 0:
             return noise
-        base = self.config.remember_target == "base"
-        with torch.no_grad(), (self.base_reference if base else self.reference)():
+        with torch.no_grad(), self.reference():
             before = self.v(x_t, b.s_r, b.cond_r).detach().to(noise.dtype)
-        if base and b.as_fixed_r is not None and bool(b.as_fixed_r.any()):
-            # Rows that showed an earlier fix's picture: the base would draw that picture back.
-            rows = b.as_fixed_r
-            with torch.no_grad(), self.reference():
-                before[rows] = self.v(x_t[rows], b.s_r[rows], b.cond_r.take(rows.nonzero()[:, 0])).detach().to(
-                    noise.dtype)
         return before if share == 1 else share * before + (1 - share) * noise
 
 

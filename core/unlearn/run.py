@@ -180,7 +180,7 @@ def unlearn(
         form = form_for(model)  # SD3: rectified flow; a DDPM: the epsilon form
         result = train(model.denoiser, params, form.timestep_table(), forget, remember, config, step_cb, cancel,
                        monitor if noise is not None else None, form=form, guard=guard if config.keep_best else None,
-                       reference=lambda: fixes.muted(run_id), base_reference=lambda: fixes.muted(*fixes.fixes))
+                       reference=lambda: fixes.muted(run_id))
         kept_point = guard.best() if config.keep_best else None
         if kept_point is not None:
             guard.restore(kept_point)
@@ -246,7 +246,7 @@ def _weigh_modes(model: LoadedModel, judge: ForgettingJudge, remember: RememberD
     np.fill_diagonal(sim, -1.0)
     modes = torch.from_numpy((sim >= judge.descriptor.copy_threshold).any(axis=1))
     return RememberData(remember.latents, remember.cond, remember.flagged_rows,
-                        torch.where(modes, weight, 1).to(torch.long), remember.as_fixed)
+                        torch.where(modes, weight, 1).to(torch.long))
 
 
 def _guard_rows(kept: list[tuple[str, int]], prompt: str, config: UnlearnConfig) -> list[int]:
