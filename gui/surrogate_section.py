@@ -1,4 +1,4 @@
-"""Section 3: the surrogate, the flagged image with the unwanted part gone, made one of four ways.
+"""Section 3: the surrogate, the flagged image with the unwanted part gone, made one of five ways.
 
 Paint composites are rebuilt in core from the canvas background and layers (an API client sends
 no composite). Small models are painted on a NEAREST-upscaled canvas and box-reduced back, so
@@ -9,8 +9,8 @@ import gradio as gr
 import numpy as np
 from gradio.components.base import server
 
-from core.surrogates import ClipEditParams, NoiseParams, SDEditParams, canvas_surrogate, param_spec, \
-    require_changed, to_model_size
+from core.surrogates import ClipEditParams, NoiseParams, OtherSeedParams, SDEditParams, canvas_surrogate, \
+    param_spec, require_changed, to_model_size
 
 from .common import CLIP_WEIGHTS, DEFAULT_NAMES, DEFAULT_PALETTE, GPU, Session, difference, fmt, paint_scale, titled, \
     upscale, user_errors
@@ -160,7 +160,7 @@ def build(ui, studio) -> None:
                                            visible=not studio.unconditional)
                 ui.sde_seed = _seed_box(SDEditParams, "Seed")
             ui.sde_btn = gr.Button("Make SDEdit surrogate", variant="primary")
-        with gr.Tab("CLIP-guided edit"):
+        with gr.Tab("CLIP edit"):
             with gr.Row():
                 ui.clip_text = gr.Textbox(label="Target text", placeholder="what the image should show",
                                           elem_id="clip-text")
@@ -175,6 +175,14 @@ def build(ui, studio) -> None:
                 ui.noise_sigma = _slider(NoiseParams, "sigma", 0.01, "Noise sigma")
                 ui.noise_seed = _seed_box(NoiseParams, "Noise seed")
                 ui.noise_btn = gr.Button("Add noise")
+        with gr.Tab("Other seed"):
+            gr.Markdown("The model's own output at another seed, drawn as the flagged one was"
+                        + (": a face that is no copy, the paper's *another face*. Pick one the grid shows once, "
+                           "not one it repeats across seeds (that may be memorised too)."
+                           if studio.unconditional else ": a seed drawn the way the flagged one should look."))
+            with gr.Row():
+                ui.other_seed = _seed_box(OtherSeedParams, "Seed")
+                ui.other_seed_btn = gr.Button("Use this seed's output", variant="primary", elem_id="other-seed-btn")
     with gr.Row(equal_height=True):
         shown = dict(type="pil", format="png", interactive=False, height=120, min_width=90,
                      elem_classes=["pixelated", "fill-img"])
@@ -267,6 +275,17 @@ def noise(studio, session: Session, sigma, seed):
     return _finish(studio, session, flag, sur.image, sur.info)
 
 
+def other_seed(studio, session: Session, seed):
+    flag = session.require_flag()
+    with user_errors("Other seed"):
+        if seed is None:
+            raise ValueError("type the seed whose output should become the surrogate")
+        sur = studio.surrogate("other_seed", flag.image, OtherSeedParams(
+            seed=int(seed), prompt="" if studio.unconditional else flag.prompt, steps=flag.steps,
+            guidance=None if flag.guidance is None else float(flag.guidance)))
+    return _finish(studio, session, flag, sur.image, sur.info)
+
+
 def wire(ui, studio) -> None:
     out = [ui.sur_image, ui.sur_diff, ui.sur_info, ui.session]
 
@@ -307,3 +326,8 @@ def wire(ui, studio) -> None:
     ui.clip_btn.click(on_clip, [ui.session, ui.clip_text, ui.clip_weight], out, api_name="clip_edit", **GPU)
     ui.flip_btn.click(on_flip, [ui.session], out, api_name="flip")
     ui.noise_btn.click(on_noise, [ui.session, ui.noise_sigma, ui.noise_seed], out, api_name="noise")
+
+    def on_other_seed(session, seed):
+        return other_seed(studio, session, seed)
+
+    ui.other_seed_btn.click(on_other_seed, [ui.session, ui.other_seed], out, api_name="other_seed", **GPU)

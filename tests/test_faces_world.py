@@ -104,6 +104,18 @@ def test_the_shipped_faces_model_copies_its_memorised_faces_and_the_judge_tells_
     novel = next(g.image for g, f in zip(gens[len(seeds):], flags[len(seeds):]) if f == "novel face")
     judge = ForgettingJudge(flagged, novel, d)
     assert judge.shows_error([flagged, novel]) == [True, False]
+    # "another face" in the studio: a novel output's seed is taken, another copy of the face refused
+    from core.surrogates import make_surrogate
+
+    rest = list(zip(range(32), flags[len(seeds):]))
+    novel_seed = next(s for s, f in rest if f == "novel face")
+    sur = make_surrogate("other_seed", flagged, model, {"seed": novel_seed})
+    assert np.array_equal(np.asarray(sur.image), np.asarray(gens[len(seeds) + novel_seed].image))
+    twin = next((s for s, f in rest if f == face and s != first[face]), first[face])
+    with pytest.raises(ValueError, match=f"other_seed.seed={twin} draws a copy"):
+        make_surrogate("other_seed", flagged, model, {"seed": twin})
+    with pytest.raises(ValueError, match="unconditional and takes no prompt"):
+        make_surrogate("other_seed", flagged, model, {"seed": novel_seed, "prompt": "a face"})
 
 
 def test_faces_bench_helpers_find_the_cards_copies_and_measure_no_change_without_a_fix(tmp_path):

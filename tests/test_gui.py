@@ -217,6 +217,12 @@ def test_bad_inputs_get_errors_and_the_app_keeps_working(server, client, tmp_pat
     for args, api in [((0.5, "ireland flag", 0), "/sdedit"), ((0.2, 3), "/noise"), ((), "/flip")]:
         sur, _heat, info = client.predict(*args, api_name=api)
         assert Image.open(sur).size == size and api.strip("/") in info
+    # Another seed's output as the surrogate: what the grid showed at that seed (the flag's prompt and
+    # sampling); the flagged seed itself draws a copy of the flagged output and is refused.
+    sur, _heat, info = client.predict(1, api_name="/other_seed")
+    assert np.array_equal(_png(sur), _png(images[1])) and "other_seed" in info and "seed=1" in info
+    with pytest.raises(AppError, match="^Other seed: not possible — other_seed.seed=0 draws a copy of the flagged"):
+        client.predict(0, api_name="/other_seed")
     client.predict(_canvas(flagged, _layer(tmp_path, size)), api_name="/paint")
     # Several flags per session, each with its own surrogate; the active one is used.
     out = client.predict(1, api_name="/flag")

@@ -127,3 +127,20 @@ def test_clip_edit_without_clip_weights_says_how_to_get_them(tiny_model):
     img = generate(tiny_model, "ireland flag", [0])[0].image
     with pytest.raises(ModelNotFoundError, match="CLIP"):
         make_surrogate("clip", img, tiny_model, {"text": "ireland flag"})
+
+
+def test_other_seed_is_that_seeds_output_and_refuses_a_copy_or_a_missing_prompt(tiny_model):
+    """The model's own output at another seed (same prompt and sampling as the grid); the flagged
+    seed itself, a copy of the flagged output, teaches a fix nothing and is refused."""
+    from core.generate import generate
+
+    flagged, other = (g.image for g in generate(tiny_model, "ireland flag", [0, 1], steps=4))
+    sur = make_surrogate("other_seed", flagged, tiny_model, {"seed": 1, "prompt": "ireland flag", "steps": 4})
+    assert np.array_equal(np.asarray(sur.image), np.asarray(other))
+    assert sur.info["kind"] == "other_seed" and sur.info["seed"] == 1 and sur.info["copy_similarity"] < 0.9
+    with pytest.raises(ValueError, match="other_seed.seed=0 draws a copy of the flagged output"):
+        make_surrogate("other_seed", flagged, tiny_model, {"seed": 0, "prompt": "ireland flag", "steps": 4})
+    with pytest.raises(ValueError, match="other_seed.prompt is empty"):
+        make_surrogate("other_seed", flagged, tiny_model, {"seed": 1})
+    with pytest.raises(ValueError, match="other_seed draws the surrogate with the model"):
+        make_surrogate("other_seed", flagged, None, {"seed": 1, "prompt": "ireland flag"})

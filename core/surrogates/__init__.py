@@ -12,13 +12,15 @@ from PIL import Image
 from .base import Surrogate, SurrogateMaker
 from .checks import canvas_surrogate, require_changed, to_model_size
 from .clip_edit import ClipEditParams, ClipEditSurrogate
+from .other_seed import OtherSeedParams, OtherSeedSurrogate
 from .paint import PaintParams, PaintSurrogate, composite_layers, is_blank
 from .params import SurrogateParams, param_spec
 from .sdedit import SDEditParams, SDEditSurrogate
 from .simple import FlipParams, FlipSurrogate, NoiseParams, NoiseSurrogate
 
 SURROGATES: dict[str, SurrogateMaker] = {
-    m.name: m for m in (PaintSurrogate(), SDEditSurrogate(), ClipEditSurrogate(), FlipSurrogate(), NoiseSurrogate())
+    m.name: m for m in (PaintSurrogate(), SDEditSurrogate(), ClipEditSurrogate(), FlipSurrogate(), NoiseSurrogate(),
+                        OtherSeedSurrogate())
 }
 SURROGATE_KINDS = tuple(SURROGATES)  # the one list of kinds: CLI choices, GUI, README
 
@@ -40,4 +42,4 @@ def make_surrogate(kind: str, image: Image.Image, model=None, params: SurrogateP
 
 __all__ = ["SURROGATES", "SURROGATE_KINDS", "Surrogate", "SurrogateMaker", "SurrogateParams", "make_surrogate",
            "surrogate_maker", "param_spec", "composite_layers", "is_blank", "canvas_surrogate", "require_changed",
-           "to_model_size", "FlipParams", "NoiseParams", "PaintParams", "SDEditParams", "ClipEditParams"]
+           "to_model_size", "FlipParams", "NoiseParams", "PaintParams", "SDEditParams", "ClipEditParams", "OtherSeedParams"]
