@@ -156,9 +156,11 @@ def activate(studio, session: Session, flag_id):
     # Now the flagged image is known, the preparation also draws ahead for the look-alike prompts it suggests.
     studio.prepare_fix(flag.prompt, flag.steps, flag.guidance, flagged=flag.image)
     choices = [(f.label, f.id) for f in session.flags]
-    text = (f"**{flag.id}** · seed **{flag.seed}** · prompt *{flag.prompt}*"
-            f" · steps {flag.steps or studio.model.info.default_steps}"
-            f" · guidance {studio.model.info.default_guidance if flag.guidance is None else flag.guidance}")
+    guidance = studio.model.info.default_guidance if flag.guidance is None else flag.guidance
+    text = (f"**{flag.id}** · seed **{flag.seed}**"  # an unconditional model has no prompt and no guidance
+            + ("" if studio.unconditional else f" · prompt *{flag.prompt}*")
+            + f" · steps {flag.steps or studio.model.info.default_steps}"
+            + ("" if studio.unconditional else f" · guidance {guidance}"))
     info = studio.model.info
     # The canvas is not among these outputs: it gets the flagged image in a second event
     # (load_canvas) whose progress shows elsewhere; see canvas_output in surrogate_section.

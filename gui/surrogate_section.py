@@ -200,7 +200,7 @@ def _finish(studio, session: Session, flag, image, info: dict):
         require_changed(flag.image, image)  # core's rule: a surrogate must differ from the flagged image
     heat, mad = difference(flag.image, image)
     changed = float((np.asarray(image) != np.asarray(flag.image.convert("RGB"))).any(axis=2).mean())
-    params = ", ".join(f"{k}={fmt(v)}" for k, v in info.items() if k != "kind")
+    params = ", ".join(f"{k}={fmt(v)}" for k, v in info.items() if k != "kind" and v not in ("", None))
     text = (f"**{info.get('kind', '?')}** surrogate for **{flag.id}** (seed {flag.seed})  \n{params}  \n"
             f"mean |diff| **{mad:.4f}** · pixels changed **{changed:.1%}**")
     session.surrogates[flag.id] = {"image": image, "info": dict(info), "heat": heat, "text": text}

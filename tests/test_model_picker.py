@@ -33,6 +33,13 @@ def test_unconditional_model_hides_the_prompt_and_generates_by_seed(ddpm_dir, tm
     out = generate_section.flag_seed(studio, session, 1)
     assert out[0].flag().prompt == "" and out[0].flag().seed == 1
     assert np.array_equal(np.asarray(out[3]), np.asarray(items[1][0]))
+    assert "seed **1**" in out[2] and "prompt" not in out[2] and "guidance" not in out[2]  # none to show
+    # "Other seed": another output of the grid as the surrogate, with no prompt
+    from gui import surrogate_section
+
+    sur, _heat, text, session = surrogate_section.other_seed(studio, session, 2)
+    assert np.array_equal(np.asarray(sur), np.asarray(items[2][0]))
+    assert "other_seed" in text and "seed=2" in text and "prompt" not in text
 
 
 def test_picker_switches_between_a_text_to_image_and_an_unconditional_model(tiny_model_dir, ddpm_dir, tmp_path):
