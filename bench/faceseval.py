@@ -29,9 +29,19 @@ from core.unlearn.config import UnlearnConfig
 from core.unlearn.run import FixResult
 from core.world import faces as W
 
-SURROGATES = ("other_face", "paint", "sdedit")
+# other_seed_*: a simulated user of the studio's "Other seed" tab, three ways of picking (see _other_seed)
+OTHER_SEED_POLICIES = ("nearest", "typical", "median")
+SURROGATES = ("other_face", "paint", "sdedit", *(f"other_seed_{p}" for p in OTHER_SEED_POLICIES))
 SURROGATE_WORDS = {"paint": "a grey band painted over the eyes", "other_face": "the nearest non-memorised training face",
-                   "sdedit": "SDEdit of the flagged output at strength 0.6"}  # for reports
+                   "sdedit": "SDEdit of the flagged output at strength 0.6",
+                   **{f"other_seed_{p}": f"the studio's 'Other seed' ({p}): the model's output among seeds 5000-5127 "
+                                         "that is no copy of the flagged one and has no near copy in that grid, "
+                                         + {"nearest": "nearest the flagged one",
+                                            "typical": "nearest the grid's mean (the model's most ordinary output)",
+                                            "median": "nearest the flagged one among those no nearer than the "
+                                                      "grid's median"}[p]
+                                         for p in OTHER_SEED_POLICIES}}  # for reports
+OTHER_SEED_GRID = range(5000, 5128)  # the simulated user's grid for "Other seed": no seed any bench measures
 OTHER_FACES_TOLERANCE = 0.2  # issue 13: the other memorised faces' copy rates within +-20% (relative)
 BATCH = 256
 
@@ -61,11 +71,38 @@ def make_surrogate(kind: str, flagged: Image.Image, studio: Studio) -> tuple[Ima
         face = W.faces()[order[0]]
         img = Image.fromarray((face * 255).round().astype(np.uint8)).convert("RGB")
         return img, {"kind": "other_face", "face": order[0]}
+    if kind.startswith("other_seed_"):
+        return _other_seed(flagged, studio, kind.removeprefix("other_seed_"))
     if kind == "paint":
         arr = np.asarray(flagged).copy()
         arr[10:16, 4:28] = 128  # a grey band over the eyes: the identity's most telling part
         return Image.fromarray(arr), {"kind": "paint", "band_rows": [10, 16], "grey": 128}
     sur = studio.surrogate("sdedit", flagged, {"strength": 0.6, "seed": 0})
+    return sur.image, sur.info
+
+
+def _other_seed(flagged: Image.Image, studio: Studio, policy: str) -> tuple[Image.Image, dict]:
+    """What a user of the studio's 'Other seed' tab picks, with the product's own copy descriptor
+    (no matcher): in a grid of outputs, one that is no copy of the flagged output and has no near
+    copy elsewhere in the grid (what the grid repeats may be memorised too); of those, by `policy`,
+    the one nearest the flagged output, the one nearest the grid's mean embedding, or the nearest
+    of those no nearer the flagged output than the grid's median."""
+    from core.judge import pick_descriptor
+
+    d = pick_descriptor(studio.model)
+    seeds = list(OTHER_SEED_GRID)
+    e = np.asarray(d.embed([g.image for g in generate(studio.model, "", seeds)]), np.float64)
+    to_flagged = e @ np.asarray(d.embed([flagged]), np.float64)[0]
+    sim = e @ e.T
+    np.fill_diagonal(sim, -1.0)
+    ok = (to_flagged < d.copy_threshold) & ~(sim >= d.copy_threshold).any(axis=1)
+    score = to_flagged
+    if policy == "typical":
+        score = e @ e.mean(axis=0)
+    elif policy == "median":
+        ok &= to_flagged <= np.median(to_flagged)
+    seed = seeds[int(np.argmax(np.where(ok, score, -np.inf)))]
+    sur = studio.surrogate("other_seed", flagged, {"seed": seed})
     return sur.image, sur.info
 
 

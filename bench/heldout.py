@@ -100,12 +100,18 @@ def evaluate(studio, prompt: str, seed: int, run_id: str, own: BaseCache, others
             "others_flipped": flipped, "others_drift": drift}
 
 
-def fix(studio, row: str, prompt: str, seed: int, own: BaseCache) -> tuple[dict, list]:
-    """One fix of (prompt, seed) with the row's config; returns (record, [(judge forgotten, checker correct)])."""
+def fix(studio, row: str, prompt: str, seed: int, own: BaseCache, surrogate: str = "paint") -> tuple[dict, list]:
+    """One fix of (prompt, seed) with the row's config; returns (record, [(judge forgotten, checker correct)]).
+    `surrogate`: paint (scripted, as a person with a brush) or other_seed (the studio's 'Other seed': the
+    first seed of the prompt drawn right, as a person picks a right output by eye; the checker is that eye)."""
     from core.judge import ForgettingJudge
 
     flagged = own.renders[prompt][own.seeds.index(seed)].image
-    sur = studio.surrogate("paint", flagged, {"layers": scripted_paint_layers(prompt, flagged)})
+    if surrogate == "other_seed":
+        right = next(s for s, v in zip(own.seeds, own.verdicts[prompt]) if v == "correct")
+        sur = studio.surrogate("other_seed", flagged, {"seed": right, "prompt": prompt})
+    else:
+        sur = studio.surrogate("paint", flagged, {"layers": scripted_paint_layers(prompt, flagged)})
     t0 = time.perf_counter()
     res = studio.unlearn(prompt, flagged, sur.image, seed, row_config(studio, row), sur.info)
     seconds = time.perf_counter() - t0
@@ -168,8 +174,9 @@ def main(argv=None) -> int:
     ap.add_argument("--prompt-seeds", type=int, default=None,
                     help="seeds of the flagged prompt (default 64, quick 16); faces: report seeds (1024, quick 256)")
     ap.add_argument("--other-seeds", type=int, default=None, help="seeds of each other prompt (default 32, quick 8)")
-    ap.add_argument("--surrogate", default="paint", choices=SURROGATES,
-                    help="faces world only: paint (a band over the eyes), other_face or sdedit (bench/faceseval.py)")
+    ap.add_argument("--surrogate", default="paint", choices=SURROGATES + ("other_seed",),
+                    help="faces: paint (a band over the eyes), other_face, sdedit or other_seed_<policy> "
+                         "(bench/faceseval.py); flags: paint (scripted) or other_seed (a seed drawn right)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     ap.add_argument("--name", default=None)
@@ -207,7 +214,7 @@ def main(argv=None) -> int:
     records, agree = [], {r: [] for r in rows}
     for row in rows:
         for prompt, seed in instances:
-            rec, pairs = fix(studio, row, prompt, seed, own)
+            rec, pairs = fix(studio, row, prompt, seed, own, args.surrogate)
             rec.update(evaluate(studio, prompt, seed, rec["run_id"], own, others))
             studio.remove_fix(rec["run_id"])
             rec.update(agree=pairs, prompt_seeds=n_own, other_seeds=n_other, other_prompts=len(others.renders))
@@ -244,7 +251,9 @@ def write_report(args, summary: dict, records: list[dict], model, how: str) -> N
     instances = list(dict.fromkeys((r["prompt"], r["seed"]) for r in records))
     notes = [f"Instances (the first misdrawn seeds from seed {min(s for _, s in instances) if instances else '-'}, "
              "by the checker): " + ", ".join(f"{p} #{s}" for p, s in instances)
-             + ". Surrogates: scripted paint (bench/worldeval.py). Rows " + how + ".",
+             + (". Surrogates: the first seed of the prompt drawn right (the studio's 'Other seed')"
+                if getattr(args, "surrogate", "paint") == "other_seed" else ". Surrogates: scripted paint (bench/worldeval.py)")
+             + ". Rows " + how + ".",
              ("Defaults were tuned on seeds 0-63 (and remember seeds >= 100000); no seed here chose anything."
               if args.seed_start >= 1000 else f"Seeds from {args.seed_start} (< 1000): a tuning run, its figures may "
               "choose a default; held-out figures come from seeds >= 1000."),
