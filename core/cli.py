@@ -1,7 +1,7 @@
 """`unlearn-studio` command line: a thin layer over core.Studio.
 
     unlearn-studio generate  --prompt P --seeds 0-7 --out DIR
-    unlearn-studio surrogate --image IMG --kind flip|noise|sdedit|clip|paint --out IMG
+    unlearn-studio surrogate --image IMG --kind flip|noise|sdedit|clip|paint|other_seed --out IMG
     unlearn-studio unlearn   --prompt P --seed S --surrogate IMG [--flagged IMG] --out RUN
     unlearn-studio compare   --run RUN [--run RUN2] --prompt P --seeds 0-15 --out DIR
     unlearn-studio check     --prompt P --seeds 0-63 [--run RUN ...]       (embedded world)
