@@ -584,7 +584,10 @@ def test_remember_from_base_draws_the_set_with_earlier_fixes_off_but_keeps_their
         with fixes.disabled() if base else contextlib.nullcontext():
             return torch.cat([g.latent for g in generate_many(tiny_model, requests)])
 
-    res = unlearn(tiny_model, fixes, store, _request(tiny_model, seed=2), cfg.with_overrides(remember_from="base"))
+    said = []
+    res = unlearn(tiny_model, fixes, store, _request(tiny_model, seed=2), cfg.with_overrides(remember_from="base"),
+                  progress=lambda frac, text: said.append(text))
+    assert any(t.startswith("remember set: ") and t.endswith("+ 4 as the earlier fixes draw them") for t in said)
     assert fixes.fixes[first.run.run_id].enabled  # its flag untouched while the set was drawn
     fixes.set_enabled(res.run.run_id, False)
     rows = {p: [i for i, (q, _) in enumerate(res.remember_seeds) if q == p] for p in (PROMPT, "japan flag")}

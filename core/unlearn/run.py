@@ -145,6 +145,8 @@ def unlearn(
         own, theirs = split_left_out(model, judge, request.prompt, dropped, earlier, config, remember_store, fixes)
     # Seeds that showed an earlier fix's picture: remembered as the fixes draw them, not as the base did.
     remember, kept = with_fixed_pictures(model, remember, kept, theirs, request.prompt, config, remember_store, fixes)
+    if progress and theirs:
+        progress(1.0, f"{found.message()} + {len(theirs)} as the earlier fixes draw them")
     if config.remember_mode_weight > 1:
         remember = _weigh_modes(model, judge, remember, config.remember_mode_weight)
     # Other seeds that drew the flagged picture (the filter left them out): forgotten means them too.
