@@ -19,6 +19,10 @@ CSS = """
 .section-title h3 { margin: 0.2em 0 0.1em 0; border-bottom: 1px solid var(--border-color-primary); }
 .studio-header p { margin: 0.05em 0; font-size: 0.9em; }
 .studio-header h1 { margin: 0 0 0.1em 0; font-size: 1.4em; }
+/* Gradio's gallery keeps thumbnails >= 100 px (3 to a row here): a grid of 32 outputs then needs 11 rows of
+   scrolling to find the bad one. Small thumbnails of small images are enough to spot it. */
+#gallery .grid-container { grid-template-columns: repeat(auto-fill, minmax(64px, 1fr)) !important;
+                           grid-auto-rows: minmax(64px, 1fr) !important; gap: 4px !important; }
 """
 
 

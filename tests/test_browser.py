@@ -300,6 +300,12 @@ def test_faces_world_flow_is_seed_only_flag_paint_unlearn_compare(faces_server, 
         set_number(pg, "seed-count", 32)
         pg.click("#generate-btn")
         pg.wait_for_function("n => document.querySelectorAll('#gallery img').length >= n", arg=32)
+        # Small thumbnails of small images: 8 or more in view without scrolling (Gradio's own 100 px minimum
+        # shows 4 of the 32 whole, in the gallery's 210 px).
+        whole = pg.evaluate("""() => { const g = document.querySelector('#gallery').getBoundingClientRect();
+            return [...document.querySelectorAll('#gallery .gallery-item')].filter(e => {
+                const r = e.getBoundingClientRect(); return r.top >= g.top && r.bottom <= g.bottom; }).length; }""")
+        assert whole >= 8, whole
         flag(pg, 31, 30)
         paint(pg, "flag1", 0.3, 0.42, 0.7, 0.42)  # a band over the eyes (clear of the canvas toolbar)
         set_number(pg, "cfg-remember_set_size", 4)
