@@ -288,6 +288,9 @@ def other_seed(studio, session: Session, seed):
 
 def wire(ui, studio) -> None:
     out = [ui.sur_image, ui.sur_diff, ui.sur_info, ui.session]
+    # Progress and a refusal show on the line under the images (and the toast), not as "Error" over the
+    # flagged/surrogate pictures, which keep what they showed.
+    status = dict(show_progress_on=[ui.sur_info])
 
     def on_paint(session, canvas):
         return paint(studio, session, canvas)
@@ -304,12 +307,12 @@ def wire(ui, studio) -> None:
     def on_noise(session, sigma, seed):
         return noise(studio, session, sigma, seed)
 
-    ui.paint_btn.click(on_paint, [ui.session, ui.editor], out, api_name="paint")
+    ui.paint_btn.click(on_paint, [ui.session, ui.editor], out, api_name="paint", **status)
 
     def on_upload(session, path):
         return upload(studio, session, path)
 
-    ui.sur_upload.upload(on_upload, [ui.session, ui.sur_upload], out, api_name="upload_surrogate")
+    ui.sur_upload.upload(on_upload, [ui.session, ui.sur_upload], out, api_name="upload_surrogate", **status)
     # A second listener empties the box at once, whatever the first decides: a refused file must
     # not look accepted, and the box must take the next file (a failed event runs no .then).
     ui.sur_upload.upload(lambda: None, None, [ui.sur_upload], api_name=False, show_progress="hidden")
@@ -322,12 +325,12 @@ def wire(ui, studio) -> None:
 
     ui.editor.clear(on_clear, [ui.session], [ui.editor, ui.canvas_note], api_name=False, **canvas_output(ui))
     ui.sde_btn.click(on_sdedit, [ui.session, ui.sde_strength, ui.sde_prompt, ui.sde_seed], out, api_name="sdedit",
-                     **GPU)
-    ui.clip_btn.click(on_clip, [ui.session, ui.clip_text, ui.clip_weight], out, api_name="clip_edit", **GPU)
-    ui.flip_btn.click(on_flip, [ui.session], out, api_name="flip")
-    ui.noise_btn.click(on_noise, [ui.session, ui.noise_sigma, ui.noise_seed], out, api_name="noise")
+                     **GPU, **status)
+    ui.clip_btn.click(on_clip, [ui.session, ui.clip_text, ui.clip_weight], out, api_name="clip_edit", **GPU, **status)
+    ui.flip_btn.click(on_flip, [ui.session], out, api_name="flip", **status)
+    ui.noise_btn.click(on_noise, [ui.session, ui.noise_sigma, ui.noise_seed], out, api_name="noise", **status)
 
     def on_other_seed(session, seed):
         return other_seed(studio, session, seed)
 
-    ui.other_seed_btn.click(on_other_seed, [ui.session, ui.other_seed], out, api_name="other_seed", **GPU)
+    ui.other_seed_btn.click(on_other_seed, [ui.session, ui.other_seed], out, api_name="other_seed", **GPU, **status)
