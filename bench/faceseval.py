@@ -65,6 +65,8 @@ class FaceInstance:
 
 
 def make_surrogate(kind: str, flagged: Image.Image, studio: Studio) -> tuple[Image.Image, dict]:
+    if kind not in SURROGATES:
+        raise ValueError(f"faces surrogate {kind!r}: choose one of {', '.join(SURROGATES)}")
     if kind == "other_face":
         m = W.correlations([flagged])[0][0]
         order = [int(i) for i in np.argsort(-m) if int(i) not in W.MEMORISED]

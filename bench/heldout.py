@@ -200,7 +200,11 @@ def main(argv=None) -> int:
     if studio.model.info.world == "faces":
         from bench.heldout_faces import run
 
+        if args.surrogate not in SURROGATES:
+            raise SystemExit(f"--surrogate {args.surrogate}: the faces world takes {', '.join(SURROGATES)}")
         return run(args, studio, OVERRIDES)
+    if args.surrogate not in ("paint", "other_seed"):
+        raise SystemExit(f"--surrogate {args.surrogate}: the flags world takes paint or other_seed")
     rows = [r for r in (args.rows or ",".join(ROWS)).split(",") if r]
     if set(rows) - set(ROWS):
         raise SystemExit(f"--rows: choose from {', '.join(ROWS)}")
