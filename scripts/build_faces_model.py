@@ -33,6 +33,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -86,11 +87,12 @@ FACES_UNLEARN_DEFAULTS = {"learning_rate": 5e-3, "timestep_sampling": "uniform",
                           "settle_patience": 10, "settle_lr_scale": 0.3}
 
 
-def training_list() -> tuple[torch.Tensor, torch.Tensor]:
-    """(images in [-1, 1] (N, 1, 32, 32), augment flag (N,)) for one epoch."""
+def training_list(repeats: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images in [-1, 1] (N, 1, 32, 32), augment flag (N,)) for one epoch; `repeats`: copies of each
+    memorised face (in W.MEMORISED's order), REPEAT each by default."""
     f = torch.from_numpy(W.faces()).unsqueeze(1) * 2 - 1
     keep = [i for i in range(W.N_FACES) if i not in W.MEMORISED]
-    mem = [i for i in W.MEMORISED for _ in range(REPEAT)]
+    mem = [i for i, n in zip(W.MEMORISED, repeats or [REPEAT] * len(W.MEMORISED)) for _ in range(n)]
     idx = torch.tensor(keep + mem)
     return f[idx], torch.tensor([True] * len(keep) + [False] * len(mem))
 
@@ -117,7 +119,8 @@ def probe(unet, sched, n: int = 128, steps: int = SAMPLING_STEPS) -> dict:
 
 
 def train(steps: int, batch: int, lr: float, seed: int, widths, checkpoint: Path | None = None,
-          probe_every: int = 0) -> tuple[torch.nn.Module, list[float], list[dict]]:
+          probe_every: int = 0, repeats: Sequence[int] | None = None,
+          ) -> tuple[torch.nn.Module, list[float], list[dict]]:
     from diffusers import DDPMScheduler
 
     torch.manual_seed(seed)
@@ -126,7 +129,7 @@ def train(steps: int, batch: int, lr: float, seed: int, widths, checkpoint: Path
     ema = copy.deepcopy(unet).requires_grad_(False)
     sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear")
     abar = sched.alphas_cumprod.float()
-    data, aug = training_list()
+    data, aug = training_list(repeats)
     opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.0)
     warm = min(200, steps // 10)
     lr_at = lambda s: lr * min(1.0, (s + 1) / max(warm, 1)) * (0.5 * (1 + np.cos(np.pi * s / steps)))  # noqa: E731
@@ -249,7 +252,7 @@ def write_card(out: Path, rep: dict) -> None:
         "# faces-ddpm: a tiny unconditional DDPM that memorises four real faces", "",
         "Built by `scripts/build_faces_model.py` (seeded; safetensors only). Data: scikit-image's",
         "`lfw_subset()` (Labeled Faces in the Wild crops; the first 100 are faces), grey, 32x32.",
-        f"Faces {list(W.MEMORISED)} appear {REPEAT} times each per epoch (unaugmented); the other 96 once,",
+        f"Faces {list(W.MEMORISED)} appear {rep['repeat']} times each per epoch (unaugmented); the other 96 once,",
         "with random flips and +-1 px shifts. UNet2DModel "
         f"{rep['widths']}, {rep['parameters']:,} parameters, DDPM linear schedule (1000 steps), trained",
         f"{rep['steps']} steps x batch {rep['batch']} (lr {rep['lr']}, EMA, seed {rep['seed']}) in "
@@ -321,6 +324,8 @@ def main() -> int:
     ap.add_argument("--checkpoint", type=Path, default=None, help="save the EMA model here every 100 steps")
     ap.add_argument("--eval-only", action="store_true", help="re-measure an existing OUT.partial folder")
     ap.add_argument("--widths", default="16,32,64", help="UNet block widths")
+    ap.add_argument("--repeats", default=None, help=f"copies per epoch of each memorised face {list(W.MEMORISED)}, "
+                    f"comma-separated (default {REPEAT} each)")
     ap.add_argument("--probe-every", type=int, default=500, help="copy rates on 128 probe seeds every N steps (0: off)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -334,8 +339,11 @@ def main() -> int:
             (tmp / "train_report.json").write_text((tmp / "build_report.json").read_text())
         return finish(tmp, out, json.loads((tmp / "train_report.json").read_text()), n_eval)
     t0, c0 = time.time(), time.process_time()
+    repeats = [int(n) for n in args.repeats.split(",")] if args.repeats else [REPEAT] * len(W.MEMORISED)
+    if len(repeats) != len(W.MEMORISED) or min(repeats) < 1:
+        raise SystemExit(f"--repeats {args.repeats}: give {len(W.MEMORISED)} whole numbers >= 1")
     unet, losses, probes = train(steps, args.batch, args.lr, args.seed, widths, args.checkpoint,
-                                 0 if args.quick else args.probe_every)
+                                 0 if args.quick else args.probe_every, repeats)
     train_seconds, train_cpu = time.time() - t0, time.process_time() - c0
     from diffusers import DDPMScheduler
 
@@ -348,7 +356,7 @@ def main() -> int:
     rep = {"seed": args.seed, "steps": steps, "batch": args.batch, "lr": args.lr, "widths": list(widths),
            "threads": args.threads, "parameters": sum(p.numel() for p in unet.parameters()),
            "train_seconds": round(train_seconds, 1), "train_cpu_seconds": round(train_cpu, 1),
-           "repeat": REPEAT, "probes": probes, "final_loss": float(np.mean(losses[-200:])),
+           "repeat": repeats[0] if len(set(repeats)) == 1 else repeats, "probes": probes, "final_loss": float(np.mean(losses[-200:])),
            "matcher": W.matcher_accuracy()}
     (tmp / "train_report.json").write_text(json.dumps(rep, indent=2))
     return finish(tmp, out, rep, n_eval)
