@@ -89,15 +89,13 @@ def _other_seed(flagged: Image.Image, studio: Studio, policy: str) -> tuple[Imag
     copy elsewhere in the grid (what the grid repeats may be memorised too); of those, by `policy`,
     the one nearest the flagged output, the one nearest the grid's mean embedding, or the nearest
     of those no nearer the flagged output than the grid's median."""
-    from core.judge import pick_descriptor
+    from core.judge import has_near_copy, pick_descriptor
 
     d = pick_descriptor(studio.model)
     seeds = list(OTHER_SEED_GRID)
     e = np.asarray(d.embed([g.image for g in generate(studio.model, "", seeds)]), np.float64)
     to_flagged = e @ np.asarray(d.embed([flagged]), np.float64)[0]
-    sim = e @ e.T
-    np.fill_diagonal(sim, -1.0)
-    ok = (to_flagged < d.copy_threshold) & ~(sim >= d.copy_threshold).any(axis=1)
+    ok = (to_flagged < d.copy_threshold) & ~has_near_copy(e, d.copy_threshold)
     score = to_flagged
     if policy == "typical":
         score = e @ e.mean(axis=0)

@@ -105,6 +105,14 @@ def copy_threshold(kind: str, model=None) -> float:
     return float(measured) if measured is not None else COPY_THRESHOLDS[kind]
 
 
+def has_near_copy(embeddings: np.ndarray, threshold: float) -> np.ndarray:
+    """(N,) bool: rows whose embedding has a near copy among the other rows, i.e. what the model draws
+    from more than one seed (a memorised picture, a mode)."""
+    sim = embeddings @ embeddings.T
+    np.fill_diagonal(sim, -1.0)
+    return (sim >= threshold).any(axis=1)
+
+
 def pick_descriptor(model=None, device: str = "cpu") -> Descriptor:
     """The best copy descriptor available offline: SSCD, then the model's CLIP, then thumbnails."""
     from .metrics.sscd import SscdEmbedder, find_sscd_model

@@ -21,7 +21,7 @@ from PIL import Image
 from ..adapters import FixManager
 from ..compare import mean_abs_diff
 from ..generate import check_prompt_for, decode_batched, encode, generate, generate_many, initial_noise
-from ..judge import ForgettingJudge
+from ..judge import ForgettingJudge, has_near_copy
 from ..images import ImageInputError, fit_to_model, to_array
 from ..limits import check_seed
 from ..models.loading import LoadedModel
@@ -244,9 +244,7 @@ def _with_lookalikes(model: LoadedModel, fixes: FixManager, judge: ForgettingJud
 def _weigh_modes(model: LoadedModel, judge: ForgettingJudge, remember: RememberData, weight: int) -> RememberData:
     """The remember set with each output that has a near copy among the others counted `weight` times."""
     e = np.asarray(judge.descriptor.embed(decode_batched(model, remember.latents)), np.float64)
-    sim = e @ e.T
-    np.fill_diagonal(sim, -1.0)
-    modes = torch.from_numpy((sim >= judge.descriptor.copy_threshold).any(axis=1))
+    modes = torch.from_numpy(has_near_copy(e, judge.descriptor.copy_threshold))
     return RememberData(remember.latents, remember.cond, remember.flagged_rows,
                         torch.where(modes, weight, 1).to(torch.long))
 
