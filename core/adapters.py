@@ -263,6 +263,17 @@ class FixManager:
         return self.fixes[name]
 
 
+def strip_adapters(model: LoadedModel) -> None:
+    """Delete every adapter on the model's denoiser and freeze it: the base model again, as loaded
+    (the CLI engine hands one model to command after command)."""
+    net = FixManager(model).transformer
+    names = list(getattr(net, "peft_config", None) or {})
+    if names:
+        net.delete_adapters(names)
+    for p in net.parameters():
+        p.requires_grad_(False)
+
+
 def _validate_lora_file(file: Path) -> None:
     """Refuse corrupt or poisoned files before they reach the model."""
     from safetensors import SafetensorError, safe_open

@@ -8,6 +8,10 @@
     unlearn-studio check     --model faces --seeds 0-1023 [--run RUN ...]  (faces world: no prompt)
     unlearn-studio relapse   --run RUN                                     (embedded world)
     unlearn-studio studio    [--host 127.0.0.1] [--port 7860]              (the Gradio app)
+    unlearn-studio engine    [--model M] [--socket PATH]                   (keeps models loaded)
+
+While `engine` runs, the other commands run inside it (same files, same JSON, without the seconds of
+imports and model loading); UNLEARN_ENGINE=off runs every command in its own process (core/engine).
 
 Every command takes --model (default: the embedded model) and --device. An unconditional model
 (`--model faces`, a DDPM folder or hub id) takes no --prompt: its outputs are named by seed alone. Errors print one line
@@ -19,15 +23,17 @@ Choices, help and ranges come from the engine's typed configs (UnlearnConfig, su
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
 from pathlib import Path
 
-from .models.loading import EMBEDDED, FACES, LoadOptions
-from .surrogates import SURROGATE_KINDS, SURROGATES, param_spec
-from .unlearn.config import CHOICES, UNSET, UnlearnConfig
+from .engine.client import delegate
 
+# Names and defaults below come from core's typed configs, imported inside each function: `run` must
+# reach a running engine before this process pays for torch (core/engine).
+EMBEDDED, FACES = "embedded", "faces"  # core.models.loading's names (tests/test_engine.py checks they agree)
 EXIT_ERROR = 1
 
 
@@ -65,6 +71,8 @@ def _float_or_none(text: str):
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
+    from .unlearn.config import CHOICES, UNSET, UnlearnConfig
+
     g = p.add_argument_group("fix settings (UnlearnConfig; unset flags keep the model's defaults)")
     helps, types = UnlearnConfig.help(), {f: str(t) for f, t in UnlearnConfig.__annotations__.items()}
     for flag, name in CONFIG_FLAGS.items():
@@ -80,6 +88,8 @@ def _config_args(p: argparse.ArgumentParser) -> None:
 
 def _surrogate_param_args(p: argparse.ArgumentParser) -> None:
     """One flag per surrogate parameter name, its help from each kind's dataclass."""
+    from .surrogates import SURROGATES, param_spec
+
     g = p.add_argument_group("surrogate parameters (each applies to the kinds named in its help)")
     for name, kinds in _surrogate_param_names().items():
         specs = [(k, param_spec(SURROGATES[k].params_type, name)) for k in kinds]
@@ -93,6 +103,8 @@ def _surrogate_param_names() -> dict[str, list[str]]:
     """parameter name -> kinds that take it (paint's layers come from --layer files instead)."""
     from dataclasses import fields
 
+    from .surrogates import SURROGATES
+
     names: dict[str, list[str]] = {}
     for kind, maker in SURROGATES.items():
         for f in fields(maker.params_type):
@@ -105,6 +117,8 @@ _PROMPT_HELP = "required for text-to-image models; leave it out for unconditiona
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .surrogates import SURROGATE_KINDS
+
     parser = argparse.ArgumentParser(prog="unlearn-studio", description="Prompt-free instance unlearning for SD3 models.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -165,6 +179,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare-dir", type=Path, default=None, help="where `compare` outputs live (optional)")
     p.add_argument("--out", type=Path, required=True, help="the .zip to write")
 
+    from .engine.protocol import default_socket_path
+
+    p = sub.add_parser("engine", help="keep models loaded: later commands run in this process, without "
+                       "the start-up (stop with Ctrl+C)")
+    p.add_argument("--socket", type=Path, default=default_socket_path(),
+                   help="the Unix socket to listen on; clients use $UNLEARN_ENGINE or the same default")
+    p.add_argument("--idle-minutes", type=float, default=30.0, help="exit after this long without a command")
+    _model_args(p)
+
     p = sub.add_parser("studio", help="start the Gradio studio on 127.0.0.1")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
     p.add_argument("--allow-host", action="append", default=[],
@@ -182,8 +205,16 @@ _TEMP_DIRS: list[Path] = []  # scratch folders of this call, removed when the co
 _MADE_DIRS: list[Path] = []  # folders made for outputs: removed at the end if still empty
 
 
+def run(argv: list[str] | None = None, commands: dict | None = None) -> int:
+    """The shell's entry (`unlearn-studio`, `python -m core.cli`): a running engine answers the command
+    if one listens (`unlearn-studio engine`; UNLEARN_ENGINE=off never asks), else this process runs it."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    status = delegate(argv)
+    return main(argv, commands) if status is None else status
+
+
 def main(argv: list[str] | None = None, commands: dict | None = None) -> int:
-    """Run one command. `commands` adds or replaces handlers (gui/launcher.py passes `studio`)."""
+    """Run one command in this process. `commands` adds or replaces handlers (gui/launcher.py passes `studio`)."""
     args = build_parser().parse_args(argv)
     try:
         return _run_command({**COMMANDS, **(commands or {})}[args.command], args)
@@ -215,8 +246,10 @@ def _run_command(command, args) -> int:
 
 
 # -- commands ---------------------------------------------------------------------------------------
-def load_options(args) -> LoadOptions:
+def load_options(args):
     """The --device/--dtype/--keep-t5/--low-mem/--offline flags as typed LoadOptions."""
+    from .models.loading import LoadOptions
+
     return LoadOptions(device=args.device, dtype=args.dtype, drop_t5=not args.keep_t5, offline=args.offline,
                        cpu_offload=args.low_mem, gradient_checkpointing=args.low_mem)
 
@@ -230,9 +263,25 @@ def studio_options(args):
                          allow_hosts=tuple(getattr(args, "allow_host", None) or ()))
 
 
+_WARM = None  # the engine's loaded models while it runs a command (core/engine/server.py)
+
+
+@contextlib.contextmanager
+def warm_models(models):
+    """Commands inside this block take their model from `models` (a WarmModels) instead of loading it."""
+    global _WARM
+    _WARM = models
+    try:
+        yield
+    finally:
+        _WARM = None
+
+
 def _load(args):
     from .models.loading import load_model
 
+    if _WARM is not None:
+        return _WARM.get(args.model, load_options(args))
     return load_model(args.model, load_options(args))
 
 
@@ -280,7 +329,7 @@ def cmd_generate(args) -> int:
 def cmd_surrogate(args) -> int:
     from .images import load_image
     from .runs import atomic_save_image
-    from .surrogates import make_surrogate
+    from .surrogates import SURROGATES, make_surrogate
 
     maker = SURROGATES[args.kind]
     params = maker.params(surrogate_values(args))
@@ -319,6 +368,8 @@ def _open_layer(path: Path):
 
 def _unlearn_overrides(args) -> dict:
     """Given config flags only (UNSET = not given; None = an explicit reset)."""
+    from .unlearn.config import UNSET
+
     names = [*CONFIG_FLAGS.values(), *BOOL_FLAGS.values()]
     given = {n: getattr(args, f"cfg_{n}") for n in names if getattr(args, f"cfg_{n}") is not UNSET}
     if args.remember_steps is not None:
@@ -435,9 +486,16 @@ def cmd_studio(args) -> int:
                      "`python -m gui.launcher studio` or `python launch.py`")
 
 
+def cmd_engine(args) -> int:
+    from .engine.server import EngineOptions, serve
+
+    return serve(EngineOptions(socket=args.socket, model=args.model, load=load_options(args),
+                               idle_minutes=args.idle_minutes))
+
+
 COMMANDS = {"generate": cmd_generate, "surrogate": cmd_surrogate, "unlearn": cmd_unlearn,
             "compare": cmd_compare, "check": cmd_check, "relapse": cmd_relapse, "export": cmd_export,
-            "studio": cmd_studio}
+            "studio": cmd_studio, "engine": cmd_engine}
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run())

@@ -17,9 +17,9 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 def main(argv: list[str] | None = None) -> int:
-    from core.cli import main as cli_main
+    from core.cli import run
 
-    return cli_main(argv, commands={"studio": run_studio})
+    return run(argv, commands={"studio": run_studio})
 
 
 def run_studio(args) -> int:

@@ -11,6 +11,7 @@ import pytest
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ["UNLEARN_ENGINE"] = "off"  # a developer's running engine must not answer the tests' commands
 
 
 def pytest_addoption(parser):
