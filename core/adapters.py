@@ -252,8 +252,8 @@ class FixManager:
 
     # -- helpers -------------------------------------------------------------------------------
     def _check_name(self, name: str) -> None:
-        if not _NAME_RE.match(name):
-            raise AdapterError(f"fix name {name!r}: use letters, digits, '-' and '_' (max 80)")
+        if not valid_fix_name(name):
+            raise AdapterError(f"fix name {name!r}: {FIX_NAME_RULE}")
         if name in self.fixes:
             raise AdapterError(f"a fix named {name!r} is already loaded")
 
@@ -261,6 +261,13 @@ class FixManager:
         if name not in self.fixes:
             raise AdapterError(f"no fix named {name!r}; loaded: {', '.join(self.fixes) or 'none'}")
         return self.fixes[name]
+
+
+FIX_NAME_RULE = "use letters, digits, '-' and '_' (max 80)"
+
+
+def valid_fix_name(name: str) -> bool:
+    return bool(_NAME_RE.match(name))
 
 
 def strip_adapters(model: LoadedModel) -> None:

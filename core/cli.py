@@ -378,6 +378,7 @@ def _unlearn_overrides(args) -> dict:
 
 
 def cmd_unlearn(args) -> int:
+    from .adapters import FIX_NAME_RULE, valid_fix_name
     from .generate import generate
     from .images import load_image
     from .limits import check_seed
@@ -386,6 +387,8 @@ def cmd_unlearn(args) -> int:
     if out.exists():
         raise FileExistsError(f"{out} exists; choose a new --out folder (runs are never overwritten)")
     check_seed(args.seed, "--seed")
+    if not valid_fix_name(out.name):
+        raise ValueError(f"--out {args.out}: the folder's name {out.name!r} becomes the fix's name: {FIX_NAME_RULE}")
     surrogate = load_image(args.surrogate)  # bad inputs fail before the model loads
     flagged = load_image(args.flagged) if args.flagged else None
     if not out.parent.exists():  # made for this run: removed again if the run fails

@@ -95,6 +95,10 @@ def test_cli_errors_are_one_line_with_nonzero_exit(tiny_model_dir, tmp_path, cap
                         "--remember-target", "model", "--remember-model-share", 1.5, "--model", tiny_model_dir,
                         "--out", tmp_path / "r4")
     assert code == 1 and "remember_model_share=1.5" in err and "[0, 1]" in err and not (tmp_path / "r4").exists()
+    # a run folder's name becomes the fix's name: refused before any model loads (a missing model is not reached)
+    code, _, err = _run(capsys, "unlearn", "--prompt", "p", "--seed", 0, "--surrogate", tmp_path / "white.png",
+                        "--model", tmp_path / "nope", "--out", tmp_path / "runs/tmp.x")
+    assert code == 1 and "--out" in err and "'tmp.x' becomes the fix's name" in err and not (tmp_path / "runs").exists()
 
 
 def test_console_entry_point_runs_as_a_process(tmp_path):
