@@ -168,6 +168,9 @@ def serve(options: EngineOptions, log=None) -> int:
     """Listen until idle, Ctrl+C, or the socket file goes. Returns the exit status."""
     from .. import cli
 
+    if not hasattr(socket, "AF_UNIX"):
+        raise RuntimeError("the engine listens on a Unix socket, which this system lacks; every command runs "
+                           "in its own process here")
     if threading.current_thread() is not threading.main_thread():
         raise RuntimeError("the engine runs commands in the main thread (torch's thread pool lives there); "
                            "start it as its own process: unlearn-studio engine")
