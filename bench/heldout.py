@@ -221,7 +221,8 @@ def main(argv=None) -> int:
             rec, pairs = fix(studio, row, prompt, seed, own, args.surrogate)
             rec.update(evaluate(studio, prompt, seed, rec["run_id"], own, others))
             studio.remove_fix(rec["run_id"])
-            rec.update(agree=pairs, prompt_seeds=n_own, other_seeds=n_other, other_prompts=len(others.renders))
+            rec.update(agree=pairs, prompt_seeds=n_own, other_seeds=n_other, other_prompts=len(others.renders),
+                       surrogate=args.surrogate)
             records.append(rec)
             agree[row] += pairs
             (args.out / f"{args.name or 'heldout'}.partial.json").write_text(json.dumps(records, default=str))
@@ -237,6 +238,11 @@ def combine(args) -> int:
     from core.models import load_model
 
     records = [r for path in args.combine for r in json.loads(path.read_text())]
+    # the surrogate is the records' own (files written before it was recorded: --surrogate says it)
+    kinds = {r.get("surrogate", args.surrogate) for r in records}
+    if len(kinds) > 1:
+        raise SystemExit(f"--combine: these files mix surrogates ({', '.join(sorted(kinds))}); combine one kind at a time")
+    args.surrogate = kinds.pop() if kinds else args.surrogate
     rows = list(dict.fromkeys(r["row"] for r in records))
     summary = {row: summarise([r for r in records if r["row"] == row],
                               [tuple(a) for r in records if r["row"] == row for a in r["agree"]]) for row in rows}
