@@ -119,7 +119,7 @@ def test_engine_refuses_other_settings_and_the_client_runs_the_command_itself(en
     assert (tmp_path / "g/seed-0000.png").exists()
 
 
-def test_a_client_that_leaves_stops_its_command_and_the_engine_goes_on(engine, tmp_path):
+def test_a_client_that_leaves_stops_its_command_and_the_next_one_runs(engine, tmp_path):
     on = _env(engine["sock"])
     _cli(on, "generate", "--prompt", "x", "--seeds", "0", "--model", engine["model"], "--out", tmp_path / "g")
     _cli(on, "surrogate", "--image", tmp_path / "g/seed-0000.png", "--kind", "flip", "--out", tmp_path / "s.png")
@@ -130,8 +130,15 @@ def test_a_client_that_leaves_stops_its_command_and_the_engine_goes_on(engine, t
     line = ""
     while "unlearning:" not in line:  # training has started
         line = client.stderr.read(64) if client.poll() is None else pytest.fail("the fix ended early")
+    # one command at a time: a second client is told it waits, and runs once the first has gone
+    second = subprocess.Popen([sys.executable, "-m", "core.cli", "generate", "--prompt", "x", "--seeds", "0",
+                               "--model", engine["model"], "--out", str(tmp_path / "g3")],
+                              env=on, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
     client.kill()
     client.wait()
+    assert second.wait(120) == 0
+    assert "is busy with another command; waiting" in second.stderr.read()
     deadline = time.monotonic() + 60
     while "unlearn stopped: the client left" not in engine["log"].read_text():
         assert time.monotonic() < deadline, engine["log"].read_text()

@@ -8,10 +8,13 @@ stale one, $UNLEARN_ENGINE=off, or an engine that runs other code): the caller t
 from __future__ import annotations
 
 import os
+import select
 import socket
 import sys
 
 from .protocol import LOCAL_COMMANDS, code_fingerprint, receive, result_env, send, socket_path
+
+BUSY_NOTE_AFTER_S = 2.0  # the engine answers "started" at once when it is free
 
 
 def delegate(argv: list[str]) -> int | None:
@@ -30,6 +33,9 @@ def delegate(argv: list[str]) -> int | None:
         try:
             send(conn, {"argv": list(argv), "cwd": os.getcwd(), "code": code_fingerprint(),
                         "env": result_env()})
+            if not select.select([sock], [], [], BUSY_NOTE_AFTER_S)[0]:  # it takes one command at a time
+                print(f"engine at {path} is busy with another command; waiting (Ctrl+C stops waiting)",
+                      file=sys.stderr, flush=True)
             return _relay(conn, path)
         except KeyboardInterrupt:  # closing the connection stops the command in the engine
             print("interrupted", file=sys.stderr)
@@ -47,6 +53,8 @@ def _relay(conn, path) -> int | None:
             print(f"error: the engine at {path} closed the connection before the command ended (was it "
                   "stopped?); run the command again", file=sys.stderr)
             return 1
+        if "started" in message:
+            continue
         if "out" in message:
             sys.stdout.write(message["out"])
             sys.stdout.flush()

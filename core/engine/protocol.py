@@ -3,7 +3,7 @@ before torch, and only if no engine answers does the command pay for torch.
 
 One command per connection, newline-delimited JSON:
     client -> server  {"argv": [...], "cwd": "...", "code": "<fingerprint>", "env": {...}}
-    server -> client  {"out": "text"} | {"err": "text"} ... then {"exit": 0} or {"refused": "why"}
+    server -> client  {"refused": "why"}, or {"started": true}, {"out": "text"} | {"err": "text"} ..., {"exit": 0}
 """
 
 from __future__ import annotations

@@ -251,6 +251,7 @@ def _serve_one(conn: socket.socket, code: str, models: WarmModels, cli, log) -> 
             with contextlib.suppress(OSError):
                 send(stream, {"refused": why})
             return
+        send(stream, {"started": True})
         argv, started = request["argv"], time.perf_counter()
         out, err = _ToClient(stream, "out"), _ToClient(stream, "err")
         ctrl_c = []
