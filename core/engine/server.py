@@ -86,6 +86,10 @@ class WarmModels:
             if not same:
                 self.log(f"model {key[0]!r} dropped after a command ({why}); it loads again when next used")
                 del self._models[key]
+        import torch
+
+        if torch.cuda.is_available():  # what a command's activations held goes back to other programs
+            torch.cuda.empty_cache()
 
 
 def _base_checksum(model) -> float:
