@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -276,7 +277,9 @@ def strip_adapters(model: LoadedModel) -> None:
     net = FixManager(model).transformer
     names = list(getattr(net, "peft_config", None) or {})
     if names:
-        net.delete_adapters(names)
+        with warnings.catch_warnings():  # peft warns that the active adapter goes: that is the point
+            warnings.simplefilter("ignore", UserWarning)
+            net.delete_adapters(names)
     for p in net.parameters():
         p.requires_grad_(False)
 

@@ -195,3 +195,26 @@ def test_the_cli_reaches_an_engine_before_importing_torch():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     assert subprocess.run([sys.executable, "-c", before], env=env, capture_output=True, text=True).stdout.strip() == "False"
     assert subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True).stdout.strip() == "True"
+
+
+@pytest.mark.parametrize("kind", ["sd3", "ddpm"])
+def test_strip_adapters_gives_back_the_base_model(kind, tiny_model_dir, ddpm_dir):
+    import torch
+
+    from core.adapters import FixManager, strip_adapters
+    from core.generate import generate
+    from core.models import load_model
+
+    model = load_model(str(tiny_model_dir if kind == "sd3" else ddpm_dir))
+    prompt = "x" if kind == "sd3" else ""
+    base = generate(model, prompt, [0])[0].image
+    fixes = FixManager(model)
+    for name in ("a", "b"):
+        with torch.no_grad():
+            for p in fixes.create(name):
+                p.add_(0.5 * torch.randn_like(p))
+    assert not np.array_equal(np.asarray(generate(model, prompt, [0])[0].image), np.asarray(base))
+    strip_adapters(model)
+    assert not getattr(model.denoiser, "peft_config", None)
+    assert not any(p.requires_grad for p in model.denoiser.parameters())
+    assert np.array_equal(np.asarray(generate(model, prompt, [0])[0].image), np.asarray(base))
