@@ -218,3 +218,18 @@ def test_strip_adapters_gives_back_the_base_model(kind, tiny_model_dir, ddpm_dir
     assert not getattr(model.denoiser, "peft_config", None)
     assert not any(p.requires_grad for p in model.denoiser.parameters())
     assert np.array_equal(np.asarray(generate(model, prompt, [0])[0].image), np.asarray(base))
+
+
+def test_warm_models_know_a_folder_by_its_full_path(tiny_model_dir, tmp_path, monkeypatch):
+    from core.engine.server import WarmModels
+    from core.models.loading import LoadOptions
+
+    for side in ("a", "b"):
+        shutil.copytree(tiny_model_dir, tmp_path / side / "model")
+    models = WarmModels(keep=2)
+    monkeypatch.chdir(tmp_path / "a")
+    first = models.get("model", LoadOptions(device="cpu"))
+    assert models.get("model", LoadOptions(device="cpu")) is first
+    monkeypatch.chdir(tmp_path / "b")  # the same words from another folder: another model
+    second = models.get("model", LoadOptions(device="cpu"))
+    assert second is not first and Path(second.location).resolve().parent == (tmp_path / "b").resolve()

@@ -61,7 +61,9 @@ class WarmModels:
     def get(self, name: str, options: LoadOptions):
         from ..models.loading import load_model
 
-        key = (name, repr(options))  # LoadOptions is a plain (unhashable) dataclass
+        # a folder is known by its full path (clients in other folders may say "./model"); LoadOptions
+        # is a plain, unhashable dataclass
+        key = (str(Path(name).resolve()) if Path(name).exists() else name, repr(options))
         if key in self._models:
             self._models[key] = self._models.pop(key)  # most recently used last
             return self._models[key][0]
