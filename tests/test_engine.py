@@ -220,7 +220,7 @@ def test_strip_adapters_gives_back_the_base_model(kind, tiny_model_dir, ddpm_dir
     assert np.array_equal(np.asarray(generate(model, prompt, [0])[0].image), np.asarray(base))
 
 
-def test_warm_models_know_a_folder_by_its_full_path(tiny_model_dir, tmp_path, monkeypatch):
+def test_warm_models_know_a_folder_by_its_full_path_and_its_files(tiny_model_dir, tmp_path, monkeypatch):
     from core.engine.server import WarmModels
     from core.models.loading import LoadOptions
 
@@ -233,3 +233,7 @@ def test_warm_models_know_a_folder_by_its_full_path(tiny_model_dir, tmp_path, mo
     monkeypatch.chdir(tmp_path / "b")  # the same words from another folder: another model
     second = models.get("model", LoadOptions(device="cpu"))
     assert second is not first and Path(second.location).resolve().parent == (tmp_path / "b").resolve()
+    # a folder rebuilt in place is loaded again
+    weights = next((tmp_path / "b" / "model").rglob("*.safetensors"))
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    assert models.get("model", LoadOptions(device="cpu")) is not second

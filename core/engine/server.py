@@ -61,9 +61,7 @@ class WarmModels:
     def get(self, name: str, options: LoadOptions):
         from ..models.loading import load_model
 
-        # a folder is known by its full path (clients in other folders may say "./model"); LoadOptions
-        # is a plain, unhashable dataclass
-        key = (str(Path(name).resolve()) if Path(name).exists() else name, repr(options))
+        key = _model_key(name, options)
         if key in self._models:
             self._models[key] = self._models.pop(key)  # most recently used last
             return self._models[key][0]
@@ -92,6 +90,16 @@ class WarmModels:
 
         if torch.cuda.is_available():  # what a command's activations held goes back to other programs
             torch.cuda.empty_cache()
+
+
+def _model_key(name: str, options: LoadOptions) -> tuple:
+    """A folder is known by its full path (clients in other folders may say "./model") and by its
+    files' newest change (a folder rebuilt in place is another model); LoadOptions is unhashable."""
+    path = Path(name)
+    if not path.exists():
+        return (name, repr(options))
+    newest = max((f.stat().st_mtime_ns for f in path.rglob("*") if f.is_file()), default=0)
+    return (str(path.resolve()), newest, repr(options))
 
 
 def _base_checksum(model) -> float:
