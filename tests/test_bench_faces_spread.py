@@ -29,3 +29,24 @@ def test_a_fix_whose_own_seed_stays_a_copy_until_a_later_fix_is_not_a_relapse():
     ]}
     s = run_summary(data)
     assert s["relapse"] is False and s["copies_at_end"] == 0 and s["fix_seed"] == 0
+
+
+def test_judge_copy_check_counts_by_build_threshold(tmp_path):
+    import json
+
+    from bench.faces_judge_copy_check import judged_fixes, main
+
+    def row(kind, sim, verdict, forgotten=True):
+        return {"surrogate": {"kind": kind}, "judge_forgotten": forgotten,
+                "judge": str({"score": 0.6, "copy_similarity": sim}), "flagged_seed_after": {"verdict": verdict}}
+
+    (tmp_path / "faces_tune_a.json").write_text(json.dumps({"rows": [
+        row("paint", 0.99, "planted_error"), row("paint", 0.97, "correct"), row("other_face", 0.9, "planted_error"),
+        row("other_face", 0.995, "planted_error", forgotten=False)]}))
+    (tmp_path / "faces_tune_build_seed1_b.json").write_text(json.dumps({"rows": [row("paint", 0.97, "planted_error")]}))
+    fixes = judged_fixes(sorted(tmp_path.glob("faces_tune_*.json")))
+    assert len(fixes) == 4  # the fix the judge did not call forgotten is not counted
+    main(["--results", str(tmp_path), "--name", "check"])
+    text = (tmp_path / "check.md").read_text()
+    # paint: two still copies, both over their build's threshold (0.99 >= 0.984, 0.97 >= 0.965); 0.97 on seed 0 is not
+    assert "| other_face | 1 | 0 | 0 |" in text and "| paint | 2 | 2 | 0 |" in text
