@@ -116,8 +116,9 @@ class _ToClient(io.TextIOBase):
     """sys.stdout / sys.stderr of a command: each write becomes one frame to the client. A client
     that has gone takes no more frames (the command is being stopped)."""
 
-    def __init__(self, conn, key: str):
+    def __init__(self, conn, key: str, lock: threading.Lock):
         self.conn, self.key, self.gone = conn, key, False
+        self.lock = lock  # stdout and stderr share one connection; a library thread may write too
 
     @property
     def encoding(self):
@@ -132,7 +133,8 @@ class _ToClient(io.TextIOBase):
     def write(self, text: str) -> int:
         if text and not self.gone:
             try:
-                send(self.conn, {self.key: text})
+                with self.lock:
+                    send(self.conn, {self.key: text})
             except OSError:
                 self.gone = True
         return len(text)
@@ -267,7 +269,8 @@ def _serve_one(conn: socket.socket, code: str, models: WarmModels, cli, log) -> 
             return
         send(stream, {"started": True})
         argv, started = request["argv"], time.perf_counter()
-        out, err = _ToClient(stream, "out"), _ToClient(stream, "err")
+        lock = threading.Lock()
+        out, err = _ToClient(stream, "out", lock), _ToClient(stream, "err", lock)
         ctrl_c = []
         watch = _HangupWatch(conn)
         try:
