@@ -117,6 +117,8 @@ _PROMPT_HELP = "required for text-to-image models; leave it out for unconditiona
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from dataclasses import fields
+
     from .surrogates import SURROGATE_KINDS
 
     parser = argparse.ArgumentParser(prog="unlearn-studio", description="Prompt-free instance unlearning for SD3 models.")
@@ -180,12 +182,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="the .zip to write")
 
     from .engine.protocol import default_socket_path
+    from .engine.server import EngineOptions
 
+    engine_help = {f.name: f.metadata["help"] for f in fields(EngineOptions)}
     p = sub.add_parser("engine", help="keep models loaded: later commands run in this process, without "
                        "the start-up (stop with Ctrl+C)")
     p.add_argument("--socket", type=Path, default=default_socket_path(),
-                   help="the Unix socket to listen on; clients use $UNLEARN_ENGINE or the same default")
-    p.add_argument("--idle-minutes", type=float, default=30.0, help="exit after this long without a command")
+                   help=engine_help["socket"] + " (default: $UNLEARN_ENGINE, else the user's cache folder)")
+    p.add_argument("--idle-minutes", type=float, default=EngineOptions.__dataclass_fields__["idle_minutes"].default,
+                   help=engine_help["idle_minutes"])
     _model_args(p)
 
     p = sub.add_parser("studio", help="start the Gradio studio on 127.0.0.1")

@@ -34,9 +34,10 @@ IDLE_MINUTES_RANGE = (0.1, 7 * 24 * 60)
 
 @dataclass(frozen=True)
 class EngineOptions:
-    socket: Path = field(metadata={"help": "the Unix socket to listen on (clients find it the same way)"})
-    model: str = field(default=EMBEDDED, metadata={"help": "the model loaded at start (others load on first use)"})
-    load: LoadOptions = field(default_factory=LoadOptions)
+    socket: Path = field(metadata={"help": "the Unix socket to listen on; clients look in the same place"})
+    model: str = field(default=EMBEDDED, metadata={"help": "the model loaded at start (another loads when a "
+                                                           "command asks for it, in its place)"})
+    load: LoadOptions = field(default_factory=LoadOptions, metadata={"help": "device, dtype and memory options"})
     idle_minutes: float = field(default=30.0, metadata={"help": "exit after this long without a command"})
 
     def __post_init__(self):
