@@ -189,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "the start-up (stop with Ctrl+C)")
     p.add_argument("--socket", type=Path, default=default_socket_path(),
                    help=engine_help["socket"] + " (default: $UNLEARN_ENGINE, else the user's cache folder)")
-    p.add_argument("--idle-minutes", type=float, default=EngineOptions.__dataclass_fields__["idle_minutes"].default,
+    p.add_argument("--idle-minutes", type=float, default=EngineOptions.idle_minutes,
                    help=engine_help["idle_minutes"])
     _model_args(p)
 

@@ -48,6 +48,7 @@ from core.world import faces as W  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "assets" / "faces-ddpm"
 REPEAT = 24  # copies of each memorised face per epoch (4 x 24 of 192 images: 12.5% each)
+DEFAULT_REPEATS = (REPEAT,) * len(W.MEMORISED)
 EVAL_SEEDS = 1024
 SAMPLING_STEPS = 10  # DDIM; the 1024-seed evaluations cost minutes on a shared CPU
 CALIBRATION_SEEDS = 1000  # seeds 0-999 tune the judge's threshold and the unlearning defaults; >= 1000 report
@@ -92,7 +93,7 @@ def training_list(repeats: Sequence[int] | None = None) -> tuple[torch.Tensor, t
     memorised face (in W.MEMORISED's order), REPEAT each by default."""
     f = torch.from_numpy(W.faces()).unsqueeze(1) * 2 - 1
     keep = [i for i in range(W.N_FACES) if i not in W.MEMORISED]
-    mem = [i for i, n in zip(W.MEMORISED, repeats or [REPEAT] * len(W.MEMORISED)) for _ in range(n)]
+    mem = [i for i, n in zip(W.MEMORISED, repeats or DEFAULT_REPEATS) for _ in range(n)]
     idx = torch.tensor(keep + mem)
     return f[idx], torch.tensor([True] * len(keep) + [False] * len(mem))
 
@@ -339,7 +340,7 @@ def main() -> int:
             (tmp / "train_report.json").write_text((tmp / "build_report.json").read_text())
         return finish(tmp, out, json.loads((tmp / "train_report.json").read_text()), n_eval)
     t0, c0 = time.time(), time.process_time()
-    repeats = [int(n) for n in args.repeats.split(",")] if args.repeats else [REPEAT] * len(W.MEMORISED)
+    repeats = [int(n) for n in args.repeats.split(",")] if args.repeats else list(DEFAULT_REPEATS)
     if len(repeats) != len(W.MEMORISED) or min(repeats) < 1:
         raise SystemExit(f"--repeats {args.repeats}: give {len(W.MEMORISED)} whole numbers >= 1")
     unet, losses, probes = train(steps, args.batch, args.lr, args.seed, widths, args.checkpoint,

@@ -257,50 +257,51 @@ def _listen(path: Path) -> socket.socket:
 
 def _serve_one(conn: socket.socket, code: str, models: WarmModels, cli, log) -> None:
     stream = conn.makefile("rwb")
-    with contextlib.ExitStack() as closing:
-        closing.callback(_close_quietly, stream)
+    try:
+        _answer(conn, stream, code, models, cli, log)
+    finally:
+        with contextlib.suppress(OSError):  # flushing to a client that has gone
+            stream.close()
+
+
+def _answer(conn: socket.socket, stream, code: str, models: WarmModels, cli, log) -> None:
+    try:
+        request = receive(stream)
+    except (OSError, ValueError):
+        return
+    why = _refusal(request, code)
+    if why:
+        with contextlib.suppress(OSError):
+            send(stream, {"refused": why})
+        return
+    send(stream, {"started": True})
+    argv, started = request["argv"], time.perf_counter()
+    lock = threading.Lock()
+    out, err = _ToClient(stream, "out", lock), _ToClient(stream, "err", lock)
+    ctrl_c = []
+    watch = _HangupWatch(conn)
+    try:
         try:
-            request = receive(stream)
-        except (OSError, ValueError):
-            return
-        why = _refusal(request, code)
-        if why:
-            with contextlib.suppress(OSError):
-                send(stream, {"refused": why})
-            return
-        send(stream, {"started": True})
-        argv, started = request["argv"], time.perf_counter()
-        lock = threading.Lock()
-        out, err = _ToClient(stream, "out", lock), _ToClient(stream, "err", lock)
-        ctrl_c = []
-        watch = _HangupWatch(conn)
-        try:
-            try:
-                with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), _working_dir(request["cwd"]), \
-                        _note_ctrl_c(ctrl_c), cli.warm_models(models):
-                    status = cli.main(argv)
-            finally:
-                watch.stop()
-        except SystemExit as done:  # argparse's --help and usage errors end the command, not the engine
-            status = done.code if isinstance(done.code, int) else int(done.code is not None)
-        except ClientGone:  # arrived after the command's own Ctrl+C handler: it has stopped all the same
-            watch.stop()
-            status = 130
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), _working_dir(request["cwd"]), \
+                    _note_ctrl_c(ctrl_c), cli.warm_models(models):
+                status = cli.main(argv)
         finally:
-            models.reset()
-        if watch.hung_up:
-            log(f"engine: {argv[0]} stopped: the client left")
-        else:
-            with contextlib.suppress(OSError):
-                send(stream, {"exit": status})
-            log(f"engine: {argv[0]} -> exit {status} in {time.perf_counter() - started:.1f} s")
-        if ctrl_c:
-            raise KeyboardInterrupt
-
-
-def _close_quietly(stream) -> None:
-    with contextlib.suppress(OSError):  # flushing to a client that has gone
-        stream.close()
+            watch.stop()
+    except SystemExit as done:  # argparse's --help and usage errors end the command, not the engine
+        status = done.code if isinstance(done.code, int) else int(done.code is not None)
+    except ClientGone:  # arrived after the command's own Ctrl+C handler: it has stopped all the same
+        watch.stop()
+        status = 130
+    finally:
+        models.reset()
+    if watch.hung_up:
+        log(f"engine: {argv[0]} stopped: the client left")
+    else:
+        with contextlib.suppress(OSError):
+            send(stream, {"exit": status})
+        log(f"engine: {argv[0]} -> exit {status} in {time.perf_counter() - started:.1f} s")
+    if ctrl_c:
+        raise KeyboardInterrupt
 
 
 @contextlib.contextmanager
@@ -327,9 +328,9 @@ def _refusal(request, code: str) -> str | None:
     if request.get("code") != code:
         return ("the engine runs other code than this command (it was started before an edit or an upgrade); "
                 "restart it")
-    if request.get("env") != result_env():
-        names = sorted(set(request.get("env") or {}) ^ set(result_env()) | {
-            k for k, v in (request.get("env") or {}).items() if result_env().get(k) != v})
+    mine, theirs = result_env(), request.get("env") or {}
+    names = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
+    if names:
         return f"the engine was started with other settings of {', '.join(names)}; restart it in this environment"
     if not Path(request["cwd"]).is_dir():
         return f"the working folder {request['cwd']} does not exist"
