@@ -38,8 +38,6 @@ def main() -> int:
     ap.add_argument("--surrogate", choices=SURROGATES, default="paint")
     ap.add_argument("--method", choices=METHODS, default="surrogate",
                     help="the unlearning method of every fix (the baselines at the studio's other defaults)")
-    ap.add_argument("--refit", action="store_true",
-                    help="each fix refits the enabled earlier ones into one adapter (Studio.unlearn replaces=)")
     add_set_option(ap, "override a field of every fix's UnlearnConfig (JSON value), e.g. --set remember_from=base")
     ap.add_argument("--figure-seeds", type=int, default=8, help="novel outputs shown before and after each fix")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
@@ -62,8 +60,7 @@ def main() -> int:
             continue
         try:
             config = studio.default_config(method=args.method).with_overrides(**overrides)
-            replaces = [n for n, f in studio.fixes.fixes.items() if f.enabled] if args.refit else []
-            fix = fix_face(studio, found[0], config, args.surrogate, replaces)
+            fix = fix_face(studio, found[0], config, args.surrogate)
         except AlreadyFixedError as err:
             rows.append({"face": target, "skipped": str(err)})
             continue
@@ -80,7 +77,7 @@ def main() -> int:
                      "flagged_seeds_now": earlier, "ssim_novel_outputs_mean": ev["ssim_mean"]})
     out = {"build": build_name(model), "flag_seeds": args.flag_seeds, "report_seeds": args.report_seeds,
            "command": "python bench/faces_sequential.py " + " ".join(sys.argv[1:]), "copy_rate_before": before,
-           "surrogate": args.surrogate, "method": args.method, "overrides": overrides, "refit": args.refit,
+           "surrogate": args.surrogate, "method": args.method, "overrides": overrides,
            "rows": rows}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.name}.json").write_text(json.dumps(out, indent=1))

@@ -160,10 +160,8 @@ class FaceFix:
     surrogate_info: dict
 
 
-def fix_face(studio: Studio, inst: FaceInstance, config: UnlearnConfig, surrogate_kind: str = "paint",
-             replaces: Sequence[str] = ()) -> FaceFix:
-    """Train one fix of `inst` with a `surrogate_kind` surrogate of its flagged output (refitting the
-    fixes `replaces` into it)."""
+def fix_face(studio: Studio, inst: FaceInstance, config: UnlearnConfig, surrogate_kind: str = "paint") -> FaceFix:
+    """Train one fix of `inst` with a `surrogate_kind` surrogate of its flagged output."""
     flagged = generate(studio.model, "", [inst.seed])[0].image
     surrogate, info = make_surrogate(surrogate_kind, flagged, studio)
     first: list[int] = []
@@ -173,7 +171,7 @@ def fix_face(studio: Studio, inst: FaceInstance, config: UnlearnConfig, surrogat
             first.append(step)
 
     t0 = time.perf_counter()
-    res = studio.unlearn("", flagged, surrogate, inst.seed, config, info, on_monitor=on_monitor, replaces=replaces)
+    res = studio.unlearn("", flagged, surrogate, inst.seed, config, info, on_monitor=on_monitor)
     return FaceFix(res, first[0] if first else None, time.perf_counter() - t0, surrogate, info)
 
 

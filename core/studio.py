@@ -21,7 +21,6 @@ from .adapters import AdapterError, FixManager
 from .compare import Moved, PromptComparison, add_per_seed_lpips, compare_prompt, moved_most, per_seed_lpips_report, \
     write_comparison
 from .generate import Generated, check_prompt_for, generate, save_generations
-from .images import fit_to_model, load_image
 from .judge import ForgettingJudge
 from .metrics import availability, lpips, sscd_similarity
 from .metrics.clip_space import clip_fd, clip_similarity
@@ -173,15 +172,11 @@ class Studio:
     def unlearn(self, prompt: str, flagged: Image.Image, surrogate: Image.Image, seed: int | None,
                 config: UnlearnConfig | None = None, surrogate_info: dict | None = None, on_step=None, cancel=None,
                 on_monitor: Callable[[int, Image.Image], None] | None = None, progress=None,
-                run_id: str | None = None, replaces: Sequence[str] = ()) -> FixResult:
+                run_id: str | None = None) -> FixResult:
         """One fix. The forgetting judge decides (core/judge.py); `config.oracle="checker"` lets the
-        flags world's checker decide instead, as an ablation for benches. `replaces`: fixes of the same
-        prompt that this one refits into one adapter (their instances are forgotten too, trained from
-        the model without them); they are switched off once it is fixed, and left as they were if not."""
+        flags world's checker decide instead, as an ablation for benches."""
         self.stop_preparing()  # the fix draws what is still missing itself; what was drawn is in the store
         config = config or self.default_config()
-        also = [inst for name in replaces for inst in self._fix_instances(name)]
-        was = {name: self.fixes.fixes[name].enabled for name in replaces}
         is_fixed = keep = keep_key = None
         if config.oracle == "checker":
             if self.model.info.world != "flags":
@@ -193,46 +188,16 @@ class Studio:
             if config.remember_filter:
                 keep = lambda p, img: self.check(p, img)["verdict"] != "planted_error"  # noqa: E731
                 keep_key = "checker: not planted_error"
-        request = FixRequest(prompt, flagged, surrogate, seed, surrogate_info or {}, also)
-        for name in replaces:
-            self.fixes.set_enabled(name, False)
-        try:
-            result = unlearn(self.model, self.fixes, self.store, request, config, on_step=on_step, cancel=cancel,
-                             is_fixed=is_fixed, on_monitor=on_monitor, keep_in_remember=keep, progress=progress,
-                             model_defaults_applied=self.model.info.unlearn_defaults, run_id=run_id,
-                             remember_cache=self.remember_cache, keep_key=keep_key)
-        except BaseException:
-            for name, on in was.items():
-                self.fixes.set_enabled(name, on)
-            raise
+        result = unlearn(self.model, self.fixes, self.store, FixRequest(prompt, flagged, surrogate, seed, surrogate_info or {}),
+                         config, on_step=on_step, cancel=cancel, is_fixed=is_fixed, on_monitor=on_monitor,
+                         keep_in_remember=keep, progress=progress, model_defaults_applied=self.model.info.unlearn_defaults,
+                         run_id=run_id, remember_cache=self.remember_cache, keep_key=keep_key)
         if result.run.metrics().get("flagged_seed_fixed") is False:
             # Kept for inspection but not applied: measured on the embedded model, a fix that ends
             # with the error still drawn damages the prompt's other seeds and undoes earlier fixes.
             self.fixes.set_enabled(result.run.run_id, False)
-            for name, on in was.items():
-                self.fixes.set_enabled(name, on)
         self._save_state()
         return result
-
-    def _fix_instances(self, name: str) -> list[FixRequest]:
-        """The instances fix `name` forgets (its flagged seed and any it refitted), read from its run
-        folder, for a refit that replaces it."""
-        if name not in self.fixes.fixes:
-            raise ValueError(f"replaces: no fix named {name!r} is loaded (loaded: {', '.join(self.fixes.fixes) or 'none'})")
-        run = self.store.get(name)
-        c = run.config
-        if c.get("seed") is None:
-            raise ValueError(f"replaces: fix {name!r} has no flagged seed; a refit checks each instance at its seed")
-        res = self.model.info.resolution
-        pictures = lambda f, s: (fit_to_model(load_image(run.path / f), res, f"fix {name}'s {f}"),  # noqa: E731
-                                 fit_to_model(load_image(run.path / s), res, f"fix {name}'s {s}"))
-        out = [FixRequest(c.get("prompt", ""), *pictures(c.get("flagged_image", "flagged.png"),
-                                                       c.get("surrogate_image", "surrogate.png")), c["seed"],
-                          c.get("surrogate", {}))]
-        for a in c.get("also_forget", []):
-            out.append(FixRequest(c.get("prompt", ""), *pictures(a["flagged_image"], a["surrogate_image"]), a["seed"],
-                                  a.get("surrogate", {})))
-        return out
 
     def prepare_fix(self, prompt: str, steps: int | None = None, guidance: float | None = None,
                     config: UnlearnConfig | None = None, flagged: Image.Image | None = None) -> Preparation:

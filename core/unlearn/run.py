@@ -53,9 +53,6 @@ class FixRequest:
     surrogate: Image.Image
     seed: int | None = None  # the flagged seed, if the image came from this model
     surrogate_info: dict = field(default_factory=dict)  # how the surrogate was made
-    # More instances the same adapter forgets: a refit of earlier fixes into one (Studio.unlearn's
-    # `replaces`). Each has the same prompt and its own flagged seed, which the monitor judges too.
-    also: list["FixRequest"] = field(default_factory=list)
 
 
 @dataclass
@@ -99,7 +96,6 @@ def unlearn(
     check_prompt_for(model, request.prompt)  # "" for an unconditional model: a fix named by its seed alone
     if request.seed is not None:
         check_seed(request.seed, "flagged seed")
-    also = _also_instances(model, request, config)
     t_start = time.perf_counter()
     judge = ForgettingJudge.for_model(model, flagged, surrogate, config.forget_threshold)
     oracle = "external" if is_fixed else config.oracle
@@ -123,7 +119,7 @@ def unlearn(
     # from the base (earlier_fixes.py); flagged seed excluded. The judge finds look-alike prompts
     # (remembered most) and keeps the flagged prompt's outputs that show the flagged picture out
     # (they would fight the fix).
-    excluded = {s for s in [request.seed] + [a.request.seed for a in also] if s is not None}
+    excluded = {request.seed} if request.seed is not None else set()
     prompts = remember_prompts_for(model, request.prompt, config)
     remember_store = remember_cache.store if remember_cache is not None else None
     earlier = earlier_fixes(model, fixes, store, config)  # remember_from="base": what they removed stays out
@@ -131,12 +127,8 @@ def unlearn(
         if keep_in_remember is None:
             config = _with_lookalikes(model, fixes, judge, prompts, config, progress, cancel, remember_store)
         if keep_in_remember is None and config.remember_filter:
-            judges = [judge] + [a.judge for a in also]
-            keep_in_remember = lambda p, img: p != request.prompt or not any(  # noqa: E731
-                j.shows_error([img])[0] for j in judges)
-            keep_key = f"judge {judge.descriptor.name}: " + "; ".join(
-                f"flagged {_image_digest(f)} surrogate {_image_digest(s)}"
-                for f, s in [(flagged, surrogate)] + [(a.flagged, a.surrogate) for a in also])
+            keep_in_remember = lambda p, img: p != request.prompt or not judge.shows_error([img])[0]  # noqa: E731
+            keep_key = f"judge {judge.descriptor.name}: flagged {_image_digest(flagged)} surrogate {_image_digest(surrogate)}"
         keep_in_remember, keep_key = leaving_out(earlier, keep_in_remember, keep_key)
         if remember_cache is not None:
             found = remember_cache.get_or_build(model, fixes, prompts, config, excluded, keep_in_remember, keep_key,
@@ -161,9 +153,8 @@ def unlearn(
     twin_requests = [r for r in own if r[0] == request.prompt][:config.twin_seeds] if noise is not None else []
 
     # 3. Latents and conditioning of the instance.
-    x_f = encode(model, [flagged] + [a.flagged for a in also])
-    x_s = encode(model, [surrogate] + [a.surrogate for a in also])
-    forget = ForgetData(x_f, x_s, encode_prompts(model, [request.prompt]), instances=1 + len(also))
+    x_f, x_s = encode(model, [flagged]), encode(model, [surrogate])
+    forget = ForgetData(x_f, x_s, encode_prompts(model, [request.prompt]))
     if config.twin_forget and twin_requests:
         forget = _with_twins(model, forget, twin_requests, config, remember_store, fixes)
 
@@ -179,9 +170,6 @@ def unlearn(
         guard = FixGuard(params)
         partial.save_image("flagged.png", flagged)
         partial.save_image("surrogate.png", surrogate)
-        for i, a in enumerate(also):
-            partial.save_image(f"also_{i}_flagged.png", a.flagged)
-            partial.save_image(f"also_{i}_surrogate.png", a.surrogate)
         log = partial.loss_log()
 
         def step_cb(r: StepReport) -> None:
@@ -190,7 +178,7 @@ def unlearn(
                 on_step(r)
 
         monitor = _FixMonitor(model, request, noise, config, judge, is_fixed, guard, guard_requests, guard_base,
-                              twin_requests, also, on_monitor)
+                              twin_requests, on_monitor)
         form = form_for(model)  # SD3: rectified flow; a DDPM: the epsilon form
         result = train(model.denoiser, params, form.timestep_table(), forget, remember, config, step_cb, cancel,
                        monitor if noise is not None else None, form=form, guard=guard if config.keep_best else None,
@@ -219,18 +207,14 @@ def unlearn(
         seconds = time.perf_counter() - t_start
         after_verdict = judge.judge_flagged_seed(after) if after is not None else None
         fixed = None if after is None else (bool(is_fixed(after)) if is_fixed else after_verdict.forgotten)
-        also_left = monitor.also_left() if also and after is not None else None
-        if fixed and also_left:  # a refit is fixed once every instance's seed is forgotten
-            fixed = False
         outcome = {"after_verdict": after_verdict, "after": after, "fixed": fixed,
                    "oracle": oracle, "guard": guard, "drift": drift, "twins": twin_requests,
                    "kept": kept_point or (guard.points[-1] if guard.points else None)}
         partial.write_json(METRICS_FILE, _metrics(result, seconds, flagged, kept, dropped, outcome, config)
                            | {"remember_reused": found.reused, "remember_generated": found.generated}
                            | ({"remember_drawn_from": "base", "remember_as_fixed": len(theirs)} if earlier else {})
-                           | ({"also_seeds": [a.request.seed for a in also], "also_left": also_left} if also else {})
                            | ({"published_scale": scale} if config.scale_floor < 1 else {}))
-        partial.write_json(CONFIG_FILE, _config_record(model, request, config, run_id, kept, model_defaults_applied, also))
+        partial.write_json(CONFIG_FILE, _config_record(model, request, config, run_id, kept, model_defaults_applied))
         if cancel is not None:  # Stop pressed during the last step or the final render: keep nothing
             cancel.check(f"after step {result.steps_done} of {config.steps}, before saving")
         run = partial.commit(required=[LORA_FILE])
@@ -303,7 +287,6 @@ class _FixMonitor:
     guard_requests: list[tuple[str, int]]
     guard_base: list[Image.Image]
     twin_requests: list[tuple[str, int]]
-    also: list["_AlsoInstance"]
     on_monitor: Callable[[int, Image.Image], None] | None = None
     images: list[tuple[int, Image.Image]] = field(default_factory=list)
 
@@ -331,9 +314,6 @@ class _FixMonitor:
             if self.twin_requests:
                 twins_left = self._twins_left([g.image for g in gens[len(self.guard_requests):]])
                 now = twins_left == 0
-            if self.also:  # a refit: the other instances' seeds count as more twins, each with its judge
-                twins_left = (twins_left or 0) + self.also_left()
-                now = twins_left == 0
         return MonitorPoint(step, now, verdict.score, drift, twins_left)
 
     @torch.no_grad()
@@ -351,52 +331,12 @@ class _FixMonitor:
             p.copy_(w)
         return 1.0, point
 
-    def also_left(self) -> int:
-        """How many of the other instances' flagged seeds still draw their picture, each judged by its
-        own judge (or the external oracle)."""
-        reqs = [(a.request.prompt, a.request.seed) for a in self.also]
-        gens = generate_many(self.model, reqs, self.config.sampling_steps, self.config.guidance,
-                             batch_size=len(reqs), noises=[a.noise for a in self.also])
-        return int(sum(not (self.is_fixed(g.image) if self.is_fixed else a.judge.judge_flagged_seed(g.image).forgotten)
-                       for a, g in zip(self.also, gens)))
-
     def _twins_left(self, twins: list[Image.Image]) -> int:
         """A twin was a near copy of the flagged image, so it is judged like the flagged seed: moved
         toward the surrogate where the user edited (a weak copy descriptor stops calling it a copy long
         before the picture is gone: faces_tune_twins.md)."""
         forgotten = self.is_fixed or (lambda t: self.judge.judge_flagged_seed(t).forgotten)
         return int(sum(not forgotten(t) for t in twins))
-
-
-@dataclass(frozen=True)
-class _AlsoInstance:
-    """One more instance of a refit (FixRequest.also), checked and with its own judge."""
-    request: FixRequest
-    flagged: Image.Image
-    surrogate: Image.Image
-    judge: ForgettingJudge
-    noise: torch.Tensor
-
-
-def _also_instances(model: LoadedModel, request: FixRequest, config: UnlearnConfig) -> list[_AlsoInstance]:
-    res, out = model.info.resolution, []
-    for i, a in enumerate(request.also):
-        where = f"FixRequest.also[{i}]"
-        if a.prompt != request.prompt:
-            raise ValueError(f"{where} has prompt {a.prompt!r} and the fix {request.prompt!r}: one fix forgets "
-                             "instances of one prompt; fix the other prompt separately")
-        if a.seed is None:
-            raise ValueError(f"{where} has no seed: a refit checks each instance at its flagged seed")
-        if a.also:
-            raise ValueError(f"{where} has instances of its own: list every instance in the fix's `also`")
-        check_seed(a.seed, f"{where}.seed")
-        flagged = fit_to_model(a.flagged, res, f"{where}'s flagged image")
-        surrogate = fit_to_model(a.surrogate, res, f"{where}'s surrogate")
-        if np.array_equal(to_array(flagged), to_array(surrogate)):
-            raise ImageInputError(f"{where}'s surrogate is identical to its flagged image")
-        judge = ForgettingJudge.for_model(model, flagged, surrogate, config.forget_threshold)
-        out.append(_AlsoInstance(a, flagged, surrogate, judge, initial_noise(model, a.seed)))
-    return out
 
 
 def _guard_base(model: LoadedModel, remember: RememberData, rows: list[int], requests: list[tuple[str, int]],
@@ -438,9 +378,8 @@ def _with_twins(model: LoadedModel, forget: ForgetData, twins: list[tuple[str, i
     monitor's settings, through the store), its target the twin plus the user's edit (surrogate minus
     flagged, in latent space). A twin is a near copy of the flagged image, so the edit carries over."""
     x_t = encode(model, _draw_now(model, twins, config, store, fixes))
-    edit = forget.x_s[:1] - forget.x_f[:1]  # the twins are the flagged picture's: its edit
-    return ForgetData(torch.cat([forget.x_f, x_t]), torch.cat([forget.x_s, x_t + edit]), forget.cond,
-                      forget.instances)
+    edit = forget.x_s - forget.x_f
+    return ForgetData(torch.cat([forget.x_f, x_t]), torch.cat([forget.x_s, x_t + edit]), forget.cond)
 
 
 def _drift(base: list[Image.Image], renders: list) -> float:
@@ -504,8 +443,7 @@ def _metrics(result: TrainResult, seconds: float, flagged, kept, dropped, outcom
     return m
 
 
-def _config_record(model: LoadedModel, request: FixRequest, config: UnlearnConfig, run_id: str, kept, defaults,
-                   also: list[_AlsoInstance]) -> dict:
+def _config_record(model: LoadedModel, request: FixRequest, config: UnlearnConfig, run_id: str, kept, defaults) -> dict:
     return {
         "run_id": run_id,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -514,9 +452,6 @@ def _config_record(model: LoadedModel, request: FixRequest, config: UnlearnConfi
         "flagged_image": "flagged.png",
         "surrogate_image": "surrogate.png",
         "surrogate": request.surrogate_info,
-        "also_forget": [{"seed": a.request.seed, "flagged_image": f"also_{i}_flagged.png",
-                         "surrogate_image": f"also_{i}_surrogate.png", "surrogate": a.request.surrogate_info}
-                        for i, a in enumerate(also)],
         "config": config.to_dict(),
         "model_defaults_applied": defaults or {},
         "remember_seeds": [[p, s] for p, s in kept],

@@ -71,9 +71,6 @@ class ForgetData:
     x_f: torch.Tensor
     x_s: torch.Tensor  # (K, C, h, w) their targets: the surrogate, then each twin with the user's edit
     cond: Conditioning  # batch 1: the flagged prompt (twins are seeds of the same prompt)
-    # Rows 0..instances-1 are instances of a refit (FixRequest.also), trained equally: each step
-    # draws forget_batch_size samples of each, going round them from a random start. Twins follow.
-    instances: int = 1
 
 
 @dataclass
@@ -183,8 +180,7 @@ def _apply(grads, params, max_norm: float, step: int, out) -> float:
 def _sample_batch(forget: ForgetData, remember: RememberData, sigmas: torch.Tensor, config: UnlearnConfig,
                   gen: torch.Generator, device) -> Batch:
     """All randomness of a step from one CPU generator, so a run is reproducible from its seed."""
-    # A refit trains forget_batch_size samples of each instance, as a fix of one would.
-    F, R = config.forget_batch_size * forget.instances, config.remember_batch_size
+    F, R = config.forget_batch_size, config.remember_batch_size
     shape = forget.x_f.shape[1:]
     pool = _remember_pool(remember, config)
     idx = pool[torch.randint(0, len(pool), (R,), generator=gen)]
@@ -206,10 +202,6 @@ def _sample_batch(forget: ForgetData, remember: RememberData, sigmas: torch.Tens
     if forget.x_f.shape[0] > 1:  # ...or, with twins, the first one and the rest drawn among all rows
         # drawn last, so a run without twins consumes the generator exactly as before
         rows[1:] = torch.randint(0, forget.x_f.shape[0], (F - 1,), generator=gen)
-    if forget.instances > 1:  # a refit: every instance in turn, then twins where the draw put them
-        start = int(torch.randint(0, forget.instances, (1,), generator=gen))
-        turn = (torch.arange(F) + start) % forget.instances
-        rows = torch.where(rows < forget.instances, turn, rows)
     batch.x_f, batch.x_s = to(forget.x_f[rows]), to(forget.x_s[rows])
     return batch
 
