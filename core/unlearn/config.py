@@ -45,7 +45,6 @@ RANGES = {
     "guard_seeds": (0, 64, False), "twin_seeds": (0, 64, False), "lookalike_probe_seeds": (0, 64, False),
     "remember_mode_weight": (1, 64, False), "settle_steps": (0, 100_000, False),
     "settle_patience": (0, 100_000, False), "settle_lr_scale": (0, 1, True),
-    "scale_floor": (0, 1, True),
     "remember_sampling_steps": (*STEPS_RANGE, False), "remember_model_share": (0, 1, False),
     "neggrad_weight": (0, None, True), "erasediff_eta": (0, None, False), "siss_scaling_norm": (0, None, True),
 }
@@ -133,10 +132,6 @@ class UnlearnConfig:
         0.7, "the judge's bar for 'forgotten': how far the flagged seed's re-render must move from the flagged "
         "image toward the surrogate, inside the region you edited (0..1; chosen on the flags world's tuning "
         "seeds 0-63, where 0.5-0.65 were still half-way blends)")
-    scale_floor: float = _f(
-        1.0, "after training, the fix is published at the smallest scale of its LoRA, from this floor up to 1 in "
-        "steps of 0.1, at which the flagged seed (and its twin seeds) still count as forgotten: the least change "
-        "that forgets. Needs keep_best and a flagged seed. 1 = off")
     keep_best: bool = _f(
         True, "publish the monitored state that is forgotten with the least drift of the guard seeds "
         "(core/unlearn/guard.py), not simply the last step")
@@ -226,9 +221,6 @@ class UnlearnConfig:
             # Patience counts the age of the state the guard keeps; without keep_best nothing is kept.
             _bad("settle_patience", self.settle_patience, "set keep_best true (patience waits on the state it "
                  "keeps), or settle_patience 0 to settle all settle_steps")
-        if self.scale_floor < 1 and not self.keep_best:
-            _bad("scale_floor", self.scale_floor, "set keep_best true (the scale is searched from the state it "
-                 "keeps), or scale_floor 1")
         if not 0 < self.siss_lambda < 1:
             _bad("siss_lambda", self.siss_lambda, "choose a value in (0, 1)")
 

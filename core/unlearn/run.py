@@ -186,11 +186,6 @@ def unlearn(
         kept_point = guard.best() if config.keep_best else None
         if kept_point is not None:
             guard.restore(kept_point)
-        scale = 1.0
-        if config.scale_floor < 1 and kept_point is not None and kept_point.forgotten and noise is not None:
-            if progress:
-                progress(1.0, "looking for the smallest scale of the fix that still forgets")
-            scale, kept_point = monitor.shrink(params, kept_point)
         fixes.freeze()
         if progress:
             progress(1.0, "saving the fix and drawing the flagged seed with it")
@@ -212,8 +207,7 @@ def unlearn(
                    "kept": kept_point or (guard.points[-1] if guard.points else None)}
         partial.write_json(METRICS_FILE, _metrics(result, seconds, flagged, kept, dropped, outcome, config)
                            | {"remember_reused": found.reused, "remember_generated": found.generated}
-                           | ({"remember_drawn_from": "base", "remember_as_fixed": len(theirs)} if earlier else {})
-                           | ({"published_scale": scale} if config.scale_floor < 1 else {}))
+                           | ({"remember_drawn_from": "base", "remember_as_fixed": len(theirs)} if earlier else {}))
         partial.write_json(CONFIG_FILE, _config_record(model, request, config, run_id, kept, model_defaults_applied))
         if cancel is not None:  # Stop pressed during the last step or the final render: keep nothing
             cancel.check(f"after step {result.steps_done} of {config.steps}, before saving")
@@ -295,12 +289,6 @@ class _FixMonitor:
         self.images.append((step, img))
         if self.on_monitor:  # first: the GUI shows the render while it is judged
             self.on_monitor(step, img)
-        point = self.judge_render(step, img)
-        self.guard.record(point)
-        return point.forgotten
-
-    def judge_render(self, step: int, img: Image.Image) -> MonitorPoint:
-        """The monitor point of the model as it is now, from the flagged seed's render `img`."""
         verdict = self.judge.judge_flagged_seed(img)  # once per render: it embeds the image
         now = bool(self.is_fixed(img)) if self.is_fixed else verdict.forgotten
         # Drift decides only among forgotten states (FixGuard.best), so the guard and twin seeds are
@@ -314,22 +302,8 @@ class _FixMonitor:
             if self.twin_requests:
                 twins_left = self._twins_left([g.image for g in gens[len(self.guard_requests):]])
                 now = twins_left == 0
-        return MonitorPoint(step, now, verdict.score, drift, twins_left)
-
-    @torch.no_grad()
-    def shrink(self, params: list[torch.nn.Parameter], point: MonitorPoint) -> tuple[float, MonitorPoint]:
-        """The smallest scale of the fix (UnlearnConfig.scale_floor up to 1, in SCALE_STEP steps) at
-        which the monitor still sees it forgotten, applied to `params`, and its monitor point."""
-        saved = [p.detach().clone() for p in params]
-        for scale in _scales(self.config.scale_floor):
-            for p, w in zip(params, saved):  # LoRA's change is B @ A: each scaled by sqrt
-                p.copy_(w * scale ** 0.5)
-            at = self.judge_render(point.step, _render(self.model, self.request, self.noise, self.config))
-            if at.forgotten:
-                return scale, at
-        for p, w in zip(params, saved):
-            p.copy_(w)
-        return 1.0, point
+        self.guard.record(MonitorPoint(step, now, verdict.score, drift, twins_left))
+        return now
 
     def _twins_left(self, twins: list[Image.Image]) -> int:
         """A twin was a near copy of the flagged image, so it is judged like the flagged seed: moved
@@ -361,15 +335,6 @@ def _draw_now(model: LoadedModel, requests: list[tuple[str, int]], config: Unlea
                                                     model_state(model, fixes).digest)]
     return [g.image for g in generate_many(model, requests, config.sampling_steps, config.guidance,
                                            batch_size=len(requests))]
-
-
-SCALE_STEP = 0.1
-
-
-def _scales(floor: float) -> list[float]:
-    """The scales shrink tries, smallest first, below 1."""
-    n = int(round((1.0 - floor) / SCALE_STEP))
-    return [round(1.0 - SCALE_STEP * i, 6) for i in range(n, 0, -1)]
 
 
 def _with_twins(model: LoadedModel, forget: ForgetData, twins: list[tuple[str, int]], config: UnlearnConfig,
