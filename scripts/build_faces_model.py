@@ -10,7 +10,7 @@ and a +-1 pixel shift, so the small model learns them as a distribution rather t
 Then: save a stock diffusers DDPMPipeline folder (safetensors), reload it, measure the copy
 matcher's verdicts over 1024 seeds and write build_report.json and the model card (README.md).
 
-Build history (what earlier, incomplete builds measured; HISTORY below is written into the card):
+Build history (what earlier builds measured; HISTORY below is written into the card):
   1. widths (8, 16, 32), 173k parameters, lr 2e-3, batch 32: 0.43 CPU s per step on one thread; no
      full build finished on the shared machine. Its step-300 checkpoint (loss 0.065) copied no
      memorised face in seeds 0-127 (99th-percentile residual correlation 0.64; copy threshold 0.80).
@@ -20,6 +20,10 @@ Build history (what earlier, incomplete builds measured; HISTORY below is writte
      (loss 0.041): copy rates 1.6 / 4.7 / 3.1 / 3.1% (faces 3, 27, 48, 81), 12.5% copies in all;
      step 1000 (loss 0.031): 3.1 / 3.1 / 8.6 / 6.3%, 21% copies. 0.43 CPU s per step on one thread;
      on the shared machine, at low priority, 2500 s wall for the first 1000 steps.
+  4. The same settings at seed 0, shipped until 2026-12-04: faces 3/27/48/81 copied at 3.7 / 8.7 / 8.0 /
+     5.9% of seeds 0-1023 (face 3 under the 5% target). Seed 1 (the default since) copies all four at
+     6.3-7.4% (bench/results/faces_build_seed1.md); seed 0 with face 3 repeated 32 times lifts face 3 to
+     5.3% but drops face 81 to 4.8% (faces_build_repeats32.md). `--seed 0` rebuilds the old one.
 Time is reported in CPU seconds of the build process (`time.process_time`) as well as wall seconds:
 the build machine is shared and the build runs at low priority, so wall time says little.
 """
@@ -81,7 +85,12 @@ CALIBRATION_SEEDS = 1000  # seeds 0-999 tune the judge's threshold and the unlea
 # the recovery holds longer (faces_fix_trajectory_lr03.md): in the sequence the lowest SSIM after a fix
 # 0.893 against 0.876, and single fixes all at SSIM >= 0.90 (8 of 8 against 7, mean 0.946 against 0.937,
 # the same 4 faces gone; faces_seq_tune_settle_lr03.md, faces_tune_settle_lr_a/_b.md).
-FACES_UNLEARN_DEFAULTS = {"learning_rate": 5e-3, "timestep_sampling": "uniform", "lambda_scheme": "constant",
+# The shipped build is seed 1 since 2026-12-04 (seed 0 copied face 3 at 3.7%, under the 5% target; seed 1
+# meets it for all four faces: faces_build_seed1.md). Its learning rate was tuned again on its own tuning
+# seeds: 2e-3 kept the most pixels among the rates that forget (mean SSIM 0.917 / 0.906 over training seeds
+# 0 / 1, faces 4/4 and 3/4 gone; 5e-3: 0.883 / 0.902; faces_tune_build_seed1_*.md). Everything else above
+# was chosen on the seed-0 build and checked on seed 1's held-out seeds (heldout_faces_*_build_seed1*.md).
+FACES_UNLEARN_DEFAULTS = {"learning_rate": 2e-3, "timestep_sampling": "uniform", "lambda_scheme": "constant",
                           "remember_set_size": 64, "steps": 200, "monitor_every": 2, "lora_rank": 4,
                           "lora_targets": ["to_q", "to_k", "to_v", "to_out.0"], "forget_threshold": 0.5,
                           "twin_seeds": 4, "remember_from": "base", "settle_steps": 60,
@@ -283,24 +292,22 @@ def write_card(out: Path, rep: dict) -> None:
         f"50/50 blends of two faces called a copy: {mt['blends_called_copy']:.1%} (of {mt['n_blends']}).", "",
         *(judge_lines(ev["judge_calibration"]) if ev["judge_calibration"]["thumbnail_threshold"] is not None else []),
         "## Unlearning defaults", "",
-        f"`{json.dumps(FACES_UNLEARN_DEFAULTS)}` over UnlearnConfig's, chosen on tuning seeds 0-999",
-        "([bench/results/faces_tune*.md](../../bench/results/faces_tune.md); the reasons are in the build script).",
-        "Reported on seeds 1000-2023: [faces_forget.md](../../bench/results/faces_forget.md),",
-        "[faces_sequential_settle_lr.md](../../bench/results/faces_sequential_settle_lr.md) (the four faces in turn:",
-        "all four gone, novel outputs at SSIM 0.934 / 0.929 / 0.895 / 0.889 after each fix with training seed 0; with seeds 1 and 2 the ",
-        "lowest is 0.806 and 0.869 and one run leaves face 48 at 0.6%: [faces_seq_spread_heldout.md](../../bench/results/faces_seq_spread_heldout.md); before settle_lr_scale:",
-        "[faces_sequential_patience.md](../../bench/results/faces_sequential_patience.md), 0.876 at the end; settle_steps 10 without patience:",
-        "[faces_sequential_settle10.md](../../bench/results/faces_sequential_settle10.md), 0.812 after the third, 0.871 at the end;",
-        "before settle_steps: [faces_sequential_remember_base.md](../../bench/results/faces_sequential_remember_base.md),",
-        "3 gone, 0.853; before remember_from base too: [faces_sequential.md](../../bench/results/faces_sequential.md), 0.804),",
-        "[heldout_faces.md](../../bench/results/heldout_faces.md) (a band painted over the eyes: 2 of 4 flagged",
-        "seeds stop copying, no face goes),",
-        "[heldout_faces_other_face_settle_lr.md](../../bench/results/heldout_faces_other_face_settle_lr.md) (another face",
-        "as the surrogate: 4 of 4 flagged seeds forgotten, 3 faces gone, SSIM 0.936; before settle_steps:",
-        "[heldout_faces_other_face.md](../../bench/results/heldout_faces_other_face.md), 2 faces gone, SSIM 0.909),",
-        "[faces_control_other_face_t05.md](../../bench/results/faces_control_other_face_t05.md) (fixes of novel",
-        "outputs move the memorised faces' copy rates as much: the +-20% target is this world's sensitivity),",
-        "[table1_faces.md](../../bench/results/table1_faces.md) (against NegGrad, EraseDiff, SISS).", "",
+        f"`{json.dumps(FACES_UNLEARN_DEFAULTS)}` over UnlearnConfig's. Chosen on tuning seeds 0-999 of the seed-0",
+        "build (shipped until 2026-12-04; [bench/results/faces_tune*.md](../../bench/results/faces_tune.md), the reasons",
+        "are in the build script); the learning rate tuned again on this build's tuning seeds",
+        "([faces_tune_build_seed1_lr2e-3.md](../../bench/results/faces_tune_build_seed1_lr2e-3.md)).",
+        "Reported on seeds 1000-2023 of the seed-1 build (every file names its build; the table and the seed-0",
+        "build's figures: [bench/results/README.md](../../bench/results/README.md)):",
+        "[faces_forget_build_seed1.md](../../bench/results/faces_forget_build_seed1.md) (face 3 at seed 21: another",
+        "face takes it to 0.00% with SSIM 0.909; paint and SDEdit leave it),",
+        "[heldout_faces_other_face_build_seed1_lr2e-3.md](../../bench/results/heldout_faces_other_face_build_seed1_lr2e-3.md)",
+        "(one fix per face with another face: 3 of 4 faces to 0.00%, SSIM 0.924),",
+        "[heldout_faces_build_seed1.md](../../bench/results/heldout_faces_build_seed1.md) (painted bands: no face goes),",
+        "[faces_sequential_build_seed1_lr2e-3_fixseed0.md](../../bench/results/faces_sequential_build_seed1_lr2e-3_fixseed0.md)",
+        "(the four in turn: lowest SSIM after a fix 0.866 / 0.854 / 0.833 over training seeds 0-2),",
+        "[table1_faces_other_face_build_seed1.md](../../bench/results/table1_faces_other_face_build_seed1.md) (against",
+        "NegGrad, EraseDiff, SISS), [faces_control_other_face_build_seed1.md](../../bench/results/faces_control_other_face_build_seed1.md)",
+        "(fixes of novel outputs move the memorised faces' copy rates as much: the +-20% target is this world's sensitivity).", "",
         "## Copy rates while training (128 probe seeds)", "",
         "| step | loss | face copy rates | median / 90th pct best correlation |", "|---|---|---|---|",
         *[f"| {pr['step']} | {pr['loss']} | {', '.join(f'{v:.1%}' for v in pr['copy_rates'].values())} | "
@@ -317,7 +324,7 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=1)
     # One thread: on a loaded machine a second OpenMP thread mostly spin-waits (measured 0.43 vs 2.4
     # CPU s per step); on idle cores it gains little at this size.
     ap.add_argument("--threads", type=int, default=1)
