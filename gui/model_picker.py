@@ -8,6 +8,7 @@ prompt boxes are hidden and the flow is seed-only.
 import gradio as gr
 
 from .common import GPU, Session, user_errors
+from .surrogate_section import other_seed_hint
 
 
 def build(ui, studio) -> None:
@@ -24,7 +25,7 @@ def build(ui, studio) -> None:
 def model_outputs(ui) -> list:
     """The widgets whose value or visibility depends on the loaded model (order of `model_widgets`)."""
     return [ui.model_pick, ui.prompt, ui.gen_steps, ui.gen_guidance, ui.cmp_prompt, ui.cmp_other, ui.cmp_steps,
-            ui.cmp_guidance, ui.sde_prompt]
+            ui.cmp_guidance, ui.sde_prompt, ui.paint_hint, ui.other_seed_hint]
 
 
 def model_widgets(studio) -> tuple:
@@ -32,7 +33,8 @@ def model_widgets(studio) -> tuple:
     return (gr.update(value=studio.model.source), gr.update(visible=conditional), gr.update(value=info.default_steps),
             gr.update(value=info.default_guidance, visible=conditional), gr.update(visible=conditional),
             gr.update(visible=conditional), gr.update(value=info.default_steps),
-            gr.update(value=info.default_guidance, visible=conditional), gr.update(visible=conditional))
+            gr.update(value=info.default_guidance, visible=conditional), gr.update(visible=conditional),
+            gr.update(visible=not conditional), gr.update(value=other_seed_hint(not conditional)))
 
 
 def switch(studio, name, progress=gr.Progress()):

@@ -120,6 +120,19 @@ def default_colour(palette: list[tuple[str, str]]) -> str:
     return min(greys, key=lambda hc: abs(sum(hc[1]) / 3 - 128))[0] if greys else palette[0][1]
 
 
+# Measured on the faces world (bench/results/heldout_faces_build_seed1.md, faces_forget_build_seed1.md): a
+# band over the eyes changes the flagged seed, but no fix with one took the face away.
+PAINT_FACE_HINT = ("To forget *who* a memorised face is, painting over part of it is not enough: measured on the "
+                   "faces world, no face went that way. Use **Other seed** or upload another face.")
+
+
+def other_seed_hint(unconditional: bool) -> str:
+    return ("The model's own output at another seed, drawn as the flagged one was"
+            + (": a face that is no copy, the paper's *another face*. Pick one the grid shows once, "
+               "not one it repeats across seeds (that may be memorised too)."
+               if unconditional else ": a seed drawn the way the flagged one should look."))
+
+
 def build(ui, studio) -> None:
     """Section 3, the workspace's middle column: the canvas (or another way), then the result."""
     info = studio.model.info
@@ -144,6 +157,7 @@ def build(ui, studio) -> None:
                                default_size=size),
                 eraser=gr.Eraser(default_size=max(4, side // 16)), elem_classes=["pixelated"])
             ui.canvas_note = gr.Markdown(canvas_note(None), elem_id="canvas-note")
+            ui.paint_hint = gr.Markdown(PAINT_FACE_HINT, visible=studio.unconditional, elem_id="paint-hint")
             gr.Markdown(f"Colours: {swatches}. The brush starts in **{dict((h, n) for n, h in palette)[first]}**.",
                         elem_id="swatch-names")
             check_canvas_inputs(ui.editor)
@@ -176,10 +190,7 @@ def build(ui, studio) -> None:
                 ui.noise_seed = _seed_box(NoiseParams, "Noise seed")
                 ui.noise_btn = gr.Button("Add noise")
         with gr.Tab("Other seed"):
-            gr.Markdown("The model's own output at another seed, drawn as the flagged one was"
-                        + (": a face that is no copy, the paper's *another face*. Pick one the grid shows once, "
-                           "not one it repeats across seeds (that may be memorised too)."
-                           if studio.unconditional else ": a seed drawn the way the flagged one should look."))
+            ui.other_seed_hint = gr.Markdown(other_seed_hint(studio.unconditional), elem_id="other-seed-hint")
             with gr.Row():
                 ui.other_seed = _seed_box(OtherSeedParams, "Seed")
                 ui.other_seed_btn = gr.Button("Use this seed's output", variant="primary", elem_id="other-seed-btn")

@@ -321,3 +321,32 @@ def test_faces_world_flow_is_seed_only_flag_paint_unlearn_compare(faces_server, 
     finally:
         pg.close()
 
+
+
+def test_the_model_picker_switches_worlds_and_what_depends_on_them(faces_server, browser):
+    """Faces -> embedded -> faces from the picker: the prompt box, the paint hint for memorised faces and
+    the Other-seed hint follow the loaded model."""
+    studio, url = faces_server
+    pg = browser.new_page(viewport=VIEW)
+    pg.set_default_timeout(WAIT_MS)
+    try:
+        pg.goto(url)
+        pg.wait_for_selector("#generate-btn")
+        assert not pg.locator("#prompt textarea").is_visible()
+        assert "another face" in text(pg, "paint-hint")
+        for name, conditional in (("embedded", True), ("faces", False)):
+            pg.click("#model-pick input")
+            pg.fill("#model-pick input", name)
+            pg.keyboard.press("Enter")
+            pg.click("#model-load")
+            wait_text(pg, "studio-header", "guidance" if conditional else "unconditional")
+            assert pg.locator("#prompt textarea").is_visible() == conditional
+            assert pg.locator("#paint-hint").is_visible() == (not conditional)
+            pg.get_by_role("tab", name="Other seed").click()
+            assert ("flagged one should look" in text(pg, "other-seed-hint")) == conditional
+            pg.get_by_role("tab", name="Paint", exact=True).click()
+        assert studio.unconditional
+    finally:
+        pg.close()
+        if not studio.unconditional:  # leave the module's server on the faces world
+            studio.switch_model("faces")
