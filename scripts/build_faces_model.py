@@ -300,7 +300,7 @@ def write_card(out: Path, rep: dict) -> None:
         "build's figures: [bench/results/README.md](../../bench/results/README.md)):",
         "[faces_forget_build_seed1.md](../../bench/results/faces_forget_build_seed1.md) (face 3 at seed 21: another",
         "face takes it to 0.00% with SSIM 0.909; paint and SDEdit leave it),",
-        "[heldout_faces_other_face_build_seed1_lr2e-3.md](../../bench/results/heldout_faces_other_face_build_seed1_lr2e-3.md)",
+        "[heldout_faces_other_face_build_seed1_shipped.md](../../bench/results/heldout_faces_other_face_build_seed1_shipped.md)",
         "(one fix per face with another face: 3 of 4 faces to 0.00%, SSIM 0.924),",
         "[heldout_faces_build_seed1.md](../../bench/results/heldout_faces_build_seed1.md) (painted bands: no face goes),",
         "[faces_sequential_build_seed1_lr2e-3_fixseed0.md](../../bench/results/faces_sequential_build_seed1_lr2e-3_fixseed0.md)",
