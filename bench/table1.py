@@ -38,7 +38,7 @@ from bench.common import markdown_table  # noqa: E402
 from bench.report import command_line, plot_pareto, write_markdown  # noqa: E402
 from bench.faceseval import SURROGATE_WORDS, SURROGATES  # noqa: E402
 from bench.worldeval import mean_std  # noqa: E402
-from core.unlearn.config import METHODS  # noqa: E402  (the one list of method names)
+from core.unlearn.config import METHODS, UnlearnConfig  # noqa: E402  (the one list of method names)
 from core.unlearn.presets import apply_preset, parse_presets  # noqa: E402
 
 OURS = "surrogate"
@@ -241,13 +241,23 @@ def main(argv=None) -> int:
     return 0
 
 
+def run_config(defaults: UnlearnConfig, preset: str, steps: int, stop: bool, forgetting: str,
+               quick: bool) -> UnlearnConfig:
+    """A grid point's config: `preset` over the studio's `defaults`, then the row's steps and stop rule."""
+    cfg = apply_preset(preset, defaults)
+    # Without the guard (the paper preset) a stopped run stops at its first forgotten state: settling on
+    # only serves a guard choosing among settled states (and patience needs one).
+    settle = {} if cfg.keep_best else {"settle_steps": 0, "settle_patience": 0}
+    return cfg.with_overrides(steps=steps, stop_when_fixed=stop, oracle=forgetting, **settle,
+                              **({"remember_set_size": 50} if quick else {}))
+
+
 def one_run(world, studio, args, steps: int, base_lr: float, inst, preset: str, method: str, variant, rep: int) -> dict:
     """One fix of `inst` at one grid point, measured by the world, then removed; its table row."""
     f, stop = variant
-    cfg = apply_preset(preset, studio.default_config(method=method, learning_rate=base_lr * f, seed=rep,
-                                                     monitor_every=world.monitor_every))
-    cfg = cfg.with_overrides(steps=steps, stop_when_fixed=stop, oracle=args.forgetting,
-                             **({"remember_set_size": 50} if args.quick else {}))
+    cfg = run_config(studio.default_config(method=method, learning_rate=base_lr * f, seed=rep,
+                                           monitor_every=world.monitor_every),
+                     preset, steps, stop, args.forgetting, args.quick)
     res, to_fix, secs = world.fix(inst, cfg)
     metrics = res.run.metrics()  # before remove_fix deletes the run
     forgetting = metrics.get("forgetting") or {}

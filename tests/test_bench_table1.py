@@ -67,3 +67,17 @@ def test_verdict_needs_intervals_apart_and_counts_a_baseline_that_never_forgot()
     # a lower-is-better criterion: ours lower with intervals apart is 'better'
     text = verdict_section(rows, ["studio"], ["surrogate", "siss"], "ssim_mean", [("ssim_mean", "drift", False)])
     assert "siss: worse (0.910 vs 0.610)" in text
+
+
+def test_a_paper_row_that_stops_drops_the_faces_settle_steps_and_a_studio_row_keeps_them():
+    """The faces defaults settle with patience under the guard; the paper preset has no guard, so its
+    '+stop' rows stop at the first forgotten state (before, the config was refused and Table I crashed)."""
+    from bench.table1 import run_config
+    from core.unlearn.config import UnlearnConfig
+
+    faces = UnlearnConfig(settle_steps=60, settle_patience=10, settle_lr_scale=0.3)
+    paper = run_config(faces, "paper", 100, True, "copy", False)
+    assert paper.stop_when_fixed and not paper.keep_best and paper.settle_steps == 0 and paper.settle_patience == 0
+    studio = run_config(faces, "studio", 100, True, "copy", False)
+    assert studio.keep_best and (studio.settle_steps, studio.settle_patience) == (60, 10)
+    assert run_config(faces, "paper", 100, False, "copy", True).remember_set_size == 50
