@@ -6,7 +6,8 @@ fix stacks on the earlier ones; after each, integrity and whether the earlier fa
 Per face: the first seed among --flag-seeds that copies it (with the earlier fixes on) is flagged
 and fixed with a --surrogate of it (default: a grey band painted over the eyes) by --method. The forgetting judge
 decides each fix; the copy matcher only measures, on --report-seeds (kept apart: they chose
-nothing). Writes bench/results/<name>.json, <name>.md and <name>.png: the first --figure-seeds novel
+nothing). With --rounds N a face gets up to N fixes, each flagged at its next copy among --flag-seeds
+(a user who still sees the face flags it again). Writes bench/results/<name>.json, <name>.md and <name>.png: the first --figure-seeds novel
 outputs among the report seeds (by the matcher), drawn before any fix and after each fix (rows).
 """
 
@@ -39,6 +40,9 @@ def main() -> int:
     ap.add_argument("--method", choices=METHODS, default="surrogate",
                     help="the unlearning method of every fix (the baselines at the studio's other defaults)")
     add_set_option(ap, "override a field of every fix's UnlearnConfig (JSON value), e.g. --set remember_from=base")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="fixes per face at most: after each, a user who still sees the face among --flag-seeds "
+                         "flags its next copy and fixes again")
     ap.add_argument("--figure-seeds", type=int, default=8, help="novel outputs shown before and after each fix")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     ap.add_argument("--name", default="faces_sequential")
@@ -52,11 +56,14 @@ def main() -> int:
     shown = [base.seeds[i] for i in base.novel[:args.figure_seeds]]
     figure = [(f"{s}", g.image) for s, g in zip(shown, (base.renders[i] for i in base.novel[:args.figure_seeds]))]
     rows, flagged = [], []
-    for face in W.MEMORISED:
+    for face, round_ in ((face, r) for face in W.MEMORISED for r in range(1, args.rounds + 1)):
         target = W.face_name(face)
+        if round_ > 1 and (not rows or rows[-1].get("face") != target or "skipped" in rows[-1]):
+            continue  # an earlier round of this face found nothing to flag
         found = find_face_instances(studio, flag_seeds, faces=[face])  # with the earlier fixes on
         if not found:
-            rows.append({"face": target, "skipped": f"no copy among seeds {args.flag_seeds} with the earlier fixes on"})
+            if round_ == 1:
+                rows.append({"face": target, "skipped": f"no copy among seeds {args.flag_seeds} with the earlier fixes on"})
             continue
         try:
             config = studio.default_config(method=args.method).with_overrides(**overrides)
@@ -65,11 +72,12 @@ def main() -> int:
             rows.append({"face": target, "skipped": str(err)})
             continue
         flagged.append((target, found[0].seed))
-        figure += [(f"after {target}", g.image) for g in generate(model, "", shown)]  # the fixes now enabled
+        label = target + (f" round {round_}" if round_ > 1 else "")
+        figure += [(f"after {label}", g.image) for g in generate(model, "", shown)]  # the fixes now enabled
         ev = evaluate_face_fix(studio, found[0], base, [f.name for f in studio.fixes.fixes.values() if f.enabled])
         earlier = {f"{t}@{s}": W.verdict(generate(model, "", [s])[0].image)["flag"] for t, s in flagged}
         metrics = fix.result.run.metrics()
-        rows.append({"face": target, "flagged_seed": found[0].seed, "fix_seconds": round(fix.seconds, 1),
+        rows.append({"face": target, "round": round_, "flagged_seed": found[0].seed, "fix_seconds": round(fix.seconds, 1),
                      "judge_forgotten": metrics.get("flagged_seed_fixed"),
                      # what the product saw: the guard seeds' drift at the state it published
                      "kept_step": metrics.get("kept_step"), "guard_drift": metrics.get("remember_drift"),
@@ -97,7 +105,7 @@ def main() -> int:
         if "skipped" in r:
             lines.append(f"| {r['face']} (skipped: {r['skipped']}) |" + " |" * (len(faces) + 4))
             continue
-        lines.append(f"| {r['face']} (seed {r['flagged_seed']}) | {r['fix_seconds']} | {r['judge_forgotten']} | "
+        lines.append(f"| {r['face']}{' round ' + str(r['round']) if r.get('round', 1) > 1 else ''} (seed {r['flagged_seed']}) | {r['fix_seconds']} | {r['judge_forgotten']} | "
                      + " | ".join(f"{r['copy_rates'][f]:.1%}" for f in faces) + " | "
                      + ", ".join(f"{k}: {v}" for k, v in r["flagged_seeds_now"].items())
                      + f" | {r['ssim_novel_outputs_mean']:.3f} |")
