@@ -373,7 +373,9 @@ def result_text(studio, result, flag) -> str:
     state = ("saved and switched on." if m.get("flagged_seed_fixed") is not False else
              "saved but **switched off**: the forgetting judge still sees the flagged content on the flagged seed, and such a "
              "fix tends to damage the prompt's other seeds. Switch it on in Fixes to use it anyway, or "
-             "try more steps, a higher learning rate or another surrogate.")
+             "try more steps, a higher learning rate, another surrogate or another *seed* (More settings): "
+             f"the same settings and seed ({result.run.config.get('config', {}).get('seed', '?')}) train the same "
+             "fix again.")
     label = result.run.label()["name"] if hasattr(result.run, "label") else result.run.run_id
     lines = [f"**Fix {label}** {state}",
              f"steps {m.get('steps_done')}{' (stopped early: fixed)' if m.get('stopped_early') else ''}"

@@ -386,7 +386,7 @@ def test_fix_result_and_table_say_when_a_fix_ended_unfixed(tmp_path):
 
     def run_with(fixed):
         metrics = {"steps_done": 100, "stopped_early": False, "seconds_total": 30.0, "flagged_seed_fixed": fixed}
-        config = {"prompt": "ireland flag", "seed": 3, "config": {"steps": 100}, "surrogate": {"kind": "flip"}}
+        config = {"prompt": "ireland flag", "seed": 3, "config": {"steps": 100, "seed": 7}, "surrogate": {"kind": "flip"}}
         return SimpleNamespace(run_id=f"fix-{fixed}", path=tmp_path, metrics=lambda: metrics, config=config)
 
     runs = {r.run_id: r for r in (run_with(False), run_with(True))}
@@ -397,6 +397,7 @@ def test_fix_result_and_table_say_when_a_fix_ended_unfixed(tmp_path):
     off = result_text(studio, SimpleNamespace(run=runs["fix-False"]), flag)
     on = result_text(studio, SimpleNamespace(run=runs["fix-True"]), flag)
     assert "switched off" in off and "switched on" not in off
+    assert "the same settings and seed (7) train the same fix again" in off  # a retry needs another training seed
     assert "saved and switched on" in on and "other seeds that drew" not in on
     runs["fix-True"].metrics().update(twin_seeds=[100003, 100029], twins_left=1)
     assert "other seeds that drew the flagged picture (100003, 100029): 1 still draws it" in result_text(
