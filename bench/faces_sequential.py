@@ -7,8 +7,9 @@ Per face: the first seed among --flag-seeds that copies it (with the earlier fix
 and fixed with a --surrogate of it (default: a grey band painted over the eyes) by --method. The forgetting judge
 decides each fix; the copy matcher only measures, on --report-seeds (kept apart: they chose
 nothing). With --rounds N a face gets up to N fixes, each flagged at its next copy among --flag-seeds
-(a user who still sees the face flags it again). Writes bench/results/<name>.json, <name>.md and <name>.png: the first --figure-seeds novel
-outputs among the report seeds (by the matcher), drawn before any fix and after each fix (rows).
+(a user who still sees the face flags it again). Writes bench/results/<name>.json, <name>.md and
+<name>.png: the first --figure-seeds novel outputs among the report seeds (by the matcher), drawn
+before any fix and after each fix (rows).
 """
 
 from __future__ import annotations
@@ -56,33 +57,24 @@ def main() -> int:
     shown = [base.seeds[i] for i in base.novel[:args.figure_seeds]]
     figure = [(f"{s}", g.image) for s, g in zip(shown, (base.renders[i] for i in base.novel[:args.figure_seeds]))]
     rows, flagged = [], []
-    for face, round_ in ((face, r) for face in W.MEMORISED for r in range(1, args.rounds + 1)):
+    for face in W.MEMORISED:
         target = W.face_name(face)
-        if round_ > 1 and (not rows or rows[-1].get("face") != target or "skipped" in rows[-1]):
-            continue  # an earlier round of this face found nothing to flag
-        found = find_face_instances(studio, flag_seeds, faces=[face])  # with the earlier fixes on
-        if not found:
-            if round_ == 1:
-                rows.append({"face": target, "skipped": f"no copy among seeds {args.flag_seeds} with the earlier fixes on"})
-            continue
-        try:
-            config = studio.default_config(method=args.method).with_overrides(**overrides)
-            fix = fix_face(studio, found[0], config, args.surrogate)
-        except AlreadyFixedError as err:
-            rows.append({"face": target, "skipped": str(err)})
-            continue
-        flagged.append((target, found[0].seed))
-        label = target + (f" round {round_}" if round_ > 1 else "")
-        figure += [(f"after {label}", g.image) for g in generate(model, "", shown)]  # the fixes now enabled
-        ev = evaluate_face_fix(studio, found[0], base, [f.name for f in studio.fixes.fixes.values() if f.enabled])
-        earlier = {f"{t}@{s}": W.verdict(generate(model, "", [s])[0].image)["flag"] for t, s in flagged}
-        metrics = fix.result.run.metrics()
-        rows.append({"face": target, "round": round_, "flagged_seed": found[0].seed, "fix_seconds": round(fix.seconds, 1),
-                     "judge_forgotten": metrics.get("flagged_seed_fixed"),
-                     # what the product saw: the guard seeds' drift at the state it published
-                     "kept_step": metrics.get("kept_step"), "guard_drift": metrics.get("remember_drift"),
-                     "enabled": studio.fixes.fixes[fix.result.run.run_id].enabled, "copy_rates": ev["copy_rate_after"],
-                     "flagged_seeds_now": earlier, "ssim_novel_outputs_mean": ev["ssim_mean"]})
+        for round_ in range(1, args.rounds + 1):
+            found = find_face_instances(studio, flag_seeds, faces=[face])  # with the earlier fixes on
+            if not found:
+                if round_ == 1:
+                    rows.append({"face": target,
+                                 "skipped": f"no copy among seeds {args.flag_seeds} with the earlier fixes on"})
+                break
+            try:
+                config = studio.default_config(method=args.method).with_overrides(**overrides)
+                fix = fix_face(studio, found[0], config, args.surrogate)
+            except AlreadyFixedError as err:
+                rows.append({"face": target, "skipped": str(err)})
+                break
+            flagged.append((target, found[0].seed))
+            figure += [(f"after {_label(target, round_)}", g.image) for g in generate(model, "", shown)]  # fixes on
+            rows.append(_fix_row(studio, model, fix, found[0], base, flagged, target, round_))
     out = {"build": build_name(model), "flag_seeds": args.flag_seeds, "report_seeds": args.report_seeds,
            "command": "python bench/faces_sequential.py " + " ".join(sys.argv[1:]), "copy_rate_before": before,
            "surrogate": args.surrogate, "method": args.method, "overrides": overrides,
@@ -105,12 +97,30 @@ def main() -> int:
         if "skipped" in r:
             lines.append(f"| {r['face']} (skipped: {r['skipped']}) |" + " |" * (len(faces) + 4))
             continue
-        lines.append(f"| {r['face']}{' round ' + str(r['round']) if r.get('round', 1) > 1 else ''} (seed {r['flagged_seed']}) | {r['fix_seconds']} | {r['judge_forgotten']} | "
+        lines.append(f"| {_label(r['face'], r.get('round', 1))} (seed {r['flagged_seed']}) | {r['fix_seconds']} | "
+                     f"{r['judge_forgotten']} | "
                      + " | ".join(f"{r['copy_rates'][f]:.1%}" for f in faces) + " | "
                      + ", ".join(f"{k}: {v}" for k, v in r["flagged_seeds_now"].items())
                      + f" | {r['ssim_novel_outputs_mean']:.3f} |")
     write_lines(args.out, args.name, lines)
     return 0
+
+
+def _label(face: str, round_: int) -> str:
+    return face + (f" round {round_}" if round_ > 1 else "")
+
+
+def _fix_row(studio, model, fix, inst, base, flagged, target: str, round_: int) -> dict:
+    """One fix's row: the copy rates and SSIM on the report seeds, and what the flagged seeds draw now."""
+    ev = evaluate_face_fix(studio, inst, base, [f.name for f in studio.fixes.fixes.values() if f.enabled])
+    earlier = {f"{t}@{s}": W.verdict(generate(model, "", [s])[0].image)["flag"] for t, s in flagged}
+    metrics = fix.result.run.metrics()
+    return {"face": target, "round": round_, "flagged_seed": inst.seed, "fix_seconds": round(fix.seconds, 1),
+            "judge_forgotten": metrics.get("flagged_seed_fixed"),
+            # what the product saw: the guard seeds' drift at the state it published
+            "kept_step": metrics.get("kept_step"), "guard_drift": metrics.get("remember_drift"),
+            "enabled": studio.fixes.fixes[fix.result.run.run_id].enabled, "copy_rates": ev["copy_rate_after"],
+            "flagged_seeds_now": earlier, "ssim_novel_outputs_mean": ev["ssim_mean"]}
 
 
 if __name__ == "__main__":
