@@ -44,6 +44,9 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=1,
                     help="fixes per face at most: after each, a user who still sees the face among --flag-seeds "
                          "flags its next copy and fixes again")
+    ap.add_argument("--reseed-failed", action="store_true",
+                    help="with --rounds: after a fix that ends switched off, the next round trains with the next "
+                         "training seed, as the studio's message asks (the same seed trains the same fix)")
     ap.add_argument("--figure-seeds", type=int, default=8, help="novel outputs shown before and after each fix")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     ap.add_argument("--name", default="faces_sequential")
@@ -59,6 +62,7 @@ def main() -> int:
     rows, flagged = [], []
     for face in W.MEMORISED:
         target = W.face_name(face)
+        reseed = 0
         for round_ in range(1, args.rounds + 1):
             found = find_face_instances(studio, flag_seeds, faces=[face])  # with the earlier fixes on
             if not found:
@@ -68,13 +72,16 @@ def main() -> int:
                 break
             try:
                 config = studio.default_config(method=args.method).with_overrides(**overrides)
+                config = config.with_overrides(seed=config.seed + reseed)
                 fix = fix_face(studio, found[0], config, args.surrogate)
             except AlreadyFixedError as err:
                 rows.append({"face": target, "skipped": str(err)})
                 break
             flagged.append((target, found[0].seed))
             figure += [(f"after {_label(target, round_)}", g.image) for g in generate(model, "", shown)]  # fixes on
-            rows.append(_fix_row(studio, model, fix, found[0], base, flagged, target, round_))
+            rows.append(_fix_row(studio, model, fix, found[0], base, flagged, target, round_) | {"seed": config.seed})
+            if args.reseed_failed and not rows[-1]["enabled"]:
+                reseed += 1
     out = {"build": build_name(model), "flag_seeds": args.flag_seeds, "report_seeds": args.report_seeds,
            "command": "python bench/faces_sequential.py " + " ".join(sys.argv[1:]), "copy_rate_before": before,
            "surrogate": args.surrogate, "method": args.method, "overrides": overrides,
