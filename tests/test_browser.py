@@ -322,7 +322,6 @@ def test_faces_world_flow_is_seed_only_flag_paint_unlearn_compare(faces_server, 
         pg.close()
 
 
-
 def test_the_model_picker_switches_worlds_and_what_depends_on_them(faces_server, browser):
     """Faces -> embedded -> faces from the picker: the prompt box, the paint hint for memorised faces and
     the Other-seed hint follow the loaded model."""
