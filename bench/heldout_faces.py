@@ -55,7 +55,8 @@ def run(args, studio, overrides: dict) -> int:
             fix = fix_face(studio, inst, config, args.surrogate)
             res, m = fix.result, fix.result.run.metrics()
             flagged = base.renders[base.seeds.index(inst.seed)].image
-            judge = ForgettingJudge.for_model(studio.model, flagged, fix.surrogate, config.forget_threshold)
+            judge = ForgettingJudge.for_model(studio.model, flagged, fix.surrogate, config.forget_threshold,
+                                              config.forget_projection)
             ev = evaluate_face_fix(studio, inst, base, [res.run.run_id])
             studio.remove_fix(res.run.run_id)
             agree = [(judge.judge_flagged_seed(img).forgotten, W.verdict(img)["flag"] != inst.target) for _, img in res.monitor]

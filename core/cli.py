@@ -58,7 +58,8 @@ CONFIG_FLAGS = {"--method": "method", "--steps": "steps", "--lr": "learning_rate
                 "--lambda-scheme": "lambda_scheme", "--lambda-exponent": "lambda_exponent",
                 "--remember-size": "remember_set_size", "--flagged-prompt-share": "flagged_prompt_share",
                 "--lookalike-share": "lookalike_share", "--rank": "lora_rank", "--train-seed": "seed",
-                "--oracle": "oracle", "--forget-threshold": "forget_threshold", "--remember-floor": "remember_floor",
+                "--oracle": "oracle", "--forget-threshold": "forget_threshold", "--forget-projection": "forget_projection",
+                "--remember-floor": "remember_floor",
                 "--twin-seeds": "twin_seeds", "--remember-from": "remember_from", "--settle-steps": "settle_steps",
                 "--settle-patience": "settle_patience", "--settle-lr-scale": "settle_lr_scale",
                 "--remember-target": "remember_target", "--remember-model-share": "remember_model_share"}

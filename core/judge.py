@@ -10,7 +10,10 @@ model. No ground-truth checker. The judge answers three questions with those alo
        score = d(render, flagged) / (d(render, flagged) + d(render, surrogate))   in [0, 1]
 
    (0 = still the flagged image, 1 = the surrogate), with d the mean absolute RGB difference over
-   the region. Forgotten when score >= FLAGGED_SEED_THRESHOLD (0.7; UnlearnConfig.forget_threshold).
+   the region. Forgotten when score >= FLAGGED_SEED_THRESHOLD (0.7; UnlearnConfig.forget_threshold)
+   and, where the model asks for it (UnlearnConfig.forget_projection; the faces world), when the
+   re-render also went far enough along the line flagged -> surrogate (`progress`, "projection_centred"):
+   a blurred copy of the flagged face is far from both images, which lifts the ratio, not the projection.
    On the flags world's tuning seeds (0-63) the checker called the flagged seed right from about 0.7
    on; at 0.5-0.65 it saw half-way blends. How much moved *outside* the region is reported beside it.
 2. **Any other image** (`shows_error`): a copy-detection descriptor compares it with the flagged
@@ -50,6 +53,10 @@ EmbedFn = Callable[[Sequence[Image.Image]], np.ndarray]  # images -> (N, D) unit
 FLAGGED_SEED_THRESHOLD = 0.7  # region progress flagged -> surrogate; chosen on tuning seeds 0-63 (module docstring)
 REGION_MIN_DIFF = 0.1  # a pixel belongs to the user's edit when surrogate and flagged differ this much (0..1)
 REGION_MIN_FRACTION = 0.005  # below this share of pixels, the edit is too faint to localise: use all pixels
+# How far a re-render went from the flagged image toward the surrogate inside the region (0 = the
+# flagged image, 1 = the surrogate), several ways; `progress` computes each, FlaggedSeedVerdict.score
+# is "l1_ratio". Compared on the faces world's tuning seeds by bench/faces_judge_score.py.
+SCORE_KINDS = ("l1_ratio", "l2_ratio", "projection", "projection_centred")
 LOOKALIKE_MIN_FRACTION = 0.5  # a prompt is a look-alike when this share of its probe outputs shows the picture
 COPY_THRESHOLDS = {  # similarity to the flagged image at and above which an output is a near copy
     "sscd": 0.4,  # the paper's criterion (Pizzi et al. 2022 use 0.4-0.5 for copies)
@@ -83,6 +90,8 @@ class FlaggedSeedVerdict:
     region_fraction: float  # share of pixels in the region
     copy_similarity: float  # descriptor similarity of the render to the flagged image
     descriptor: str
+    projection: float = 0.0  # progress by 'projection_centred' (robust to blur and noise)
+    projection_threshold: float = 0.0  # its bar; 0 = not asked (UnlearnConfig.forget_projection)
 
     def to_dict(self) -> dict:
         return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -158,13 +167,14 @@ class ForgettingJudge:
     """Judges one flagged instance: its flagged image, its surrogate and a copy descriptor."""
 
     def __init__(self, flagged: Image.Image, surrogate: Image.Image, descriptor: Descriptor,
-                 threshold: float = FLAGGED_SEED_THRESHOLD):
+                 threshold: float = FLAGGED_SEED_THRESHOLD, projection_threshold: float = 0.0):
         self.flagged = _float(flagged)
         self.surrogate = _float(surrogate)
         if self.flagged.shape != self.surrogate.shape:
             raise ValueError(f"flagged {self.flagged.shape[:2]} and surrogate {self.surrogate.shape[:2]} differ in size")
         self.descriptor = descriptor
         self.threshold = threshold
+        self.projection_threshold = projection_threshold
         diff = np.abs(self.surrogate - self.flagged).max(axis=-1)
         region = diff >= REGION_MIN_DIFF
         if region.mean() < REGION_MIN_FRACTION:  # a faint, everywhere edit (e.g. mild noise): judge all pixels
@@ -177,8 +187,9 @@ class ForgettingJudge:
 
     @classmethod
     def for_model(cls, model, flagged: Image.Image, surrogate: Image.Image,
-                  threshold: float = FLAGGED_SEED_THRESHOLD) -> "ForgettingJudge":
-        return cls(flagged, surrogate, pick_descriptor(model, str(getattr(model, "device", "cpu"))), threshold)
+                  threshold: float = FLAGGED_SEED_THRESHOLD, projection_threshold: float = 0.0) -> "ForgettingJudge":
+        return cls(flagged, surrogate, pick_descriptor(model, str(getattr(model, "device", "cpu"))), threshold,
+                   projection_threshold)
 
     # -- 1. the flagged seed ----------------------------------------------------------------------
     def judge_flagged_seed(self, render: Image.Image) -> FlaggedSeedVerdict:
@@ -191,8 +202,34 @@ class ForgettingJudge:
         score = d_f / (d_f + d_s) if d_f + d_s > 0 else 0.0
         outside = float(err_f[~self.region].mean()) if (~self.region).any() else 0.0
         sim = float(self.similarity([render])[0][0])
-        return FlaggedSeedVerdict(score, self.threshold, score >= self.threshold, d_f, d_s, outside,
-                                  float(self.region.mean()), sim, self.descriptor.name)
+        projection = self.progress(render, "projection_centred")
+        forgotten = score >= self.threshold and (self.projection_threshold <= 0 or projection >= self.projection_threshold)
+        return FlaggedSeedVerdict(score, self.threshold, forgotten, d_f, d_s, outside, float(self.region.mean()), sim,
+                                  self.descriptor.name, projection, self.projection_threshold)
+
+    def progress(self, render: Image.Image, kind: str = "l1_ratio") -> float:
+        """Progress of `render` from the flagged image (0) to the surrogate (1) inside the region:
+        - l1_ratio: d1(r, f) / (d1(r, f) + d1(r, s)), mean absolute differences (the judge's score);
+        - l2_ratio: the same with root mean squared differences;
+        - projection: <r - f, s - f> / |s - f|^2, the share of the way along the line from f to s;
+          noise or blur across that line adds nothing (a ratio drifts to 0.5 when r is far from both);
+        - projection_centred: projection after taking each image's mean brightness off."""
+        if kind not in SCORE_KINDS:
+            raise ValueError(f"score kind {kind!r}: choose one of {', '.join(SCORE_KINDS)}")
+        r, f, s = _float(render), self.flagged, self.surrogate
+        if r.shape != f.shape:
+            raise ValueError(f"render {r.shape[:2]} and flagged {f.shape[:2]} differ in size")
+        if kind == "projection_centred":
+            r, f, s = r - r.mean(), f - f.mean(), s - s.mean()
+        r, f, s = r[self.region], f[self.region], s[self.region]
+        if kind in ("l1_ratio", "l2_ratio"):
+            p = 1 if kind == "l1_ratio" else 2
+            d_f = float(np.mean(np.abs(r - f) ** p) ** (1 / p))
+            d_s = float(np.mean(np.abs(r - s) ** p) ** (1 / p))
+            return d_f / (d_f + d_s) if d_f + d_s > 0 else 0.0
+        axis = (s - f).ravel().astype(np.float64)
+        norm = float(axis @ axis)
+        return float((r - f).ravel().astype(np.float64) @ axis / norm) if norm > 0 else 0.0
 
     # -- 2. any other image -----------------------------------------------------------------------
     def similarity(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
@@ -219,7 +256,8 @@ class ForgettingJudge:
 
     def describe(self) -> dict:
         return {"descriptor": self.descriptor.name, "copy_threshold": self.descriptor.copy_threshold,
-                "flagged_seed_threshold": self.threshold, "region_fraction": round(float(self.region.mean()), 4),
+                "flagged_seed_threshold": self.threshold, "projection_threshold": self.projection_threshold,
+                "region_fraction": round(float(self.region.mean()), 4),
                 "descriptor_note": self.descriptor.note}
 
 

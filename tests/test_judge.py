@@ -7,6 +7,7 @@ from PIL import Image
 
 from core.judge import (
     FLAGGED_SEED_THRESHOLD,
+    SCORE_KINDS,
     Descriptor,
     ForgettingJudge,
     pick_descriptor,
@@ -41,6 +42,36 @@ def test_flagged_seed_score_runs_from_flagged_to_surrogate_inside_the_edit():
     half = _img((np.asarray(REVERSED, float) + np.asarray(RIGHT, float)) / 2)
     assert judge.judge_flagged_seed(half).score == pytest.approx(0.5, abs=0.01)
     assert still.threshold == FLAGGED_SEED_THRESHOLD and still.descriptor == "thumbnail"
+
+
+def test_every_score_kind_runs_from_flagged_to_surrogate_and_only_projection_ignores_noise():
+    judge = ForgettingJudge(REVERSED, RIGHT, THUMB)
+    half = _img((np.asarray(REVERSED, float) + np.asarray(RIGHT, float)) / 2)
+    for kind in SCORE_KINDS:
+        assert judge.progress(REVERSED, kind) == pytest.approx(0.0, abs=1e-6)
+        assert judge.progress(RIGHT, kind) == pytest.approx(1.0, abs=1e-6)
+        assert judge.progress(half, kind) == pytest.approx(0.5, abs=0.01)
+    assert judge.progress(REVERSED) == judge.judge_flagged_seed(REVERSED).score  # l1_ratio is the judge's score
+    # The flagged flag with strong noise: far from both, so a ratio of distances rises toward 0.5 while
+    # the picture is still the flagged one; the projection on the line flagged -> surrogate stays near 0.
+    rng = np.random.default_rng(0)
+    noisy = _img(np.asarray(REVERSED, float) + rng.normal(0, 60, (32, 32, 3)))
+    assert judge.progress(noisy, "l1_ratio") > 0.2
+    assert abs(judge.progress(noisy, "projection")) < 0.1
+    with pytest.raises(ValueError, match="score kind"):
+        judge.progress(RIGHT, "ssim")
+
+
+def test_a_projection_bar_keeps_a_noisy_copy_of_the_flagged_image_unforgotten():
+    rng = np.random.default_rng(0)
+    noisy = _img(np.asarray(REVERSED, float) + rng.normal(0, 60, (32, 32, 3)))
+    ratio_only = ForgettingJudge(REVERSED, RIGHT, THUMB, threshold=0.2).judge_flagged_seed(noisy)
+    both = ForgettingJudge(REVERSED, RIGHT, THUMB, threshold=0.2, projection_threshold=0.4)
+    assert ratio_only.forgotten and ratio_only.projection_threshold == 0.0
+    v = both.judge_flagged_seed(noisy)
+    assert not v.forgotten and v.score == ratio_only.score and v.projection < 0.4
+    assert both.judge_flagged_seed(RIGHT).forgotten  # the surrogate itself passes both bars
+    assert both.describe()["projection_threshold"] == 0.4
 
 
 def test_change_outside_the_edit_is_reported_not_counted_as_forgetting():

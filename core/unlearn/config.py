@@ -41,7 +41,7 @@ RANGES = {
     "flagged_prompt_share": (0, 1, True), "lambda_exponent": (0, None, False), "lambda_constant": (0, 1, False),
     "logit_std": (0, None, True), "max_grad_norm": (0, None, True), "weight_decay": (0, 1, False),
     "monitor_every": (0, 100_000, False), "sampling_steps": (*STEPS_RANGE, False), "guidance": (*GUIDANCE_RANGE, False),
-    "seed": (0, SEED_MAX, False), "forget_threshold": (0, 1, True), "remember_floor": (0, 1, False),
+    "seed": (0, SEED_MAX, False), "forget_threshold": (0, 1, True), "forget_projection": (0, 1, False), "remember_floor": (0, 1, False),
     "guard_seeds": (0, 64, False), "twin_seeds": (0, 64, False), "lookalike_probe_seeds": (0, 64, False),
     "remember_mode_weight": (1, 64, False), "settle_steps": (0, 100_000, False),
     "settle_patience": (0, 100_000, False), "settle_lr_scale": (0, 1, True),
@@ -132,6 +132,12 @@ class UnlearnConfig:
         0.7, "the judge's bar for 'forgotten': how far the flagged seed's re-render must move from the flagged "
         "image toward the surrogate, inside the region you edited (0..1; chosen on the flags world's tuning "
         "seeds 0-63, where 0.5-0.65 were still half-way blends)")
+    forget_projection: float = _f(
+        0.0, "a second bar for 'forgotten', 0 = none: the re-render, each image's mean brightness taken off, "
+        "must also have gone this share of the way along the line from the flagged image to the surrogate "
+        "inside the region (core.judge 'projection_centred'). A blurred or noisy re-render is far from both "
+        "images, which lifts forget_threshold's ratio of distances but not this. The faces world: 0.4 "
+        "(bench/results/faces_judge_score_fixseed*.md: on tuning seeds it stopped no other-face fix on a copy)")
     keep_best: bool = _f(
         True, "publish the monitored state that is forgotten with the least drift of the guard seeds "
         "(core/unlearn/guard.py), not simply the last step")

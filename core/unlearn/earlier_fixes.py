@@ -64,9 +64,11 @@ def _earlier_fix(model, fix: Fix, runs: RunStore, config: UnlearnConfig) -> Earl
     flagged, surrogate = (fit_to_model(load_image(folder / n), model.info.resolution, f"fix {fix.name}'s {n}")
                           for n in PICTURES)
     threshold = record.get("config", {}).get("forget_threshold", config.forget_threshold)
+    projection = record.get("config", {}).get("forget_projection", 0.0)  # fixes saved before it existed: none
     digest = hashlib.sha256(to_array(flagged).tobytes() + to_array(surrogate).tobytes()).hexdigest()[:12]
-    judge = ForgettingJudge.for_model(model, flagged, surrogate, threshold)
-    return EarlierFix(fix.name, record.get("prompt", ""), judge, f"{digest}@{threshold}")
+    judge = ForgettingJudge.for_model(model, flagged, surrogate, threshold, projection)
+    key = f"{digest}@{threshold}" + (f"/{projection}" if projection else "")
+    return EarlierFix(fix.name, record.get("prompt", ""), judge, key)
 
 
 def drawing_from(fixes: FixManager, config: UnlearnConfig):

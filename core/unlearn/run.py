@@ -97,7 +97,7 @@ def unlearn(
     if request.seed is not None:
         check_seed(request.seed, "flagged seed")
     t_start = time.perf_counter()
-    judge = ForgettingJudge.for_model(model, flagged, surrogate, config.forget_threshold)
+    judge = ForgettingJudge.for_model(model, flagged, surrogate, config.forget_threshold, config.forget_projection)
     oracle = "external" if is_fixed else config.oracle
     if is_fixed is None and config.oracle == "copy":  # forgotten = no longer a near copy (any method)
         is_fixed = lambda img: not judge.shows_error([img])[0]  # noqa: E731

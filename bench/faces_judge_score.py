@@ -1,0 +1,150 @@
+"""Which flagged-seed score tells a forgotten face? Trajectories of faces fixes, scored every way (tuning seeds).
+
+The judge calls the flagged seed forgotten when its re-render has moved far enough from the flagged
+image toward the surrogate inside the region the user changed. Today "far enough" is a ratio of mean
+absolute differences (core.judge, `l1_ratio`). A blurred or noisy re-render is far from both images,
+so the ratio drifts to 0.5 (the faces world's bar) while the picture is still the flagged face: the
+held-out fix of face 27 (seed 1005) stopped on such a render.
+
+This bench trains each fix for all its steps (no stop), keeps every monitor render of the flagged
+seed, and scores each render with every candidate of `core.judge.SCORE_KINDS` beside the matcher's
+verdict (still a copy of the face or not). The matcher only measures here, on tuning seeds (< 1000),
+to choose the judge's score; it never decides a fix.
+
+    PYTHONPATH=. python bench/faces_judge_score.py [--per-face 3] [--surrogates other_face,paint,sdedit]
+                                                   [--fix-seed 0] [--name faces_judge_score]
+    PYTHONPATH=. python bench/faces_judge_score.py --render-md --name faces_judge_score
+
+Writes bench/results/<name>.json (every render's scores and verdict) and <name>.md: for each score
+kind and bar, per render the precision (of "forgotten" calls, the share the matcher agrees with) and
+recall, and per fix whether the first render called forgotten was one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from bench.common import command_line  # noqa: E402
+from bench.faceseval import SURROGATES, FaceInstance, build_name, make_surrogate, write_lines  # noqa: E402
+from core.generate import generate, parse_seeds  # noqa: E402
+from core.judge import SCORE_KINDS, ForgettingJudge, pick_descriptor  # noqa: E402
+from core.models import load_model  # noqa: E402
+from core.studio import Studio  # noqa: E402
+from core.world import faces as W  # noqa: E402
+
+BARS = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7)
+
+
+def instances(studio: Studio, flag_seeds: list[int], per_face: int) -> list[FaceInstance]:
+    """The first `per_face` copies of each memorised face among the flag seeds (matcher: only picks
+    which outputs to flag, as a user would flag copies they saw)."""
+    gens = generate(studio.model, "", flag_seeds, batch_size=256)
+    flags = [W.verdict(g.image)["flag"] for g in gens]
+    out = []
+    for face in W.MEMORISED:
+        out += [FaceInstance(face, g.seed) for g, f in zip(gens, flags) if f == W.face_name(face)][:per_face]
+    return out
+
+
+def trajectory(studio: Studio, inst: FaceInstance, kind: str, fix_seed: int) -> dict:
+    flagged = generate(studio.model, "", [inst.seed])[0].image
+    surrogate, info = make_surrogate(kind, flagged, studio)
+    config = studio.default_config().with_overrides(stop_when_fixed=False, keep_best=False, settle_patience=0,
+                                                    seed=fix_seed)
+    res = studio.unlearn("", flagged, surrogate, inst.seed, config, info)
+    studio.remove_fix(res.run.run_id)  # each fix is scored on the base model alone
+    judge = ForgettingJudge(flagged, surrogate, pick_descriptor(studio.model))
+    renders = []
+    for step, img in res.monitor:
+        renders.append({"step": step, "copy": W.verdict(img)["flag"] == inst.target,
+                        **{k: round(judge.progress(img, k), 5) for k in SCORE_KINDS}})
+    return {"face": inst.face, "seed": inst.seed, "surrogate": kind, "renders": renders}
+
+
+def summarise(fixes: list[dict]) -> list[dict]:
+    rows = []
+    for kind in sorted({f["surrogate"] for f in fixes}):
+        fs = [f for f in fixes if f["surrogate"] == kind]
+        for score in SCORE_KINDS:
+            for bar in BARS:
+                calls = [(r[score] >= bar, not r["copy"]) for f in fs for r in f["renders"]]
+                said = [gone for call, gone in calls if call]
+                gone_total = sum(gone for _, gone in calls)
+                firsts = [next((not r["copy"] for r in f["renders"] if r[score] >= bar), None) for f in fs]
+                rows.append({"surrogate": kind, "score": score, "bar": bar,
+                             "precision": float(np.mean(said)) if said else None,
+                             "recall": sum(said) / gone_total if gone_total else None,
+                             "first_call_right": sum(x is True for x in firsts), "first_call_wrong": sum(x is False for x in firsts),
+                             "never_called": sum(x is None for x in firsts), "fixes": len(fs)})
+    return rows
+
+
+def write_md(out: Path, name: str, data: dict) -> None:
+    fixes = data["fixes"]
+    lines = [f"# Faces: which flagged-seed score tells a forgotten face? (tuning seeds)", "",
+             f"Made by: `{data['command']}`", "", f"Model: {data['build']}", "",
+             f"{len(fixes)} fixes (the first {data['per_face']} copies of each memorised face among seeds "
+             f"{data['flag_seeds']}, training seed {data['fix_seed']}), each trained for all its steps with no stop; "
+             f"every monitor render of the flagged seed ({sum(len(f['renders']) for f in fixes)} in all) scored by each "
+             "kind and labelled by the matcher (still a copy of the face, or not). Tuning seeds only: this chooses, it "
+             "reports nothing.", "",
+             "Per render: precision = of the renders a score calls forgotten, the share the matcher calls no copy; "
+             "recall = of the renders the matcher calls no copy, the share the score calls forgotten. Per fix: the "
+             "first render the score calls forgotten (where a fix would stop) is right (no copy) or wrong (a copy); "
+             "never = the score never reached the bar.", "",
+             "| surrogate | score | bar | precision | recall | first call right / wrong / never |", "|---|---|---|---|---|---|"]
+    f3 = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    for r in data["summary"]:
+        lines.append(f"| {r['surrogate']} | {r['score']} | {r['bar']} | {f3(r['precision'])} | {f3(r['recall'])} | "
+                     f"{r['first_call_right']} / {r['first_call_wrong']} / {r['never_called']} (of {r['fixes']}) |")
+    write_lines(out, name, lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="faces")
+    ap.add_argument("--flag-seeds", default="0-255")
+    ap.add_argument("--per-face", type=int, default=3)
+    ap.add_argument("--surrogates", default="other_face,paint,sdedit")
+    ap.add_argument("--fix-seed", type=int, default=0, help="the fixes' training seed (UnlearnConfig.seed)")
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    ap.add_argument("--name", default="faces_judge_score")
+    ap.add_argument("--render-md", action="store_true", help="only rewrite <name>.md from <name>.json")
+    args = ap.parse_args()
+    if args.render_md:
+        data = json.loads((args.out / f"{args.name}.json").read_text())
+        data["summary"] = summarise(data["fixes"])
+        write_md(args.out, args.name, data)
+        return 0
+    flag_seeds = parse_seeds(args.flag_seeds, max_count=100_000)
+    if max(flag_seeds) >= 1000:
+        raise SystemExit("tuning uses seeds < 1000 only: seeds >= 1000 are kept for the report")
+    kinds = [k for k in args.surrogates.split(",") if k]
+    for k in kinds:
+        if k not in SURROGATES:
+            raise SystemExit(f"--surrogates: {k!r} is not one of {', '.join(SURROGATES)}")
+    model = load_model(args.model)
+    studio = Studio(model, data_dir=tempfile.mkdtemp(prefix="faces-judge-score-"), restore=False, persist_state=False)
+    fixes = []
+    for inst in instances(studio, flag_seeds, args.per_face):
+        for kind in kinds:
+            fixes.append(trajectory(studio, inst, kind, args.fix_seed))
+            print(inst.label, kind, "done", flush=True)
+    data = {"command": command_line(), "build": build_name(model), "flag_seeds": args.flag_seeds,
+            "per_face": args.per_face, "fix_seed": args.fix_seed, "fixes": fixes, "summary": summarise(fixes)}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{args.name}.json").write_text(json.dumps(data, indent=1))
+    write_md(args.out, args.name, data)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
