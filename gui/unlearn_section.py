@@ -389,8 +389,10 @@ def result_text(studio, result, flag) -> str:
     f = m.get("forgetting")
     if f:
         lines.append(f"judge: {'forgotten' if f['forgotten'] else 'not forgotten'} (moved {fmt(f['score'])} of the way "
-                     f"from your flagged image to the surrogate where you edited; needs {fmt(f['threshold'])}) · "
-                     f"copy similarity {fmt(f['copy_similarity'])} ({f['descriptor']})")
+                     f"from your flagged image to the surrogate where you edited; needs {fmt(f['threshold'])}"
+                     + (f"; along the line between them, blur and brightness aside, {fmt(f['projection'])}, needs "
+                        f"{fmt(f['projection_threshold'])}" if f.get("projection_threshold") else "")
+                     + f") · copy similarity {fmt(f['copy_similarity'])} ({f['descriptor']})")
     if m.get("kept_step") is not None:
         lines.append(f"kept the state of step {m['kept_step']} (other outputs moved by {fmt(m.get('remember_drift'))} "
                      "mean |diff| on the guard seeds)")

@@ -403,6 +403,13 @@ def test_fix_result_and_table_say_when_a_fix_ended_unfixed(tmp_path):
     assert "other seeds that drew the flagged picture (100003, 100029): 1 still draws it" in result_text(
         studio, SimpleNamespace(run=runs["fix-True"]), flag)
     assert "fixes off" not in on
+    verdict = {"forgotten": False, "score": 0.55, "threshold": 0.5, "copy_similarity": 0.9, "descriptor": "thumbnail",
+               "projection": 0.21, "projection_threshold": 0.4}
+    runs["fix-False"].metrics().update(forgetting=verdict)
+    text = result_text(studio, SimpleNamespace(run=runs["fix-False"]), flag)
+    assert "judge: not forgotten (moved 0.55" in text and "0.21, needs 0.4" in text  # why a high ratio is not enough
+    runs["fix-False"].metrics()["forgetting"] = verdict | {"projection_threshold": 0.0}
+    assert "along the line" not in result_text(studio, SimpleNamespace(run=runs["fix-False"]), flag)
     runs["fix-True"].metrics().update(remember_drawn_from="base", remember_as_fixed=2)
     assert "drawn with the other fixes off (2 that showed their pictures: as the fixes draw them)" in result_text(
         studio, SimpleNamespace(run=runs["fix-True"]), flag)
