@@ -82,14 +82,15 @@ def summarise(fixes: list[dict]) -> list[dict]:
                 rows.append({"surrogate": kind, "score": score, "bar": bar,
                              "precision": float(np.mean(said)) if said else None,
                              "recall": sum(said) / gone_total if gone_total else None,
-                             "first_call_right": sum(x is True for x in firsts), "first_call_wrong": sum(x is False for x in firsts),
+                             "first_call_right": sum(x is True for x in firsts),
+                             "first_call_wrong": sum(x is False for x in firsts),
                              "never_called": sum(x is None for x in firsts), "fixes": len(fs)})
     return rows
 
 
 def write_md(out: Path, name: str, data: dict) -> None:
     fixes = data["fixes"]
-    lines = [f"# Faces: which flagged-seed score tells a forgotten face? (tuning seeds)", "",
+    lines = ["# Faces: which flagged-seed score tells a forgotten face? (tuning seeds)", "",
              f"Made by: `{data['command']}`", "", f"Model: {data['build']}", "",
              f"{len(fixes)} fixes (the first {data['per_face']} copies of each memorised face among seeds "
              f"{data['flag_seeds']}, training seed {data['fix_seed']}), each trained for all its steps with no stop; "
