@@ -33,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from bench.common import command_line  # noqa: E402
-from bench.faceseval import SURROGATES, FaceInstance, build_name, make_surrogate, write_lines  # noqa: E402
+from bench.faceseval import (SURROGATES, FaceInstance, build_name, find_face_instances, make_surrogate,  # noqa: E402
+                             write_lines)
 from core.generate import generate, parse_seeds  # noqa: E402
 from core.judge import SCORE_KINDS, ForgettingJudge, pick_descriptor  # noqa: E402
 from core.models import load_model  # noqa: E402
@@ -41,17 +42,6 @@ from core.studio import Studio  # noqa: E402
 from core.world import faces as W  # noqa: E402
 
 BARS = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7)
-
-
-def instances(studio: Studio, flag_seeds: list[int], per_face: int) -> list[FaceInstance]:
-    """The first `per_face` copies of each memorised face among the flag seeds (matcher: only picks
-    which outputs to flag, as a user would flag copies they saw)."""
-    gens = generate(studio.model, "", flag_seeds, batch_size=256)
-    flags = [W.verdict(g.image)["flag"] for g in gens]
-    out = []
-    for face in W.MEMORISED:
-        out += [FaceInstance(face, g.seed) for g, f in zip(gens, flags) if f == W.face_name(face)][:per_face]
-    return out
 
 
 def trajectory(studio: Studio, inst: FaceInstance, kind: str, fix_seed: int) -> dict:
@@ -135,7 +125,8 @@ def main() -> int:
     model = load_model(args.model)
     studio = Studio(model, data_dir=tempfile.mkdtemp(prefix="faces-judge-score-"), restore=False, persist_state=False)
     fixes = []
-    for inst in instances(studio, flag_seeds, args.per_face):
+    # the matcher only picks which outputs to flag, as a user flags copies they saw
+    for inst in find_face_instances(studio, flag_seeds, per_face=args.per_face):
         for kind in kinds:
             fixes.append(trajectory(studio, inst, kind, args.fix_seed))
             print(inst.label, kind, "done", flush=True)

@@ -115,16 +115,15 @@ def build_name(model) -> str:
     return f"{model.location}, weights {model.fingerprint()}"
 
 
-def find_face_instances(studio: Studio, flag_seeds: Sequence[int], faces: Sequence[int] = W.MEMORISED) -> list[FaceInstance]:
-    """The first copy of each face among `flag_seeds` (with the studio's enabled fixes); faces with
-    no copy there are left out."""
+def find_face_instances(studio: Studio, flag_seeds: Sequence[int], faces: Sequence[int] = W.MEMORISED,
+                        per_face: int = 1) -> list[FaceInstance]:
+    """The first `per_face` copies of each face among `flag_seeds` (with the studio's enabled fixes),
+    face by face; faces with no copy there are left out."""
     gens = generate(studio.model, "", list(flag_seeds), batch_size=BATCH)
     found = [W.verdict(g.image)["flag"] for g in gens]
     out = []
     for face in faces:
-        seed = next((g.seed for g, f in zip(gens, found) if f == W.face_name(face)), None)
-        if seed is not None:
-            out.append(FaceInstance(face, seed))
+        out += [FaceInstance(face, g.seed) for g, f in zip(gens, found) if f == W.face_name(face)][:per_face]
     return out
 
 
