@@ -193,16 +193,12 @@ class ForgettingJudge:
 
     # -- 1. the flagged seed ----------------------------------------------------------------------
     def judge_flagged_seed(self, render: Image.Image) -> FlaggedSeedVerdict:
-        r = _float(render)
-        if r.shape != self.flagged.shape:
-            raise ValueError(f"render {r.shape[:2]} and flagged {self.flagged.shape[:2]} differ in size")
-        err_f = np.abs(r - self.flagged).mean(axis=-1)
-        err_s = np.abs(r - self.surrogate).mean(axis=-1)
-        d_f, d_s = float(err_f[self.region].mean()), float(err_s[self.region].mean())
-        score = d_f / (d_f + d_s) if d_f + d_s > 0 else 0.0
-        outside = float(err_f[~self.region].mean()) if (~self.region).any() else 0.0
+        r = self._render(render)
+        d_f, d_s = self._distances(r, 1)
+        score = _ratio(d_f, d_s)
+        outside = float(np.abs(r - self.flagged).mean(axis=-1)[~self.region].mean()) if (~self.region).any() else 0.0
         sim = float(self.similarity([render])[0][0])
-        projection = self.progress(render, "projection_centred")
+        projection = self._progress(r, "projection_centred")
         forgotten = score >= self.threshold and (self.projection_threshold <= 0 or projection >= self.projection_threshold)
         return FlaggedSeedVerdict(score, self.threshold, forgotten, d_f, d_s, outside, float(self.region.mean()), sim,
                                   self.descriptor.name, projection, self.projection_threshold)
@@ -216,20 +212,30 @@ class ForgettingJudge:
         - projection_centred: projection after taking each image's mean brightness off."""
         if kind not in SCORE_KINDS:
             raise ValueError(f"score kind {kind!r}: choose one of {', '.join(SCORE_KINDS)}")
-        r, f, s = _float(render), self.flagged, self.surrogate
-        if r.shape != f.shape:
-            raise ValueError(f"render {r.shape[:2]} and flagged {f.shape[:2]} differ in size")
+        return self._progress(self._render(render), kind)
+
+    def _render(self, render: Image.Image) -> np.ndarray:
+        r = _float(render)
+        if r.shape != self.flagged.shape:
+            raise ValueError(f"render {r.shape[:2]} and flagged {self.flagged.shape[:2]} differ in size")
+        return r
+
+    def _distances(self, r: np.ndarray, p: int) -> tuple[float, float]:
+        """(to the flagged image, to the surrogate): the p-mean of |differences| inside the region, each
+        pixel's channels averaged first."""
+        rr = r[self.region]
+        return tuple(float((np.abs(rr - x[self.region]) ** p).mean(axis=-1).mean() ** (1 / p))
+                     for x in (self.flagged, self.surrogate))
+
+    def _progress(self, r: np.ndarray, kind: str) -> float:
+        if kind in ("l1_ratio", "l2_ratio"):
+            return _ratio(*self._distances(r, 1 if kind == "l1_ratio" else 2))
+        f, s = self.flagged, self.surrogate
         if kind == "projection_centred":
             r, f, s = r - r.mean(), f - f.mean(), s - s.mean()
-        r, f, s = r[self.region], f[self.region], s[self.region]
-        if kind in ("l1_ratio", "l2_ratio"):
-            p = 1 if kind == "l1_ratio" else 2
-            d_f = float(np.mean(np.abs(r - f) ** p) ** (1 / p))
-            d_s = float(np.mean(np.abs(r - s) ** p) ** (1 / p))
-            return d_f / (d_f + d_s) if d_f + d_s > 0 else 0.0
-        axis = (s - f).ravel().astype(np.float64)
+        axis = (s - f)[self.region].ravel().astype(np.float64)
         norm = float(axis @ axis)
-        return float((r - f).ravel().astype(np.float64) @ axis / norm) if norm > 0 else 0.0
+        return float((r - f)[self.region].ravel().astype(np.float64) @ axis / norm) if norm > 0 else 0.0
 
     # -- 2. any other image -----------------------------------------------------------------------
     def similarity(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
@@ -259,6 +265,10 @@ class ForgettingJudge:
                 "flagged_seed_threshold": self.threshold, "projection_threshold": self.projection_threshold,
                 "region_fraction": round(float(self.region.mean()), 4),
                 "descriptor_note": self.descriptor.note}
+
+
+def _ratio(d_f: float, d_s: float) -> float:
+    return d_f / (d_f + d_s) if d_f + d_s > 0 else 0.0
 
 
 def _float(img: Image.Image) -> np.ndarray:
