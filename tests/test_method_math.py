@@ -327,26 +327,6 @@ def test_forget_rows_with_twins_keep_the_flagged_image_first_and_pair_each_row_w
     assert torch.equal(plain.x_f, torch.zeros(64, C, H, W))
 
 
-def test_remember_noise_seed_noises_each_row_with_its_own_noise_and_moves_no_other_draw():
-    """remember_noise "seed": a remember sample is noised with the noise it was drawn from (row i's own),
-    every other draw of the step (forget noise, noise levels, rows) stays as with fresh noise."""
-    from core.unlearn.trainer import ForgetData, RememberData, _sample_batch
-
-    g = torch.Generator().manual_seed(8)
-    (cond,) = _cond(g, 1)
-    lat = torch.arange(6.0).view(6, 1, 1, 1).expand(6, C, H, W).contiguous()
-    own = torch.randn(6, C, H, W, generator=g)
-    forget = ForgetData(torch.zeros(1, C, H, W), torch.ones(1, C, H, W), cond)
-    cfg = UnlearnConfig(forget_batch_size=F, remember_batch_size=16)
-    sigmas = torch.linspace(1, 0, 11)
-    fresh, seeded = (_sample_batch(forget, RememberData(lat, Conditioning.cat([cond] * 6), noise=n), sigmas, cfg,
-                                   torch.Generator().manual_seed(0), "cpu") for n in (None, own))
-    rows = seeded.x_r[:, 0, 0, 0].long()
-    assert torch.equal(seeded.eps_r, own[rows]) and not torch.equal(fresh.eps_r, seeded.eps_r)
-    for name in ("x_r", "eps_f", "s_f", "s_r", "uniform_f", "mix_from_forget"):
-        assert torch.equal(getattr(fresh, name), getattr(seeded, name)), name
-
-
 # --- Ours: surrogate target, lambda weighting, gradient surgery ------------------------------------
 
 def lam_of(s, scheme: str, k: float = 2.0, const: float = 0.5):

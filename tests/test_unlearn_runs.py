@@ -101,30 +101,6 @@ def test_remember_target_model_anchors_on_the_model_before_this_fix_with_earlier
     assert json.loads((res.run.path / "config.json").read_text())["config"]["remember_target"] == "model"
 
 
-def test_remember_noise_seed_hands_the_trainer_each_remember_seeds_starting_noise(tiny_model, tmp_path, monkeypatch):
-    """remember_noise "seed": row i of the remember set comes with the starting noise of the seed it was
-    drawn from (the noise generate() starts that seed from), and the choice is saved with the run."""
-    import core.unlearn.run as run_mod
-    from core.generate import initial_noise
-
-    seen = {}
-    real_train = run_mod.train
-
-    def spy(*args, **kwargs):
-        seen["remember"] = args[4]
-        return real_train(*args, **kwargs)
-
-    monkeypatch.setattr(run_mod, "train", spy)
-    fixes, store = FixManager(tiny_model), RunStore(tmp_path / "runs")
-    res = unlearn(tiny_model, fixes, store, _request(tiny_model), _cfg(steps=2, remember_noise="seed"))
-    kept = res.remember_seeds
-    noise = seen["remember"].noise
-    assert noise is not None and noise.shape == seen["remember"].latents.shape and len(kept) == noise.shape[0]
-    for i, (_, seed) in enumerate(kept):
-        assert torch.equal(noise[i:i + 1].cpu(), initial_noise(tiny_model, seed))
-    assert json.loads((res.run.path / "config.json").read_text())["config"]["remember_noise"] == "seed"
-
-
 def _assert_nothing_left(model, fixes, store, base_images, earlier=None):
     assert [r.run_id for r in store.list()] == ([earlier] if earlier else [])
     assert not list(store.root.glob(".partial-*"))

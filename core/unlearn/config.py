@@ -18,12 +18,10 @@ TIMESTEP_SAMPLING = ("logit_normal", "uniform")
 ORACLES = ("judge", "copy", "checker")
 REMEMBER_FROM = ("current", "base")
 REMEMBER_TARGETS = ("noise", "model")
-REMEMBER_NOISE = ("fresh", "seed")
 # The one table of choice lists: validation, the CLI's argparse choices and the GUI's dropdowns.
 CHOICES = {"method": METHODS, "surgery": SURGERY_MODES, "lambda_scheme": LAMBDA_SCHEMES,
            "timestep_sampling": TIMESTEP_SAMPLING, "oracle": ORACLES, "remember_precision": SAMPLING_PRECISIONS,
-           "remember_from": REMEMBER_FROM, "remember_target": REMEMBER_TARGETS,
-           "remember_noise": REMEMBER_NOISE}
+           "remember_from": REMEMBER_FROM, "remember_target": REMEMBER_TARGETS}
 
 
 class _Unset:
@@ -193,11 +191,6 @@ class UnlearnConfig:
         "remember_model_share 0.5 (held-out: right seeds kept 0.997 against 0.973, other prompts 0.954 against "
         "0.943, SSIM 0.905 against 0.880: heldout_judge_rtmodel05.md); not the faces world's (fewer faces gone: "
         "faces_tune_remember_target.md, faces_seq_spread_tune.md)")
-    remember_noise: str = _f(
-        "fresh", "the noise a remember sample is noised with: fresh = new noise at every step (the usual "
-        "diffusion loss, the paper's); seed = the noise the sample was drawn from (its seed's starting "
-        "latent), the pairing the sampler itself makes, so the loss asks the model to keep taking that seed "
-        "to that output rather than to pull any noise toward it")
     remember_model_share: float = _f(
         1.0, "with remember_target model: the target is this share of the model's prediction before the fix plus "
         "the rest of the sampled noise's target (1 = the model's alone; 0 = the same as noise)")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -149,8 +149,6 @@ def unlearn(
         progress(1.0, f"{found.message()} + {len(theirs)} as the earlier fixes draw them")
     if config.remember_mode_weight > 1:
         remember = _weigh_modes(model, judge, remember, config.remember_mode_weight)
-    if config.remember_noise == "seed":  # each row noised with the noise it was drawn from
-        remember = replace(remember, noise=torch.cat([initial_noise(model, seed) for _, seed in kept]))
     # Other seeds that drew the flagged picture (the filter left them out): forgotten means them too.
     twin_requests = [r for r in own if r[0] == request.prompt][:config.twin_seeds] if noise is not None else []
 

@@ -82,8 +82,6 @@ class RememberData:
     flagged_rows: torch.Tensor | None = None
     # (N,) int: how many times each row counts when a step draws remember samples. None = once each.
     repeats: torch.Tensor | None = None
-    # (N, C, h, w): each row's starting noise (UnlearnConfig.remember_noise "seed"); None = fresh noise
-    noise: torch.Tensor | None = None
 
 
 @dataclass
@@ -188,20 +186,15 @@ def _sample_batch(forget: ForgetData, remember: RememberData, sigmas: torch.Tens
     idx = pool[torch.randint(0, len(pool), (R,), generator=gen)]
     to = lambda t: t.to(device)  # noqa: E731 - tiny local helper
     rows = torch.zeros(F, dtype=torch.long)  # every forget sample is the flagged latent...
-    eps_f = torch.randn((F, *shape), generator=gen)
-    s_f = sample_sigmas(F, sigmas, config, gen)
-    eps_r = torch.randn((R, *shape), generator=gen)  # drawn either way: remember_noise moves no other draw
-    if remember.noise is not None:
-        eps_r = remember.noise[idx]
     batch = Batch(
         x_f=forget.x_f,  # indexed below, once the rows are drawn
         x_s=forget.x_s,
         cond_f=forget.cond.repeat(F),
-        eps_f=to(eps_f),
-        s_f=to(s_f),
+        eps_f=to(torch.randn((F, *shape), generator=gen)),
+        s_f=to(sample_sigmas(F, sigmas, config, gen)),
         x_r=to(remember.latents[idx]),
         cond_r=remember.cond.take(idx.to(remember.cond.pooled.device)),
-        eps_r=to(eps_r),
+        eps_r=to(torch.randn((R, *shape), generator=gen)),
         s_r=to(sample_sigmas(R, sigmas, config, gen)),
         uniform_f=to(torch.rand((F, *shape), generator=gen)),
         mix_from_forget=to(torch.rand(R, generator=gen) < config.siss_lambda),
