@@ -14,6 +14,7 @@ to choose the judge's score; it never decides a fix.
     PYTHONPATH=. python bench/faces_judge_score.py [--per-face 3] [--surrogates other_face,paint,sdedit]
                                                    [--fix-seed 0] [--name faces_judge_score]
     PYTHONPATH=. python bench/faces_judge_score.py --render-md --name faces_judge_score
+    PYTHONPATH=. python bench/faces_judge_score.py --pool RUN1 RUN2 ... --name POOLED
 
 Writes bench/results/<name>.json (every render's scores and verdict) and <name>.md: for each score
 kind and bar, per render the precision (of "forgotten" calls, the share the matcher agrees with) and
@@ -42,6 +43,17 @@ from core.studio import Studio  # noqa: E402
 from core.world import faces as W  # noqa: E402
 
 BARS = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7)
+# The judge's two bars together: the ratio at the faces world's forget_threshold and projection_centred
+# at each bar (UnlearnConfig.forget_projection), as core.judge decides when both are set.
+RATIO_BAR = 0.5
+BOTH = f"l1_ratio >= {RATIO_BAR} and projection_centred"
+
+
+def _score(render: dict, score: str) -> float:
+    """A render's score by one kind, or (BOTH) its projection where the ratio passes, else -1."""
+    if score == BOTH:
+        return render["projection_centred"] if render["l1_ratio"] >= RATIO_BAR else -1.0
+    return render[score]
 
 
 def trajectory(studio: Studio, inst: FaceInstance, kind: str, fix_seed: int) -> dict:
@@ -63,12 +75,12 @@ def summarise(fixes: list[dict]) -> list[dict]:
     rows = []
     for kind in sorted({f["surrogate"] for f in fixes}):
         fs = [f for f in fixes if f["surrogate"] == kind]
-        for score in SCORE_KINDS:
+        for score in (*SCORE_KINDS, BOTH):
             for bar in BARS:
-                calls = [(r[score] >= bar, not r["copy"]) for f in fs for r in f["renders"]]
+                calls = [(_score(r, score) >= bar, not r["copy"]) for f in fs for r in f["renders"]]
                 said = [gone for call, gone in calls if call]
                 gone_total = sum(gone for _, gone in calls)
-                firsts = [next((not r["copy"] for r in f["renders"] if r[score] >= bar), None) for f in fs]
+                firsts = [next((not r["copy"] for r in f["renders"] if _score(r, score) >= bar), None) for f in fs]
                 rows.append({"surrogate": kind, "score": score, "bar": bar,
                              "precision": float(np.mean(said)) if said else None,
                              "recall": sum(said) / gone_total if gone_total else None,
@@ -83,7 +95,7 @@ def write_md(out: Path, name: str, data: dict) -> None:
     lines = ["# Faces: which flagged-seed score tells a forgotten face? (tuning seeds)", "",
              f"Made by: `{data['command']}`", "", f"Model: {data['build']}", "",
              f"{len(fixes)} fixes (the first {data['per_face']} copies of each memorised face among seeds "
-             f"{data['flag_seeds']}, training seed {data['fix_seed']}), each trained for all its steps with no stop; "
+             f"{data['flag_seeds']}, training seed{'s' if data.get('pooled') else ''} {data['fix_seed']}), each trained for all its steps with no stop; "
              f"every monitor render of the flagged seed ({sum(len(f['renders']) for f in fixes)} in all) scored by each "
              "kind and labelled by the matcher (still a copy of the face, or not). Tuning seeds only: this chooses, it "
              "reports nothing.", "",
@@ -109,10 +121,22 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     ap.add_argument("--name", default="faces_judge_score")
     ap.add_argument("--render-md", action="store_true", help="only rewrite <name>.md from <name>.json")
+    ap.add_argument("--pool", nargs="+", default=None, metavar="NAME",
+                    help="write <name>.json/.md from these results' fixes together (e.g. one per training seed)")
     args = ap.parse_args()
     if args.render_md:
         data = json.loads((args.out / f"{args.name}.json").read_text())
         data["summary"] = summarise(data["fixes"])
+        write_md(args.out, args.name, data)
+        return 0
+    if args.pool:
+        runs = [json.loads((args.out / f"{n}.json").read_text()) for n in args.pool]
+        if len({r["build"] for r in runs}) > 1 or len({r["flag_seeds"] for r in runs}) > 1:
+            raise SystemExit("--pool: the results differ in build or flagged seeds; pool runs of one setup only")
+        fixes = [f for r in runs for f in r["fixes"]]
+        data = {**runs[0], "command": command_line(), "fix_seed": ", ".join(str(r["fix_seed"]) for r in runs),
+                "pooled": list(args.pool), "fixes": fixes, "summary": summarise(fixes)}
+        (args.out / f"{args.name}.json").write_text(json.dumps(data, indent=1))
         write_md(args.out, args.name, data)
         return 0
     flag_seeds = parse_seeds(args.flag_seeds, max_count=100_000)
