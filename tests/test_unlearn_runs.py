@@ -174,27 +174,6 @@ def test_settle_steps_train_on_after_the_first_fixed_monitor_step_and_keep_the_l
     assert res.run.metrics()["kept_step"] == 15
 
 
-@pytest.mark.parametrize("past", [False, True])
-def test_settle_past_steps_lets_a_late_forgotten_fix_settle_beyond_steps(tiny_model, tmp_path, monkeypatch, past):
-    """Forgotten first at step 15 of 20 with settle_steps 10: the run ends at step 20 as before, or, with
-    settle_past_steps, settles on to step 25, still monitored, and the guard may keep a state past step 20."""
-    import core.unlearn.run as run_mod
-
-    drifts = iter([0.5, 0.4, 0.1])  # steps 15, 20, 25: the last moved the others least
-    monkeypatch.setattr(run_mod, "_drift", lambda base, renders: next(drifts))
-    fixes, store = FixManager(tiny_model), RunStore(tmp_path / "runs")
-    seen, totals = [], set()
-    res = unlearn(tiny_model, fixes, store, _request(tiny_model),
-                  _cfg(steps=20, monitor_every=5, stop_when_fixed=True, settle_steps=10, guard_seeds=1,
-                       settle_past_steps=past),
-                  is_fixed=lambda img: len(seen) >= 3, on_monitor=lambda step, img: seen.append(step),
-                  on_step=lambda r: totals.add(r.total))
-    assert seen == ([5, 10, 15, 20, 25] if past else [5, 10, 15, 20])
-    assert res.train.steps_done == (25 if past else 20) and not res.train.stopped_early
-    assert res.run.metrics()["kept_step"] == (25 if past else 20)
-    assert totals == ({20, 25} if past else {20})  # the progress total grows once settling starts
-
-
 def test_settle_patience_stops_settling_once_the_least_drift_state_is_that_old(tiny_model, tmp_path, monkeypatch):
     """settle_steps 100 would run to step 110; with patience 10 the fix stops at step 25, ten steps
     after the state it publishes (step 15), and a later better state would have kept it going."""

@@ -116,10 +116,6 @@ class UnlearnConfig:
         "fix 0.893 against 0.876 at training seed 0, single fixes all at SSIM >= 0.90 (faces_seq_tune_settle_lr03.md, "
         "faces_tune_settle_lr_*.md, faces_fix_trajectory_lr03.md); over training seeds 0-3 the sequences do not "
         "separate, 0.862 against 0.857 (faces_seq_spread_tune_settle_lr.md)")
-    settle_past_steps: bool = _f(
-        False, "let the settle steps run past `steps`: a fix that reaches 'forgotten' late still gets its "
-        "settle_steps to bring the other outputs back (at most steps + settle_steps in all). False = the run "
-        "ends at `steps` whatever is left of the settling")
     settle_patience: int = _f(
         0, "with settle_steps: stop settling once the forgotten state with the least drift (the one the guard "
         "publishes) is this many steps old, so a fix settles only while the other outputs are still coming "

@@ -119,40 +119,35 @@ def train(
     optim = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     result = TrainResult(0, False)
     settle_until = None  # with stop_when_fixed: the step to stop at, once the monitor saw it fixed
-    last = config.steps  # settle_past_steps may move it, once the monitor saw it fixed
     transformer.train()
     try:
-        step = 0
-        while step < last:
-            step += 1
+        for step in range(1, config.steps + 1):
             if cancel is not None:
-                cancel.check(f"at step {step - 1} of {last}")
+                cancel.check(f"at step {step - 1} of {config.steps}")
             t0 = time.perf_counter()
             batch = _sample_batch(forget, remember, scheduler_sigmas, config, gen, device)
             out = method.step(batch)
             grad_norm = _apply(out.grads, params, config.max_grad_norm, step, out)
             optim.step()
             optim.zero_grad(set_to_none=True)
-            report = StepReport(step, last, out.loss_f, out.loss_r, out.lam, out.cos, out.projected,
+            report = StepReport(step, config.steps, out.loss_f, out.loss_r, out.lam, out.cos, out.projected,
                                 grad_norm, time.perf_counter() - t0)
             result.reports.append(report)
             result.steps_done = step
             if on_step:
                 on_step(report)
-            if monitor and config.monitor_every and (step % config.monitor_every == 0 or step == last):
+            if monitor and config.monitor_every and (step % config.monitor_every == 0 or step == config.steps):
                 fixed = monitor(step)
                 # A Stop pressed while the monitor rendered wins over "stop when fixed": a stopped
                 # run must never end as a finished (and saved) fix.
                 if cancel is not None:
-                    cancel.check(f"at step {step} of {last}")
+                    cancel.check(f"at step {step} of {config.steps}")
                 if fixed and config.stop_when_fixed and settle_until is None:
                     settle_until = step + config.settle_steps
-                    if config.settle_past_steps:
-                        last = max(last, settle_until)
                     for group in optim.param_groups:  # settle_lr_scale: smaller steps once forgotten
                         group["lr"] = config.learning_rate * config.settle_lr_scale
                 if settle_until is not None and (step >= settle_until or _settled(guard, step, config)):
-                    result.stopped_early = step < last
+                    result.stopped_early = step < config.steps
                     break
     finally:
         transformer.eval()
