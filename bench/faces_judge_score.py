@@ -95,7 +95,8 @@ def write_md(out: Path, name: str, data: dict) -> None:
     lines = ["# Faces: which flagged-seed score tells a forgotten face? (tuning seeds)", "",
              f"Made by: `{data['command']}`", "", f"Model: {data['build']}", "",
              f"{len(fixes)} fixes (the first {data['per_face']} copies of each memorised face among seeds "
-             f"{data['flag_seeds']}, training seed{'s' if data.get('pooled') else ''} {data['fix_seed']}), each trained for all its steps with no stop; "
+             f"{data['flag_seeds']}, training seed{'s' if data.get('pooled') else ''} {data['fix_seed']}), each "
+             "trained for all its steps with no stop; "
              f"every monitor render of the flagged seed ({sum(len(f['renders']) for f in fixes)} in all) scored by each "
              "kind and labelled by the matcher (still a copy of the face, or not). Tuning seeds only: this chooses, it "
              "reports nothing.", "",
