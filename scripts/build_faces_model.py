@@ -100,11 +100,17 @@ CALIBRATION_SEEDS = 1000  # seeds 0-999 tune the judge's threshold and the unlea
 # 0.4 (0.3: 32 / 1 / 3, but SDEdit fixes falsely forgotten 15 times against 10 and 9);
 # faces_judge_score_pooled.md. Full fixes on tuning seeds 256-767: 4 of 4 faces gone against 3 of 4
 # (face 27's fix reaches 0.35 at step 198, never 0.4; faces_tune_projection_bar.md).
+# The remember target half the model's own prediction before the fix (remember_target "model", share 0.5,
+# as in the flags world), since at the bar 0.35 on tuning seeds 256-767 over training seeds 0-2 (12 fixes
+# each) more fixes meet both the forgetting and the integrity target: 8 of 12 forgotten with SSIM >= 0.90
+# against 6 (forgotten 9 against 10; other faces within 20% 4 against 2; faces_tune_bar035_remember_target_*.md,
+# the noise rows in faces_tune_projection_bar.md and faces_tune_settle_past_steps_fixseed1.md).
 FACES_UNLEARN_DEFAULTS = {"learning_rate": 2e-3, "timestep_sampling": "uniform", "lambda_scheme": "constant",
                           "remember_set_size": 64, "steps": 200, "monitor_every": 2, "lora_rank": 4,
                           "lora_targets": ["to_q", "to_k", "to_v", "to_out.0"], "forget_threshold": 0.5,
                           "forget_projection": 0.35, "twin_seeds": 4, "remember_from": "base", "settle_steps": 60,
-                          "settle_patience": 10, "settle_lr_scale": 0.3}
+                          "settle_patience": 10, "settle_lr_scale": 0.3, "remember_target": "model",
+                          "remember_model_share": 0.5}
 
 
 def training_list(repeats: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
