@@ -192,7 +192,8 @@ class UnlearnConfig:
         "remember_model_share 0.5 (held-out: right seeds kept 0.997 against 0.973, other prompts 0.954 against "
         "0.943, SSIM 0.905 against 0.880: heldout_judge_rtmodel05.md); the faces world's too since the judge's "
         "projection bar (tuning seeds: 8 of 12 fixes forgotten with SSIM >= 0.90 against 6, one fewer forgotten: "
-        "faces_tune_bar035_remember_target_*.md; before the bar it forgot fewer faces: faces_tune_remember_target.md)")
+        "faces_tune_bar035_remember_target_*.md; before the bar it forgot fewer faces: faces_tune_remember_target.md); "
+        "in four-face sequences it kept fewer pixels (faces_sequential_build_seed1_rtmodel05_seeds3048*.md)")
     remember_model_share: float = _f(
         1.0, "with remember_target model: the target is this share of the model's prediction before the fix plus "
         "the rest of the sampled noise's target (1 = the model's alone; 0 = the same as noise)")
