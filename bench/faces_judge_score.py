@@ -112,6 +112,13 @@ def write_md(out: Path, name: str, data: dict) -> None:
     write_lines(out, name, lines)
 
 
+def save(out: Path, name: str, data: dict) -> None:
+    """<name>.json (every render) and <name>.md (the tables) under out."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(data, indent=1))
+    write_md(out, name, data)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="faces")
@@ -135,10 +142,9 @@ def main() -> int:
         if len({r["build"] for r in runs}) > 1 or len({r["flag_seeds"] for r in runs}) > 1:
             raise SystemExit("--pool: the results differ in build or flagged seeds; pool runs of one setup only")
         fixes = [f for r in runs for f in r["fixes"]]
-        data = {**runs[0], "command": command_line(), "fix_seed": ", ".join(str(r["fix_seed"]) for r in runs),
-                "pooled": list(args.pool), "fixes": fixes, "summary": summarise(fixes)}
-        (args.out / f"{args.name}.json").write_text(json.dumps(data, indent=1))
-        write_md(args.out, args.name, data)
+        fix_seeds = ", ".join(str(r["fix_seed"]) for r in runs)
+        save(args.out, args.name, {**runs[0], "command": command_line(), "fix_seed": fix_seeds,
+                                   "pooled": list(args.pool), "fixes": fixes, "summary": summarise(fixes)})
         return 0
     flag_seeds = parse_seeds(args.flag_seeds, max_count=100_000)
     if max(flag_seeds) >= 1000:
@@ -157,9 +163,7 @@ def main() -> int:
             print(inst.label, kind, "done", flush=True)
     data = {"command": command_line(), "build": build_name(model), "flag_seeds": args.flag_seeds,
             "per_face": args.per_face, "fix_seed": args.fix_seed, "fixes": fixes, "summary": summarise(fixes)}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.name}.json").write_text(json.dumps(data, indent=1))
-    write_md(args.out, args.name, data)
+    save(args.out, args.name, data)
     return 0
 
 
