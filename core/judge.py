@@ -16,6 +16,10 @@ model. No ground-truth checker. The judge answers three questions with those alo
    a blurred copy of the flagged face is far from both images, which lifts the ratio, not the projection.
    On the flags world's tuning seeds (0-63) the checker called the flagged seed right from about 0.7
    on; at 0.5-0.65 it saw half-way blends. How much moved *outside* the region is reported beside it.
+   Where the fix asks for it (UnlearnConfig.mode_guard; `with_modes`), a re-render that is a near copy of
+   a picture the model repeats (a mode of its own outputs, e.g. another memorised face) is not forgotten
+   either, unless the surrogate is a near copy of that picture too: trading one memorised picture for
+   another is no fix, however far the region moved.
 2. **Any other image** (`shows_error`): a copy-detection descriptor compares it with the flagged
    image and the surrogate. It shows the error when it is a near copy of the flagged image
    (similarity >= the descriptor's copy threshold) and nearer the flagged image than the surrogate.
@@ -92,6 +96,8 @@ class FlaggedSeedVerdict:
     descriptor: str
     projection: float = 0.0  # progress by 'projection_centred' (robust to blur and noise)
     projection_threshold: float = 0.0  # its bar; 0 = not asked (UnlearnConfig.forget_projection)
+    mode_similarity: float | None = None  # highest similarity to a picture the model repeats; None = not asked
+    mode_threshold: float | None = None  # at and above it the render is that picture (the copy threshold)
 
     def to_dict(self) -> dict:
         return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -184,6 +190,7 @@ class ForgettingJudge:
         self.region = region
         refs = descriptor.embed([flagged, surrogate])
         self._e_flagged, self._e_surrogate = refs[0], refs[1]
+        self._modes: np.ndarray | None = None  # embeddings of pictures the model repeats (with_modes)
 
     @classmethod
     def for_model(cls, model, flagged: Image.Image, surrogate: Image.Image,
@@ -200,8 +207,26 @@ class ForgettingJudge:
         sim = float(self.similarity([render])[0][0])
         projection = self._progress(r, "projection_centred")
         forgotten = score >= self.threshold and (self.projection_threshold <= 0 or projection >= self.projection_threshold)
+        mode_sim = None
+        if self._modes is not None:
+            mode_sim = float((self._modes @ np.asarray(self.descriptor.embed([render]), np.float64)[0]).max(initial=-1.0))
+            forgotten = forgotten and mode_sim < self.descriptor.copy_threshold
         return FlaggedSeedVerdict(score, self.threshold, forgotten, d_f, d_s, outside, float(self.region.mean()), sim,
-                                  self.descriptor.name, projection, self.projection_threshold)
+                                  self.descriptor.name, projection, self.projection_threshold, mode_sim,
+                                  None if mode_sim is None else self.descriptor.copy_threshold)
+
+    def with_modes(self, outputs: Sequence[Image.Image]) -> int:
+        """Refuse swaps from now on: of the model's own `outputs` (the remember set), those with a near
+        copy among the others are pictures the model repeats; a re-render of the flagged seed that is a
+        near copy of one is not forgotten. Pictures the surrogate or the flagged image is a near copy of
+        are left out (the user asked for the first; the second is not forgotten anyway). Returns how
+        many outputs count as repeated pictures."""
+        t = self.descriptor.copy_threshold
+        e = np.asarray(self.descriptor.embed(list(outputs)), np.float64) if outputs else np.zeros((0, 0))
+        repeated = has_near_copy(e, t) & (e @ self._e_surrogate < t) & (e @ self._e_flagged < t) if len(e) else \
+            np.zeros(0, bool)
+        self._modes = e[repeated] if repeated.any() else np.zeros((0, len(self._e_flagged)))
+        return int(repeated.sum())
 
     def progress(self, render: Image.Image, kind: str = "l1_ratio") -> float:
         """Progress of `render` from the flagged image (0) to the surrogate (1) inside the region:
@@ -264,6 +289,7 @@ class ForgettingJudge:
         return {"descriptor": self.descriptor.name, "copy_threshold": self.descriptor.copy_threshold,
                 "flagged_seed_threshold": self.threshold, "projection_threshold": self.projection_threshold,
                 "region_fraction": round(float(self.region.mean()), 4),
+                "repeated_pictures": None if self._modes is None else len(self._modes),
                 "descriptor_note": self.descriptor.note}
 
 

@@ -392,7 +392,11 @@ def result_text(studio, result, flag) -> str:
                      f"from your flagged image to the surrogate where you edited; needs {fmt(f['threshold'])}"
                      + (f"; along the line between them, blur and brightness aside, {fmt(f['projection'])}, needs "
                         f"{fmt(f['projection_threshold'])}" if f.get("projection_threshold") else "")
-                     + f") · copy similarity {fmt(f['copy_similarity'])} ({f['descriptor']})")
+                     + f") · copy similarity {fmt(f['copy_similarity'])} ({f['descriptor']})"
+                     + (f" · similarity to the pictures the model repeats {fmt(f['mode_similarity'])}"
+                        + (" (at or above the copy threshold: the flagged seed now draws another picture the model "
+                           "repeats, so this is a swap, not a fix)" if f["mode_similarity"] >= f["mode_threshold"] else "")
+                        if f.get("mode_similarity") is not None else ""))
     if m.get("kept_step") is not None:
         lines.append(f"kept the state of step {m['kept_step']} (other outputs moved by {fmt(m.get('remember_drift'))} "
                      "mean |diff| on the guard seeds)")

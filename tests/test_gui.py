@@ -410,6 +410,11 @@ def test_fix_result_and_table_say_when_a_fix_ended_unfixed(tmp_path):
     assert "judge: not forgotten (moved 0.55" in text and "0.21, needs 0.4" in text  # why a high ratio is not enough
     runs["fix-False"].metrics()["forgetting"] = verdict | {"projection_threshold": 0.0}
     assert "along the line" not in result_text(studio, SimpleNamespace(run=runs["fix-False"]), flag)
+    assert "pictures the model repeats" not in result_text(studio, SimpleNamespace(run=runs["fix-False"]), flag)
+    runs["fix-False"].metrics()["forgetting"] = verdict | {"score": 0.8, "mode_similarity": 0.97, "mode_threshold": 0.965}
+    assert "similarity to the pictures the model repeats 0.97 (at or above the copy threshold: the flagged seed now " \
+           "draws another picture the model repeats, so this is a swap, not a fix)" in result_text(
+               studio, SimpleNamespace(run=runs["fix-False"]), flag)
     runs["fix-True"].metrics().update(remember_drawn_from="base", remember_as_fixed=2)
     assert "drawn with the other fixes off (2 that showed their pictures: as the fixes draw them)" in result_text(
         studio, SimpleNamespace(run=runs["fix-True"]), flag)

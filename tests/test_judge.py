@@ -182,3 +182,23 @@ def test_a_model_measured_copy_threshold_replaces_the_default_for_its_descriptor
     blend = Image.blend(RIGHT, REVERSED, 0.6)
     assert ForgettingJudge(REVERSED, RIGHT, THUMB).shows_error([blend]) == [True]
     assert ForgettingJudge(REVERSED, RIGHT, d).shows_error([blend, REVERSED]) == [False, True]
+
+
+def test_a_mode_guard_refuses_a_re_render_that_landed_on_another_picture_the_model_repeats():
+    # Green-white-red: near the surrogate inside the edit (the ratio calls it forgotten) but another
+    # picture, which the model draws from two seeds. A strict descriptor tells it from the surrogate.
+    other = _bands(GREEN, WHITE, (200, 30, 40))
+    strict = Descriptor("thumbnail", thumbnail_embed, 0.99)
+    judge = ForgettingJudge(REVERSED, RIGHT, strict)
+    assert judge.judge_flagged_seed(other).forgotten and judge.judge_flagged_seed(other).mode_similarity is None
+    # The model's outputs: the other picture twice (repeated), the surrogate's picture twice (what the
+    # user asked for: never counted), a lone novel picture.
+    outputs = [other, other, RIGHT, RIGHT, _bands(WHITE, GREEN, WHITE)]
+    assert judge.with_modes(outputs) == 2
+    swapped = judge.judge_flagged_seed(other)
+    assert not swapped.forgotten and swapped.mode_similarity == pytest.approx(1.0) and swapped.mode_threshold == 0.99
+    assert swapped.score == judge.judge_flagged_seed(other).score >= judge.threshold  # the region alone moved enough
+    right = judge.judge_flagged_seed(RIGHT)
+    assert right.forgotten and right.mode_similarity < 0.99
+    assert judge.describe()["repeated_pictures"] == 2
+    assert judge.with_modes([]) == 0 and judge.judge_flagged_seed(other).forgotten  # nothing repeated: no guard

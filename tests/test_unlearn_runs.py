@@ -408,6 +408,23 @@ def test_copy_oracle_stops_once_the_render_is_no_longer_a_near_copy(tiny_model, 
     assert [p["forgotten"] for p in m["monitor"]] == [False, True]
 
 
+def test_mode_guard_learns_the_pictures_the_model_repeats_from_its_remember_set(tiny_model, tmp_path, monkeypatch):
+    """mode_guard: the judge is shown the remember set's own outputs (decoded) before training, and
+    every verdict on the flagged seed then carries its similarity to the pictures the model repeats."""
+    from core.judge import ForgettingJudge
+
+    shown = []
+    real = ForgettingJudge.with_modes
+    monkeypatch.setattr(ForgettingJudge, "with_modes", lambda self, outs: shown.append(list(outs)) or real(self, outs))
+    fixes, store = FixManager(tiny_model), RunStore(tmp_path / "runs")
+    m = unlearn(tiny_model, fixes, store, _request(tiny_model), _cfg(mode_guard=True, remember_filter=False)).run.metrics()
+    assert len(shown) == 1 and len(shown[0]) == 6 and shown[0][0].size == _request(tiny_model).flagged.size
+    assert isinstance(m["repeated_pictures"], int) and 0 <= m["repeated_pictures"] <= 6
+    assert m["forgetting"]["mode_similarity"] is not None and m["forgetting"]["mode_threshold"] > 0
+    off = unlearn(tiny_model, fixes, store, _request(tiny_model), _cfg(remember_filter=False)).run.metrics()
+    assert len(shown) == 1 and "repeated_pictures" not in off and off["forgetting"]["mode_similarity"] is None
+
+
 def test_guard_seeds_are_redrawn_only_at_forgotten_monitor_steps_and_their_base_is_the_remember_set(
         tiny_model, tmp_path, monkeypatch):
     """The guard's drift decides only among forgotten states, so a monitor step that is not forgotten

@@ -140,6 +140,12 @@ class UnlearnConfig:
         "images, which lifts forget_threshold's ratio of distances but not this. The faces world: 0.35 "
         "(bench/results/faces_judge_score_pooled.md: on tuning seeds it stopped 1 of 36 other-face fixes on a "
         "copy, against 4 with the ratio alone)")
+    mode_guard: bool = _f(
+        False, "a third condition for 'forgotten' (the judge oracle): the flagged seed's re-render (and each twin's) "
+        "must be no near copy of a picture the model repeats, i.e. a remember output with a near copy among the "
+        "others (by the judge's copy descriptor), unless the surrogate is a near copy of it too. A fix that "
+        "turns one memorised face into another has not forgotten anything; without it the judge sees only "
+        "that the edited region moved toward the surrogate")
     keep_best: bool = _f(
         True, "publish the monitored state that is forgotten with the least drift of the guard seeds "
         "(core/unlearn/guard.py), not simply the last step")

@@ -149,6 +149,8 @@ def unlearn(
         progress(1.0, f"{found.message()} + {len(theirs)} as the earlier fixes draw them")
     if config.remember_mode_weight > 1:
         remember = _weigh_modes(model, judge, remember, config.remember_mode_weight)
+    # Pictures the model repeats, from its own remember outputs: the flagged seed landing on one is no fix.
+    repeated = judge.with_modes(decode_batched(model, remember.latents)) if config.mode_guard else None
     # Other seeds that drew the flagged picture (the filter left them out): forgotten means them too.
     twin_requests = [r for r in own if r[0] == request.prompt][:config.twin_seeds] if noise is not None else []
 
@@ -203,7 +205,7 @@ def unlearn(
         after_verdict = judge.judge_flagged_seed(after) if after is not None else None
         fixed = None if after is None else (bool(is_fixed(after)) if is_fixed else after_verdict.forgotten)
         outcome = {"after_verdict": after_verdict, "after": after, "fixed": fixed,
-                   "oracle": oracle, "guard": guard, "drift": drift, "twins": twin_requests,
+                   "oracle": oracle, "guard": guard, "drift": drift, "twins": twin_requests, "repeated": repeated,
                    "kept": kept_point or (guard.points[-1] if guard.points else None)}
         partial.write_json(METRICS_FILE, _metrics(result, seconds, flagged, kept, dropped, outcome, config)
                            | {"remember_reused": found.reused, "remember_generated": found.generated}
@@ -402,6 +404,8 @@ def _metrics(result: TrainResult, seconds: float, flagged, kept, dropped, outcom
         m["kept_step"] = point.step if config.keep_best else result.steps_done
         m["remember_drift"] = round(outcome["drift"], 5) if outcome["drift"] is not None else None
         m["monitor"] = [p.to_dict() for p in outcome["guard"].points]
+    if outcome["repeated"] is not None:  # mode_guard: remember outputs that count as pictures the model repeats
+        m["repeated_pictures"] = outcome["repeated"]
     if outcome["twins"]:  # other seeds that drew the flagged picture, and how many still do at the kept step
         m["twin_seeds"] = [s for _, s in outcome["twins"]]
         m["twins_left"] = point.twins_left if point is not None else None
