@@ -140,21 +140,22 @@ class FixManager:
             self.apply()
 
     @contextlib.contextmanager
-    def muted(self, name: str):
-        """Inside the block this fix adds nothing (its LoRA scale is 0) and the other fixes act as
-        before: the model as it was before the fix, a training step's frozen reference. Nothing is
-        re-activated, so the enabled flags, the weights and the store's key stay as they are."""
+    def muted(self, *names: str):
+        """Inside the block these fixes add nothing (their LoRA scale is 0) and the other fixes act as
+        before: with one name, the model as it was before that fix, a training step's frozen reference.
+        Nothing is re-activated, so the enabled flags, the weights and the store's key stay as they are."""
         from peft.tuners.lora import LoraLayer
 
-        self._require(name)
-        saved = [(m, m.scaling[name]) for m in self.transformer.modules()
-                 if isinstance(m, LoraLayer) and name in m.scaling]
+        for name in names:
+            self._require(name)
+        saved = [(m, name, m.scaling[name]) for m in self.transformer.modules() if isinstance(m, LoraLayer)
+                 for name in names if name in m.scaling]
         try:
-            for m, _ in saved:
+            for m, name, _ in saved:
                 m.scaling[name] = 0.0
             yield
         finally:
-            for m, scale in saved:
+            for m, name, scale in saved:
                 m.scaling[name] = scale
 
     @contextlib.contextmanager

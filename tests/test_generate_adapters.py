@@ -106,6 +106,7 @@ def test_fixes_stack_and_remove(tiny_model):
 def test_a_muted_fix_adds_nothing_and_the_other_fixes_keep_acting(tiny_model):
     """FixManager.muted(name): remember_target "model"'s reference, the model as before that fix."""
     fixes = FixManager(tiny_model)
+    base = _arrays(generate(tiny_model, "ireland flag", [0, 1]))
     _perturb_fix(fixes, "earlier", seed=1)
     earlier_only = _arrays(generate(tiny_model, "ireland flag", [0, 1]))
     _perturb_fix(fixes, "new", seed=2)
@@ -117,6 +118,8 @@ def test_a_muted_fix_adds_nothing_and_the_other_fixes_keep_acting(tiny_model):
         assert [f.name for f in fixes.active] == ["earlier", "new"]
     assert all(np.array_equal(x, y) for x, y in zip(earlier_only, muted))
     assert all(np.array_equal(x, y) for x, y in zip(both, _arrays(generate(tiny_model, "ireland flag", [0, 1]))))
+    with fixes.muted("new", "earlier"):  # every fix muted: the base model's outputs
+        assert all(np.array_equal(x, y) for x, y in zip(base, _arrays(generate(tiny_model, "ireland flag", [0, 1]))))
     with pytest.raises(AdapterError):
         with fixes.muted("missing"):
             pass

@@ -167,6 +167,31 @@ def test_remember_target_model_starts_at_zero_when_the_reference_is_the_model_it
     assert out.loss_r == 0.0 and out.projected is False and out.loss_f > 0
 
 
+def test_remember_target_model_anchors_base_drawn_rows_on_the_base_and_as_fixed_rows_on_the_model_now():
+    """remember_from "base" with earlier fixes: a row drawn from the base is anchored on the base (every
+    fix muted), a row remembered as the fixes draw it on the model as before this fix."""
+    import dataclasses
+
+    b = dataclasses.replace(make_batch(8), as_fixed_r=torch.tensor([False, True, False, True]))
+    model, now, base = TinyFlow(0), TinyFlow(7), TinyFlow(9)
+    params = list(model.parameters())
+    config = UnlearnConfig(method="neggrad", forget_batch_size=F, remember_batch_size=R, remember_target="model")
+    out = METHODS["neggrad"](model, params, config, reference=_reference_of(model, now),
+                             base_reference=_reference_of(model, base)).step(b)
+    x_t = noisy(b.x_r, b.eps_r, b.s_r)
+    ref = [flow(list(m.parameters()), x_t, b.s_r, b.cond_r.pooled, b.cond_r.prompt_embeds).detach() for m in (base, now)]
+    target = torch.where(b.as_fixed_r.view(-1, 1, 1, 1), ref[1], ref[0])
+    loss_r = mse_each(flow(params, x_t, b.s_r, b.cond_r.pooled, b.cond_r.prompt_embeds), target).mean()
+    assert out.loss_r == pytest.approx(loss_r.item(), rel=1e-6)
+    # without rows drawn as fixed, every row is anchored on the base
+    plain = dataclasses.replace(b, as_fixed_r=None)
+    out = METHODS["neggrad"](model, params, config, reference=_reference_of(model, now),
+                             base_reference=_reference_of(model, base)).step(plain)
+    assert out.loss_r == pytest.approx(mse_each(flow(params, x_t, b.s_r, b.cond_r.pooled, b.cond_r.prompt_embeds),
+                                                ref[0]).mean().item(), rel=1e-6)
+    assert not model.stand_in
+
+
 def test_remember_target_model_without_a_reference_is_refused_naming_the_field():
     config = UnlearnConfig(method="surrogate", remember_target="model")
     with pytest.raises(ValueError, match="remember_target"):

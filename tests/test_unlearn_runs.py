@@ -99,6 +99,12 @@ def test_remember_target_model_anchors_on_the_model_before_this_fix_with_earlier
     assert L_r[0] == 0.0 and max(L_r[1:]) > 0
     assert [f.name for f in fixes.active] == [earlier.run.run_id, res.run.run_id]
     assert json.loads((res.run.path / "config.json").read_text())["config"]["remember_target"] == "model"
+    # Drawn from the base (remember_from "base"), the set is anchored on the base too: the earlier fix's
+    # drift is in the first step's remember loss, where the model before this fix would have held it.
+    base = unlearn(tiny_model, fixes, store, _request(tiny_model, seed=3),
+                   _cfg(remember_target="model", remember_from="base", remember_filter=False))
+    rows = [line.split(",") for line in (base.run.path / "loss_log.csv").read_text().splitlines()[1:]]
+    assert float(rows[0][2]) > 0
 
 
 def _assert_nothing_left(model, fixes, store, base_images, earlier=None):

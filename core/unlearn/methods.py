@@ -45,6 +45,7 @@ class Batch:
     s_r: torch.Tensor  # (R,)
     uniform_f: torch.Tensor  # U[0,1) draws, EraseDiff's forget "noise" target
     mix_from_forget: torch.Tensor  # (R,) bool, SISS's mixture choice
+    as_fixed_r: torch.Tensor | None = None  # (R,) bool, remember samples drawn as the enabled fixes draw them
 
 
 @dataclass
@@ -68,7 +69,8 @@ class UnlearnMethod(ABC):
     remember_from_flagged_prompt: bool = False
 
     def __init__(self, transformer, params: list[torch.nn.Parameter], config: UnlearnConfig, form=None,
-                 reference: Callable[[], ContextManager] | None = None):
+                 reference: Callable[[], ContextManager] | None = None,
+                 base_reference: Callable[[], ContextManager] | None = None):
         self.transformer, self.params, self.config = transformer, params, config
         # The loss parameterisation (forms.py): SD3's rectified flow by default, a DDPM's epsilon form.
         self.form = form or FlowForm()
@@ -78,6 +80,9 @@ class UnlearnMethod(ABC):
             raise ValueError("UnlearnConfig.remember_target='model' needs the model as it was before the fix: "
                              "pass train(..., reference=lambda: fixes.muted(name)), or use remember_target 'noise'")
         self.reference = reference or contextlib.nullcontext
+        # remember_from "base": the rows drawn from the base model are anchored on the base (every fix
+        # muted), so the anchor does not hold the earlier fixes' drift the set was drawn to undo.
+        self.base_reference = base_reference
 
     @abstractmethod
     def step(self, b: Batch) -> StepGradients:
@@ -100,9 +105,24 @@ class UnlearnMethod(ABC):
         share = self.config.remember_model_share
         if self.config.remember_target == "noise" or share == 0:
             return noise
-        with torch.no_grad(), self.reference():
-            before = self.v(x_t, b.s_r, b.cond_r).detach().to(noise.dtype)
+        with torch.no_grad():
+            before = self._before(x_t, b).detach().to(noise.dtype)
         return before if share == 1 else share * before + (1 - share) * noise
+
+    def _before(self, x_t: torch.Tensor, b: Batch) -> torch.Tensor:
+        """The reference prediction per remember row: the base's for rows drawn from it (with a
+        base_reference), the model's as before this fix for the rest."""
+        if self.base_reference is None:
+            with self.reference():
+                return self.v(x_t, b.s_r, b.cond_r)
+        current = b.as_fixed_r if b.as_fixed_r is not None else torch.zeros(len(x_t), dtype=torch.bool, device=x_t.device)
+        out = torch.empty_like(x_t)
+        for rows, context in ((~current, self.base_reference), (current, self.reference)):
+            if rows.any():
+                idx = torch.nonzero(rows).flatten()
+                with context():
+                    out[idx] = self.v(x_t[idx], b.s_r[idx], b.cond_r.take(idx.to(b.cond_r.pooled.device)))
+        return out
 
 
 class SurrogateMethod(UnlearnMethod):

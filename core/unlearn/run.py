@@ -184,7 +184,8 @@ def unlearn(
         form = form_for(model)  # SD3: rectified flow; a DDPM: the epsilon form
         result = train(model.denoiser, params, form.timestep_table(), forget, remember, config, step_cb, cancel,
                        monitor if noise is not None else None, form=form, guard=guard if config.keep_best else None,
-                       reference=lambda: fixes.muted(run_id))
+                       reference=lambda: fixes.muted(run_id),
+                       base_reference=(lambda: fixes.muted(run_id, *[e.name for e in earlier])) if earlier else None)
         kept_point = guard.best() if config.keep_best else None
         if kept_point is not None:
             guard.restore(kept_point)
@@ -248,7 +249,7 @@ def _weigh_modes(model: LoadedModel, judge: ForgettingJudge, remember: RememberD
     e = np.asarray(judge.descriptor.embed(decode_batched(model, remember.latents)), np.float64)
     modes = torch.from_numpy(has_near_copy(e, judge.descriptor.copy_threshold))
     return RememberData(remember.latents, remember.cond, remember.flagged_rows,
-                        torch.where(modes, weight, 1).to(torch.long))
+                        torch.where(modes, weight, 1).to(torch.long), remember.as_fixed)
 
 
 def _guard_rows(kept: list[tuple[str, int]], prompt: str, config: UnlearnConfig) -> list[int]:

@@ -82,6 +82,10 @@ class RememberData:
     flagged_rows: torch.Tensor | None = None
     # (N,) int: how many times each row counts when a step draws remember samples. None = once each.
     repeats: torch.Tensor | None = None
+    # (N,) bool: rows remembered as the enabled fixes draw them (remember_from "base": seeds that showed an
+    # earlier fix's picture). remember_target "model" anchors these on the model as it is, the rest on the
+    # base. None = no such rows.
+    as_fixed: torch.Tensor | None = None
 
 
 @dataclass
@@ -108,14 +112,17 @@ def train(
     form=None,
     guard: FixGuard | None = None,
     reference: Callable[[], ContextManager] | None = None,
+    base_reference: Callable[[], ContextManager] | None = None,
 ) -> TrainResult:
     """`scheduler_sigmas` is the table of noise levels a step samples from (`form.timestep_table()`);
     `form` the loss parameterisation (forms.py), None = SD3's rectified flow; `guard` the fix's
     FixGuard, which settle_patience asks for the state it would publish; `reference` a context in
-    which the network predicts as before this fix (FixManager.muted), for remember_target "model"."""
+    which the network predicts as before this fix (FixManager.muted), for remember_target "model";
+    `base_reference` one in which it predicts as the base model (every fix muted), the anchor of the
+    remember rows drawn from the base (remember_from "base"), None = `reference` for every row."""
     device = params[0].device
     gen = torch.Generator("cpu").manual_seed(config.seed)
-    method = METHODS[config.method](transformer, params, config, form, reference)
+    method = METHODS[config.method](transformer, params, config, form, reference, base_reference)
     optim = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     result = TrainResult(0, False)
     settle_until = None  # with stop_when_fixed: the step to stop at, once the monitor saw it fixed
@@ -198,6 +205,7 @@ def _sample_batch(forget: ForgetData, remember: RememberData, sigmas: torch.Tens
         s_r=to(sample_sigmas(R, sigmas, config, gen)),
         uniform_f=to(torch.rand((F, *shape), generator=gen)),
         mix_from_forget=to(torch.rand(R, generator=gen) < config.siss_lambda),
+        as_fixed_r=None if remember.as_fixed is None else to(remember.as_fixed[idx]),
     )
     if forget.x_f.shape[0] > 1:  # ...or, with twins, the first one and the rest drawn among all rows
         # drawn last, so a run without twins consumes the generator exactly as before
