@@ -197,14 +197,16 @@ class UnlearnConfig:
     remember_target: str = _f(
         "noise", "what the remember loss regresses on a noised remember sample: noise = the sampled noise "
         "(the usual diffusion loss, the paper's); model = what the model predicted there before this fix "
-        "(its own LoRA muted, earlier fixes as they are), a frozen reference as in concept ablation's "
-        "model-based anchor: the loss starts at 0 and counts only what this fix changed. Costs one more "
+        "(its own LoRA muted, earlier fixes as they are; with remember_from base, the base's for the rows drawn "
+        "from it), a frozen reference as in concept ablation's model-based anchor: the loss starts at 0 and counts only what this fix changed. Costs one more "
         "forward pass of the remember batch per step. Measured: the flags world's default at "
         "remember_model_share 0.5 (held-out: right seeds kept 0.997 against 0.973, other prompts 0.954 against "
         "0.943, SSIM 0.905 against 0.880: heldout_judge_rtmodel05.md); the faces world's too since the judge's "
         "projection bar (tuning seeds: 8 of 12 fixes forgotten with SSIM >= 0.90 against 6, one fewer forgotten: "
         "faces_tune_bar035_remember_target_*.md; before the bar it forgot fewer faces: faces_tune_remember_target.md); "
-        "in four-face sequences it kept fewer pixels (faces_sequential_build_seed1_rtmodel05_seeds3048*.md)")
+        "in four-face sequences (tuning seeds) it forgot 8 of 8 faces against 7, lowest SSIM after a fix 0.885 / "
+        "0.827 against 0.904 / 0.895 (faces_seq_tune_baseref_fixseed*.md, faces_seq_tune_rtnoise_bar035_fixseed*.md; "
+        "anchored on the model as it was, not the base: 0.848 / 0.798, faces_seq_tune_rtmodel05_fixseed*.md)")
     remember_model_share: float = _f(
         1.0, "with remember_target model: the target is this share of the model's prediction before the fix plus "
         "the rest of the sampled noise's target (1 = the model's alone; 0 = the same as noise)")
