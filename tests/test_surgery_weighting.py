@@ -77,26 +77,3 @@ def test_config_round_trips_and_refuses_unknown_keys():
     assert UnlearnConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="unknown"):
         UnlearnConfig.from_dict({**cfg.to_dict(), "stepz": 3})
-
-
-def test_forget_noise_max_caps_only_the_forget_samples_noise_levels():
-    from core.unlearn.trainer import ForgetData, RememberData, _sample_batch
-    from core.unlearn.forms import EpsForm
-
-    table = EpsForm(torch.linspace(0.999, 0.01, 1000)).timestep_table()  # s = t / T, no 0
-    x = torch.zeros(1, 1, 4, 4)
-    cond = type("C", (), {"repeat": lambda self, n: None, "take": lambda self, i: None, "pooled": torch.zeros(1)})()
-    forget, remember = ForgetData(x, x, cond), RememberData(x.repeat(3, 1, 1, 1), cond, torch.zeros(3, dtype=torch.bool))
-
-    def levels(**kw):
-        cfg = UnlearnConfig(forget_batch_size=64, remember_batch_size=64, timestep_sampling="uniform", **kw)
-        b = _sample_batch(forget, remember, table, cfg, torch.Generator().manual_seed(0), "cpu")
-        return b.s_f, b.s_r
-
-    s_f, s_r = levels(forget_noise_max=0.3)
-    assert s_f.max() <= 0.3 and s_r.max() > 0.9  # the remember samples keep the whole range
-    whole_f, whole_r = levels()
-    assert whole_f.max() > 0.9 and torch.equal(whole_r, s_r)  # the cap draws nothing else differently
-    assert levels(forget_noise_max=1e-6)[0].unique().tolist() == [pytest.approx(0.001)]  # at least the lowest level
-    with pytest.raises(ValueError, match="forget_noise_max"):
-        UnlearnConfig(forget_noise_max=0.0)

@@ -42,7 +42,7 @@ RANGES = {
     "logit_std": (0, None, True), "max_grad_norm": (0, None, True), "weight_decay": (0, 1, False),
     "monitor_every": (0, 100_000, False), "sampling_steps": (*STEPS_RANGE, False), "guidance": (*GUIDANCE_RANGE, False),
     "seed": (0, SEED_MAX, False), "forget_threshold": (0, 1, True), "forget_projection": (0, 1, False),
-    "remember_floor": (0, 1, False), "forget_noise_max": (0, 1, True),
+    "remember_floor": (0, 1, False),
     "guard_seeds": (0, 64, False), "twin_seeds": (0, 64, False), "lookalike_probe_seeds": (0, 64, False),
     "remember_mode_weight": (1, 64, False), "settle_steps": (0, 100_000, False),
     "settle_patience": (0, 100_000, False), "settle_lr_scale": (0, 1, True),
@@ -92,11 +92,6 @@ class UnlearnConfig:
         "paper's form) silences it at high noise, where a prompt's global look is decided: on the flags "
         "world's tuning seeds a fix then carried its surrogate's look to the whole prompt (right seeds kept "
         "0.38 with 0, 0.57 with 0.5, 0.91 with 1)")
-    forget_noise_max: float = _f(
-        1.0, "the forget samples' noise levels are drawn only up to this level s (0 = clean, 1 = pure noise; "
-        "the remember samples keep the whole range): near pure noise the flagged image is barely in x_t, so "
-        "a forget step there teaches every seed's start, not only the flagged one's. 1 = the whole range "
-        "(the paper's)")
     surgery: str = _f("forget", "off | forget (project g_f off g_r on conflict; paper's best) | pcgrad (both; ablation)")
     timestep_sampling: str = _f("logit_normal", "noise-level density: logit_normal (SD3's) | uniform")
     logit_mean: float = _f(0.0, "logit-normal mean (SD3 default)")

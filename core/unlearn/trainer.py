@@ -198,7 +198,7 @@ def _sample_batch(forget: ForgetData, remember: RememberData, sigmas: torch.Tens
         x_s=forget.x_s,
         cond_f=forget.cond.repeat(F),
         eps_f=to(torch.randn((F, *shape), generator=gen)),
-        s_f=to(sample_sigmas(F, _forget_levels(sigmas, config), config, gen)),
+        s_f=to(sample_sigmas(F, sigmas, config, gen)),
         x_r=to(remember.latents[idx]),
         cond_r=remember.cond.take(idx.to(remember.cond.pooled.device)),
         eps_r=to(torch.randn((R, *shape), generator=gen)),
@@ -212,15 +212,6 @@ def _sample_batch(forget: ForgetData, remember: RememberData, sigmas: torch.Tens
         rows[1:] = torch.randint(0, forget.x_f.shape[0], (F - 1,), generator=gen)
     batch.x_f, batch.x_s = to(forget.x_f[rows]), to(forget.x_s[rows])
     return batch
-
-
-def _forget_levels(sigmas: torch.Tensor, config: UnlearnConfig) -> torch.Tensor:
-    """The noise levels the forget samples draw from: the table up to forget_noise_max (at least its
-    lowest level), the whole table at 1.0, so a run without the cap draws exactly as before."""
-    if config.forget_noise_max >= 1.0:
-        return sigmas
-    kept = sigmas[(sigmas <= config.forget_noise_max) | (sigmas == 0)]
-    return kept if (kept > 0).any() else sigmas[sigmas > 0].min().reshape(1)
 
 
 def _remember_pool(remember: RememberData, config: UnlearnConfig) -> torch.Tensor:
