@@ -113,12 +113,16 @@ CALIBRATION_SEEDS = 1000  # seeds 0-999 tune the judge's threshold and the unlea
 # undo that drift; anchored on the base for the base-drawn rows: 8 of 8 faces, lowest 0.885 / 0.827
 # (faces_seq_tune_baseref_fixseed*.md). The target stays "model": single fixes meet both targets more often;
 # in sequences it forgets more and keeps less, a trade left open.
+# The judge's mode guard (mode_guard): on tuning seeds the studio's Other-seed surrogate let face 3's fix end
+# "forgotten" with the flagged seed drawing face 27 (+27% on its copy rate); with the guard that state is a
+# swap, and the fix went on to a novel face (face 27 -5%, SSIM 0.962 against 0.947). With other-face
+# surrogates every figure stayed the same at training seeds 0 and 1 (faces_tune_mode_guard_*.md).
 FACES_UNLEARN_DEFAULTS = {"learning_rate": 2e-3, "timestep_sampling": "uniform", "lambda_scheme": "constant",
                           "remember_set_size": 64, "steps": 200, "monitor_every": 2, "lora_rank": 4,
                           "lora_targets": ["to_q", "to_k", "to_v", "to_out.0"], "forget_threshold": 0.5,
                           "forget_projection": 0.35, "twin_seeds": 4, "remember_from": "base", "settle_steps": 60,
                           "settle_patience": 10, "settle_lr_scale": 0.3, "remember_target": "model",
-                          "remember_model_share": 0.5}
+                          "remember_model_share": 0.5, "mode_guard": True}
 
 
 def training_list(repeats: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:

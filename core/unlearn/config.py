@@ -145,7 +145,9 @@ class UnlearnConfig:
         "must be no near copy of a picture the model repeats, i.e. a remember output with a near copy among the "
         "others (by the judge's copy descriptor), unless the surrogate is a near copy of it too. A fix that "
         "turns one memorised face into another has not forgotten anything; without it the judge sees only "
-        "that the edited region moved toward the surrogate")
+        "that the edited region moved toward the surrogate. The faces world's default: on its tuning seeds "
+        "it stopped an Other-seed fix that had turned face 3 into face 27 and changed nothing for other-face "
+        "surrogates (bench/results/faces_tune_mode_guard_*.md); not measured on the flags world")
     keep_best: bool = _f(
         True, "publish the monitored state that is forgotten with the least drift of the guard seeds "
         "(core/unlearn/guard.py), not simply the last step")
