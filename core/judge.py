@@ -209,7 +209,8 @@ class ForgettingJudge:
         forgotten = score >= self.threshold and (self.projection_threshold <= 0 or projection >= self.projection_threshold)
         mode_sim = None
         if self._modes is not None:
-            mode_sim = float((self._modes @ np.asarray(self.descriptor.embed([render]), np.float64)[0]).max(initial=-1.0))
+            e_render = np.asarray(self.descriptor.embed([render]), np.float64)[0]
+            mode_sim = float((self._modes @ e_render).max(initial=-1.0))
             forgotten = forgotten and mode_sim < self.descriptor.copy_threshold
         return FlaggedSeedVerdict(score, self.threshold, forgotten, d_f, d_s, outside, float(self.region.mean()), sim,
                                   self.descriptor.name, projection, self.projection_threshold, mode_sim,

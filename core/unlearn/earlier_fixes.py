@@ -118,5 +118,5 @@ def with_fixed_pictures(model, remember: RememberData, kept: Requests, theirs: R
     rows = remember.flagged_rows
     if rows is not None:
         rows = torch.cat([rows, torch.tensor([p == prompt for p, _ in theirs], dtype=rows.dtype)])
-    as_fixed = torch.cat([torch.zeros(len(remember.latents), dtype=torch.bool), torch.ones(len(theirs), dtype=torch.bool)])
+    as_fixed = torch.arange(len(latents)) >= len(remember.latents)  # the rows appended here
     return RememberData(latents, cond, rows, as_fixed=as_fixed), kept + list(theirs)

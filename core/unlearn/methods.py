@@ -115,7 +115,8 @@ class UnlearnMethod(ABC):
         if self.base_reference is None:
             with self.reference():
                 return self.v(x_t, b.s_r, b.cond_r)
-        current = b.as_fixed_r if b.as_fixed_r is not None else torch.zeros(len(x_t), dtype=torch.bool, device=x_t.device)
+        current = b.as_fixed_r if b.as_fixed_r is not None else torch.zeros(len(x_t), dtype=torch.bool,
+                                                                            device=x_t.device)
         out = torch.empty_like(x_t)
         for rows, context in ((~current, self.base_reference), (current, self.reference)):
             if rows.any():
