@@ -343,8 +343,9 @@ def write_card(out: Path, rep: dict) -> None:
         "0.891 / 0.829 / 0.944; the noise target kept 0.906 / 0.899 / 0.948 with 3 / 4 / 1 faces),",
         "[table1_faces_other_face_build_seed1.md](../../bench/results/table1_faces_other_face_build_seed1.md) (against",
         "NegGrad, EraseDiff, SISS), [faces_control_other_face_build_seed1.md](../../bench/results/faces_control_other_face_build_seed1.md)",
-        "(fixes of novel outputs move the memorised faces' copy rates as far, both ways: 3 of 16 within 20%;",
-        "a face fix lowers them: 33 of 36 changes on the fresh range are drops, 30-40% on average per run).", "",
+        "(fixes of novel outputs move the memorised faces' copy rates too, both ways: 3 of 16 within 20%; on the",
+        "fresh range 5 of 16, mean -11%, [faces_control_other_face_build_seed1_modeguard_seeds3048.md](../../bench/results/faces_control_other_face_build_seed1_modeguard_seeds3048.md);",
+        "a face fix lowers them more: 33 of 36 changes on the fresh range are drops, 30-40% on average per run).", "",
         "## Copy rates while training (128 probe seeds)", "",
         "| step | loss | face copy rates | median / 90th pct best correlation |", "|---|---|---|---|",
         *[f"| {pr['step']} | {pr['loss']} | {', '.join(f'{v:.1%}' for v in pr['copy_rates'].values())} | "
