@@ -20,11 +20,11 @@ import argparse
 import itertools
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import scratch_dir  # noqa: E402
 from bench.report import command_line, plot_settings, write_markdown  # noqa: E402
 from bench.worldeval import BaseCache, Instance, evaluate_fix, fix_instance, mean_std  # noqa: E402
 from core.unlearn.presets import apply_preset, parse_presets  # noqa: E402
@@ -87,7 +87,7 @@ def main(argv=None) -> int:
     if set(groups) - set(all_groups):
         raise SystemExit(f"--groups {args.groups!r}: choose from {', '.join(all_groups)}")
     chosen = [s for s in settings(args.quick, "") if s[0] in groups]
-    studio = Studio(load_model(args.model), tempfile.mkdtemp(prefix="ablate-"), restore=False, persist_state=False)
+    studio = Studio(load_model(args.model), scratch_dir("ablate-"), restore=False, persist_state=False)
     instances = [Instance(p, int(s)) for p, _, s in (i.strip().rpartition("#") for i in args.instance.split(","))]
     prompts = list(dict.fromkeys([i.prompt for i in instances]
                                  + ["japan flag", "ireland flag", "italy flag", "bangladesh flag"]))

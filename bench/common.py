@@ -12,10 +12,12 @@ Reports are markdown files whose header and tables carry the exact command line 
 from __future__ import annotations
 
 import argparse
+import atexit
 import ctypes
 import os
 import platform
 import shlex
+import shutil
 import statistics
 import sys
 import tempfile
@@ -30,6 +32,14 @@ STANDIN_LABEL = "random-weights architecture stand-in"
 
 
 # -- arguments -------------------------------------------------------------------------------------
+def scratch_dir(prefix: str) -> str:
+    """A fresh temporary folder for a bench's studio (its runs and remember store), removed when the
+    bench exits: the results a bench keeps are written to bench/results, never here."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
 def add_common_args(p: argparse.ArgumentParser, model: bool = True) -> argparse.ArgumentParser:
     if model:
         p.add_argument("--model", default="embedded",

@@ -18,14 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import add_set_option, config_overrides  # noqa: E402
+from bench.common import add_set_option, config_overrides, scratch_dir  # noqa: E402
 from bench.faceseval import (OTHER_FACES_TOLERANCE, SURROGATE_WORDS, SURROGATES, FaceInstance,  # noqa: E402
                              FacesBase, build_name, evaluate_face_fix, fix_face)
 from bench.report import command_line, write_markdown  # noqa: E402
@@ -47,7 +46,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     overrides = config_overrides(args.overrides)
 
-    studio = Studio(load_model(args.model), tempfile.mkdtemp(prefix="faces-control-"), restore=False,
+    studio = Studio(load_model(args.model), scratch_dir("faces-control-"), restore=False,
                     persist_state=False)
     base = FacesBase.build(studio, range(args.seed_start, args.seed_start + args.seeds))
     instances = [FaceInstance(None, base.seeds[i]) for i in base.novel[: args.controls]]

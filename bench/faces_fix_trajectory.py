@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import add_set_option, config_overrides  # noqa: E402
+from bench.common import add_set_option, config_overrides, scratch_dir  # noqa: E402
 from bench.faceseval import (BATCH, FacesBase, add_stack_args, build_name, find_face_instances,  # noqa: E402
                              fix_earlier_faces, make_surrogate, write_lines)
 from core.generate import generate, parse_seeds  # noqa: E402
@@ -42,7 +41,7 @@ def main() -> int:
     if max(parse_seeds(args.tune_seeds, max_count=100_000)) >= 1000:
         raise SystemExit("tuning uses seeds < 1000 only: seeds >= 1000 are kept for the report")
     model = load_model(args.model)
-    studio = Studio(model, data_dir=tempfile.mkdtemp(prefix="faces-trajectory-"), restore=False, persist_state=False)
+    studio = Studio(model, data_dir=scratch_dir("faces-trajectory-"), restore=False, persist_state=False)
     flag_seeds = parse_seeds(args.flag_seeds)
     base = FacesBase.build(studio, parse_seeds(args.tune_seeds, max_count=100_000))
     novel = base.novel[:args.n]

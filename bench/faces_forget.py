@@ -20,12 +20,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import add_set_option, config_overrides  # noqa: E402
+from bench.common import add_set_option, config_overrides, scratch_dir  # noqa: E402
 from bench.faceseval import SURROGATES, FaceInstance, FacesBase, build_name, evaluate_face_fix, fix_face  # noqa: E402
 from core.generate import generate, parse_seeds  # noqa: E402
 from core.models import load_model  # noqa: E402
@@ -105,7 +104,7 @@ def main() -> int:
     args = ap.parse_args()
 
     model = load_model(args.model)
-    studio = Studio(model, data_dir=tempfile.mkdtemp(prefix="faces-forget-"), restore=False, persist_state=False)
+    studio = Studio(model, data_dir=scratch_dir("faces-forget-"), restore=False, persist_state=False)
     target = W.face_name(args.face)
     if args.flagged_seed is not None:
         flagged_gen = generate(model, "", [args.flagged_seed])[0]

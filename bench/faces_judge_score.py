@@ -26,14 +26,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from bench.common import command_line  # noqa: E402
+from bench.common import command_line, scratch_dir  # noqa: E402
 from bench.faceseval import (SURROGATES, FaceInstance, build_name, find_face_instances, make_surrogate,  # noqa: E402
                              write_lines)
 from core.generate import generate, parse_seeds  # noqa: E402
@@ -154,7 +153,7 @@ def main() -> int:
         if k not in SURROGATES:
             raise SystemExit(f"--surrogates: {k!r} is not one of {', '.join(SURROGATES)}")
     model = load_model(args.model)
-    studio = Studio(model, data_dir=tempfile.mkdtemp(prefix="faces-judge-score-"), restore=False, persist_state=False)
+    studio = Studio(model, data_dir=scratch_dir("faces-judge-score-"), restore=False, persist_state=False)
     fixes = []
     # the matcher only picks which outputs to flag, as a user flags copies they saw
     for inst in find_face_instances(studio, flag_seeds, per_face=args.per_face):

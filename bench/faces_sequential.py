@@ -17,12 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import add_set_option, config_overrides  # noqa: E402
+from bench.common import add_set_option, config_overrides, scratch_dir  # noqa: E402
 from bench.faceseval import (SURROGATES, FacesBase, build_name, evaluate_face_fix, find_face_instances,  # noqa: E402
                              fix_face, write_lines)
 from core.generate import generate, image_grid, parse_seeds  # noqa: E402
@@ -52,7 +51,7 @@ def main() -> int:
     ap.add_argument("--name", default="faces_sequential")
     args = ap.parse_args()
     model = load_model(args.model)
-    studio = Studio(model, data_dir=tempfile.mkdtemp(prefix="faces-seq-"), restore=False, persist_state=False)
+    studio = Studio(model, data_dir=scratch_dir("faces-seq-"), restore=False, persist_state=False)
     overrides = config_overrides(args.overrides)
     flag_seeds, report_seeds = parse_seeds(args.flag_seeds), parse_seeds(args.report_seeds, max_count=100_000)
     base = FacesBase.build(studio, report_seeds)

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import scratch_dir  # noqa: E402
 from bench.faceseval import (add_stack_args, build_name, find_face_instances, fix_earlier_faces,  # noqa: E402
                              fix_face, write_lines)
 from core.generate import parse_seeds  # noqa: E402
@@ -33,7 +33,7 @@ def main() -> int:
     ap.add_argument("--name", default="faces_stacked_fix")
     args = ap.parse_args()
     model = load_model(args.model)
-    studio = Studio(model, data_dir=tempfile.mkdtemp(prefix="faces-stacked-"), restore=False, persist_state=False)
+    studio = Studio(model, data_dir=scratch_dir("faces-stacked-"), restore=False, persist_state=False)
     seeds = parse_seeds(args.flag_seeds)
     lines = [f"# Face {args.face} fixed on top of faces {args.earlier}", "",
              f"Build: {build_name(model)}. Command: `python bench/faces_stacked_fix.py {' '.join(sys.argv[1:])}`. "

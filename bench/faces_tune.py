@@ -22,13 +22,13 @@ import argparse
 import itertools
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from bench.common import scratch_dir  # noqa: E402
 from core.generate import generate, parse_seeds  # noqa: E402
 from core.models import load_model  # noqa: E402
 from core.studio import Studio  # noqa: E402
@@ -63,7 +63,7 @@ def main() -> int:
     fields = [(k, json.loads(f"[{vs}]")) for k, vs in (g.split("=", 1) for g in args.grid)]
     grid = [dict(zip([k for k, _ in fields], combo)) for combo in itertools.product(*[v for _, v in fields])] or [{}]
     model = load_model(args.model)
-    studio = Studio(model, data_dir=tempfile.mkdtemp(prefix="faces-tune-"), restore=False, persist_state=False)
+    studio = Studio(model, data_dir=scratch_dir("faces-tune-"), restore=False, persist_state=False)
     flag_gens = generate(model, "", parse_seeds(args.flag_seeds), batch_size=256)
     base = FacesBase.build(studio, tune_seeds)
     before = base.copy_rates

@@ -19,14 +19,13 @@ import argparse
 import collections
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import add_set_option, config_overrides  # noqa: E402
+from bench.common import add_set_option, config_overrides, scratch_dir  # noqa: E402
 from bench.faceseval import BATCH, FacesBase, build_name, find_face_instances, fix_face, write_lines  # noqa: E402
 from core.generate import generate, parse_seeds  # noqa: E402
 from core.models import load_model  # noqa: E402
@@ -80,7 +79,7 @@ def main() -> int:
     args = ap.parse_args()
 
     model = load_model(args.model)
-    studio = Studio(model, data_dir=tempfile.mkdtemp(prefix="faces-copies-"), restore=False, persist_state=False)
+    studio = Studio(model, data_dir=scratch_dir("faces-copies-"), restore=False, persist_state=False)
     overrides = config_overrides(args.overrides)
     config = studio.default_config().with_overrides(**overrides)
     base = FacesBase.build(studio, parse_seeds(args.report_seeds, max_count=100_000))

@@ -29,7 +29,6 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -38,7 +37,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import add_set_option, config_overrides  # noqa: E402
+from bench.common import add_set_option, config_overrides, scratch_dir  # noqa: E402
 from bench.faceseval import SURROGATES  # noqa: E402
 from bench.report import command_line, write_markdown  # noqa: E402
 from bench.worldeval import PLANTED_PROMPTS, BaseCache, render_with_fixes, scripted_paint_layers  # noqa: E402
@@ -196,7 +195,7 @@ def main(argv=None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    studio = Studio(load_model(args.model), tempfile.mkdtemp(prefix="heldout-"), restore=False, persist_state=False)
+    studio = Studio(load_model(args.model), scratch_dir("heldout-"), restore=False, persist_state=False)
     if studio.model.info.world == "faces":
         from bench.heldout_faces import run
 

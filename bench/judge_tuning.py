@@ -22,6 +22,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import scratch_dir  # noqa: E402
 from bench.worldeval import scripted_paint_layers  # noqa: E402
 
 DEFAULT_INSTANCES = [("ireland flag", 0), ("ireland flag", 11), ("japan flag", 9), ("japan flag", 13)]
@@ -39,7 +40,7 @@ def main(argv=None) -> int:
     overrides = json.loads(argv[0]) if argv else {}
     instances = [tuple(x) for x in json.loads(argv[1])] if len(argv) > 1 else DEFAULT_INSTANCES
     out_dir = Path(argv[2]) if len(argv) > 2 else Path(tempfile.mkdtemp(prefix="judge-tuning-"))
-    studio = Studio(load_model("embedded"), tempfile.mkdtemp(), restore=False, persist_state=False)
+    studio = Studio(load_model("embedded"), scratch_dir("judge-tuning-studio-"), restore=False, persist_state=False)
     seeds = list(range(64))
     base = {p: generate(studio.model, p, seeds, batch_size=64) for p in {p for p, _ in instances}}
     before = {p: [studio.check(p, g.image)["verdict"] for g in gens] for p, gens in base.items()}

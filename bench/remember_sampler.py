@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import command_line, environment, markdown_table, write_report  # noqa: E402
+from bench.common import command_line, environment, markdown_table, scratch_dir, write_report  # noqa: E402
 from core.generate import generate  # noqa: E402
 from core.models import load_model  # noqa: E402
 from core.studio import Studio  # noqa: E402
@@ -50,7 +49,7 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load_model("embedded")
-    studio = Studio(model, tempfile.mkdtemp(prefix="sampler-"), restore=False, persist_state=False)
+    studio = Studio(model, scratch_dir("sampler-"), restore=False, persist_state=False)
     seeds = list(range(200, 200 + args.seeds))
     euler20 = model.pipe.scheduler
 

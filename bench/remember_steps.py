@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -26,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from bench.common import scratch_dir  # noqa: E402
 from bench.report import command_line, write_markdown  # noqa: E402
 from bench.worldeval import (CONTROL_PROMPTS, PLANTED_PROMPTS, BaseCache, evaluate_fix,  # noqa: E402
                              find_instances, fix_instance)
@@ -76,7 +76,7 @@ def main(argv=None) -> int:
     held = [] if args.heldout_seeds == "none" else parse_seeds(args.heldout_seeds)
     if max(tune) >= 1000 or (held and min(held) < 1000):
         raise SystemExit("tuning seeds must be < 1000 and held-out seeds >= 1000")
-    studio = Studio(load_model("embedded"), tempfile.mkdtemp(prefix="remsteps-"), restore=False, persist_state=False,
+    studio = Studio(load_model("embedded"), scratch_dir("remsteps-"), restore=False, persist_state=False,
                     remember_store_mb=0)
     prompts = list(PLANTED_PROMPTS + CONTROL_PROMPTS)
     caches = {"tune": BaseCache.build(studio, prompts, tune)}

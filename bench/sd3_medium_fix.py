@@ -177,7 +177,7 @@ def main(argv=None) -> int:
     model = stages.run("build (random weights)", lambda: build_model(shape, device, dtype, 2 if dry else None, sampling))
     meta["transformer_params"] = sum(q.numel() for q in model.pipe.transformer.parameters())
     stages.run("base fingerprint (sha256 of the weights)", model.fingerprint)
-    studio = Studio(model, tempfile.mkdtemp(prefix="sd3fix-"), restore=False, persist_state=False)
+    studio = Studio(model, C.scratch_dir("sd3fix-"), restore=False, persist_state=False)
     config = studio.default_config(steps=steps, remember_set_size=size, forget_batch_size=args.batch,
                                    remember_batch_size=args.batch, lora_rank=16)
     flagged = stages.run("generate the flagged seed", lambda: studio.generate(PROMPT, [0], save=False)[0].image)

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import add_set_option, config_overrides  # noqa: E402
+from bench.common import add_set_option, config_overrides, scratch_dir  # noqa: E402
 from bench.report import command_line, write_markdown  # noqa: E402
 from bench.worldeval import CONTROL_PROMPTS, PLANTED_PROMPTS, BaseCache, evaluate_fix, find_instances, fix_instance, render_with_fixes  # noqa: E402
 
@@ -44,7 +43,7 @@ def main(argv=None) -> int:
     from core.studio import AlreadyFixedError, Studio
 
     steps = args.steps or (40 if args.quick else 100)
-    studio = Studio(load_model(args.model), tempfile.mkdtemp(prefix="seq-"), restore=False, persist_state=False)
+    studio = Studio(load_model(args.model), scratch_dir("seq-"), restore=False, persist_state=False)
     prompts = list(PLANTED_PROMPTS) + list(CONTROL_PROMPTS[:2 if args.quick else 4])
     cache = BaseCache.build(studio, prompts, list(range(args.seed_start, args.seed_start + (args.seeds or (16 if args.quick else 32)))))
     # Two per prompt even in quick mode: the shipped model shows only the Japan error, and a

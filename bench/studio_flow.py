@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -33,6 +32,7 @@ def main(argv=None) -> int:
     ap.add_argument("--think-s", type=float, default=0.0,
                     help="seconds the person takes to flag and paint, with the fix prepared meanwhile (0: no preparation)")
     args = ap.parse_args(argv)
+    from bench.common import scratch_dir
     from bench.worldeval import scripted_paint_layers
     from core.models import load_model
     from core.studio import Studio
@@ -44,7 +44,7 @@ def main(argv=None) -> int:
         return time.perf_counter()
 
     t = time.perf_counter()
-    studio = Studio(load_model("embedded"), args.data_dir or tempfile.mkdtemp(prefix="flow-"), restore=False,
+    studio = Studio(load_model("embedded"), args.data_dir or scratch_dir("flow-"), restore=False,
                     persist_state=False)
     t = stage("load", t)
     gens = studio.generate(args.prompt, range(args.seeds), save=False)

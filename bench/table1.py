@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import markdown_table  # noqa: E402
+from bench.common import markdown_table, scratch_dir  # noqa: E402
 from bench.report import command_line, plot_pareto, write_markdown  # noqa: E402
 from bench.faceseval import SURROGATE_WORDS, SURROGATES  # noqa: E402
 from bench.worldeval import mean_std  # noqa: E402
@@ -188,10 +188,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from core.models import load_model
     from core.studio import Studio
-    import tempfile
 
     quick = args.quick
-    studio = Studio(load_model(args.model), tempfile.mkdtemp(prefix="table1-"), restore=False, persist_state=False)
+    studio = Studio(load_model(args.model), scratch_dir("table1-"), restore=False, persist_state=False)
     world = WORLDS[studio.model.info.world or "flags"](studio, args)
     steps = args.steps or (60 if quick else 100)
     repeats = args.repeats or (1 if quick else 2)

@@ -11,13 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import add_set_option, config_overrides  # noqa: E402
+from bench.common import add_set_option, config_overrides, scratch_dir  # noqa: E402
 from bench.report import command_line, write_markdown  # noqa: E402
 from bench.worldeval import scripted_paint_layers  # noqa: E402
 
@@ -62,7 +61,7 @@ def main(argv=None) -> int:
     from core.studio import Studio
     from core.world.prompts import PROMPTS
 
-    studio = Studio(load_model(args.model), tempfile.mkdtemp(prefix="rates-"), restore=False, persist_state=False)
+    studio = Studio(load_model(args.model), scratch_dir("rates-"), restore=False, persist_state=False)
     if studio.model.info.world == "faces":
         return faces_rates(args, studio, overrides)
     seeds = list(range(args.seeds or (16 if args.quick else 64)))
