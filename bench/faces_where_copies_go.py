@@ -26,8 +26,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import add_set_option, config_overrides, scratch_dir  # noqa: E402
-from bench.faceseval import BATCH, FacesBase, build_name, find_face_instances, fix_face, write_lines  # noqa: E402
-from core.generate import generate, parse_seeds  # noqa: E402
+from bench.faceseval import FacesBase, build_name, find_face_instances, fix_face, write_lines  # noqa: E402
+from core.generate import parse_seeds  # noqa: E402
 from core.models import load_model  # noqa: E402
 from core.studio import Studio  # noqa: E402
 from core.world import faces as W  # noqa: E402
@@ -47,12 +47,11 @@ def outcome(face: int, match: dict, verdict: dict) -> str:
     return "novel face" if verdict["verdict"] == "correct" else "unclear"
 
 
-def follow(studio: Studio, base: FacesBase, fixed_face: int, fix_name: str) -> dict:
-    """The base copies of every other memorised face, followed through the fix `fix_name`."""
+def follow(studio: Studio, base: FacesBase, corr_before: np.ndarray, fixed_face: int, fix_name: str) -> dict:
+    """The base copies of every other memorised face (`corr_before`: the base renders' correlations with
+    each training face), followed through the fix `fix_name`."""
     with studio.fixes.only([fix_name]):
-        after = generate(studio.model, "", base.seeds, noises=[g.noise for g in base.renders], batch_size=BATCH)
-    images = [g.image for g in after]
-    corr_before, _ = W.correlations([g.image for g in base.renders])
+        images = [g.image for g in base.redraw(studio)]
     corr_after, _ = W.correlations(images)
     matches = W.match_many(images)
     out = {}
@@ -83,12 +82,13 @@ def main() -> int:
     overrides = config_overrides(args.overrides)
     config = studio.default_config().with_overrides(**overrides)
     base = FacesBase.build(studio, parse_seeds(args.report_seeds, max_count=100_000))
+    corr_before, _ = W.correlations([g.image for g in base.renders])
     rows = []
     for inst in find_face_instances(studio, parse_seeds(args.flag_seeds), faces=[int(f) for f in args.faces.split(",")]):
         fix = fix_face(studio, inst, config, "other_face")
         name = fix.result.run.run_id
         rows.append({"fixed": inst.target, "seed": inst.seed, "judge_forgotten": fix.result.run.metrics().get("flagged_seed_fixed"),
-                     "others": follow(studio, base, inst.face, name)})
+                     "others": follow(studio, base, corr_before, inst.face, name)})
         studio.fixes.remove(name)
     totals = {k: sum(o[k] for r in rows for o in r["others"].values()) for k in ("copies_before", *OUTCOMES)}
     record = {"build": build_name(model), "report_seeds": args.report_seeds, "flag_seeds": args.flag_seeds,

@@ -144,6 +144,10 @@ class FacesBase:
         rep = W.check_images([g.image for g in gens])
         return cls(list(seeds), gens, list(rep["seeds"].values()), rep["copy_rates"], rep["rates"])
 
+    def redraw(self, studio: Studio) -> list[Generated]:
+        """The report seeds drawn again from the base renders' noises, with the fixes enabled now."""
+        return generate(studio.model, "", self.seeds, noises=[g.noise for g in self.renders], batch_size=BATCH)
+
     @property
     def novel(self) -> list[int]:
         """Indices of the outputs the matcher calls novel faces (the integrity set)."""
@@ -202,7 +206,7 @@ def write_lines(out: Path, name: str, lines: Sequence[str]) -> None:
 def evaluate_face_fix(studio: Studio, inst: FaceInstance, base: FacesBase, fix_names: Sequence[str]) -> dict:
     """The matcher's figures for the model with exactly `fix_names` on, against `base`."""
     with studio.fixes.only(list(fix_names)):
-        after = generate(studio.model, "", base.seeds, noises=[g.noise for g in base.renders], batch_size=BATCH)
+        after = base.redraw(studio)
         flagged_after = W.verdict(generate(studio.model, "", [inst.seed])[0].image)
     rep = W.check_images([g.image for g in after])
     rate_after, verdicts_after = rep["copy_rates"], list(rep["seeds"].values())
