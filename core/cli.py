@@ -345,6 +345,8 @@ def cmd_surrogate(args) -> int:
     sur = make_surrogate(args.kind, image, model, params)
     atomic_save_image(sur.image, args.out)
     (args.out.with_suffix(".json")).write_text(json.dumps(sur.info, indent=2))
+    for warning in sur.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     print(json.dumps({"out": str(args.out), **sur.info}))
     return 0
 

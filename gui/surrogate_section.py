@@ -23,10 +23,10 @@ def _slider(params_type, name: str, step: float, label: str, **kw):
     return gr.Slider(lo, spec["hi"], value=spec["default"], step=step, label=label, info=spec["help"], **kw)
 
 
-def _seed_box(params_type, label: str):
+def _seed_box(params_type, label: str, elem_id: str | None = None):
     spec = param_spec(params_type, "seed")
     return gr.Number(label=label, value=spec["default"], precision=0, minimum=spec["lo"], maximum=spec["hi"],
-                     info=spec["help"])
+                     info=spec["help"], elem_id=elem_id)
 
 MAX_PENDING_CANVASES = 64  # canvases uploaded through accept_blobs and not yet submitted
 
@@ -192,7 +192,7 @@ def build(ui, studio) -> None:
         with gr.Tab("Other seed"):
             ui.other_seed_hint = gr.Markdown(other_seed_hint(studio.unconditional), elem_id="other-seed-hint")
             with gr.Row():
-                ui.other_seed = _seed_box(OtherSeedParams, "Seed")
+                ui.other_seed = _seed_box(OtherSeedParams, "Seed", "other-seed")
                 ui.other_seed_btn = gr.Button("Use this seed's output", variant="primary", elem_id="other-seed-btn")
     with gr.Row(equal_height=True):
         shown = dict(type="pil", format="png", interactive=False, height=120, min_width=90,
@@ -203,8 +203,9 @@ def build(ui, studio) -> None:
     ui.sur_info = gr.Markdown("No surrogate yet.", elem_id="surrogate-info")
 
 
-def _finish(studio, session: Session, flag, image, info: dict):
-    """Store the surrogate for the active flag and show it next to the flagged image."""
+def _finish(studio, session: Session, flag, image, info: dict, warnings: list[str] = ()):
+    """Store the surrogate for the active flag and show it next to the flagged image, with the
+    maker's warnings under it."""
     res = studio.model.info.resolution
     image = to_model_size(image, res)
     with user_errors("Surrogate"):
@@ -213,7 +214,8 @@ def _finish(studio, session: Session, flag, image, info: dict):
     changed = float((np.asarray(image) != np.asarray(flag.image.convert("RGB"))).any(axis=2).mean())
     params = ", ".join(f"{k}={fmt(v)}" for k, v in info.items() if k != "kind" and v not in ("", None))
     text = (f"**{info.get('kind', '?')}** surrogate for **{flag.id}** (seed {flag.seed})  \n{params}  \n"
-            f"mean |diff| **{mad:.4f}** · pixels changed **{changed:.1%}**")
+            f"mean |diff| **{mad:.4f}** · pixels changed **{changed:.1%}**"
+            + "".join(f"  \n⚠ {w}" for w in warnings))
     session.surrogates[flag.id] = {"image": image, "info": dict(info), "heat": heat, "text": text}
     return image, heat, text, session
 
@@ -260,7 +262,7 @@ def sdedit(studio, session: Session, strength, prompt, seed):
         sur = studio.surrogate("sdedit", flag.image, SDEditParams(
             strength=float(strength), prompt=prompt or "", seed=int(seed or 0), steps=flag.steps,
             guidance=None if flag.guidance is None else float(flag.guidance)))
-    return _finish(studio, session, flag, sur.image, sur.info)
+    return _finish(studio, session, flag, sur.image, sur.info, sur.warnings)
 
 
 def clip_edit(studio, session: Session, text, weight):
@@ -294,7 +296,7 @@ def other_seed(studio, session: Session, seed):
         sur = studio.surrogate("other_seed", flag.image, OtherSeedParams(
             seed=int(seed), prompt="" if studio.unconditional else flag.prompt, steps=flag.steps,
             guidance=None if flag.guidance is None else float(flag.guidance)))
-    return _finish(studio, session, flag, sur.image, sur.info)
+    return _finish(studio, session, flag, sur.image, sur.info, sur.warnings)
 
 
 def wire(ui, studio) -> None:

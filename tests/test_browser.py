@@ -307,6 +307,17 @@ def test_faces_world_flow_is_seed_only_flag_paint_unlearn_compare(faces_server, 
                 const r = e.getBoundingClientRect(); return r.top >= g.top && r.bottom <= g.bottom; }).length; }""")
         assert whole >= 8, whole
         flag(pg, 22, 21)
+        # Another memorised face as the surrogate: taken, with a warning that the fix would swap faces.
+        from core.generate import generate
+        from core.world import faces as W
+
+        shown = [W.verdict(g.image)["flag"] for g in generate(studio.model, "", list(range(32)))]
+        other = next(s for s, f in enumerate(shown) if f.startswith("face") and f != shown[21])
+        pg.get_by_role("tab", name="Other seed").click()
+        set_number(pg, "other-seed", other)
+        pg.click("#other-seed-btn")
+        wait_text(pg, "surrogate-info", f"seed={other}[^]*seed {other} draws a picture the model repeats")
+        pg.get_by_role("tab", name="Paint", exact=True).click()
         paint(pg, "flag1", 0.3, 0.42, 0.7, 0.42)  # a band over the eyes (clear of the canvas toolbar)
         set_number(pg, "cfg-remember_set_size", 4)
         start_fix(pg, 6)

@@ -116,6 +116,14 @@ def test_the_shipped_faces_model_copies_its_memorised_faces_and_the_judge_tells_
         make_surrogate("other_seed", flagged, model, {"seed": twin})
     with pytest.raises(ValueError, match="unconditional and takes no prompt"):
         make_surrogate("other_seed", flagged, model, {"seed": novel_seed, "prompt": "a face"})
+    # a novel face is taken quietly; another memorised face is taken with a warning: a fix toward it swaps
+    # one memorised face for another (other seeds draw near copies of it)
+    assert sur.warnings == [] and sur.info["repeated_at_seeds"] == 0
+    other = next(s for s, f in rest if f.startswith("face") and f != face)
+    swap = make_surrogate("other_seed", flagged, model, {"seed": other})
+    assert swap.info["repeated_at_seeds"] > 0 and "draws a picture the model repeats" in swap.warnings[0]
+    quiet = make_surrogate("other_seed", flagged, model, {"seed": other, "repeat_probe_seeds": 0})
+    assert quiet.warnings == [] and "repeated_at_seeds" not in quiet.info
 
 
 def test_faces_bench_helpers_find_the_cards_copies_and_measure_no_change_without_a_fix(tmp_path):

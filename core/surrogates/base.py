@@ -15,6 +15,9 @@ class Surrogate:
     image: Image.Image
     # How it was made (kind + parameters), saved in the run's config.json.
     info: dict = field(default_factory=dict)
+    # Sentences a user should read before training on it (the surrogate is usable, but may not do what
+    # they want); shown by the studio, printed by the CLI.
+    warnings: list[str] = field(default_factory=list)
 
 
 class SurrogateMaker(ABC):

@@ -28,6 +28,10 @@ class OtherSeedParams(SurrogateParams):
                               lo=1, hi=1000, kind=int, optional=True)
     guidance: float | None = param(None, "guidance scale, as the flagged output was drawn (default: the model's)",
                                    lo=0.0, hi=30.0, kind=float, optional=True)
+    repeat_probe_seeds: int = param(
+        32, "unconditional models: other seeds drawn to see whether the picked output is a picture the model "
+        "repeats (a memorised one); a fix toward it would swap one memorised picture for another. 0 = do not look",
+        lo=0, hi=256, kind=int)
 
 
 class OtherSeedSurrogate(SurrogateMaker):
@@ -54,4 +58,29 @@ class OtherSeedSurrogate(SurrogateMaker):
             raise ValueError(f"other_seed.seed={params.seed} draws a copy of the flagged output (similarity "
                              f"{similarity:.3f} >= {descriptor.copy_threshold:.3f} by the {descriptor.name} copy "
                              "descriptor): pick a seed whose output looks as the flagged one should")
-        return Surrogate(out, {"kind": self.name, **params.to_info(), "copy_similarity": round(similarity, 4)})
+        info = {"kind": self.name, **params.to_info(), "copy_similarity": round(similarity, 4)}
+        warnings = []
+        if model.unconditional and params.repeat_probe_seeds:
+            repeats = _near_copies_among_other_seeds(model, descriptor, b, params)
+            info["repeated_at_seeds"] = repeats
+            if repeats:
+                warnings.append(
+                    f"seed {params.seed} draws a picture the model repeats: {repeats} of {params.repeat_probe_seeds} "
+                    "other seeds draw a near copy of it (a memorised picture?). A fix toward it swaps one repeated "
+                    "picture for another, which the judge does not count as forgotten (mode_guard): pick a seed "
+                    "whose picture no other seed draws.")
+        return Surrogate(out, info, warnings)
+
+
+def _near_copies_among_other_seeds(model, descriptor, picked: np.ndarray, params: OtherSeedParams) -> int:
+    """How many of `repeat_probe_seeds` other seeds (from the remember seeds' start on, the picked seed
+    skipped) draw a near copy of the picked output."""
+    from ..generate import generate
+    from ..unlearn.config import UnlearnConfig
+
+    start = UnlearnConfig().remember_seed_start
+    seeds = [s for s in range(start, start + params.repeat_probe_seeds + 1) if s != params.seed]
+    seeds = seeds[:params.repeat_probe_seeds]
+    images = [g.image.convert("RGB") for g in generate(model, params.prompt, seeds, params.steps, params.guidance)]
+    sims = np.asarray(descriptor.embed(images), np.float64) @ picked
+    return int((sims >= descriptor.copy_threshold).sum())
