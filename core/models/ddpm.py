@@ -52,10 +52,8 @@ def alphas_cumprod(pipe) -> torch.Tensor:
 
 
 @torch.no_grad()
-def sample(pipe, noise: torch.Tensor, steps: int, eta: float = 0.0,
-           path: list[tuple[int, torch.Tensor]] | None = None) -> torch.Tensor:
-    """DDIM from the given initial noise (B, C, H, W) -> images in [-1, 1], float32 on CPU.
-    `path`, when given, receives (timestep, x_t) for each step: the point the UNet was asked about."""
+def sample(pipe, noise: torch.Tensor, steps: int, eta: float = 0.0) -> torch.Tensor:
+    """DDIM from the given initial noise (B, C, H, W) -> images in [-1, 1], float32 on CPU."""
     from diffusers import DDIMScheduler
 
     unet = pipe.unet
@@ -63,8 +61,6 @@ def sample(pipe, noise: torch.Tensor, steps: int, eta: float = 0.0,
     sched.set_timesteps(steps)
     x = noise.to(unet.device, unet.dtype)
     for t in sched.timesteps:
-        if path is not None:
-            path.append((int(t), x.float().cpu()))
         eps = unet(x, t.to(unet.device)).sample
         x = sched.step(eps, t, x, eta=eta).prev_sample
     return x.float().clamp(-1, 1).cpu()

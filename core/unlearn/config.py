@@ -47,7 +47,6 @@ RANGES = {
     "remember_mode_weight": (1, 64, False), "settle_steps": (0, 100_000, False),
     "settle_patience": (0, 100_000, False), "settle_lr_scale": (0, 1, True),
     "remember_sampling_steps": (*STEPS_RANGE, False), "remember_model_share": (0, 1, False),
-    "remember_path_share": (0, 1, False),
     "neggrad_weight": (0, None, True), "erasediff_eta": (0, None, False), "siss_scaling_norm": (0, None, True),
 }
 
@@ -209,12 +208,6 @@ class UnlearnConfig:
     remember_model_share: float = _f(
         1.0, "with remember_target model: the target is this share of the model's prediction before the fix plus "
         "the rest of the sampled noise's target (1 = the model's alone; 0 = the same as noise)")
-    remember_path_share: float = _f(
-        0.0, "share of each step's remember samples taken on the sampler's own path instead of a remember output "
-        "noised afresh: the point the sampler passes at one of its steps from a remember seed, anchored on what "
-        "the model predicted there before this fix (the base's for rows drawn from it). Those points decide "
-        "where a seed's picture ends up, so this holds the sampler's map from seeds to pictures, not only "
-        "the pictures. Unconditional models (DDPM) only; not with SISS. 0 = off")
     neggrad_weight: float = _f(1.0, "NegGrad: weight of the ascent term")
     erasediff_eta: float = _f(
         1e-2, "EraseDiff: eta in g = g_r + max(eta - <g_r,g_f>/||g_f||^2, 0) g_f (1e-2 as in the public "
@@ -249,9 +242,6 @@ class UnlearnConfig:
             # Patience counts the age of the state the guard keeps; without keep_best nothing is kept.
             _bad("settle_patience", self.settle_patience, "set keep_best true (patience waits on the state it "
                  "keeps), or settle_patience 0 to settle all settle_steps")
-        if self.remember_path_share and self.method == "siss":
-            _bad("remember_path_share", self.remember_path_share, "set it to 0 for SISS (its remember samples are "
-                 "mixtures with the flagged image, not points on a path)")
         if not 0 < self.siss_lambda < 1:
             _bad("siss_lambda", self.siss_lambda, "choose a value in (0, 1)")
 

@@ -46,8 +46,6 @@ class Batch:
     uniform_f: torch.Tensor  # U[0,1) draws, EraseDiff's forget "noise" target
     mix_from_forget: torch.Tensor  # (R,) bool, SISS's mixture choice
     as_fixed_r: torch.Tensor | None = None  # (R,) bool, remember samples drawn as the enabled fixes draw them
-    on_path_r: torch.Tensor | None = None  # (R,) bool, remember samples that are points on the sampler's path
-    x_t_r: torch.Tensor | None = None  # (R, C, h, w) those points (rows off the path: unused)
 
 
 @dataclass
@@ -81,9 +79,6 @@ class UnlearnMethod(ABC):
         if config.remember_target == "model" and reference is None:
             raise ValueError("UnlearnConfig.remember_target='model' needs the model as it was before the fix: "
                              "pass train(..., reference=lambda: fixes.muted(name)), or use remember_target 'noise'")
-        if config.remember_path_share and reference is None:
-            raise ValueError("UnlearnConfig.remember_path_share anchors points on the sampler's path on the model "
-                             "as it was before the fix: pass train(..., reference=lambda: fixes.muted(name))")
         self.reference = reference or contextlib.nullcontext
         # remember_from "base": the rows drawn from the base model are anchored on the base (every fix
         # muted), so the anchor does not hold the earlier fixes' drift the set was drawn to undo.
@@ -99,26 +94,20 @@ class UnlearnMethod(ABC):
 
     def remember_loss(self, b: Batch, weights: torch.Tensor | None = None) -> torch.Tensor:
         x_t = self.form.noisy(b.x_r, b.eps_r, b.s_r)
-        if b.on_path_r is not None:  # points on the sampler's path replace the freshly noised ones
-            x_t = torch.where(b.on_path_r.view(-1, *([1] * (x_t.dim() - 1))), b.x_t_r.to(x_t.dtype), x_t)
         per = obj.per_sample_mse(self.v(x_t, b.s_r, b.cond_r), self.remember_target(b, x_t))
         return (per * weights).mean() if weights is not None else per.mean()
 
     def remember_target(self, b: Batch, x_t: torch.Tensor) -> torch.Tensor:
         """The sampled noise in the form's terms, or (remember_target "model") the network's own
         prediction at x_t as it was before this fix: a target with no sampling noise in it, which the
-        untouched model already meets (remember_model_share of it, the rest the noise's). Points on the
-        sampler's path have no sampled noise: their target is the prediction before the fix alone."""
+        untouched model already meets (remember_model_share of it, the rest the noise's)."""
         noise = self.form.ordinary_target(b.x_r, b.eps_r)
-        share = 0.0 if self.config.remember_target == "noise" else self.config.remember_model_share
-        if share == 0 and b.on_path_r is None:
+        share = self.config.remember_model_share
+        if self.config.remember_target == "noise" or share == 0:
             return noise
         with torch.no_grad():
             before = self._before(x_t, b).detach().to(noise.dtype)
-        target = before if share == 1 else share * before + (1 - share) * noise
-        if b.on_path_r is not None:
-            target = torch.where(b.on_path_r.view(-1, *([1] * (x_t.dim() - 1))), before, target)
-        return target
+        return before if share == 1 else share * before + (1 - share) * noise
 
     def _before(self, x_t: torch.Tensor, b: Batch) -> torch.Tensor:
         """The reference prediction per remember row: the base's for rows drawn from it (with a

@@ -9,7 +9,6 @@ is removed and the partial folder deleted: the base model and earlier fixes are 
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import time
 from dataclasses import dataclass, field
@@ -34,7 +33,6 @@ from .guard import FixGuard, MonitorPoint
 from .remember import (FractionProgressFn, KeepFn, RememberCache, build_remember_set, encode_prompts,
                        probe_generations, probe_requests, probes_lookalikes, remember_precision,
                        remember_prompts_for, remember_steps, stored_generations)
-from .remember_path import check_path_support, sampler_paths
 from .remember_store import RememberStore, model_state
 from .trainer import CancelledError, ForgetData, RememberData, StepReport, TrainResult, train
 
@@ -96,7 +94,6 @@ def unlearn(
     if np.array_equal(to_array(flagged), to_array(surrogate)):
         raise ImageInputError("the surrogate is identical to the flagged image: edit it so the unwanted part is gone")
     check_prompt_for(model, request.prompt)  # "" for an unconditional model: a fix named by its seed alone
-    check_path_support(model, config.remember_path_share)
     if request.seed is not None:
         check_seed(request.seed, "flagged seed")
     t_start = time.perf_counter()
@@ -146,18 +143,12 @@ def unlearn(
         guard_requests = [kept[i] for i in guard_rows]
         guard_base = _guard_base(model, remember, guard_rows, guard_requests, config, remember_store, fixes)
         own, theirs = split_left_out(model, judge, request.prompt, dropped, earlier, config, remember_store, fixes)
-        # The sampler's path from each remember seed at the renders' steps, drawn where the set was
-        # (its rows come first in the remember data below).
-        path = (sampler_paths(model, [seed for _, seed in kept], config.sampling_steps or model.info.default_steps)
-                if config.remember_path_share else None)
     # Seeds that showed an earlier fix's picture: remembered as the fixes draw them, not as the base did.
     remember, kept = with_fixed_pictures(model, remember, kept, theirs, request.prompt, config, remember_store, fixes)
     if progress and theirs:
         progress(1.0, f"{found.message()} + {len(theirs)} as the earlier fixes draw them")
     if config.remember_mode_weight > 1:
         remember = _weigh_modes(model, judge, remember, config.remember_mode_weight)
-    if path is not None:
-        remember = dataclasses.replace(remember, path=path)
     # Pictures the model repeats, from its own remember outputs: the flagged seed landing on one is no fix.
     repeated = judge.with_modes(decode_batched(model, remember.latents)) if config.mode_guard else None
     # Other seeds that drew the flagged picture (the filter left them out): forgotten means them too.

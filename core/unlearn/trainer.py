@@ -18,7 +18,6 @@ from .config import UnlearnConfig
 from .guard import FixGuard
 from .methods import METHODS, Batch
 from .objectives import Conditioning
-from .remember_path import RememberPath
 from .weighting import sample_sigmas
 
 
@@ -87,9 +86,6 @@ class RememberData:
     # earlier fix's picture). remember_target "model" anchors these on the model as it is, the rest on the
     # base. None = no such rows.
     as_fixed: torch.Tensor | None = None
-    # Points on the sampler's path from the rows' seeds (remember_path.py); remember_path_share of each
-    # step's remember samples are drawn among them. None = none recorded.
-    path: RememberPath | None = None
 
 
 @dataclass
@@ -215,28 +211,7 @@ def _sample_batch(forget: ForgetData, remember: RememberData, sigmas: torch.Tens
         # drawn last, so a run without twins consumes the generator exactly as before
         rows[1:] = torch.randint(0, forget.x_f.shape[0], (F - 1,), generator=gen)
     batch.x_f, batch.x_s = to(forget.x_f[rows]), to(forget.x_s[rows])
-    n_path = round(config.remember_path_share * R) if remember.path is not None else 0
-    if n_path:  # drawn after everything else, so a run without path points draws exactly as before
-        _put_path_points(batch, remember, idx, torch.randint(0, len(remember.path.s), (n_path,), generator=gen), to)
     return batch
-
-
-def _put_path_points(batch: Batch, remember: RememberData, idx: torch.Tensor, points: torch.Tensor, to) -> None:
-    """The batch's first len(points) remember samples become those points on the sampler's path:
-    their row's latent and conditioning, the point x_t and its noise level."""
-    n, path = len(points), remember.path
-    idx = idx.clone()
-    idx[:n] = path.rows[points]
-    on = torch.zeros(len(idx), dtype=torch.bool)
-    on[:n] = True
-    x_t = torch.zeros_like(batch.x_r)
-    x_t[:n] = to(path.x_t[points]).to(x_t.dtype)
-    s_r = batch.s_r.clone()
-    s_r[:n] = to(path.s[points]).to(s_r.dtype)
-    batch.x_r, batch.s_r = to(remember.latents[idx]), s_r
-    batch.cond_r = remember.cond.take(idx.to(remember.cond.pooled.device))
-    batch.as_fixed_r = None if remember.as_fixed is None else to(remember.as_fixed[idx])
-    batch.on_path_r, batch.x_t_r = to(on), x_t
 
 
 def _remember_pool(remember: RememberData, config: UnlearnConfig) -> torch.Tensor:
