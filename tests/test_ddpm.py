@@ -29,6 +29,18 @@ def test_folder_loads_as_unconditional_ddpm(ddpm_model, ddpm_dir):
     assert len(ddpm_model.fingerprint()) == 16
 
 
+def test_the_loaded_unet_answers_its_dtype_without_walking_its_modules_and_saves_as_diffusers_own(ddpm_model, tmp_path):
+    from diffusers import UNet2DModel
+
+    unet = ddpm_model.pipe.unet
+    assert isinstance(unet, UNet2DModel) and unet.dtype == next(unet.parameters()).dtype == torch.float32
+    unet.half()
+    assert unet.dtype == torch.float16  # read from the weights, not cached
+    unet.float()
+    ddpm_model.pipe.save_pretrained(tmp_path / "again")
+    assert json.loads((tmp_path / "again" / "model_index.json").read_text())["unet"] == ["diffusers", "UNet2DModel"]
+
+
 def test_generation_is_seeded_and_prompt_free(ddpm_model):
     from core.generate import generate
 

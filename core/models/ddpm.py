@@ -120,16 +120,22 @@ PAPER_DDPM_DEFAULTS = {"steps": 240, "forget_batch_size": 4, "remember_batch_siz
                        "timestep_sampling": "uniform"}
 
 
-def enable_adapters(unet) -> None:
-    """Give a loaded UNet2DModel diffusers' PEFT adapter API (add/set/enable/disable/delete), which
-    diffusers mixes into SD3's transformer but not into UNet2DModel. Only the in-memory class
-    changes (to a subclass of the same name), so saved folders stay stock diffusers."""
+def prepare_unet(unet) -> None:
+    """The in-memory class a loaded UNet2DModel needs here; only the class changes (to a subclass of
+    the same name), so saved folders stay stock diffusers. It gets
+    - diffusers' PEFT adapter API (add/set/enable/disable/delete), which diffusers mixes into SD3's
+      transformer but not into UNet2DModel: fixes are LoRA adapters;
+    - a `dtype` read from its input conv: diffusers' property walks every submodule on each access and
+      the UNet's forward asks once per call, 0.6 ms on the faces UNet with a fix on, ~7% of a batch-1
+      forward (bench/results/ddpm_forward.md; a cache upstream was declined, huggingface/diffusers#13571)."""
     from diffusers.loaders.peft import PeftAdapterMixin
 
     cls = type(unet)
-    if isinstance(unet, PeftAdapterMixin):
+    if getattr(cls, "_prepared_here", False):
         return
-    unet.__class__ = type(cls.__name__, (PeftAdapterMixin, cls), {"__module__": cls.__module__})
+    bases = (cls,) if isinstance(unet, PeftAdapterMixin) else (PeftAdapterMixin, cls)
+    unet.__class__ = type(cls.__name__, bases, {"__module__": cls.__module__, "_prepared_here": True,
+                                                "dtype": property(lambda self: self.conv_in.weight.dtype)})
 
 
 @torch.no_grad()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .ddpm import DDPM_FAMILIES, PAPER_DDPM_DEFAULTS, enable_adapters, load_ddpm
+from .ddpm import DDPM_FAMILIES, PAPER_DDPM_DEFAULTS, load_ddpm, prepare_unet
 from .info import INFO_FILE, ModelInfo
 
 EMBEDDED = "embedded"
@@ -240,7 +240,7 @@ def _load_ddpm(name: str, kind: str, location: str, offline: bool, device, dtype
                 f"network run `huggingface-cli download {location}`, or pass a local diffusers folder with --model."
             ) from err
         raise ModelNotFoundError(f"could not load {location}: {err}") from err
-    enable_adapters(pipe.unet)  # fixes are LoRA adapters, as on SD3
+    prepare_unet(pipe.unet)  # fixes are LoRA adapters, as on SD3; a cheap dtype
     pipe.set_progress_bar_config(disable=True)
     pipe.to(device)
     pipe.unet.requires_grad_(False)
