@@ -7,7 +7,8 @@ Every face fix at the studio's defaults (other-face surrogates) lowers the other
 rates by about a third. This bench fixes each face in turn (each fix alone, removed before the next) and
 follows the seeds that drew a copy of another memorised face before the fix: what the matcher calls them
 after (still that face, a near miss that still resembles it, a novel face, another face), and their
-correlation with that face before and after. Near misses that keep most of the correlation mean the
+correlation with that face before and after; and the fixed face's own copies: which face, if any, takes
+its seeds. Near misses that keep most of the correlation mean the
 face is drawn less sharply; a fall to novel faces means the seeds left its basin.
 The copy matcher only measures here; the forgetting judge decides every fix, as in the studio.
 Writes bench/results/<name>.json and <name>.md.
@@ -55,14 +56,18 @@ def follow(studio: Studio, base: FacesBase, corr_before: np.ndarray, fixed_face:
     corr_after, _ = W.correlations(images)
     matches = W.match_many(images)
     out = {}
-    for face in (f for f in W.MEMORISED if f != fixed_face):
+    for face in W.MEMORISED:  # the fixed face's own copies last, under "own"
         rows = [i for i, v in enumerate(base.verdicts) if v["flag"] == W.face_name(face)]
-        counts = collections.Counter(outcome(face, matches[i], W.verdict(images[i], matches[i])) for i in rows)
-        out[W.face_name(face)] = {
+        after = [(outcome(face, matches[i], W.verdict(images[i], matches[i])), i) for i in rows]
+        counts = collections.Counter(o for o, _ in after)
+        out["own" if face == fixed_face else W.face_name(face)] = {
             "copies_before": len(rows), **{k: counts.get(k, 0) for k in OUTCOMES},
+            # which faces the "another face" seeds copy now
+            "to_faces": dict(collections.Counter(W.face_name(matches[i]["face"]) for o, i in after if o == "another face")),
             "corr_before_median": round(float(np.median(corr_before[rows, face])), 3) if rows else None,
             "corr_after_median": round(float(np.median(corr_after[rows, face])), 3) if rows else None,
         }
+    out["own"] = out.pop("own")
     return out
 
 
@@ -90,7 +95,8 @@ def main() -> int:
         rows.append({"fixed": inst.target, "seed": inst.seed, "judge_forgotten": fix.result.run.metrics().get("flagged_seed_fixed"),
                      "others": follow(studio, base, corr_before, inst.face, name)})
         studio.fixes.remove(name)
-    totals = {k: sum(o[k] for r in rows for o in r["others"].values()) for k in ("copies_before", *OUTCOMES)}
+    others = lambda r: [o for face, o in r["others"].items() if face != "own"]  # noqa: E731
+    totals = {k: sum(o[k] for r in rows for o in others(r)) for k in ("copies_before", *OUTCOMES)}
     record = {"build": build_name(model), "report_seeds": args.report_seeds, "flag_seeds": args.flag_seeds,
               "overrides": overrides, "fixes": rows, "totals": totals}
     args.out.mkdir(parents=True, exist_ok=True)
@@ -105,11 +111,18 @@ def main() -> int:
              "| fixed | judge: forgotten | face | copies before | " + " | ".join(OUTCOMES)
              + " | correlation before / after (median) |", "|---" * (5 + len(OUTCOMES)) + "|"]
     for r in rows:
-        for face, o in r["others"].items():
+        for face, o in ((f, o) for f, o in r["others"].items() if f != "own"):
             lines.append(f"| {r['fixed']} (seed {r['seed']}) | {r['judge_forgotten']} | {face} | {o['copies_before']} | "
                          + " | ".join(str(o[k]) for k in OUTCOMES)
                          + f" | {o['corr_before_median']} / {o['corr_after_median']} |")
     lines.append(f"| all | | | {totals['copies_before']} | " + " | ".join(str(totals[k]) for k in OUTCOMES) + " | |")
+    lines += ["", "The fixed face's own copies: where its seeds go (another face: which one).", "",
+              "| fixed | judge: forgotten | copies before | " + " | ".join(OUTCOMES) + " | another face: which |",
+              "|---" * (4 + len(OUTCOMES)) + "|"]
+    for r in rows:
+        o = r["others"]["own"]
+        lines.append(f"| {r['fixed']} (seed {r['seed']}) | {r['judge_forgotten']} | {o['copies_before']} | "
+                     + " | ".join(str(o[k]) for k in OUTCOMES) + f" | {json.dumps(o['to_faces']) if o['to_faces'] else '-'} |")
     write_lines(args.out, args.name, lines + [""])
     return 0
 
