@@ -115,6 +115,29 @@ def summarise(per_seed: dict[int, dict]) -> dict:
     return out
 
 
+def repeated_pictures(seeds: Sequence[int], before: Sequence[Image.Image], after: Sequence[Image.Image],
+                      descriptor) -> list[dict]:
+    """Pictures the model drew from several of these seeds before the fixes (near copies of one another
+    by the copy descriptor, e.g. memorised faces), and which seeds draw each one before and after. A fix
+    that removes one memorised picture can send its seeds to another: this shows it, from the model's own
+    outputs, with no ground truth. Each picture is named by its first seed; largest first."""
+    eb = np.asarray(descriptor.embed([im.convert("RGB") for im in before]), np.float64)
+    ea = np.asarray(descriptor.embed([im.convert("RGB") for im in after]), np.float64)
+    found, taken = [], set()
+    for i in range(len(seeds)):
+        if i in taken:
+            continue
+        members = [j for j in np.flatnonzero(eb @ eb[i] >= descriptor.copy_threshold) if j not in taken]
+        if len(members) < 2:
+            continue
+        taken.update(members)
+        now = np.flatnonzero(ea @ eb[i] >= descriptor.copy_threshold)
+        found.append({"first_seed": int(seeds[i]), "seeds_before": [int(seeds[j]) for j in members],
+                      "seeds_after": [int(seeds[j]) for j in now]})
+    found.sort(key=lambda r: -len(r["seeds_before"]))
+    return found
+
+
 def add_per_seed_lpips(cmp: PromptComparison, result) -> None:
     """Store LPIPS per seed (key "lpips") from a MetricResult over the prompt's before/after pairs;
     unavailable LPIPS leaves the rows alone (the report says why)."""

@@ -18,8 +18,8 @@ from PIL import Image
 
 from . import limits
 from .adapters import AdapterError, FixManager
-from .compare import Moved, PromptComparison, add_per_seed_lpips, compare_prompt, moved_most, per_seed_lpips_report, \
-    write_comparison
+from .compare import (Moved, PromptComparison, add_per_seed_lpips, compare_prompt, moved_most, per_seed_lpips_report,
+                      repeated_pictures, write_comparison)
 from .generate import Generated, check_prompt_for, generate, save_generations
 from .judge import ForgettingJudge
 from .metrics import availability, lpips, sscd_similarity
@@ -280,7 +280,12 @@ class Studio:
             i = c.seeds.index(flagged_seed)
             found["sscd_to_flagged"] = sscd_similarity(before[i], [after[i]], device=str(self.model.device))
             found["clip_similarity_to_flagged"] = clip_similarity(self.model, before[i], [after[i]])
-        return {k: (round(r.value, 5) if r.available else {"unavailable": r.reason}) for k, r in found.items()}
+        out = {k: (round(r.value, 5) if r.available else {"unavailable": r.reason}) for k, r in found.items()}
+        if self.unconditional:  # what a memorising model repeats, and where those seeds go
+            from .judge import pick_descriptor
+
+            out["repeated_pictures"] = repeated_pictures(c.seeds, before, after, pick_descriptor(self.model))
+        return out
 
     @_exclusive
     def relapse(self, prompt: str, flagged_seed: int, fix_names: Sequence[str], scan_seeds: Sequence[int] = range(64),

@@ -77,6 +77,9 @@ def summary_text(cmps, highlight: dict, names: list[str], lp_note: str) -> str:
         if c.prompt in highlight and highlight[c.prompt] in c.per_seed:
             parts.append(f"flagged seed {highlight[c.prompt]}: |diff| "
                          f"{fmt(c.per_seed[highlight[c.prompt]]['mean_abs_diff'])}")
+        for r in s.get("repeated_pictures") or []:
+            parts.append(f"picture of seed {r['first_seed']} (drawn by several seeds): {len(r['seeds_before'])} → "
+                         f"{len(r['seeds_after'])} seeds")
         if "before_rates" in s:
             b, a = s["before_rates"], s["after_rates"]
             parts.append(f"correct {b['correct']:.0%} → {a['correct']:.0%}, "

@@ -8,6 +8,7 @@ click-through saves the page there (scripts/screenshot.py makes docs/screenshot.
 """
 
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -328,6 +329,8 @@ def test_faces_world_flow_is_seed_only_flag_paint_unlearn_compare(faces_server, 
         assert not pg.locator("#cmp-prompt textarea").is_visible()
         pg.click("#compare-btn")
         wait_text(pg, "compare-summary", "seeds changed")
+        # the faces the model repeats, and how many seeds draw each with the fix on
+        assert re.search(r"picture of seed \d+ \(drawn by several seeds\): \d+ → \d+ seeds", text(pg, "compare-summary"))
         assert len(studio.list_fixes()) == n_fixes + 1
     finally:
         pg.close()
