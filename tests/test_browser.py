@@ -315,7 +315,10 @@ def test_faces_world_flow_is_seed_only_flag_paint_unlearn_compare(faces_server, 
         shown = [W.verdict(g.image)["flag"] for g in generate(studio.model, "", list(range(32)))]
         other = next(s for s, f in enumerate(shown) if f.startswith("face") and f != shown[21])
         pg.get_by_role("tab", name="Other seed").click()
+        pg.locator("#other-seed input").wait_for(state="visible")  # the tab's content renders after the click
         set_number(pg, "other-seed", other)
+        pg.wait_for_function("([id, v]) => document.querySelector('#' + id + ' input').value === v",
+                             arg=["other-seed", str(other)])
         pg.click("#other-seed-btn")
         wait_text(pg, "surrogate-info", f"seed={other}[^]*seed {other} draws a picture the model repeats")
         pg.get_by_role("tab", name="Paint", exact=True).click()
