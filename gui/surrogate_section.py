@@ -129,8 +129,9 @@ PAINT_FACE_HINT = ("To forget *who* a memorised face is, painting over part of i
 def other_seed_hint(unconditional: bool) -> str:
     return ("The model's own output at another seed, drawn as the flagged one was"
             + (": a face that is no copy, the paper's *another face*. Pick one the grid shows once, "
-               "not one it repeats across seeds (that may be memorised too): the studio draws 32 other seeds and "
-               "warns when one of them draws a near copy of your pick."
+               "not one it repeats across seeds (that may be memorised too): the studio draws "
+               f"{param_spec(OtherSeedParams, 'repeat_probe_seeds')['default']} other seeds and warns when one of "
+               "them draws a near copy of your pick."
                if unconditional else ": a seed drawn the way the flagged one should look."))
 
 

@@ -66,9 +66,9 @@ class OtherSeedSurrogate(SurrogateMaker):
             if repeats:
                 warnings.append(
                     f"seed {params.seed} draws a picture the model repeats: {repeats} of {params.repeat_probe_seeds} "
-                    "other seeds draw a near copy of it (a memorised picture?). A fix toward it swaps one repeated "
-                    "picture for another, which the judge does not count as forgotten (mode_guard): pick a seed "
-                    "whose picture no other seed draws.")
+                    "other seeds draw a near copy of it (a memorised picture?). A fix toward it teaches the flagged "
+                    "seed that picture: one repeated picture swapped for another, which the judge accepts since you "
+                    "asked for it. Pick a seed whose picture no other seed draws.")
         return Surrogate(out, info, warnings)
 
 
