@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -297,3 +299,36 @@ def test_prepare_fix_with_the_flagged_image_draws_ahead_for_its_likely_lookalike
     assert prep.total == len(wanted) > plain.total and prep.done == prep.total
     assert prep.drawn == prep.total - plain.total  # the first requests were in the store already
     assert set(seen) == set(prompts[1:]) and all(len(v) == cfg.lookalike_probe_seeds for v in seen.values())
+
+
+def test_a_process_ending_while_preparing_stops_the_preparation_and_exits_cleanly(tmp_path):
+    """Ended mid-draw, the background thread was killed inside a torch op: the process aborted (exit 134,
+    "terminate called without an active exception"), which failed a passing test run. The exit hook stops
+    the preparation and waits for its batch."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from core.models.ddpm import save_tiny_ddpm
+
+    folder = save_tiny_ddpm(tmp_path / "m")
+    script = textwrap.dedent(f"""
+        import time
+
+        from core.models import load_model
+        from core.studio import Studio
+        from core.unlearn import prepare
+
+        studio = Studio(load_model({str(folder)!r}), {str(tmp_path / "data")!r}, restore=False, persist_state=False)
+        prep = studio.prepare_fix("", config=studio.default_config(remember_set_size=4096))
+        assert prep in prepare._RUNNING
+        started = time.time()
+        while prep.done == 0 and time.time() - started < 60:  # exit in the middle of the drawing
+            time.sleep(0.05)
+        assert prep.running
+        print("exiting while preparing")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          cwd=str(Path(__file__).resolve().parents[1]))
+    assert done.returncode == 0 and "exiting while preparing" in done.stdout, done.stderr[-2000:]
+    assert "terminate called" not in done.stderr

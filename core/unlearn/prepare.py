@@ -10,6 +10,7 @@ held here for about PREPARE_HOLD_S at a time.
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
 from dataclasses import dataclass, field
@@ -82,8 +83,24 @@ def start_preparation(model: LoadedModel, fixes: FixManager, store: RememberStor
         return prep
     job = _Job(model, fixes, store, lock, prep, config)
     prep.thread = threading.Thread(target=job.run, args=(prompts, requests, flagged), name="prepare-fix", daemon=True)
+    _RUNNING[:] = [p for p in _RUNNING if p.running] + [prep]
     prep.thread.start()
     return prep
+
+
+_RUNNING: list[Preparation] = []  # started preparations, for the exit hook below
+EXIT_WAIT_S = 30.0
+
+
+@atexit.register
+def _stop_at_exit() -> None:
+    """The process exits while a preparation draws (the studio closed, a script or test ending): a daemon
+    thread stopped inside a torch op aborts the whole process ("terminate called without an active
+    exception", exit status 134). Stop each and let it finish its current batch first."""
+    for prep in _RUNNING:
+        prep.stop()
+    for prep in _RUNNING:
+        prep.wait(EXIT_WAIT_S)
 
 
 @dataclass
