@@ -180,3 +180,11 @@ def test_studio_command_is_served_by_the_launcher_not_core(capsys):
 
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["unlearn-studio"] == "gui.launcher:main"
+
+
+def test_twin_patience_without_keep_best_is_refused_not_silently_inert():
+    from core.unlearn.config import UnlearnConfig
+
+    with pytest.raises(ValueError, match=r"UnlearnConfig\.twin_patience=10: set keep_best true"):
+        UnlearnConfig(twin_seeds=4, twin_patience=10, keep_best=False)
+    UnlearnConfig(twin_seeds=4, twin_patience=10, keep_best=False, stop_when_fixed=False)  # runs every step anyway

@@ -45,7 +45,7 @@ RANGES = {
     "remember_floor": (0, 1, False),
     "guard_seeds": (0, 64, False), "twin_seeds": (0, 64, False), "lookalike_probe_seeds": (0, 64, False),
     "remember_mode_weight": (1, 64, False), "settle_steps": (0, 100_000, False),
-    "settle_patience": (0, 100_000, False), "settle_lr_scale": (0, 1, True),
+    "settle_patience": (0, 100_000, False), "settle_lr_scale": (0, 1, True), "twin_patience": (0, 100_000, False),
     "remember_sampling_steps": (*STEPS_RANGE, False), "remember_model_share": (0, 1, False),
     "neggrad_weight": (0, None, True), "erasediff_eta": (0, None, False), "siss_scaling_norm": (0, None, True),
 }
@@ -161,6 +161,11 @@ class UnlearnConfig:
         "and judged like it, and the fix counts as forgotten only when they are too. 0 = the flagged seed "
         "alone decides. For a model that memorised an image, the flagged seed is one of many ways to reach it "
         "(the faces world: 4, bench/results/faces_tune_twins.md)")
+    twin_patience: int = _f(
+        0, "with twin_seeds: stop once the flagged seed has been forgotten while some twins still draw the picture, "
+        "and the state the guard would publish (the fewest twins left) is this many steps old: the fix is then "
+        "published with its flagged seed forgotten, as it would be after all its steps. 0 = train on to the end "
+        "hoping the twins go too. No effect without twin_seeds or stop_when_fixed")
     twin_forget: bool = _f(
         False, "also train the forget loss on the twin seeds (twin_seeds of them): each twin is denoised "
         "toward itself plus your edit (twin + surrogate - flagged), so the fix moves the picture's other "
@@ -238,6 +243,9 @@ class UnlearnConfig:
             _bad("lookalike_share", self.lookalike_share, "choose a value in [0, 1)")
         if self.twin_forget and self.twin_seeds == 0:
             _bad("twin_forget", self.twin_forget, "set twin_seeds above 0 (the twins it trains on), or leave it False")
+        if self.twin_patience and self.stop_when_fixed and not self.keep_best:
+            _bad("twin_patience", self.twin_patience, "set keep_best true (it waits on the guard's state with the "
+                 "fewest twins left), or twin_patience 0")
         if self.settle_patience and self.settle_steps and self.stop_when_fixed and not self.keep_best:
             # Patience counts the age of the state the guard keeps; without keep_best nothing is kept.
             _bad("settle_patience", self.settle_patience, "set keep_best true (patience waits on the state it "

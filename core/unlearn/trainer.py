@@ -156,6 +156,9 @@ def train(
                 if settle_until is not None and (step >= settle_until or _settled(guard, step, config)):
                     result.stopped_early = step < config.steps
                     break
+                if settle_until is None and _twins_stalled(guard, step, config):
+                    result.stopped_early = step < config.steps
+                    break
     finally:
         transformer.eval()
         for p in params:
@@ -168,6 +171,14 @@ def _settled(guard: FixGuard | None, step: int, config: UnlearnConfig) -> bool:
     is not moving the other outputs back any more."""
     best = guard.best() if guard is not None and config.settle_patience else None
     return best is not None and best.forgotten and step - best.step >= config.settle_patience
+
+
+def _twins_stalled(guard: FixGuard | None, step: int, config: UnlearnConfig) -> bool:
+    """twin_patience: the flagged seed is forgotten but twins are left, and the state the guard would
+    publish (the fewest twins left) has not been bettered for that many steps."""
+    best = guard.best() if guard is not None and config.twin_patience and config.stop_when_fixed else None
+    return (best is not None and not best.forgotten and best.twins_left is not None
+            and step - best.step >= config.twin_patience)
 
 
 def _apply(grads, params, max_norm: float, step: int, out) -> float:
