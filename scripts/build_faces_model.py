@@ -117,16 +117,16 @@ CALIBRATION_SEEDS = 1000  # seeds 0-999 tune the judge's threshold and the unlea
 # "forgotten" with the flagged seed drawing face 27 (+27% on its copy rate); with the guard that state is a
 # swap, and the fix went on to a novel face (face 27 -5%, SSIM 0.962 against 0.947). With other-face
 # surrogates every figure stayed the same at training seeds 0 and 1 (faces_tune_mode_guard_*.md).
-# twin_patience 20: a fix whose flagged seed is forgotten while some of its twins stay kept training to step 200
-# for them, then published the state with the fewest twins left anyway. On tuning seeds, training seeds 0-2,
-# 11 of 12 fixes came out the same (face 81's stopped at steps 124 / 72 instead of 200) and the twelfth
-# published an earlier state, face gone either way, SSIM 0.927 against 0.919 (faces_tune_twin_patience20*.md).
+# twin_patience (not a default): stopping a fix 20 steps after its best state with twins left changed 1 of 12
+# tuning-seed fixes (faces_tune_twin_patience20*.md), but on the fresh range it stopped face 48's fixes at
+# training seeds 0 / 1 before their twins went, leaving the face at 3.8% / 6.6% (before 0.00%):
+# heldout_faces_other_face_build_seed1_twinpatience20_seeds3048_fixseed*.md. The twins do go late.
 FACES_UNLEARN_DEFAULTS = {"learning_rate": 2e-3, "timestep_sampling": "uniform", "lambda_scheme": "constant",
                           "remember_set_size": 64, "steps": 200, "monitor_every": 2, "lora_rank": 4,
                           "lora_targets": ["to_q", "to_k", "to_v", "to_out.0"], "forget_threshold": 0.5,
                           "forget_projection": 0.35, "twin_seeds": 4, "remember_from": "base", "settle_steps": 60,
                           "settle_patience": 10, "settle_lr_scale": 0.3, "remember_target": "model",
-                          "remember_model_share": 0.5, "mode_guard": True, "twin_patience": 20}
+                          "remember_model_share": 0.5, "mode_guard": True}
 
 
 def training_list(repeats: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -328,11 +328,10 @@ def write_card(out: Path, rep: dict) -> None:
         "build (shipped until 2026-12-04; [bench/results/faces_tune*.md](../../bench/results/faces_tune.md), the reasons",
         "are in the build script); the learning rate tuned again on this build's tuning seeds",
         "([faces_tune_build_seed1_lr2e-3.md](../../bench/results/faces_tune_build_seed1_lr2e-3.md)), and the judge's",
-        "second bar (forget_projection), the remember target, the mode guard and twin_patience chosen on them too",
+        "second bar (forget_projection), the remember target and the mode guard chosen on them too",
         "([faces_judge_score_pooled.md](../../bench/results/faces_judge_score_pooled.md),",
         "[faces_tune_bar035_remember_target_fixseed0.md](../../bench/results/faces_tune_bar035_remember_target_fixseed0.md),",
-        "[faces_tune_mode_guard_other_seed.md](../../bench/results/faces_tune_mode_guard_other_seed.md),",
-        "[faces_tune_twin_patience20.md](../../bench/results/faces_tune_twin_patience20.md)).",
+        "[faces_tune_mode_guard_other_seed.md](../../bench/results/faces_tune_mode_guard_other_seed.md)).",
         "Reported on seeds 3048-4071 of the seed-1 build, a range no earlier run or choice used (every file names its",
         "build; the tables, the older ranges and the seed-0 build's figures:",
         "[bench/results/README.md](../../bench/results/README.md)):",
