@@ -12,7 +12,8 @@ embedded model, ~10M on SD3-medium) and, at the end, puts back the state to publ
     unfixed, and the studio switches it off).
 
 How many forgotten states there are to choose from is the trainer's: settle_steps past the first one,
-ended early by settle_patience once the state `best()` names is that many steps old.
+ended early by settle_patience once the state `best()` names is that many steps old (and, with
+twin_patience, a fix whose twins stay ends once its state with the fewest twins left is that old).
 
 Why: measured on the flags world, a fix that runs past its forgotten point drifts back to the error
 (bench/results/table1.md) and keeps moving other outputs; a fix that never forgets still moves them.
