@@ -9,8 +9,8 @@ import gradio as gr
 import numpy as np
 from gradio.components.base import server
 
-from core.surrogates import ClipEditParams, NoiseParams, OtherSeedParams, SDEditParams, canvas_surrogate, \
-    param_spec, require_changed, to_model_size
+from core.surrogates import ClipEditParams, NoiseParams, OtherSeedParams, SDEditParams, Surrogate, \
+    canvas_surrogate, param_spec, require_changed, to_model_size
 
 from .common import CLIP_WEIGHTS, DEFAULT_NAMES, DEFAULT_PALETTE, GPU, Session, difference, fmt, paint_scale, titled, \
     upscale, user_errors
@@ -205,11 +205,11 @@ def build(ui, studio) -> None:
     ui.sur_info = gr.Markdown("No surrogate yet.", elem_id="surrogate-info")
 
 
-def _finish(studio, session: Session, flag, image, info: dict, warnings: list[str] = ()):
+def _finish(studio, session: Session, flag, sur: Surrogate):
     """Store the surrogate for the active flag and show it next to the flagged image, with the
     maker's warnings under it."""
-    res = studio.model.info.resolution
-    image = to_model_size(image, res)
+    info = sur.info
+    image = to_model_size(sur.image, studio.model.info.resolution)
     with user_errors("Surrogate"):
         require_changed(flag.image, image)  # core's rule: a surrogate must differ from the flagged image
     heat, mad = difference(flag.image, image)
@@ -217,7 +217,7 @@ def _finish(studio, session: Session, flag, image, info: dict, warnings: list[st
     params = ", ".join(f"{k}={fmt(v)}" for k, v in info.items() if k != "kind" and v not in ("", None))
     text = (f"**{info.get('kind', '?')}** surrogate for **{flag.id}** (seed {flag.seed})  \n{params}  \n"
             f"mean |diff| **{mad:.4f}** · pixels changed **{changed:.1%}**"
-            + "".join(f"  \n⚠ {w}" for w in warnings))
+            + "".join(f"  \n⚠ {w}" for w in sur.warnings))
     session.surrogates[flag.id] = {"image": image, "info": dict(info), "heat": heat, "text": text}
     return image, heat, text, session
 
@@ -238,7 +238,7 @@ def paint(studio, session: Session, value):
     with user_errors("Paint"):
         # core decides what a blank canvas is, and accepts an uploaded, already edited background.
         sur = canvas_surrogate(flag.image, background, value.get("layers") or [], res)
-    return _finish(studio, session, flag, sur.image, sur.info)
+    return _finish(studio, session, flag, sur)
 
 
 def upload(studio, session: Session, path):
@@ -255,7 +255,7 @@ def upload(studio, session: Session, path):
             raise ValueError(f"the uploaded image is {image.width}x{image.height}; the model works on square "
                              "images: crop it to a square first")
         image = to_model_size(image, studio.model.info.resolution)
-    return _finish(studio, session, flag, image, {"kind": "paint", "uploaded": True})
+    return _finish(studio, session, flag, Surrogate(image, {"kind": "paint", "uploaded": True}))
 
 
 def sdedit(studio, session: Session, strength, prompt, seed):
@@ -264,7 +264,7 @@ def sdedit(studio, session: Session, strength, prompt, seed):
         sur = studio.surrogate("sdedit", flag.image, SDEditParams(
             strength=float(strength), prompt=prompt or "", seed=int(seed or 0), steps=flag.steps,
             guidance=None if flag.guidance is None else float(flag.guidance)))
-    return _finish(studio, session, flag, sur.image, sur.info, sur.warnings)
+    return _finish(studio, session, flag, sur)
 
 
 def clip_edit(studio, session: Session, text, weight):
@@ -273,21 +273,21 @@ def clip_edit(studio, session: Session, text, weight):
         if weight is None:
             raise ValueError("choose a CLIP weight")
         sur = studio.surrogate("clip", flag.image, ClipEditParams(text=text or "", clip_weight=float(weight)))
-    return _finish(studio, session, flag, sur.image, sur.info)
+    return _finish(studio, session, flag, sur)
 
 
 def flip(studio, session: Session):
     flag = session.require_flag()
     with user_errors("Flip"):
         sur = studio.surrogate("flip", flag.image)
-    return _finish(studio, session, flag, sur.image, sur.info)
+    return _finish(studio, session, flag, sur)
 
 
 def noise(studio, session: Session, sigma, seed):
     flag = session.require_flag()
     with user_errors("Noise"):
         sur = studio.surrogate("noise", flag.image, NoiseParams(sigma=float(sigma), seed=int(seed or 0)))
-    return _finish(studio, session, flag, sur.image, sur.info)
+    return _finish(studio, session, flag, sur)
 
 
 def other_seed(studio, session: Session, seed):
@@ -298,7 +298,7 @@ def other_seed(studio, session: Session, seed):
         sur = studio.surrogate("other_seed", flag.image, OtherSeedParams(
             seed=int(seed), prompt="" if studio.unconditional else flag.prompt, steps=flag.steps,
             guidance=None if flag.guidance is None else float(flag.guidance)))
-    return _finish(studio, session, flag, sur.image, sur.info, sur.warnings)
+    return _finish(studio, session, flag, sur)
 
 
 def wire(ui, studio) -> None:
