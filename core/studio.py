@@ -21,7 +21,7 @@ from .adapters import AdapterError, FixManager
 from .compare import (Moved, PromptComparison, add_per_seed_lpips, compare_prompt, moved_most, per_seed_lpips_report,
                       repeated_pictures, write_comparison)
 from .generate import Generated, check_prompt_for, generate, save_generations
-from .judge import ForgettingJudge
+from .judge import ForgettingJudge, pick_descriptor
 from .metrics import availability, lpips, sscd_similarity
 from .metrics.clip_space import clip_fd, clip_similarity
 from .models.loading import EMBEDDED, SHIPPED_NAMES, LoadedModel, LoadOptions, load_model
@@ -282,8 +282,6 @@ class Studio:
             found["clip_similarity_to_flagged"] = clip_similarity(self.model, before[i], [after[i]])
         out = {k: (round(r.value, 5) if r.available else {"unavailable": r.reason}) for k, r in found.items()}
         if self.unconditional:  # what a memorising model repeats, and where those seeds go
-            from .judge import pick_descriptor
-
             out["repeated_pictures"] = repeated_pictures(c.seeds, before, after, pick_descriptor(self.model))
         return out
 

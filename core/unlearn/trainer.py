@@ -153,10 +153,8 @@ def train(
                     settle_until = step + config.settle_steps
                     for group in optim.param_groups:  # settle_lr_scale: smaller steps once forgotten
                         group["lr"] = config.learning_rate * config.settle_lr_scale
-                if settle_until is not None and (step >= settle_until or _settled(guard, step, config)):
-                    result.stopped_early = step < config.steps
-                    break
-                if settle_until is None and _twins_stalled(guard, step, config):
+                settled = settle_until is not None and (step >= settle_until or _settled(guard, step, config))
+                if settled or (settle_until is None and _twins_stalled(guard, step, config)):
                     result.stopped_early = step < config.steps
                     break
     finally:
