@@ -48,27 +48,27 @@ def outcome(face: int, match: dict, verdict: dict) -> str:
     return "novel face" if verdict["verdict"] == "correct" else "unclear"
 
 
-def follow(studio: Studio, base: FacesBase, corr_before: np.ndarray, fixed_face: int, fix_name: str) -> dict:
-    """The base copies of every other memorised face (`corr_before`: the base renders' correlations with
-    each training face), followed through the fix `fix_name`."""
+def follow(studio: Studio, base: FacesBase, corr_before: np.ndarray, fixed_face: int, fix_name: str) -> tuple[dict, dict]:
+    """The base copies of every memorised face (`corr_before`: the base renders' correlations with each
+    training face), followed through the fix `fix_name`: (the other faces' by name, the fixed face's own)."""
     with studio.fixes.only([fix_name]):
         images = [g.image for g in base.redraw(studio)]
     corr_after, _ = W.correlations(images)
     matches = W.match_many(images)
     out = {}
-    for face in W.MEMORISED:  # the fixed face's own copies last, under "own"
+    for face in W.MEMORISED:
         rows = [i for i, v in enumerate(base.verdicts) if v["flag"] == W.face_name(face)]
         after = [(outcome(face, matches[i], W.verdict(images[i], matches[i])), i) for i in rows]
         counts = collections.Counter(o for o, _ in after)
-        out["own" if face == fixed_face else W.face_name(face)] = {
+        out[W.face_name(face)] = {
             "copies_before": len(rows), **{k: counts.get(k, 0) for k in OUTCOMES},
             # which faces the "another face" seeds copy now
             "to_faces": dict(collections.Counter(W.face_name(matches[i]["face"]) for o, i in after if o == "another face")),
             "corr_before_median": round(float(np.median(corr_before[rows, face])), 3) if rows else None,
             "corr_after_median": round(float(np.median(corr_after[rows, face])), 3) if rows else None,
         }
-    out["own"] = out.pop("own")
-    return out
+    own = out.pop(W.face_name(fixed_face))
+    return out, own
 
 
 def main() -> int:
@@ -92,11 +92,11 @@ def main() -> int:
     for inst in find_face_instances(studio, parse_seeds(args.flag_seeds), faces=[int(f) for f in args.faces.split(",")]):
         fix = fix_face(studio, inst, config, "other_face")
         name = fix.result.run.run_id
+        others, own = follow(studio, base, corr_before, inst.face, name)
         rows.append({"fixed": inst.target, "seed": inst.seed, "judge_forgotten": fix.result.run.metrics().get("flagged_seed_fixed"),
-                     "others": follow(studio, base, corr_before, inst.face, name)})
+                     "others": others, "own": own})
         studio.fixes.remove(name)
-    others = lambda r: [o for face, o in r["others"].items() if face != "own"]  # noqa: E731
-    totals = {k: sum(o[k] for r in rows for o in others(r)) for k in ("copies_before", *OUTCOMES)}
+    totals = {k: sum(o[k] for r in rows for o in r["others"].values()) for k in ("copies_before", *OUTCOMES)}
     record = {"build": build_name(model), "report_seeds": args.report_seeds, "flag_seeds": args.flag_seeds,
               "overrides": overrides, "fixes": rows, "totals": totals}
     args.out.mkdir(parents=True, exist_ok=True)
@@ -111,7 +111,7 @@ def main() -> int:
              "| fixed | judge: forgotten | face | copies before | " + " | ".join(OUTCOMES)
              + " | correlation before / after (median) |", "|---" * (5 + len(OUTCOMES)) + "|"]
     for r in rows:
-        for face, o in ((f, o) for f, o in r["others"].items() if f != "own"):
+        for face, o in r["others"].items():
             lines.append(f"| {r['fixed']} (seed {r['seed']}) | {r['judge_forgotten']} | {face} | {o['copies_before']} | "
                          + " | ".join(str(o[k]) for k in OUTCOMES)
                          + f" | {o['corr_before_median']} / {o['corr_after_median']} |")
@@ -120,7 +120,7 @@ def main() -> int:
               "| fixed | judge: forgotten | copies before | " + " | ".join(OUTCOMES) + " | another face: which |",
               "|---" * (4 + len(OUTCOMES)) + "|"]
     for r in rows:
-        o = r["others"]["own"]
+        o = r["own"]
         lines.append(f"| {r['fixed']} (seed {r['seed']}) | {r['judge_forgotten']} | {o['copies_before']} | "
                      + " | ".join(str(o[k]) for k in OUTCOMES) + f" | {json.dumps(o['to_faces']) if o['to_faces'] else '-'} |")
     write_lines(args.out, args.name, lines + [""])
