@@ -431,31 +431,3 @@ def test_forget_only_surgery_leaves_no_conflict_with_the_remember_gradient():
     out, params = run_method("surrogate", b, surgery="forget", remember_floor=0.0)
     g_r = flat(ours_expected(params, b, "off", "timestep")[-1])
     assert float((flat(out.grads) - g_r) @ g_r) == pytest.approx(0.0, abs=1e-6 * float(g_r @ g_r))
-
-
-def test_subspace_surgery_takes_the_basis_off_the_forget_gradient_before_the_conflict_projection():
-    """surgery "subspace": g_f' = g_f - Q Q^T g_f for the method's basis Q, then "forget" on (g_f', g_r)."""
-    b = make_batch(CONFLICT_SEED)
-    model = TinyFlow()
-    params = list(model.parameters())
-    method = METHODS["surrogate"](model, params, UnlearnConfig(method="surrogate", forget_batch_size=F,
-                                                               remember_batch_size=R, surgery="subspace",
-                                                               remember_floor=0.0))
-    n = sum(p.numel() for p in params)
-    basis, _ = torch.linalg.qr(torch.randn(n, 2, generator=torch.Generator().manual_seed(5)))
-    method.basis = basis
-    out = method.step(b)
-    lam_f, lam_r = lam_of(b.s_f, "timestep"), lam_of(b.s_r, "timestep")
-    x_t, pred = forget_pred(params, b)
-    sb = b.s_f.view(-1, 1, 1, 1)
-    loss_f = (lam_f * mse_each(pred, (x_t - (1 - sb) * b.x_s) / sb - b.x_s)).mean()
-    loss_r = ((1 - lam_r) * remember_loss_each(params, b)).mean()
-    ff, fr = flat(grad(loss_f, params)), flat(grad(loss_r, params))
-    q = basis.to(ff.dtype)
-    ff = ff - q @ (q.T @ ff)
-    inner = float(ff @ fr)
-    if inner < 0:
-        ff = ff - inner / float(fr @ fr) * fr
-    torch.testing.assert_close(flat(out.grads), ff + fr, rtol=1e-5, atol=1e-6)
-    without = run_method("surrogate", b, surgery="forget", remember_floor=0.0)[0]
-    assert not torch.allclose(flat(out.grads), flat(without.grads))

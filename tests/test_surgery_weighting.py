@@ -77,30 +77,3 @@ def test_config_round_trips_and_refuses_unknown_keys():
     assert UnlearnConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="unknown"):
         UnlearnConfig.from_dict({**cfg.to_dict(), "stepz": 3})
-
-
-def test_off_subspace_removes_exactly_the_basis_part():
-    g = torch.Generator().manual_seed(1)
-    basis, _ = torch.linalg.qr(torch.randn(7, 3, generator=g))
-    grads = [torch.randn(4, generator=g), torch.randn(3, 1, generator=g)]
-    out = surgery.off_subspace(grads, basis)
-    assert [o.shape for o in out] == [x.shape for x in grads]
-    flat_out, flat_in = torch.cat([o.reshape(-1) for o in out]), torch.cat([x.reshape(-1) for x in grads])
-    torch.testing.assert_close(basis.T @ flat_out, torch.zeros(3), atol=1e-6, rtol=0)
-    torch.testing.assert_close(flat_in - flat_out, basis @ (basis.T @ flat_in), atol=1e-6, rtol=1e-5)
-    orthogonal = flat_in - basis @ (basis.T @ flat_in)  # already off the basis: unchanged
-    kept = surgery.off_subspace([orthogonal[:4], orthogonal[4:].view(3, 1)], basis)
-    torch.testing.assert_close(torch.cat([k.reshape(-1) for k in kept]), orthogonal, atol=1e-6, rtol=1e-5)
-
-
-def test_sketch_basis_finds_the_parameter_directions_that_move_the_outputs():
-    """outputs = A w with A of rank 2: every direction that moves them lies in A's row space, which
-    the sketch's 2 columns must span; a direction orthogonal to it moves nothing and is not kept."""
-    g = torch.Generator().manual_seed(2)
-    rows = torch.linalg.qr(torch.randn(6, 2, generator=g))[0]  # (6, 2) the row space
-    a = torch.randn(20, 2, generator=g) @ rows.T
-    w = torch.nn.Parameter(torch.randn(6, generator=g))
-    basis = surgery.sketch_basis(a @ w, [w], rank=2, generator=torch.Generator().manual_seed(3))
-    assert basis.shape == (6, 2)
-    torch.testing.assert_close(basis.T @ basis, torch.eye(2), atol=1e-5, rtol=0)
-    torch.testing.assert_close(basis @ (basis.T @ rows), rows, atol=1e-5, rtol=1e-4)

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from ..limits import GUIDANCE_RANGE, MAX_PROMPT_CHARS, MAX_PROMPTS, SAMPLING_PRECISIONS, SEED_MAX, STEPS_RANGE
 
 METHODS = ("surrogate", "neggrad", "erasediff", "siss")
-SURGERY_MODES = ("off", "forget", "pcgrad", "subspace")
+SURGERY_MODES = ("off", "forget", "pcgrad")
 LAMBDA_SCHEMES = ("timestep", "constant")
 TIMESTEP_SAMPLING = ("logit_normal", "uniform")
 ORACLES = ("judge", "copy", "checker")
@@ -47,7 +47,6 @@ RANGES = {
     "remember_mode_weight": (1, 64, False), "settle_steps": (0, 100_000, False),
     "settle_patience": (0, 100_000, False), "settle_lr_scale": (0, 1, True), "twin_patience": (0, 100_000, False),
     "remember_sampling_steps": (*STEPS_RANGE, False), "remember_model_share": (0, 1, False),
-    "subspace_rank": (1, 1024, False), "subspace_rows": (1, 1024, False), "subspace_refresh": (1, 100_000, False),
     "neggrad_weight": (0, None, True), "erasediff_eta": (0, None, False), "siss_scaling_norm": (0, None, True),
 }
 
@@ -93,18 +92,7 @@ class UnlearnConfig:
         "paper's form) silences it at high noise, where a prompt's global look is decided: on the flags "
         "world's tuning seeds a fix then carried its surrogate's look to the whole prompt (right seeds kept "
         "0.38 with 0, 0.57 with 0.5, 0.91 with 1)")
-    surgery: str = _f("forget", "off | forget (project g_f off g_r on conflict; paper's best) | pcgrad (both; "
-                               "ablation) | subspace (forget, after g_f loses its part in the directions that "
-                               "most change the remember outputs: see subspace_rank)")
-    subspace_rank: int = _f(
-        16, "surgery subspace: how many directions of the LoRA weights are kept off the forget gradient: the ones "
-        "that most change the model's predictions on remember samples (a randomised sketch of their Jacobian, "
-        "2x this many probes). The remember gradient only sees outputs that already moved; these directions "
-        "are known before they do")
-    subspace_rows: int = _f(16, "surgery subspace: remember samples (each at a random noise level) in the sketch")
-    subspace_refresh: int = _f(
-        50, "surgery subspace: re-sketch every this many steps (the LoRA's down weights get a gradient only "
-        "once its up weights left 0)")
+    surgery: str = _f("forget", "off | forget (project g_f off g_r on conflict; paper's best) | pcgrad (both; ablation)")
     timestep_sampling: str = _f("logit_normal", "noise-level density: logit_normal (SD3's) | uniform")
     logit_mean: float = _f(0.0, "logit-normal mean (SD3 default)")
     logit_std: float = _f(1.0, "logit-normal std (SD3 default)")

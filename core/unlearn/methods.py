@@ -128,17 +128,6 @@ class UnlearnMethod(ABC):
 
 class SurrogateMethod(UnlearnMethod):
     name = "surrogate"
-    # surgery "subspace": orthonormal directions of the LoRA weights kept off the forget gradient
-    basis: torch.Tensor | None = None
-
-    def sketch_subspace(self, x_r: torch.Tensor, eps: torch.Tensor, s: torch.Tensor, cond: obj.Conditioning,
-                        generator: torch.Generator) -> None:
-        """surgery "subspace": the directions that most change the predictions on these noised remember
-        samples (surgery.sketch_basis), for the steps until the next sketch."""
-        x_t = self.form.noisy(x_r, eps, s)
-        with torch.enable_grad():
-            out = self.v(x_t, s, cond)
-            self.basis = surgery.sketch_basis(out, self.params, self.config.subspace_rank, generator)
 
     def forget_loss(self, b: Batch, weights: torch.Tensor) -> torch.Tensor:
         x_t = self.form.noisy(b.x_f, b.eps_f, b.s_f)
@@ -163,8 +152,6 @@ class SurrogateMethod(UnlearnMethod):
     def combine(self, g_f: list[torch.Tensor], g_r: list[torch.Tensor]) -> tuple[list[torch.Tensor], float, bool]:
         """The gradient surgery on (g_f, g_r) -> (combined, cosine, projected?). A hook, so a faster
         variant (bench/cost.py's fused one) replaces only this, not the whole step."""
-        if self.config.surgery == "subspace" and self.basis is not None:
-            g_f = surgery.off_subspace(g_f, self.basis)
         res = surgery.project(g_f, g_r, self.config.surgery)
         return res.combined(), res.cos, res.projected
 

@@ -3,8 +3,6 @@
 On conflict (<g_f, g_r> < 0) the paper removes from g_f its component along g_r:
     g_f <- g_f - (<g_f, g_r> / ||g_r||^2) g_r,   then steps on g_f + g_r.
 "pcgrad" also projects g_r off g_f (PCGrad, Yu et al. 2020), the ablation that hurt quality.
-"subspace" first takes off g_f its part in a basis of the directions that most change the remember
-outputs (`off_subspace`, as gradient projection memory does for continual learning), then acts as "forget".
 Gradients are lists of tensors (one per LoRA parameter), treated as one flat vector.
 """
 
@@ -52,8 +50,8 @@ def project(g_f: Grads, g_r: Grads, mode: str = "forget") -> SurgeryResult:
     Each gradient is flattened once and the three inner products computed once (in float64):
     a loop per LoRA tensor per product cost ~14k small ops per step at SD3-medium's size.
     """
-    if mode not in ("off", "forget", "pcgrad", "subspace"):
-        raise ValueError(f"surgery mode {mode!r}: choose off, forget, pcgrad or subspace")
+    if mode not in ("off", "forget", "pcgrad"):
+        raise ValueError(f"surgery mode {mode!r}: choose off, forget or pcgrad")
     flat_f, flat_r = _flat(g_f), _flat(g_r)
     inner, nf2, nr2 = torch.dot(flat_f, flat_r), torch.dot(flat_f, flat_f), torch.dot(flat_r, flat_r)
     denom = (nf2 * nr2).sqrt()
@@ -65,30 +63,3 @@ def project(g_f: Grads, g_r: Grads, mode: str = "forget") -> SurgeryResult:
         new_r = [r - (inner / (nf2 + _EPS)).to(r.dtype) * f for f, r in zip(g_f, g_r)]
         return SurgeryResult(new_f, new_r, cos, True)
     return SurgeryResult(new_f, g_r, cos, True)
-
-
-def off_subspace(g: Grads, basis: torch.Tensor) -> Grads:
-    """g minus its projection on the orthonormal columns of `basis` (P x k, P = all LoRA values)."""
-    flat = torch.cat([x.reshape(-1) for x in g]).to(basis.dtype)
-    flat = flat - basis @ (basis.T @ flat)
-    out, at = [], 0
-    for x in g:
-        out.append(flat[at:at + x.numel()].view_as(x).to(x.dtype))
-        at += x.numel()
-    return out
-
-
-def sketch_basis(outputs: torch.Tensor, params: list[torch.nn.Parameter], rank: int,
-                 generator: torch.Generator) -> torch.Tensor:
-    """Orthonormal basis (P x rank) of the parameter directions that change `outputs` most: the top
-    left singular vectors of J^T R for 2*rank random probes R (a randomised range finder on J^T,
-    J = d outputs / d params). One backward pass per probe through the same graph."""
-    columns = []
-    probes = 2 * rank
-    for k in range(probes):
-        r = torch.randn(outputs.shape, generator=generator).to(outputs.device, outputs.dtype)
-        gs = torch.autograd.grad((outputs * r).sum(), params, retain_graph=k < probes - 1, allow_unused=True)
-        columns.append(torch.cat([(torch.zeros_like(p) if gr is None else gr).reshape(-1).float()
-                                  for gr, p in zip(gs, params)]))
-    u, _, _ = torch.linalg.svd(torch.stack(columns, 1), full_matrices=False)
-    return u[:, :rank].contiguous()

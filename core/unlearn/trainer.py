@@ -126,17 +126,12 @@ def train(
     optim = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     result = TrainResult(0, False)
     settle_until = None  # with stop_when_fixed: the step to stop at, once the monitor saw it fixed
-    # surgery "subspace" draws its sketches from a generator of its own, so the steps' draws are unchanged
-    sketch_gen = torch.Generator("cpu").manual_seed(config.seed + 1)
     transformer.train()
     try:
         for step in range(1, config.steps + 1):
             if cancel is not None:
                 cancel.check(f"at step {step - 1} of {config.steps}")
             t0 = time.perf_counter()
-            if config.surgery == "subspace" and hasattr(method, "sketch_subspace") and \
-                    (step - 1) % config.subspace_refresh == 0:
-                _sketch(method, remember, scheduler_sigmas, config, sketch_gen, device)
             batch = _sample_batch(forget, remember, scheduler_sigmas, config, gen, device)
             out = method.step(batch)
             grad_norm = _apply(out.grads, params, config.max_grad_norm, step, out)
@@ -182,17 +177,6 @@ def _twins_stalled(guard: FixGuard | None, step: int, config: UnlearnConfig) -> 
     best = guard.best() if guard is not None and config.twin_patience and config.stop_when_fixed else None
     return (best is not None and not best.forgotten and best.twins_left is not None
             and step - best.step >= config.twin_patience)
-
-
-def _sketch(method, remember: RememberData, sigmas: torch.Tensor, config: UnlearnConfig,
-            gen: torch.Generator, device) -> None:
-    """surgery "subspace": subspace_rows remember samples at random noise levels, sketched by the method."""
-    n = min(config.subspace_rows, remember.latents.shape[0])
-    idx = torch.randperm(remember.latents.shape[0], generator=gen)[:n]
-    x_r = remember.latents[idx].to(device)
-    eps = torch.randn(x_r.shape, generator=gen).to(device, x_r.dtype)
-    s = sample_sigmas(n, sigmas, config, gen).to(device)
-    method.sketch_subspace(x_r, eps, s, remember.cond.take(idx.to(remember.cond.pooled.device)), gen)
 
 
 def _apply(grads, params, max_norm: float, step: int, out) -> float:
