@@ -60,7 +60,8 @@ CONFIG_FLAGS = {"--method": "method", "--steps": "steps", "--lr": "learning_rate
                 "--lookalike-share": "lookalike_share", "--rank": "lora_rank", "--train-seed": "seed",
                 "--oracle": "oracle", "--forget-threshold": "forget_threshold", "--forget-projection": "forget_projection",
                 "--remember-floor": "remember_floor",
-                "--twin-seeds": "twin_seeds", "--twin-patience": "twin_patience", "--remember-from": "remember_from",
+                "--twin-seeds": "twin_seeds", "--twin-patience": "twin_patience", "--retry-seeds": "retry_seeds",
+                "--remember-from": "remember_from",
                 "--settle-steps": "settle_steps",
                 "--settle-patience": "settle_patience", "--settle-lr-scale": "settle_lr_scale",
                 "--remember-target": "remember_target", "--remember-model-share": "remember_model_share"}

@@ -193,9 +193,12 @@ class _Progress:
     def __init__(self, head: str):
         self.head, self.stage_start, self.stage = head, time.monotonic(), None
         self.text = f"{head}: preparing"
+        self.try_note = ""  # retry_seeds: "try 2 of 2 (training seed 1) · " once a try is trained again
 
     def progress(self, frac: float, msg: str) -> None:
         stage = msg.split(":")[0]
+        if stage.startswith("try "):
+            self.try_note = f"{stage} · "
         if stage != self.stage:
             self.stage, self.stage_start = stage, time.monotonic()
         spent = time.monotonic() - self.stage_start
@@ -203,8 +206,9 @@ class _Progress:
         self.text = f"{self.head}: {msg} ({frac:.0%}{est})"
 
     def step(self, r) -> None:
-        self.text = (f"{self.head}: step **{r.step}/{r.total}** ({_eta(r.seconds * (r.total - r.step))}) · "
-                     f"forget loss {fmt(r.L_f)} · remember loss {fmt(r.L_r)} · {r.seconds:.2f} s/step")
+        self.text = (f"{self.head}: {self.try_note}step **{r.step}/{r.total}** "
+                     f"({_eta(r.seconds * (r.total - r.step))}) · forget loss {fmt(r.L_f)} · "
+                     f"remember loss {fmt(r.L_r)} · {r.seconds:.2f} s/step")
 
 
 def run(studio, jobs, session: Session, key: str, values: dict):
@@ -245,6 +249,9 @@ def run(studio, jobs, session: Session, key: str, values: dict):
             for kind, payload in batch:
                 kinds.add(kind)
                 if kind == "step":
+                    if payload.step == 1 and reports:  # retry_seeds: a new try; plots show the try running
+                        reports.clear()
+                        shots.clear()
                     reports.append(payload)
                     line.step(payload)
                 elif kind == "progress":
@@ -384,6 +391,10 @@ def result_text(studio, result, flag) -> str:
              f" · outputs kept {m.get('remember_set_size')} (left out {m.get('remember_excluded')})"
              + (f", drawn with the other fixes off ({m.get('remember_as_fixed')} that showed their pictures: as the "
                 "fixes draw them)" if m.get("remember_drawn_from") == "base" else "")]
+    if m.get("earlier_tries"):  # retry_seeds: the tries that did not forget, discarded
+        lines.append("discarded before this one, not forgotten: " + ", ".join(
+            f"training seed {t['seed']} (judge's score {fmt(t['score'])}, {t['steps_done']} steps, "
+            f"{fmt(t['seconds_total'])} s)" for t in m["earlier_tries"]))
     if m.get("flagged_seed_mean_abs_change") is not None:
         lines.append(f"flagged seed {flag.seed} changed by mean |diff| {fmt(m['flagged_seed_mean_abs_change'])}")
     f = m.get("forgetting")

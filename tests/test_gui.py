@@ -402,7 +402,11 @@ def test_fix_result_and_table_say_when_a_fix_ended_unfixed(tmp_path):
     runs["fix-True"].metrics().update(twin_seeds=[100003, 100029], twins_left=1)
     assert "other seeds that drew the flagged picture (100003, 100029): 1 still draws it" in result_text(
         studio, SimpleNamespace(run=runs["fix-True"]), flag)
-    assert "fixes off" not in on
+    assert "fixes off" not in on and "discarded" not in on
+    runs["fix-True"].metrics().update(earlier_tries=[{"seed": 7, "steps_done": 200, "seconds_total": 37.2,
+                                                      "score": 0.47}])
+    assert "discarded before this one, not forgotten: training seed 7 (judge's score 0.47, 200 steps, 37.2 s)" in \
+        result_text(studio, SimpleNamespace(run=runs["fix-True"]), flag)
     verdict = {"forgotten": False, "score": 0.55, "threshold": 0.5, "copy_similarity": 0.9, "descriptor": "thumbnail",
                "projection": 0.21, "projection_threshold": 0.4}
     runs["fix-False"].metrics().update(forgetting=verdict)
@@ -435,3 +439,19 @@ def test_the_brush_starts_in_a_colour_that_paints():
     assert default_colour([("black", "#000000")]) == "#000000"  # nothing else to start in
     info = json.loads((FACES_DIR / "unlearn_studio.json").read_text())
     assert default_colour(palette_of(type("Info", (), {"palette": info["palette"]}))) == "#808080"
+
+
+def test_status_line_names_the_try_once_a_fix_is_trained_again():
+    """retry_seeds: after the engine's "try 2 of 2 ..." progress message every step line says which try runs."""
+    from types import SimpleNamespace
+
+    from gui.unlearn_section import _Progress
+
+    line = _Progress("Fixing f1")
+    step = SimpleNamespace(step=3, total=200, seconds=0.1, L_f=1.0, L_r=2.0)
+    line.step(step)
+    assert line.text.startswith("Fixing f1: step **3/200**")
+    line.progress(0.0, "try 2 of 2 (training seed 1): the one before ended with the flagged seed not forgotten")
+    assert "try 2 of 2 (training seed 1)" in line.text
+    line.step(step)
+    assert line.text.startswith("Fixing f1: try 2 of 2 (training seed 1) · step **3/200**")

@@ -671,3 +671,41 @@ def test_left_out_seeds_split_into_this_fixs_picture_and_earlier_fixes_pictures(
     # Without this fix's filter, everything left out was left out for the earlier pictures (capped).
     assert ef.split_left_out(None, Judge(), "p", left_out, ["earlier"], cfg.with_overrides(remember_filter=False),
                              None, None) == ([], [("p", 3), ("p", 5)])
+
+
+def test_retry_seeds_train_again_with_the_next_seed_and_keep_only_the_try_that_forgot(tiny_model, tmp_path):
+    """A try the oracle does not see forgotten is discarded (adapter and folder) and trained again
+    from the start at seed + 1; the published fix is the one that seed alone trains."""
+    fixes, store = FixManager(tiny_model), RunStore(tmp_path / "runs")
+    tries = []
+    on_step = lambda r: tries.append(r.step) if r.step == 1 else None  # noqa: E731 - a try starts at step 1
+    cfg = _cfg(steps=6, monitor_every=3, stop_when_fixed=True, retry_seeds=2, seed=7)
+    res = unlearn(tiny_model, fixes, store, _request(tiny_model), cfg, on_step=on_step,
+                  is_fixed=lambda img: len(tries) >= 2)
+    m = res.run.metrics()
+    assert len(tries) == 2 and m["flagged_seed_fixed"] is True
+    assert [t["seed"] for t in m["earlier_tries"]] == [7] and m["earlier_tries"][0]["steps_done"] == 6
+    assert res.run.config["config"]["seed"] == 8 and res.run.config["config"]["retry_seeds"] == 2
+    assert [r.run_id for r in store.list()] == [res.run.run_id] and list(fixes.fixes) == [res.run.run_id]
+
+    from safetensors.torch import load_file
+
+    retried = load_file(str(res.run.lora_path))
+    fixes.remove(res.run.run_id)  # off the shared model, so the run below trains on the base alone
+    alone_fixes, alone_store = FixManager(tiny_model), RunStore(tmp_path / "alone")
+    calls = []  # the same oracle as the second try saw: not fixed before training, fixed at every monitor step
+    alone = unlearn(tiny_model, alone_fixes, alone_store, _request(tiny_model), _cfg(steps=6, monitor_every=3,
+                    stop_when_fixed=True, seed=8), is_fixed=lambda img: bool(calls.append(1)) or len(calls) > 1)
+    direct = load_file(str(alone.run.lora_path))
+    alone_fixes.remove(alone.run.run_id)
+    assert retried.keys() == direct.keys() and all(torch.equal(retried[k], direct[k]) for k in retried)
+
+
+def test_retry_seeds_publish_the_last_try_when_none_forgets(tiny_model, tmp_path):
+    fixes, store = FixManager(tiny_model), RunStore(tmp_path / "runs")
+    res = unlearn(tiny_model, fixes, store, _request(tiny_model), _cfg(steps=4, monitor_every=2, retry_seeds=1),
+                  is_fixed=lambda img: False)
+    m = res.run.metrics()
+    assert m["flagged_seed_fixed"] is False and [t["seed"] for t in m["earlier_tries"]] == [0]
+    assert res.run.config["config"]["seed"] == 1 and len(store.list()) == 1
+    fixes.remove(res.run.run_id)

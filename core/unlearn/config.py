@@ -47,6 +47,7 @@ RANGES = {
     "remember_mode_weight": (1, 64, False), "settle_steps": (0, 100_000, False),
     "settle_patience": (0, 100_000, False), "settle_lr_scale": (0, 1, True), "twin_patience": (0, 100_000, False),
     "remember_sampling_steps": (*STEPS_RANGE, False), "remember_model_share": (0, 1, False),
+    "retry_seeds": (0, 16, False),
     "neggrad_weight": (0, None, True), "erasediff_eta": (0, None, False), "siss_scaling_norm": (0, None, True),
 }
 
@@ -148,6 +149,12 @@ class UnlearnConfig:
         "that the edited region moved toward the surrogate. The faces world's default: on its tuning seeds "
         "it stopped an Other-seed fix that had turned face 3 into face 27 and changed nothing for other-face "
         "surrogates (bench/results/faces_tune_mode_guard_*.md); not measured on the flags world")
+    retry_seeds: int = _f(
+        0, "when the deciding oracle does not see the flagged seed forgotten at the end of a fix, train it again "
+        "from the start with the next training seed (seed + 1, + 2, ...), up to this many more times; the tries "
+        "that did not forget are discarded and listed in the published fix's metrics (earlier_tries), and its "
+        "config.json records the seed that trained it. 0 = one try. What a retry brings and costs is measured "
+        "in bench/results/faces_tune_retry*.md")
     keep_best: bool = _f(
         True, "publish the monitored state that is forgotten with the least drift of the guard seeds "
         "(core/unlearn/guard.py), not simply the last step")

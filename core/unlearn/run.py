@@ -23,7 +23,7 @@ from ..compare import mean_abs_diff
 from ..generate import check_prompt_for, decode_batched, encode, generate, generate_many, initial_noise
 from ..judge import ForgettingJudge, has_near_copy
 from ..images import ImageInputError, fit_to_model, to_array
-from ..limits import check_seed
+from ..limits import SEED_MAX, check_seed
 from ..models.loading import LoadedModel
 from ..runs import CONFIG_FILE, LORA_FILE, METRICS_FILE, RunInfo, RunStore, environment_versions
 from .config import UnlearnConfig
@@ -86,7 +86,33 @@ def unlearn(
 
     The forgetting judge (core/judge.py) decides by default. `is_fixed` and `keep_in_remember`
     replace it with an external oracle (the flags world's checker in benches, `oracle="checker"`).
+    With config.retry_seeds, a try that ends with the flagged seed not forgotten is discarded and
+    trained again from the start with the next training seed; the last try is published either way.
     """
+    tries: list[dict] = []
+    for attempt in range(config.retry_seeds + 1):
+        seed = (config.seed + attempt) % (SEED_MAX + 1)
+        if attempt and progress:
+            progress(0.0, f"try {attempt + 1} of {config.retry_seeds + 1} (training seed {seed}): the one before "
+                          "ended with the flagged seed not forgotten")
+        result = _one_try(model, fixes, store, request, config.with_overrides(seed=seed), on_step, cancel, is_fixed,
+                          on_monitor, keep_in_remember, progress, remember_cache, keep_key, model_defaults_applied,
+                          run_id, tries)
+        m = result.run.metrics()
+        if m.get("flagged_seed_fixed") is not False or attempt == config.retry_seeds:
+            return result
+        tries.append({"seed": seed, "steps_done": m.get("steps_done"), "seconds_total": m.get("seconds_total"),
+                      "score": (m.get("forgetting") or {}).get("score")})
+        fixes.remove(result.run.run_id)  # a try that did not forget is not kept: its numbers are in `tries`
+        store.remove(result.run.run_id)
+    raise AssertionError("unreachable: the last try is returned")
+
+
+def _one_try(model: LoadedModel, fixes: FixManager, store: RunStore, request: FixRequest, config: UnlearnConfig,
+             on_step, cancel, is_fixed, on_monitor, keep_in_remember: KeepFn | None,
+             progress: FractionProgressFn | None, remember_cache: RememberCache | None, keep_key: str | None,
+             model_defaults_applied: dict | None, run_id: str | None, earlier_tries: list[dict]) -> FixResult:
+    """One training of the fix at config.seed (unlearn's docstring)."""
     # 1. Check inputs before any work.
     res = model.info.resolution
     flagged = fit_to_model(request.flagged, res, "flagged image")
@@ -210,6 +236,7 @@ def unlearn(
                    "kept": kept_point or (guard.points[-1] if guard.points else None)}
         partial.write_json(METRICS_FILE, _metrics(result, seconds, flagged, kept, dropped, outcome, config)
                            | {"remember_reused": found.reused, "remember_generated": found.generated}
+                           | ({"earlier_tries": list(earlier_tries)} if earlier_tries else {})
                            | ({"remember_drawn_from": "base", "remember_as_fixed": len(theirs)} if earlier else {}))
         partial.write_json(CONFIG_FILE, _config_record(model, request, config, run_id, kept, model_defaults_applied))
         if cancel is not None:  # Stop pressed during the last step or the final render: keep nothing
