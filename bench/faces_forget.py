@@ -43,6 +43,7 @@ def one_fix(studio: Studio, kind: str, inst: FaceInstance, base: FacesBase, conf
     return {"surrogate": fix.surrogate_info, "fix_seconds": round(fix.seconds, 1),
             "judge_forgotten": m.get("flagged_seed_fixed"), "judge": m.get("forgetting"),
             "steps_done": m.get("steps_done"), "kept_step": m.get("kept_step"),
+            "retried_seeds": [t["seed"] for t in m.get("earlier_tries", [])],  # retry_seeds: discarded tries
             "remember_set_size": m.get("remember_set_size"), "remember_excluded": m.get("remember_excluded"),
             "flagged_seed_after": ev["flagged_seed_after"], "copy_rate_after": ev["copy_rate_after"],
             "other_faces_relative_change": ev["other_faces_relative_change"],

@@ -103,7 +103,8 @@ def main() -> int:
         if "skipped" in r:
             lines.append(f"| {r['face']} (skipped: {r['skipped']}) |" + " |" * (len(faces) + 4))
             continue
-        lines.append(f"| {_label(r['face'], r.get('round', 1))} (seed {r['flagged_seed']}) | {r['fix_seconds']} | "
+        retried = f" ({len(r['retried_seeds'])} tries discarded)" if r.get("retried_seeds") else ""
+        lines.append(f"| {_label(r['face'], r.get('round', 1))} (seed {r['flagged_seed']}) | {r['fix_seconds']}{retried} | "
                      f"{r['judge_forgotten']} | "
                      + " | ".join(f"{r['copy_rates'][f]:.1%}" for f in faces) + " | "
                      + ", ".join(f"{k}: {v}" for k, v in r["flagged_seeds_now"].items())
@@ -125,6 +126,7 @@ def _fix_row(studio, model, fix, inst, base, flagged, target: str, round_: int) 
             "judge_forgotten": metrics.get("flagged_seed_fixed"),
             # what the product saw: the guard seeds' drift at the state it published
             "kept_step": metrics.get("kept_step"), "guard_drift": metrics.get("remember_drift"),
+            "retried_seeds": [t["seed"] for t in metrics.get("earlier_tries", [])],  # retry_seeds: discarded tries
             "enabled": studio.fixes.fixes[fix.result.run.run_id].enabled, "copy_rates": ev["copy_rate_after"],
             "flagged_seeds_now": earlier, "ssim_novel_outputs_mean": ev["ssim_mean"]}
 

@@ -119,7 +119,8 @@ def write_md(path: Path, out: dict, grid: list[dict]) -> None:
         j = r.get("judge") or {}
         lines.append(f"- {json.dumps(r['overrides'])} {r['face']} {r['surrogate']['kind']}: "
                      f"{r['copy_rate_after'][r['face']]:.2%}, {r['flagged_seed_after']['verdict']} "
-                     f"({r['flagged_seed_after']['flag']}), score {j.get('score', 'n/a')}, kept step {r['kept_step']}")
+                     f"({r['flagged_seed_after']['flag']}), score {j.get('score', 'n/a')}, kept step {r['kept_step']}"
+                     + (f", after discarded tries at training seeds {r['retried_seeds']}" if r.get("retried_seeds") else ""))
     path.write_text("\n".join(lines) + "\n")
 
 

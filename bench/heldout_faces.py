@@ -62,6 +62,8 @@ def run(args, studio, overrides: dict) -> int:
             agree = [(judge.judge_flagged_seed(img).forgotten, W.verdict(img)["flag"] != inst.target) for _, img in res.monitor]
             records.append({"row": row, "face": inst.target, "seed": inst.seed, "seconds": fix.seconds,
                             "steps_done": m["steps_done"], "kept_step": m.get("kept_step"),
+                            # retry_seeds: the discarded tries' training seeds (their time is in "seconds")
+                            "retried_seeds": [t["seed"] for t in m.get("earlier_tries", [])],
                             "judge_fixed": m.get("flagged_seed_fixed"), "agree": agree, **ev})
             print({k: records[-1][k] for k in ("row", "face", "seed", "flagged_fixed", "face_rate_after",
                                                "other_faces_max_change", "ssim_mean", "steps_done", "seconds")}, flush=True)
@@ -93,6 +95,8 @@ def run(args, studio, overrides: dict) -> int:
              *(f"{r['row']} {r['face']} #{r['seed']}: fixed {r['flagged_fixed']}, face after {r['face_rate_after']:.2%}, "
                f"others {json.dumps({k: round(v, 2) for k, v in r['other_faces_relative_change'].items()})}, SSIM "
                f"{r['ssim_mean']:.3f}, steps {r['steps_done']}, kept step {r['kept_step']}, {r['seconds']:.1f} s"
+               + (f" (after {len(r['retried_seeds'])} discarded tries at training seeds "
+                  f"{', '.join(map(str, r['retried_seeds']))})" if r.get("retried_seeds") else "")
                for r in records)]
     if overrides:
         notes.insert(1, f"Config overrides of the studio defaults (not the defaults): {json.dumps(overrides)}.")
