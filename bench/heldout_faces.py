@@ -95,8 +95,8 @@ def run(args, studio, overrides: dict) -> int:
              *(f"{r['row']} {r['face']} #{r['seed']}: fixed {r['flagged_fixed']}, face after {r['face_rate_after']:.2%}, "
                f"others {json.dumps({k: round(v, 2) for k, v in r['other_faces_relative_change'].items()})}, SSIM "
                f"{r['ssim_mean']:.3f}, steps {r['steps_done']}, kept step {r['kept_step']}, {r['seconds']:.1f} s"
-               + (f" (after {len(r['retried_seeds'])} discarded tries at training seeds "
-                  f"{', '.join(map(str, r['retried_seeds']))})" if r.get("retried_seeds") else "")
+               + (f" (after {len(r['retried_seeds'])} discarded {'try' if len(r['retried_seeds']) == 1 else 'tries'} "
+                  f"at training seed {', '.join(map(str, r['retried_seeds']))})" if r.get("retried_seeds") else "")
                for r in records)]
     if overrides:
         notes.insert(1, f"Config overrides of the studio defaults (not the defaults): {json.dumps(overrides)}.")
