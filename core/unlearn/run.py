@@ -89,23 +89,22 @@ def unlearn(
     With config.retry_seeds, a try that ends with the flagged seed not forgotten is discarded and
     trained again from the start with the next training seed; the last try is published either way.
     """
-    tries: list[dict] = []
-    for attempt in range(config.retry_seeds + 1):
-        seed = (config.seed + attempt) % (SEED_MAX + 1)
-        if attempt and progress:
-            progress(0.0, f"try {attempt + 1} of {config.retry_seeds + 1} (training seed {seed}): the one before "
+    tries: list[dict] = []  # the discarded tries, for the published fix's metrics
+    while True:
+        seed = (config.seed + len(tries)) % (SEED_MAX + 1)
+        if tries and progress:
+            progress(0.0, f"try {len(tries) + 1} of {config.retry_seeds + 1} (training seed {seed}): the one before "
                           "ended with the flagged seed not forgotten")
         result = _one_try(model, fixes, store, request, config.with_overrides(seed=seed), on_step, cancel, is_fixed,
                           on_monitor, keep_in_remember, progress, remember_cache, keep_key, model_defaults_applied,
                           run_id, tries)
         m = result.run.metrics()
-        if m.get("flagged_seed_fixed") is not False or attempt == config.retry_seeds:
+        if m.get("flagged_seed_fixed") is not False or len(tries) == config.retry_seeds:
             return result
         tries.append({"seed": seed, "steps_done": m.get("steps_done"), "seconds_total": m.get("seconds_total"),
                       "score": (m.get("forgetting") or {}).get("score")})
         fixes.remove(result.run.run_id)  # a try that did not forget is not kept: its numbers are in `tries`
         store.remove(result.run.run_id)
-    raise AssertionError("unreachable: the last try is returned")
 
 
 def _one_try(model: LoadedModel, fixes: FixManager, store: RunStore, request: FixRequest, config: UnlearnConfig,
