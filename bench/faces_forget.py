@@ -25,7 +25,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import add_set_option, config_overrides, scratch_dir  # noqa: E402
-from bench.faceseval import SURROGATES, FaceInstance, FacesBase, build_name, evaluate_face_fix, fix_face  # noqa: E402
+from bench.faceseval import (SURROGATES, FaceInstance, FacesBase, build_name, evaluate_face_fix, fix_face,  # noqa: E402
+                             retried_seeds)
 from core.generate import generate, parse_seeds  # noqa: E402
 from core.models import load_model  # noqa: E402
 from core.studio import Studio  # noqa: E402
@@ -43,7 +44,7 @@ def one_fix(studio: Studio, kind: str, inst: FaceInstance, base: FacesBase, conf
     return {"surrogate": fix.surrogate_info, "fix_seconds": round(fix.seconds, 1),
             "judge_forgotten": m.get("flagged_seed_fixed"), "judge": m.get("forgetting"),
             "steps_done": m.get("steps_done"), "kept_step": m.get("kept_step"),
-            "retried_seeds": [t["seed"] for t in m.get("earlier_tries", [])],  # retry_seeds: discarded tries
+            "retried_seeds": retried_seeds(m),  # retry_seeds: the discarded tries
             "remember_set_size": m.get("remember_set_size"), "remember_excluded": m.get("remember_excluded"),
             "flagged_seed_after": ev["flagged_seed_after"], "copy_rate_after": ev["copy_rate_after"],
             "other_faces_relative_change": ev["other_faces_relative_change"],

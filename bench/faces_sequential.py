@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import add_set_option, config_overrides, scratch_dir  # noqa: E402
 from bench.faceseval import (SURROGATES, FacesBase, build_name, evaluate_face_fix, find_face_instances,  # noqa: E402
-                             fix_face, write_lines)
+                             fix_face, retried_seeds, retried_words, write_lines)
 from core.generate import generate, image_grid, parse_seeds  # noqa: E402
 from core.models import load_model  # noqa: E402
 from core.studio import AlreadyFixedError, Studio  # noqa: E402
@@ -103,7 +103,7 @@ def main() -> int:
         if "skipped" in r:
             lines.append(f"| {r['face']} (skipped: {r['skipped']}) |" + " |" * (len(faces) + 4))
             continue
-        retried = f" ({len(r['retried_seeds'])} tries discarded)" if r.get("retried_seeds") else ""
+        retried = f" ({retried_words(r['retried_seeds'])})" if r.get("retried_seeds") else ""
         lines.append(f"| {_label(r['face'], r.get('round', 1))} (seed {r['flagged_seed']}) | {r['fix_seconds']}{retried} | "
                      f"{r['judge_forgotten']} | "
                      + " | ".join(f"{r['copy_rates'][f]:.1%}" for f in faces) + " | "
@@ -126,7 +126,7 @@ def _fix_row(studio, model, fix, inst, base, flagged, target: str, round_: int) 
             "judge_forgotten": metrics.get("flagged_seed_fixed"),
             # what the product saw: the guard seeds' drift at the state it published
             "kept_step": metrics.get("kept_step"), "guard_drift": metrics.get("remember_drift"),
-            "retried_seeds": [t["seed"] for t in metrics.get("earlier_tries", [])],  # retry_seeds: discarded tries
+            "retried_seeds": retried_seeds(metrics),  # retry_seeds: the discarded tries
             "enabled": studio.fixes.fixes[fix.result.run.run_id].enabled, "copy_rates": ev["copy_rate_after"],
             "flagged_seeds_now": earlier, "ssim_novel_outputs_mean": ev["ssim_mean"]}
 

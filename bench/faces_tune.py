@@ -33,7 +33,7 @@ from core.generate import generate, parse_seeds  # noqa: E402
 from core.models import load_model  # noqa: E402
 from core.studio import Studio  # noqa: E402
 from core.world import faces as W  # noqa: E402
-from bench.faceseval import SURROGATES, FaceInstance, FacesBase, build_name  # noqa: E402
+from bench.faceseval import SURROGATES, FaceInstance, FacesBase, build_name, retried_words  # noqa: E402
 from bench.faces_forget import met, one_fix  # noqa: E402
 
 
@@ -120,7 +120,7 @@ def write_md(path: Path, out: dict, grid: list[dict]) -> None:
         lines.append(f"- {json.dumps(r['overrides'])} {r['face']} {r['surrogate']['kind']}: "
                      f"{r['copy_rate_after'][r['face']]:.2%}, {r['flagged_seed_after']['verdict']} "
                      f"({r['flagged_seed_after']['flag']}), score {j.get('score', 'n/a')}, kept step {r['kept_step']}"
-                     + (f", after discarded tries at training seeds {r['retried_seeds']}" if r.get("retried_seeds") else ""))
+                     + (f", {retried_words(r['retried_seeds'])}" if r.get("retried_seeds") else ""))
     path.write_text("\n".join(lines) + "\n")
 
 

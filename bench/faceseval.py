@@ -178,6 +178,20 @@ def fix_face(studio: Studio, inst: FaceInstance, config: UnlearnConfig, surrogat
     return FaceFix(res, first[0] if first else None, time.perf_counter() - t0, surrogate, info)
 
 
+def retried_seeds(metrics: dict) -> list[int]:
+    """The training seeds of the tries retry_seeds discarded before the published fix (its metrics.json)."""
+    return [t["seed"] for t in metrics.get("earlier_tries", [])]
+
+
+def retried_words(seeds: list[int]) -> str:
+    """How the benches' lines name those tries: '' when there were none."""
+    if not seeds:
+        return ""
+    many = len(seeds) > 1
+    return (f"after {len(seeds)} discarded {'tries' if many else 'try'} at training seed{'s' if many else ''} "
+            f"{', '.join(map(str, seeds))}")
+
+
 def add_stack_args(ap, earlier: str, face: int) -> None:
     """The options of a bench that fixes one face on top of earlier face fixes."""
     ap.add_argument("--model", default="faces")

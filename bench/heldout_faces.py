@@ -22,7 +22,8 @@ import statistics
 
 import numpy as np
 
-from bench.faceseval import SURROGATE_WORDS, FacesBase, build_name, evaluate_face_fix, find_face_instances, fix_face
+from bench.faceseval import (SURROGATE_WORDS, FacesBase, build_name, evaluate_face_fix, find_face_instances, fix_face,
+                             retried_seeds, retried_words)
 from bench.report import command_line, write_markdown
 
 ROWS = ("judge", "paper")
@@ -63,7 +64,7 @@ def run(args, studio, overrides: dict) -> int:
             records.append({"row": row, "face": inst.target, "seed": inst.seed, "seconds": fix.seconds,
                             "steps_done": m["steps_done"], "kept_step": m.get("kept_step"),
                             # retry_seeds: the discarded tries' training seeds (their time is in "seconds")
-                            "retried_seeds": [t["seed"] for t in m.get("earlier_tries", [])],
+                            "retried_seeds": retried_seeds(m),
                             "judge_fixed": m.get("flagged_seed_fixed"), "agree": agree, **ev})
             print({k: records[-1][k] for k in ("row", "face", "seed", "flagged_fixed", "face_rate_after",
                                                "other_faces_max_change", "ssim_mean", "steps_done", "seconds")}, flush=True)
@@ -95,8 +96,7 @@ def run(args, studio, overrides: dict) -> int:
              *(f"{r['row']} {r['face']} #{r['seed']}: fixed {r['flagged_fixed']}, face after {r['face_rate_after']:.2%}, "
                f"others {json.dumps({k: round(v, 2) for k, v in r['other_faces_relative_change'].items()})}, SSIM "
                f"{r['ssim_mean']:.3f}, steps {r['steps_done']}, kept step {r['kept_step']}, {r['seconds']:.1f} s"
-               + (f" (after {len(r['retried_seeds'])} discarded {'try' if len(r['retried_seeds']) == 1 else 'tries'} "
-                  f"at training seed {', '.join(map(str, r['retried_seeds']))})" if r.get("retried_seeds") else "")
+               + (f" ({retried_words(r['retried_seeds'])})" if r.get("retried_seeds") else "")
                for r in records)]
     if overrides:
         notes.insert(1, f"Config overrides of the studio defaults (not the defaults): {json.dumps(overrides)}.")
