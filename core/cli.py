@@ -419,8 +419,13 @@ def cmd_unlearn(args) -> int:
             bar.update(1)
             bar.set_postfix(L_f=f"{r.L_f:.3f}", L_r=f"{r.L_r:.3f}")
 
+        def on_progress(frac, msg):  # only a new try (retry_seeds) is news here: the bar starts again for it
+            if msg.startswith("try "):
+                bar.reset()
+                bar.set_description(msg.split(":")[0])
+
         result = studio.unlearn(args.prompt, flagged, surrogate, args.seed, config, {"kind": "file", "path": str(args.surrogate)},
-                                on_step=on_step, run_id=out.name)
+                                on_step=on_step, run_id=out.name, progress=on_progress)
     m = result.run.metrics()
     print(f"remember set: {m.get('remember_set_size')} ({m.get('remember_reused', 0)} reused)", file=sys.stderr)
     print(json.dumps({"run": str(result.run.path), **m}))

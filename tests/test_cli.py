@@ -76,6 +76,26 @@ def test_cli_flow_end_to_end(tiny_model_dir, tmp_path, capsys, monkeypatch):
     assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
 
 
+def test_cli_unlearn_retries_with_the_next_training_seed(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    """--retry-seeds 1 with a bar no fix reaches (--forget-threshold 1): two tries, the bar restarts for the
+    second, and the published run records the seed that trained it and the discarded try."""
+    monkeypatch.setenv("UNLEARN_SSCD_PATH", str(tmp_path / "no-sscd.pt"))
+    m = ["--model", tiny_model_dir, "--device", "cpu"]
+    _run(capsys, "generate", "--prompt", "ireland flag", "--seeds", "2", "--out", tmp_path / "gen", *m)
+    Image.open(tmp_path / "gen/seed-0002.png").transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(tmp_path / "sur.png")
+    run = tmp_path / "runs" / "fix-retried"
+    code, out, err = _run(capsys, "unlearn", "--prompt", "ireland flag", "--seed", 2, "--surrogate", tmp_path / "sur.png",
+                          "--steps", 2, "--remember-size", 4, "--forget-threshold", 1, "--retry-seeds", 1,
+                          "--train-seed", 5, "--out", run, *m)
+    assert code == 0, err
+    assert "try 2 of 2 (training seed 6)" in err
+    result = json.loads(out)
+    assert result["flagged_seed_fixed"] is False and [t["seed"] for t in result["earlier_tries"]] == [5]
+    assert json.loads((run / "config.json").read_text())["config"]["seed"] == 6
+    # the discarded try left no folder, finished or partial (.remember is the store of remember-set drawings)
+    assert sorted(p.name for p in run.parent.iterdir() if p.name != ".remember") == ["fix-retried"]
+
+
 def test_cli_errors_are_one_line_with_nonzero_exit(tiny_model_dir, tmp_path, capsys):
     code, _, err = _run(capsys, "generate", "--prompt", "x", "--model", tmp_path / "nope", "--out", tmp_path / "o")
     assert code == 1 and err.startswith("error:") and len(err.strip().splitlines()) == 1
