@@ -198,6 +198,24 @@ def test_click_through_fits_a_laptop_screen(server, page):
     print(f"page height at 1400x900: {height_before} px")
 
 
+def test_a_fix_that_does_not_forget_is_trained_again_and_the_page_lists_the_discarded_try(server, page):
+    """retry_seeds 1 with a bar no fix reaches (forget threshold 1): the fix is trained twice, the second
+    try is the one saved (switched off), and the result names the try that was thrown away."""
+    studio, _ = server
+    n_fixes = len(studio.list_fixes())
+    generate(page)
+    flag(page, 2, 1)
+    paint(page, "flag1")
+    set_number(page, "cfg-remember_set_size", 2)
+    set_number(page, "cfg-retry_seeds", 1)
+    set_number(page, "cfg-forget_threshold", 1)
+    start_fix(page, 3)
+    wait_text(page, "unlearn-status", ": done", timeout=FIX_MS)
+    result = text(page, "unlearn-result")
+    assert "switched off" in result and "discarded before this one, not forgotten: training seed 0" in result
+    assert len(studio.list_fixes()) == n_fixes + 1  # the discarded try is not among the fixes
+
+
 def test_painting_then_flagging_another_output_leaves_the_canvas_usable(page):
     generate(page, 4)
     flag(page, 1, 0)
