@@ -361,8 +361,8 @@ def write_card(out: Path, rep: dict) -> None:
         "[heldout_faces_other_face_build_seed1_retry1_seeds5128_fixseed0.md](../../bench/results/heldout_faces_other_face_build_seed1_retry1_seeds5128_fixseed0.md)",
         "(4 of 4 faces to <= 0.5% at each of training seeds 0-2, SSIM 0.928 / 0.925 / 0.941, one fix retried: 87 s),",
         "[faces_sequential_build_seed1_retry1_seeds5128_fixseed0.md](../../bench/results/faces_sequential_build_seed1_retry1_seeds5128_fixseed0.md)",
-        "(the four in turn: at training seed 0 all four gone, lowest SSIM 0.886; at seed 2 faces 48 and 81 gone, faces",
-        "3 / 27 at 2.2% / 2.1%, lowest SSIM 0.846).", "",
+        "(the four in turn: at training seeds 0 / 1 all four gone, lowest SSIM 0.886 / 0.832; at seed 2 faces 48 and",
+        "81 gone, faces 3 / 27 at 2.2% / 2.1%, lowest SSIM 0.846).", "",
         "## Copy rates while training (128 probe seeds)", "",
         "| step | loss | face copy rates | median / 90th pct best correlation |", "|---|---|---|---|",
         *[f"| {pr['step']} | {pr['loss']} | {', '.join(f'{v:.1%}' for v in pr['copy_rates'].values())} | "
