@@ -393,6 +393,7 @@ def cmd_unlearn(args) -> int:
     from .generate import generate
     from .images import load_image
     from .limits import check_seed
+    from .unlearn.run import new_try
 
     out = args.out.resolve()
     if out.exists():
@@ -420,9 +421,10 @@ def cmd_unlearn(args) -> int:
             bar.set_postfix(L_f=f"{r.L_f:.3f}", L_r=f"{r.L_r:.3f}")
 
         def on_progress(frac, msg):  # only a new try (retry_seeds) is news here: the bar starts again for it
-            if msg.startswith("try "):
+            label = new_try(msg)
+            if label:
                 bar.reset()
-                bar.set_description(msg.split(":")[0])
+                bar.set_description(label)
 
         result = studio.unlearn(args.prompt, flagged, surrogate, args.seed, config, {"kind": "file", "path": str(args.surrogate)},
                                 on_step=on_step, run_id=out.name, progress=on_progress)

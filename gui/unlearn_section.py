@@ -196,9 +196,11 @@ class _Progress:
         self.try_note = ""  # retry_seeds: "try 2 of 2 (training seed 1) · " once a try is trained again
 
     def progress(self, frac: float, msg: str) -> None:
-        stage = msg.split(":")[0]
-        if stage.startswith("try "):
-            self.try_note = f"{stage} · "
+        from core.unlearn.run import new_try
+
+        stage, label = msg.split(":")[0], new_try(msg)
+        if label:
+            self.try_note = f"{label} · "
         if stage != self.stage:
             self.stage, self.stage_start = stage, time.monotonic()
         spent = time.monotonic() - self.stage_start
@@ -216,6 +218,7 @@ def run(studio, jobs, session: Session, key: str, values: dict):
 
     The status line belongs to this generator alone (Stop only sets the token), so the last thing
     it shows is always how the run ended."""
+    from core.unlearn.run import new_try
     from core.unlearn.trainer import CancelledError, CancelToken
 
     from .app import header_text
@@ -249,12 +252,12 @@ def run(studio, jobs, session: Session, key: str, values: dict):
             for kind, payload in batch:
                 kinds.add(kind)
                 if kind == "step":
-                    if payload.step == 1 and reports:  # retry_seeds: a new try; plots show the try running
-                        reports.clear()
-                        shots.clear()
                     reports.append(payload)
                     line.step(payload)
                 elif kind == "progress":
+                    if new_try(payload[1]):  # retry_seeds: the plots and shots show the try that runs
+                        reports.clear()
+                        shots.clear()
                     line.progress(*payload)
                 elif kind == "monitor":
                     shots.append((payload[1], f"step {payload[0]}"))

@@ -36,8 +36,8 @@ from .remember import (FractionProgressFn, KeepFn, RememberCache, build_remember
 from .remember_store import RememberStore, model_state
 from .trainer import CancelledError, ForgetData, RememberData, StepReport, TrainResult, train
 
-__all__ = ["AlreadyFixedError", "FixRequest", "FixResult", "unlearn", "build_remember_set", "encode_prompts",
-           "RememberCache"]
+__all__ = ["AlreadyFixedError", "FixRequest", "FixResult", "new_try", "unlearn", "build_remember_set",
+           "encode_prompts", "RememberCache"]
 
 
 class AlreadyFixedError(ValueError):
@@ -63,6 +63,15 @@ class FixResult:
     excluded_seeds: list[tuple[str, int]]
     monitor: list[tuple[int, Image.Image]]
     monitor_points: list[MonitorPoint] = field(default_factory=list)
+
+
+TRY_PREFIX = "try "  # how unlearn's progress message announces a new try (retry_seeds)
+
+
+def new_try(message: str) -> str | None:
+    """The try's label ("try 2 of 2 (training seed 1)") when a progress message of unlearn announces a
+    new try, else None: callers restart their step counts and plots there."""
+    return message.split(":")[0] if message.startswith(TRY_PREFIX) else None
 
 
 def unlearn(
@@ -93,8 +102,8 @@ def unlearn(
     while True:
         seed = (config.seed + len(tries)) % (SEED_MAX + 1)
         if tries and progress:
-            progress(0.0, f"try {len(tries) + 1} of {config.retry_seeds + 1} (training seed {seed}): the one before "
-                          "ended with the flagged seed not forgotten")
+            progress(0.0, f"{TRY_PREFIX}{len(tries) + 1} of {config.retry_seeds + 1} (training seed {seed}): the one "
+                          "before ended with the flagged seed not forgotten")
         result = _one_try(model, fixes, store, request, config.with_overrides(seed=seed), on_step, cancel, is_fixed,
                           on_monitor, keep_in_remember, progress, remember_cache, keep_key, model_defaults_applied,
                           run_id, tries)
