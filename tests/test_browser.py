@@ -146,11 +146,21 @@ def canvas_busy(page) -> str:
 
 
 def set_number(page, elem_id: str, value) -> None:
+    """Type `value` into a number box and wait until the box holds it: a box drawn moments ago can
+    redraw over what was typed (seen on a loaded machine: the Other-seed box went back to its default)."""
     box = page.locator(f"#{elem_id} input")
     if not box.is_visible():  # the less-used settings live in the closed "More settings" accordion
         page.get_by_text("More settings", exact=True).first.click()
-    box.fill(str(value))
-    box.press("Tab")
+    for _ in range(3):
+        box.fill(str(value))
+        box.press("Tab")
+        try:
+            page.wait_for_function("([id, v]) => document.querySelector('#' + id + ' input').value === v",
+                                   arg=[elem_id, str(value)], timeout=10_000)
+            return
+        except sync_api.TimeoutError:
+            continue
+    raise AssertionError(f"#{elem_id} did not keep the value {value} after three tries")
 
 
 def plot_state(page, elem_id: str) -> dict | None:
@@ -334,9 +344,7 @@ def test_faces_world_flow_is_seed_only_flag_paint_unlearn_compare(faces_server, 
         other = next(s for s, f in enumerate(shown) if f.startswith("face") and f != shown[21])
         pg.get_by_role("tab", name="Other seed").click()
         pg.locator("#other-seed input").wait_for(state="visible")  # the tab's content renders after the click
-        set_number(pg, "other-seed", other)
-        pg.wait_for_function("([id, v]) => document.querySelector('#' + id + ' input').value === v",
-                             arg=["other-seed", str(other)])
+        set_number(pg, "other-seed", other)  # waits until the box holds it
         pg.click("#other-seed-btn")
         wait_text(pg, "surrogate-info", f"seed={other}[^]*seed {other} draws a picture the model repeats")
         pg.get_by_role("tab", name="Paint", exact=True).click()
