@@ -31,9 +31,19 @@ from core.world import faces as W
 
 # other_seed_*: a simulated user of the studio's "Other seed" tab, three ways of picking (see _other_seed)
 OTHER_SEED_POLICIES = ("nearest", "typical", "median")
-SURROGATES = ("other_face", "paint", "sdedit", *(f"other_seed_{p}" for p in OTHER_SEED_POLICIES))
+# *_until_no_copy: a user who follows the studio's near-copy warning (Studio.check_surrogate): the band
+# grows, or the strength rises, one step at a time until the judge's descriptor no longer calls the
+# surrogate a near copy of the flagged image (the matcher plays no part).
+PAINT_BANDS = ((10, 16), (9, 18), (8, 20), (7, 22), (6, 24), (5, 26), (4, 28), (3, 30))  # rows, cols 4-28
+SDEDIT_STRENGTHS = (0.6, 0.7, 0.8, 0.9, 0.95)
+SURROGATES = ("other_face", "paint", "sdedit", "paint_until_no_copy", "sdedit_until_no_copy",
+              *(f"other_seed_{p}" for p in OTHER_SEED_POLICIES))
 SURROGATE_WORDS = {"paint": "a grey band painted over the eyes", "other_face": "the nearest non-memorised training face",
                    "sdedit": "SDEdit of the flagged output at strength 0.6",
+                   "paint_until_no_copy": "a grey band over the eyes, grown (rows 10-16 to 3-30) until the studio no "
+                                          "longer warns that the surrogate is a near copy",
+                   "sdedit_until_no_copy": "SDEdit of the flagged output, strength raised from 0.6 (0.7, 0.8, 0.9, "
+                                           "0.95) until the studio no longer warns that it is a near copy",
                    **{f"other_seed_{p}": f"the studio's 'Other seed' ({p}): the model's output among seeds 5000-5127 "
                                          "that is no copy of the flagged one and has no near copy in that grid, "
                                          + {"nearest": "nearest the flagged one",
@@ -76,11 +86,35 @@ def make_surrogate(kind: str, flagged: Image.Image, studio: Studio) -> tuple[Ima
     if kind.startswith("other_seed_"):
         return _other_seed(flagged, studio, kind.removeprefix("other_seed_"))
     if kind == "paint":
-        arr = np.asarray(flagged).copy()
-        arr[10:16, 4:28] = 128  # a grey band over the eyes: the identity's most telling part
-        return Image.fromarray(arr), {"kind": "paint", "band_rows": [10, 16], "grey": 128}
-    sur = studio.surrogate("sdedit", flagged, {"strength": 0.6, "seed": 0})
+        return _band(flagged, PAINT_BANDS[0])
+    if kind == "paint_until_no_copy":
+        return _until_no_copy(studio, flagged, "paint", [lambda rows=rows: _band(flagged, rows) for rows in PAINT_BANDS])
+    if kind == "sdedit_until_no_copy":
+        return _until_no_copy(studio, flagged, "sdedit", [lambda s=s: _sdedit(studio, flagged, s) for s in SDEDIT_STRENGTHS])
+    return _sdedit(studio, flagged, 0.6)
+
+
+def _band(flagged: Image.Image, rows: tuple[int, int]) -> tuple[Image.Image, dict]:
+    """A grey band over the eyes (rows 10-16: the identity's most telling part), or over more."""
+    arr = np.asarray(flagged).copy()
+    arr[rows[0]:rows[1], 4:28] = 128
+    return Image.fromarray(arr), {"kind": "paint", "band_rows": list(rows), "grey": 128}
+
+
+def _sdedit(studio: Studio, flagged: Image.Image, strength: float) -> tuple[Image.Image, dict]:
+    sur = studio.surrogate("sdedit", flagged, {"strength": strength, "seed": 0})
     return sur.image, sur.info
+
+
+def _until_no_copy(studio: Studio, flagged: Image.Image, kind: str, ladder) -> tuple[Image.Image, dict]:
+    """The first surrogate of `ladder` (makers, mildest first) the studio does not warn about; the
+    last one if it warns about all."""
+    for i, make in enumerate(ladder):
+        img, info = make()
+        check, warning = studio.check_surrogate(flagged, img, kind)
+        if warning is None:
+            break
+    return img, {**info, "copy_similarity": round(check.similarity, 4), "near_copy": check.near_copy, "ladder_step": i}
 
 
 def _other_seed(flagged: Image.Image, studio: Studio, policy: str) -> tuple[Image.Image, dict]:

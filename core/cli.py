@@ -415,6 +415,9 @@ def cmd_unlearn(args) -> int:
     config = config.with_overrides(**_unlearn_overrides(args))
     if flagged is None:
         flagged = generate(studio.model, args.prompt, [args.seed])[0].image
+    _, near_copy = studio.check_surrogate(flagged, surrogate, _surrogate_kind(args.surrogate))
+    if near_copy:  # trained anyway (the user decides), but read first
+        print(f"warning: {near_copy}", file=sys.stderr)
     with _progress_bar(config.steps, "unlearning") as bar:
         def on_step(r):
             bar.update(1)
@@ -432,6 +435,14 @@ def cmd_unlearn(args) -> int:
     print(f"remember set: {m.get('remember_set_size')} ({m.get('remember_reused', 0)} reused)", file=sys.stderr)
     print(json.dumps({"run": str(result.run.path), **m}))
     return 0
+
+
+def _surrogate_kind(path: Path) -> str | None:
+    """The kind `surrogate` wrote beside the image (IMG.json), for the advice of a warning; None if unknown."""
+    try:
+        return json.loads(path.with_suffix(".json").read_text()).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _load_runs(studio, runs: list[Path]) -> list[str]:

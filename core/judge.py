@@ -169,6 +169,33 @@ def likely_lookalikes(model, flagged: Image.Image, outputs: dict[str, Sequence[I
     return found
 
 
+@dataclass(frozen=True)
+class SurrogateCopyCheck:
+    """Is the surrogate itself still a near copy of the flagged image, by the judge's descriptor? Then
+    a fix toward it teaches the model the same picture again: the copy measure a fix is judged by
+    cannot see it forgotten (core/surrogates/checks.py words the warning per kind of surrogate)."""
+
+    similarity: float  # descriptor similarity of the surrogate to the flagged image
+    threshold: float  # the descriptor's near-copy threshold
+    descriptor: str
+
+    @property
+    def near_copy(self) -> bool:
+        return self.similarity >= self.threshold
+
+    def to_dict(self) -> dict:
+        return {"similarity": round(self.similarity, 5), "threshold": self.threshold, "descriptor": self.descriptor,
+                "near_copy": self.near_copy}
+
+
+def check_surrogate_copy(model, flagged: Image.Image, surrogate: Image.Image,
+                         descriptor: Descriptor | None = None) -> SurrogateCopyCheck:
+    """The surrogate against the flagged image with `descriptor` (default: the model's best)."""
+    d = descriptor or pick_descriptor(model, str(getattr(model, "device", "cpu")))
+    a, b = np.asarray(d.embed([ensure_rgb(flagged), ensure_rgb(surrogate)]), np.float64)
+    return SurrogateCopyCheck(float(a @ b), float(d.copy_threshold), d.name)
+
+
 class ForgettingJudge:
     """Judges one flagged instance: its flagged image, its surrogate and a copy descriptor."""
 
@@ -262,6 +289,11 @@ class ForgettingJudge:
         axis = (s - f)[self.region].ravel().astype(np.float64)
         norm = float(axis @ axis)
         return float((r - f)[self.region].ravel().astype(np.float64) @ axis / norm) if norm > 0 else 0.0
+
+    def surrogate_check(self) -> SurrogateCopyCheck:
+        """The surrogate against the flagged image (check_surrogate_copy), from the embeddings held."""
+        similarity = float(np.asarray(self._e_flagged, np.float64) @ np.asarray(self._e_surrogate, np.float64))
+        return SurrogateCopyCheck(similarity, float(self.descriptor.copy_threshold), self.descriptor.name)
 
     # -- 2. any other image -----------------------------------------------------------------------
     def similarity(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray]:

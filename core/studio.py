@@ -21,13 +21,13 @@ from .adapters import AdapterError, FixManager
 from .compare import (Moved, PromptComparison, add_per_seed_lpips, compare_prompt, moved_most, per_seed_lpips_report,
                       repeated_pictures, write_comparison)
 from .generate import Generated, check_prompt_for, generate, save_generations
-from .judge import ForgettingJudge, pick_descriptor
+from .judge import ForgettingJudge, SurrogateCopyCheck, check_surrogate_copy, pick_descriptor
 from .metrics import availability, lpips, sscd_similarity
 from .metrics.clip_space import clip_fd, clip_similarity
 from .models.loading import EMBEDDED, SHIPPED_NAMES, LoadedModel, LoadOptions, load_model
 from .requests import CompareRequest, GenerateRequest, RelapseRequest
 from .runs import RunInfo, RunStore, atomic_write_json, new_run_id
-from .surrogates import Surrogate, SurrogateParams, make_surrogate
+from .surrogates import Surrogate, SurrogateParams, make_surrogate, near_copy_warning
 from .unlearn.config import UnlearnConfig
 from .unlearn.run import AlreadyFixedError, FixRequest, FixResult, unlearn  # noqa: F401 (re-exported)
 from .unlearn.prepare import Preparation, start_preparation
@@ -162,6 +162,13 @@ class Studio:
     def surrogate(self, kind: str, image: Image.Image, params: SurrogateParams | dict | None = None) -> Surrogate:
         """`params`: the kind's dataclass (core.surrogates.NoiseParams, ...) or a dict of its values."""
         return make_surrogate(kind, image, self.model, params)
+
+    def check_surrogate(self, flagged: Image.Image, surrogate: Image.Image,
+                        kind: str | None) -> tuple[SurrogateCopyCheck, str | None]:
+        """Is the surrogate still a near copy of the flagged image (the judge's descriptor)? The check
+        and the warning a user should read before training on it (None when it is no near copy)."""
+        check = check_surrogate_copy(self.model, flagged, surrogate)
+        return check, near_copy_warning(check, kind)
 
     def default_config(self, **overrides) -> UnlearnConfig:
         """UnlearnConfig with the model's measured defaults, then the caller's overrides."""

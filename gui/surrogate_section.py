@@ -212,12 +212,13 @@ def _finish(studio, session: Session, flag, sur: Surrogate):
     image = to_model_size(sur.image, studio.model.info.resolution)
     with user_errors("Surrogate"):
         require_changed(flag.image, image)  # core's rule: a surrogate must differ from the flagged image
+    _, near_copy = studio.check_surrogate(flag.image, image, info.get("kind"))
     heat, mad = difference(flag.image, image)
     changed = float((np.asarray(image) != np.asarray(flag.image.convert("RGB"))).any(axis=2).mean())
     params = ", ".join(f"{k}={fmt(v)}" for k, v in info.items() if k != "kind" and v not in ("", None))
     text = (f"**{info.get('kind', '?')}** surrogate for **{flag.id}** (seed {flag.seed})  \n{params}  \n"
             f"mean |diff| **{mad:.4f}** · pixels changed **{changed:.1%}**"
-            + "".join(f"  \n⚠ {w}" for w in sur.warnings))
+            + "".join(f"  \n⚠ {w}" for w in [*sur.warnings, *([near_copy] if near_copy else [])]))
     session.surrogates[flag.id] = {"image": image, "info": dict(info), "heat": heat, "text": text}
     return image, heat, text, session
 

@@ -43,6 +43,9 @@ def test_cli_flow_end_to_end(tiny_model_dir, tmp_path, capsys, monkeypatch):
     # the tiny model ships no CLIP and no SSCD is cached here: the judge says it used thumbnails
     assert metrics["forgetting"]["descriptor"] == "thumbnail" and 0 <= metrics["forgetting"]["score"] <= 1
     assert metrics["kept_step"] in [p["step"] for p in metrics["monitor"]] and metrics["remember_drift"] >= 0
+    # the surrogate was checked against the flagged image before training; a warning only for a near copy
+    assert metrics["surrogate_copy"]["descriptor"] == "thumbnail"
+    assert ("near copy of the flagged image" in err) == metrics["surrogate_copy"]["near_copy"]
     # flagged image defaulted to the generation at seed 2
     assert np.array_equal(np.asarray(Image.open(run / "flagged.png")), flagged)
 
@@ -94,6 +97,24 @@ def test_cli_unlearn_retries_with_the_next_training_seed(tiny_model_dir, tmp_pat
     assert json.loads((run / "config.json").read_text())["config"]["seed"] == 6
     # the discarded try left no folder, finished or partial (.remember is the store of remember-set drawings)
     assert sorted(p.name for p in run.parent.iterdir() if p.name != ".remember") == ["fix-retried"]
+
+
+def test_cli_unlearn_warns_when_the_surrogate_is_still_a_near_copy(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    """Light noise leaves the flagged picture: unlearn says so before training, with the advice for the
+    kind `surrogate` recorded beside the image, trains anyway, and the run records the check."""
+    monkeypatch.setenv("UNLEARN_SSCD_PATH", str(tmp_path / "no-sscd.pt"))
+    m = ["--model", tiny_model_dir, "--device", "cpu"]
+    _run(capsys, "generate", "--prompt", "ireland flag", "--seeds", "2", "--out", tmp_path / "gen", *m)
+    code, _, err = _run(capsys, "surrogate", "--image", tmp_path / "gen/seed-0002.png", "--kind", "noise", "--sigma", 0.05,
+                        "--out", tmp_path / "sur.png", *m)
+    assert code == 0, err
+    run = tmp_path / "runs" / "fix-noise"
+    code, out, err = _run(capsys, "unlearn", "--prompt", "ireland flag", "--seed", 2, "--surrogate", tmp_path / "sur.png",
+                          "--steps", 2, "--remember-size", 4, "--out", run, *m)
+    assert code == 0, err
+    assert "warning: the surrogate is still a near copy of the flagged image" in err and "noise keeps the picture" in err
+    copy = json.loads(out)["surrogate_copy"]
+    assert copy["near_copy"] and copy["similarity"] >= copy["threshold"] == 0.6
 
 
 def test_cli_errors_are_one_line_with_nonzero_exit(tiny_model_dir, tmp_path, capsys):

@@ -217,6 +217,8 @@ def test_bad_inputs_get_errors_and_the_app_keeps_working(server, client, tmp_pat
     for args, api in [((0.5, "ireland flag", 0), "/sdedit"), ((0.2, 3), "/noise"), ((), "/flip")]:
         sur, _heat, info = client.predict(*args, api_name=api)
         assert Image.open(sur).size == size and api.strip("/") in info
+    # Light noise leaves the picture: the studio says so under the surrogate (and still accepts it).
+    assert "⚠ the surrogate is still a near copy of the flagged image" in client.predict(0.05, 3, api_name="/noise")[2]
     # Another seed's output as the surrogate: what the grid showed at that seed (the flag's prompt and
     # sampling); the flagged seed itself draws a copy of the flagged output and is refused.
     sur, _heat, info = client.predict(1, api_name="/other_seed")
@@ -419,6 +421,13 @@ def test_fix_result_and_table_say_when_a_fix_ended_unfixed(tmp_path):
     assert "similarity to the pictures the model repeats 0.97 (at or above the copy threshold: the flagged seed now " \
            "draws another picture the model repeats, so this is a swap, not a fix)" in result_text(
                studio, SimpleNamespace(run=runs["fix-False"]), flag)
+    assert "the surrogate itself is a near copy" not in text
+    copy = {"similarity": 0.991, "threshold": 0.965, "descriptor": "thumbnail", "near_copy": True}
+    runs["fix-False"].metrics()["surrogate_copy"] = copy
+    runs["fix-True"].metrics()["surrogate_copy"] = copy
+    assert "the surrogate itself is a near copy of the flagged image (similarity 0.991, near copies from 0.965, " \
+           "thumbnail): the fix was taught the same picture" in result_text(studio, SimpleNamespace(run=runs["fix-False"]), flag)
+    assert "near copy" not in result_text(studio, SimpleNamespace(run=runs["fix-True"]), flag)  # it forgot anyway
     runs["fix-True"].metrics().update(remember_drawn_from="base", remember_as_fixed=2)
     assert "drawn with the other fixes off (2 that showed their pictures: as the fixes draw them)" in result_text(
         studio, SimpleNamespace(run=runs["fix-True"]), flag)

@@ -202,3 +202,25 @@ def test_a_mode_guard_refuses_a_re_render_that_landed_on_another_picture_the_mod
     assert right.forgotten and right.mode_similarity < 0.99
     assert judge.describe()["repeated_pictures"] == 2
     assert judge.with_modes([]) == 0 and judge.judge_flagged_seed(other).forgotten  # nothing repeated: no guard
+
+
+def test_a_surrogate_that_is_still_a_near_copy_of_the_flagged_image_is_found_and_worded_per_kind():
+    from core.judge import check_surrogate_copy
+    from core.surrogates import near_copy_warning
+
+    # The reversed flag with a thin strip painted over: the same picture to the descriptor.
+    strip = np.asarray(REVERSED).copy()
+    strip[14:18, :] = 128
+    painted = _img(strip)
+    near = check_surrogate_copy(None, REVERSED, painted, THUMB)
+    far = check_surrogate_copy(None, REVERSED, RIGHT, THUMB)
+    assert near.near_copy and near.similarity >= THUMB.copy_threshold and near.descriptor == "thumbnail"
+    assert not far.near_copy and far.similarity < THUMB.copy_threshold
+    assert far.to_dict() == {"similarity": round(far.similarity, 5), "threshold": 0.6, "descriptor": "thumbnail",
+                             "near_copy": False}
+    # the judge holds the same check from the embeddings it computed anyway
+    assert ForgettingJudge(REVERSED, painted, THUMB).surrogate_check().similarity == pytest.approx(near.similarity)
+    assert near_copy_warning(far, "paint") is None
+    paint, sdedit, other = (near_copy_warning(near, k) for k in ("paint", "sdedit", "file"))
+    assert "near copy of the flagged image" in paint and f"{near.similarity:.3f}" in paint
+    assert "paint over more" in paint and "raise the strength" in sdedit and "edit more of it" in other

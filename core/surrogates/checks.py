@@ -3,7 +3,11 @@
 One rule each, used by the CLI and the GUI alike:
 - a surrogate identical to the flagged image is refused (the fix would have nothing to learn);
 - a canvas whose layers paint nothing is empty, unless its background is itself an edited image
-  (an uploaded, already corrected picture is a surrogate too).
+  (an uploaded, already corrected picture is a surrogate too);
+- a surrogate the judge's copy descriptor still calls a near copy of the flagged image is accepted
+  with a warning (`near_copy_warning`): a fix toward it teaches the same picture again. Measured on
+  both worlds (bench/results/surrogate_copy_check.md): such surrogates still show the error by the
+  world's checker nearly always, and on the faces world no fix toward one removed its face.
 """
 
 from __future__ import annotations
@@ -31,6 +35,30 @@ def require_changed(flagged: Image.Image, surrogate: Image.Image) -> None:
     if _same(ref, surrogate):
         raise SurrogateUnchangedError("the surrogate is identical to the flagged image: change the unwanted "
                                       "part first (paint over it, or raise the strength / weight)")
+
+
+# What to change when the surrogate is still a near copy, per kind of surrogate (info["kind"]).
+NEAR_COPY_ADVICE = {
+    "paint": "paint over more of the unwanted part",
+    "sdedit": "raise the strength until the picture changes",
+    "clip": "raise the CLIP weight or change the target text",
+    "noise": "noise keeps the picture: make the surrogate another way",
+    "flip": "the flipped image is the same picture: make the surrogate another way",
+    "other_seed": "pick a seed whose output is another picture",
+}
+NEAR_COPY_ADVICE_OTHER = "edit more of it, or make the surrogate another way"
+
+
+def near_copy_warning(check, kind: str | None) -> str | None:
+    """The sentence a user reads when `check` (core.judge.SurrogateCopyCheck) finds the surrogate a
+    near copy of the flagged image; None when it is not one."""
+    if not check.near_copy:
+        return None
+    advice = NEAR_COPY_ADVICE.get(kind or "", NEAR_COPY_ADVICE_OTHER)
+    return (f"the surrogate is still a near copy of the flagged image (similarity {check.similarity:.3f}, near "
+            f"copies from {check.threshold:g}, by the {check.descriptor} copy descriptor): a fix toward it teaches "
+            f"the model the same picture again, and the judge will hardly see it forgotten. To change that, "
+            f"{advice}.")
 
 
 def to_model_size(img: Image.Image, resolution: int) -> Image.Image:

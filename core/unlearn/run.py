@@ -239,9 +239,9 @@ def _one_try(model: LoadedModel, fixes: FixManager, store: RunStore, request: Fi
         seconds = time.perf_counter() - t_start
         after_verdict = judge.judge_flagged_seed(after) if after is not None else None
         fixed = None if after is None else (bool(is_fixed(after)) if is_fixed else after_verdict.forgotten)
-        outcome = {"after_verdict": after_verdict, "after": after, "fixed": fixed,
-                   "oracle": oracle, "guard": guard, "drift": drift, "twins": twin_requests, "repeated": repeated,
-                   "kept": kept_point or (guard.points[-1] if guard.points else None)}
+        outcome = {"after_verdict": after_verdict, "after": after, "fixed": fixed, "oracle": oracle,
+                   "surrogate_copy": judge.surrogate_check(), "guard": guard, "drift": drift, "twins": twin_requests,
+                   "repeated": repeated, "kept": kept_point or (guard.points[-1] if guard.points else None)}
         partial.write_json(METRICS_FILE, _metrics(result, seconds, flagged, kept, dropped, outcome, config)
                            | {"remember_reused": found.reused, "remember_generated": found.generated}
                            | ({"earlier_tries": list(earlier_tries)} if earlier_tries else {})
@@ -429,6 +429,7 @@ def _metrics(result: TrainResult, seconds: float, flagged, kept, dropped, outcom
         "remember_excluded": len(dropped),
         "oracle": outcome["oracle"],
         "lookalike_prompts": list(config.lookalike_prompts),
+        "surrogate_copy": outcome["surrogate_copy"].to_dict(),  # the surrogate itself a near copy of the flagged image?
     }
     after, after_verdict, point = outcome["after"], outcome["after_verdict"], outcome["kept"]
     if after is not None:
