@@ -136,8 +136,9 @@ def stroke(page, x0: float, y0: float, x1: float, y1: float) -> None:
 def paint(page, flag_id: str, x0=0.3, y0=0.5, x1=0.7, y1=0.5) -> None:
     stroke(page, x0, y0, x1, y1)
     page.click("#paint-btn")
-    # The rendered text (no markdown); "No surrogate for flag1 yet." must not count.
-    wait_text(page, "surrogate-info", f"surrogate for {flag_id} \\(seed [0-9]+\\)[^]*pixels changed")
+    # The rendered text (no markdown); "No surrogate for flag1 yet." and an earlier surrogate of another
+    # kind (Other seed) must not count.
+    wait_text(page, "surrogate-info", f"paint surrogate for {flag_id} \\(seed [0-9]+\\)[^]*pixels changed")
 
 
 def canvas_busy(page) -> str:
@@ -349,6 +350,8 @@ def test_faces_world_flow_is_seed_only_flag_paint_unlearn_compare(faces_server, 
         wait_text(pg, "surrogate-info", f"seed={other}[^]*seed {other} draws a picture the model repeats")
         pg.get_by_role("tab", name="Paint", exact=True).click()
         paint(pg, "flag1", 0.3, 0.42, 0.7, 0.42)  # a band over the eyes (clear of the canvas toolbar)
+        # still the same face to the judge's descriptor: the page says so under the surrogate, and trains anyway
+        assert "still a near copy of the flagged image" in text(pg, "surrogate-info")
         set_number(pg, "cfg-remember_set_size", 4)
         start_fix(pg, 6)
         wait_text(pg, "unlearn-status", ": done", timeout=FIX_MS)
