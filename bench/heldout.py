@@ -174,7 +174,8 @@ def main(argv=None) -> int:
                     help="seeds of the flagged prompt (default 64, quick 16); faces: report seeds (1024, quick 256)")
     ap.add_argument("--other-seeds", type=int, default=None, help="seeds of each other prompt (default 32, quick 8)")
     ap.add_argument("--surrogate", default="paint", choices=SURROGATES + ("other_seed",),
-                    help="faces: paint (a band over the eyes), other_face, sdedit or other_seed_<policy> "
+                    help="faces: paint (a band over the eyes), other_face, sdedit, paint_until_no_copy / "
+                         "sdedit_until_no_copy (a user who follows the near-copy warning) or other_seed_<policy> "
                          "(bench/faceseval.py); flags: paint (scripted) or other_seed (a seed drawn right)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
