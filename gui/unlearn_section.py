@@ -395,10 +395,13 @@ def result_text(studio, result, flag) -> str:
              + (f", drawn with the other fixes off ({m.get('remember_as_fixed')} that showed their pictures: as the "
                 "fixes draw them)" if m.get("remember_drawn_from") == "base" else "")]
     copy = m.get("surrogate_copy") or {}
-    if copy.get("near_copy") and m.get("flagged_seed_fixed") is False:
+    if copy.get("near_copy"):
         lines.append(f"the surrogate itself is a near copy of the flagged image (similarity {fmt(copy['similarity'])}, "
-                     f"near copies from {fmt(copy['threshold'])}, {copy['descriptor']}): the fix was taught the same "
-                     "picture. Change more of it, then fix again.")
+                     f"near copies from {fmt(copy['threshold'])}, {copy['descriptor']}): "
+                     + ("the fix was taught the same picture. Change more of it, then fix again."
+                        if m.get("flagged_seed_fixed") is False else
+                        "'forgotten' says the flagged seed moved to your edit, not that the picture is gone; "
+                        "Compare shows whether other seeds still draw it."))
     if m.get("earlier_tries"):  # retry_seeds: the tries that did not forget, discarded
         lines.append("discarded before this one, not forgotten: " + ", ".join(
             f"training seed {t['seed']} (judge's score {fmt(t['score'])}, {t['steps_done']} steps, "

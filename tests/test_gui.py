@@ -427,7 +427,8 @@ def test_fix_result_and_table_say_when_a_fix_ended_unfixed(tmp_path):
     runs["fix-True"].metrics()["surrogate_copy"] = copy
     assert "the surrogate itself is a near copy of the flagged image (similarity 0.991, near copies from 0.965, " \
            "thumbnail): the fix was taught the same picture" in result_text(studio, SimpleNamespace(run=runs["fix-False"]), flag)
-    assert "near copy" not in result_text(studio, SimpleNamespace(run=runs["fix-True"]), flag)  # it forgot anyway
+    assert "'forgotten' says the flagged seed moved to your edit, not that the picture is gone" in result_text(
+        studio, SimpleNamespace(run=runs["fix-True"]), flag)
     runs["fix-True"].metrics().update(remember_drawn_from="base", remember_as_fixed=2)
     assert "drawn with the other fixes off (2 that showed their pictures: as the fixes draw them)" in result_text(
         studio, SimpleNamespace(run=runs["fix-True"]), flag)

@@ -5,9 +5,14 @@ One rule each, used by the CLI and the GUI alike:
 - a canvas whose layers paint nothing is empty, unless its background is itself an edited image
   (an uploaded, already corrected picture is a surrogate too);
 - a surrogate the judge's copy descriptor still calls a near copy of the flagged image is accepted
-  with a warning (`near_copy_warning`): a fix toward it teaches the same picture again. Measured on
-  both worlds (bench/results/surrogate_copy_check.md): such surrogates still show the error by the
-  world's checker nearly always, and on the faces world no fix toward one removed its face.
+  with a warning (`near_copy_warning`): when the picture as a whole must go (a memorised face), a fix
+  toward it teaches the same picture again. Measured (bench/results/surrogate_copy_check.md, seeds
+  6152-6407): on the faces world every warned surrogate was still a copy of the face by the matcher
+  and no right one was warned; on the flags world 73 of the 76 surrogates still drawing the reversed
+  flag were warned, and 4 of 38 right ones. On the faces world's tuning seeds, fixes toward warned
+  surrogates took 1 face of 16 away, and the same surrogates changed until the warning went, 8 of 16
+  (faces_tune_paint_sdedit_defaults_seed*.md, faces_tune_until_no_copy_seed*.md). A warning, not a
+  refusal: where only a detail must change, a near copy is what the user wants.
 """
 
 from __future__ import annotations
@@ -56,9 +61,9 @@ def near_copy_warning(check, kind: str | None) -> str | None:
         return None
     advice = NEAR_COPY_ADVICE.get(kind or "", NEAR_COPY_ADVICE_OTHER)
     return (f"the surrogate is still a near copy of the flagged image (similarity {check.similarity:.3f}, near "
-            f"copies from {check.threshold:g}, by the {check.descriptor} copy descriptor): a fix toward it teaches "
-            f"the model the same picture again, and the judge will hardly see it forgotten. To change that, "
-            f"{advice}.")
+            f"copies from {check.threshold:g}, by the {check.descriptor} copy descriptor). If the picture as a whole "
+            f"must go (a memorised face), a fix toward it teaches the model the same picture again: {advice}. If "
+            "only a detail must change, go on.")
 
 
 def to_model_size(img: Image.Image, resolution: int) -> Image.Image:
