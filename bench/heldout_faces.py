@@ -65,7 +65,8 @@ def run(args, studio, overrides: dict) -> int:
                             "steps_done": m["steps_done"], "kept_step": m.get("kept_step"),
                             # retry_seeds: the discarded tries' training seeds (their time is in "seconds")
                             "retried_seeds": retried_seeds(m),
-                            "judge_fixed": m.get("flagged_seed_fixed"), "agree": agree, **ev})
+                            "judge_fixed": m.get("flagged_seed_fixed"), "surrogate": fix.surrogate_info, "agree": agree,
+                            **ev})
             print({k: records[-1][k] for k in ("row", "face", "seed", "flagged_fixed", "face_rate_after",
                                                "other_faces_max_change", "ssim_mean", "steps_done", "seconds")}, flush=True)
     summary = {}
@@ -97,6 +98,7 @@ def run(args, studio, overrides: dict) -> int:
                f"others {json.dumps({k: round(v, 2) for k, v in r['other_faces_relative_change'].items()})}, SSIM "
                f"{r['ssim_mean']:.3f}, steps {r['steps_done']}, kept step {r['kept_step']}, {r['seconds']:.1f} s"
                + (f" ({retried_words(r['retried_seeds'])})" if r.get("retried_seeds") else "")
+               + (f"; surrogate {_ladder_words(r['surrogate'])}" if "ladder_step" in r.get("surrogate", {}) else "")
                for r in records)]
     if overrides:
         notes.insert(1, f"Config overrides of the studio defaults (not the defaults): {json.dumps(overrides)}.")
@@ -105,6 +107,13 @@ def run(args, studio, overrides: dict) -> int:
                    header, table, notes, [{"summary": summary, "records": records}], model=studio.model)
     print((args.out / f"{name}.md").read_text())
     return 0
+
+
+def _ladder_words(info: dict) -> str:
+    """Where a surrogate that follows the near-copy warning stopped (bench/faceseval.py)."""
+    where = f"band rows {info['band_rows'][0]}-{info['band_rows'][1]}" if "band_rows" in info else \
+        f"strength {info.get('strength')}"
+    return f"{where}, similarity {info['copy_similarity']}" + (" (still a near copy)" if info["near_copy"] else "")
 
 
 def _f(x) -> str:
