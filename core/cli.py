@@ -74,11 +74,17 @@ def _float_or_none(text: str):
     return None if text.strip().lower() in ("none", "unset") else float(text)
 
 
+def _literal(text: str) -> str:
+    """A help text written for people, as argparse reads it (it formats help with %: "20%" would fail)."""
+    return text.replace("%", "%%")
+
+
 def _config_args(p: argparse.ArgumentParser) -> None:
     from .unlearn.config import CHOICES, UNSET, UnlearnConfig
 
     g = p.add_argument_group("fix settings (UnlearnConfig; unset flags keep the model's defaults)")
-    helps, types = UnlearnConfig.help(), {f: str(t) for f, t in UnlearnConfig.__annotations__.items()}
+    helps = {name: _literal(text) for name, text in UnlearnConfig.help().items()}
+    types = {f: str(t) for f, t in UnlearnConfig.__annotations__.items()}
     for flag, name in CONFIG_FLAGS.items():
         kind = types[name].replace("| None", "").strip()
         kw = {"choices": CHOICES[name]} if name in CHOICES else {"type": {"int": int, "float": float}.get(kind, str)}
@@ -100,7 +106,7 @@ def _surrogate_param_args(p: argparse.ArgumentParser) -> None:
         kind = specs[0][1]["kind"]
         text = "; ".join(f"{k}: {sp['help']}" + (f" {sp['range']}" if sp["range"] else "")
                          + (f", default {sp['default']}" if sp["default"] not in (None, "") else "") for k, sp in specs)
-        g.add_argument("--" + name.replace("_", "-"), dest=name, type=kind or str, default=None, help=text)
+        g.add_argument("--" + name.replace("_", "-"), dest=name, type=kind or str, default=None, help=_literal(text))
 
 
 def _surrogate_param_names() -> dict[str, list[str]]:
@@ -188,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .engine.protocol import default_socket_path
     from .engine.server import EngineOptions
 
-    engine_help = {f.name: f.metadata["help"] for f in fields(EngineOptions)}
+    engine_help = {f.name: _literal(f.metadata["help"]) for f in fields(EngineOptions)}
     p = sub.add_parser("engine", help="keep models loaded: later commands run in this process, without "
                        "the start-up (stop with Ctrl+C)")
     p.add_argument("--socket", type=Path, default=default_socket_path(),
