@@ -120,10 +120,12 @@ def default_colour(palette: list[tuple[str, str]]) -> str:
     return min(greys, key=lambda hc: abs(sum(hc[1]) / 3 - 128))[0] if greys else palette[0][1]
 
 
-# Measured on the faces world (bench/results/heldout_faces_build_seed1.md, faces_forget_build_seed1.md): a
-# band over the eyes changes the flagged seed, but no fix with one took the face away.
-PAINT_FACE_HINT = ("To forget *who* a memorised face is, painting over part of it is not enough: measured on the "
-                   "faces world, no face went that way. Use **Other seed** or upload another face.")
+# Measured on the faces world's fresh seeds 6408-7431 and 5128-6151 (bench/results/heldout_faces_*_seeds6408_*.md,
+# heldout_faces_other_face_build_seed1_retry1_seeds5128_*.md): a band over the eyes is still the face and took no
+# face away; painted over most of the face, 1 of 4; another face, 4 of 4.
+PAINT_FACE_HINT = ("To forget *who* a memorised face is, a band over the eyes is not enough: it is still the same face "
+                   "(the studio warns under the surrogate) and no fix toward one took a face away. Painting over most "
+                   "of the face took 1 face of 4 away; **Other seed** or another face uploaded, 4 of 4.")
 
 
 def other_seed_hint(unconditional: bool) -> str:
