@@ -214,7 +214,8 @@ def _finish(studio, session: Session, flag, sur: Surrogate):
     image = to_model_size(sur.image, studio.model.info.resolution)
     with user_errors("Surrogate"):
         require_changed(flag.image, image)  # core's rule: a surrogate must differ from the flagged image
-    _, near_copy = studio.check_surrogate(flag.image, image, info.get("kind"))
+    # an uploaded image has no maker to advise on ("paint" names its canvas): generic advice
+    _, near_copy = studio.check_surrogate(flag.image, image, "file" if info.get("uploaded") else info.get("kind"))
     heat, mad = difference(flag.image, image)
     changed = float((np.asarray(image) != np.asarray(flag.image.convert("RGB"))).any(axis=2).mean())
     params = ", ".join(f"{k}={fmt(v)}" for k, v in info.items() if k != "kind" and v not in ("", None))

@@ -219,6 +219,11 @@ def test_bad_inputs_get_errors_and_the_app_keeps_working(server, client, tmp_pat
         assert Image.open(sur).size == size and api.strip("/") in info
     # Light noise leaves the picture: the studio says so under the surrogate (and still accepts it).
     assert "⚠ the surrogate is still a near copy of the flagged image" in client.predict(0.05, 3, api_name="/noise")[2]
+    touched = _png(flagged).copy()
+    touched[0, 0] = 255 - touched[0, 0]  # an uploaded edit that leaves the picture: advice for a file, not the canvas
+    Image.fromarray(touched).save(tmp_path / "touched.png")
+    info = client.predict(handle_file(str(tmp_path / "touched.png")), api_name="/upload_surrogate")[2]
+    assert "still a near copy" in info and "edit more of it" in info and "paint over more" not in info
     # Another seed's output as the surrogate: what the grid showed at that seed (the flag's prompt and
     # sampling); the flagged seed itself draws a copy of the flagged output and is refused.
     sur, _heat, info = client.predict(1, api_name="/other_seed")
