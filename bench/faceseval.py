@@ -40,10 +40,12 @@ SURROGATES = ("other_face", "paint", "sdedit", "paint_until_no_copy", "sdedit_un
               *(f"other_seed_{p}" for p in OTHER_SEED_POLICIES))
 SURROGATE_WORDS = {"paint": "a grey band painted over the eyes", "other_face": "the nearest non-memorised training face",
                    "sdedit": "SDEdit of the flagged output at strength 0.6",
-                   "paint_until_no_copy": "a grey band over the eyes, grown (rows 10-16 to 3-30) until the studio no "
-                                          "longer warns that the surrogate is a near copy",
-                   "sdedit_until_no_copy": "SDEdit of the flagged output, strength raised from 0.6 (0.7, 0.8, 0.9, "
-                                           "0.95) until the studio no longer warns that it is a near copy",
+                   "paint_until_no_copy": f"a grey band over the eyes, grown (rows {PAINT_BANDS[0][0]}-{PAINT_BANDS[0][1]} "
+                                          f"to {PAINT_BANDS[-1][0]}-{PAINT_BANDS[-1][1]}) until the studio no longer "
+                                          "warns that the surrogate is a near copy",
+                   "sdedit_until_no_copy": f"SDEdit of the flagged output, strength raised from {SDEDIT_STRENGTHS[0]} "
+                                           f"({', '.join(map(str, SDEDIT_STRENGTHS[1:]))}) until the studio no longer "
+                                           "warns that it is a near copy",
                    **{f"other_seed_{p}": f"the studio's 'Other seed' ({p}): the model's output among seeds 5000-5127 "
                                          "that is no copy of the flagged one and has no near copy in that grid, "
                                          + {"nearest": "nearest the flagged one",
@@ -86,15 +88,15 @@ def make_surrogate(kind: str, flagged: Image.Image, studio: Studio) -> tuple[Ima
     if kind.startswith("other_seed_"):
         return _other_seed(flagged, studio, kind.removeprefix("other_seed_"))
     if kind == "paint":
-        return _band(flagged, PAINT_BANDS[0])
+        return band_surrogate(flagged, PAINT_BANDS[0])
     if kind == "paint_until_no_copy":
-        return _until_no_copy(studio, flagged, "paint", [lambda rows=rows: _band(flagged, rows) for rows in PAINT_BANDS])
+        return _until_no_copy(studio, flagged, "paint", [lambda rows=rows: band_surrogate(flagged, rows) for rows in PAINT_BANDS])
     if kind == "sdedit_until_no_copy":
         return _until_no_copy(studio, flagged, "sdedit", [lambda s=s: _sdedit(studio, flagged, s) for s in SDEDIT_STRENGTHS])
     return _sdedit(studio, flagged, 0.6)
 
 
-def _band(flagged: Image.Image, rows: tuple[int, int]) -> tuple[Image.Image, dict]:
+def band_surrogate(flagged: Image.Image, rows: tuple[int, int]) -> tuple[Image.Image, dict]:
     """A grey band over the eyes (rows 10-16: the identity's most telling part), or over more."""
     arr = np.asarray(flagged).copy()
     arr[rows[0]:rows[1], 4:28] = 128

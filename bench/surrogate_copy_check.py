@@ -50,10 +50,10 @@ def flags_surrogates(studio: Studio, prompt: str, flagged):
 
 
 def faces_surrogates(studio: Studio, flagged):
-    from bench.faceseval import _band, make_surrogate
+    from bench.faceseval import band_surrogate, make_surrogate
 
     for rows in (PAINT_BANDS[0], PAINT_BANDS[2], PAINT_BANDS[4], PAINT_BANDS[6]):
-        yield f"paint band rows {rows[0]}-{rows[1]}", "paint", _band(flagged, rows)[0]
+        yield f"paint band rows {rows[0]}-{rows[1]}", "paint", band_surrogate(flagged, rows)[0]
     for s in SDEDIT_STRENGTHS:
         yield f"sdedit {s}", "sdedit", studio.surrogate("sdedit", flagged, {"strength": s, "seed": 0}).image
     yield "another face (nearest non-memorised)", "file", make_surrogate("other_face", flagged, studio)[0]

@@ -156,7 +156,7 @@ def test_on_the_shipped_faces_model_a_band_over_the_eyes_is_warned_a_face_painte
     most of the face painted over, or another face, is taken without the warning."""
     import pytest
 
-    from bench.faceseval import _band, make_surrogate
+    from bench.faceseval import band_surrogate, make_surrogate
     from core.models.loading import FACES_DIR
     from core.models import load_model
     from core.studio import Studio
@@ -169,9 +169,9 @@ def test_on_the_shipped_faces_model_a_band_over_the_eyes_is_warned_a_face_painte
 
     for face, seed in first.items():
         flagged = generate(studio.model, "", [seed])[0].image
-        band = _band(flagged, (10, 16))[0]
+        band = band_surrogate(flagged, (10, 16))[0]
         check, warning = studio.check_surrogate(flagged, band, "paint")
         assert check.near_copy and "paint over more" in warning and W.verdict(band)["flag"] == face
-        assert studio.check_surrogate(flagged, _band(flagged, (3, 30))[0], "paint")[1] is None
+        assert studio.check_surrogate(flagged, band_surrogate(flagged, (3, 30))[0], "paint")[1] is None
         other = make_surrogate("other_face", flagged, studio)[0]
         assert studio.check_surrogate(flagged, other, "file")[1] is None
