@@ -21,6 +21,7 @@ from .adapters import AdapterError, FixManager
 from .compare import (Moved, PromptComparison, add_per_seed_lpips, compare_prompt, moved_most, per_seed_lpips_report,
                       repeated_pictures, write_comparison)
 from .generate import Generated, check_prompt_for, generate, save_generations
+from .images import fit_to_model
 from .judge import ForgettingJudge, SurrogateCopyCheck, check_surrogate_copy, pick_descriptor
 from .metrics import availability, lpips, sscd_similarity
 from .metrics.clip_space import clip_fd, clip_similarity
@@ -167,7 +168,9 @@ class Studio:
                         kind: str | None) -> tuple[SurrogateCopyCheck, str | None]:
         """Is the surrogate still a near copy of the flagged image (the judge's descriptor)? The check
         and the warning a user should read before training on it (None when it is no near copy)."""
-        check = check_surrogate_copy(self.model, flagged, surrogate)
+        res = self.model.info.resolution  # as the fix will see them (and its checks first: square, readable)
+        check = check_surrogate_copy(self.model, fit_to_model(flagged, res, "flagged image"),
+                                     fit_to_model(surrogate, res, "surrogate"))
         return check, near_copy_warning(check, kind)
 
     def default_config(self, **overrides) -> UnlearnConfig:

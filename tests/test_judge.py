@@ -225,3 +225,26 @@ def test_a_surrogate_that_is_still_a_near_copy_of_the_flagged_image_is_found_and
     assert "near copy of the flagged image" in paint and f"{near.similarity:.3f}" in paint
     assert "paint over more" in paint and "raise the strength" in sdedit and "edit more of it" in other
     assert paint.endswith("If only a detail must change, go on.")  # a warning, not a refusal
+
+
+def test_the_studio_checks_a_surrogate_at_the_models_size_and_refuses_a_non_square_one(tiny_model, tmp_path, monkeypatch):
+    """A square surrogate of another size is taken (the fix resizes it too), so the descriptor sees both
+    images at the model's size (CLIP batches them: two sizes failed); a non-square one gets the fix's
+    own refusal, naming the surrogate."""
+    from core.images import ImageInputError
+    from core.studio import Studio
+
+    res = tiny_model.info.resolution
+    seen = []
+
+    def strict(images):
+        seen.extend(img.size for img in images)
+        return thumbnail_embed(images)
+
+    monkeypatch.setattr("core.judge.pick_descriptor", lambda model, device="cpu": Descriptor("strict", strict, 0.6))
+    studio = Studio(tiny_model, tmp_path, restore=False, persist_state=False)
+    flagged = REVERSED.resize((res, res))
+    check, warning = studio.check_surrogate(flagged, REVERSED.resize((4 * res, 4 * res)), "paint")
+    assert seen == [(res, res), (res, res)] and check.near_copy and "paint over more" in warning
+    with pytest.raises(ImageInputError, match="the surrogate is 64x32.*crop it to a square"):
+        studio.check_surrogate(flagged, REVERSED.resize((64, 32)), "paint")
