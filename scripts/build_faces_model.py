@@ -370,7 +370,8 @@ def write_card(out: Path, rep: dict) -> None:
         "Changed until the warning goes, a band over most of the face takes 1 of 4 faces to <= 0.5% and SDEdit raised",
         "to 0.7-0.9 2 of 4 (so at training seed 1 too); another face 4 of 4 at both",
         "([heldout_faces_paint_until_no_copy_build_seed1_seeds6408_fixseed0.md](../../bench/results/heldout_faces_paint_until_no_copy_build_seed1_seeds6408_fixseed0.md),",
-        "[heldout_faces_sdedit_until_no_copy_build_seed1_seeds6408_fixseed0.md](../../bench/results/heldout_faces_sdedit_until_no_copy_build_seed1_seeds6408_fixseed0.md)).", "",
+        "[heldout_faces_sdedit_until_no_copy_build_seed1_seeds6408_fixseed0.md](../../bench/results/heldout_faces_sdedit_until_no_copy_build_seed1_seeds6408_fixseed0.md),",
+        "[heldout_faces_other_face_build_seed1_seeds6408_fixseed0.md](../../bench/results/heldout_faces_other_face_build_seed1_seeds6408_fixseed0.md)).", "",
         "## Copy rates while training (128 probe seeds)", "",
         "| step | loss | face copy rates | median / 90th pct best correlation |", "|---|---|---|---|",
         *[f"| {pr['step']} | {pr['loss']} | {', '.join(f'{v:.1%}' for v in pr['copy_rates'].values())} | "
