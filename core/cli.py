@@ -344,7 +344,7 @@ def cmd_generate(args) -> int:
 def cmd_surrogate(args) -> int:
     from .images import load_image
     from .runs import atomic_save_image
-    from .surrogates import SURROGATES, make_surrogate
+    from .surrogates import SURROGATES, check_near_copy, make_surrogate
 
     maker = SURROGATES[args.kind]
     params = maker.params(surrogate_values(args))
@@ -353,7 +353,9 @@ def cmd_surrogate(args) -> int:
     sur = make_surrogate(args.kind, image, model, params)
     atomic_save_image(sur.image, args.out)
     (args.out.with_suffix(".json")).write_text(json.dumps(sur.info, indent=2))
-    for warning in sur.warnings:
+    # the near-copy check needs the model's descriptor: here when the kind loaded it, else at `unlearn`
+    near_copy = check_near_copy(model, image, sur.image, args.kind)[1] if model is not None else None
+    for warning in [*sur.warnings, *([near_copy] if near_copy else [])]:
         print(f"warning: {warning}", file=sys.stderr)
     print(json.dumps({"out": str(args.out), **sur.info}))
     return 0

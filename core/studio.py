@@ -21,14 +21,13 @@ from .adapters import AdapterError, FixManager
 from .compare import (Moved, PromptComparison, add_per_seed_lpips, compare_prompt, moved_most, per_seed_lpips_report,
                       repeated_pictures, write_comparison)
 from .generate import Generated, check_prompt_for, generate, save_generations
-from .images import fit_to_model
-from .judge import ForgettingJudge, SurrogateCopyCheck, check_surrogate_copy, pick_descriptor
+from .judge import ForgettingJudge, SurrogateCopyCheck, pick_descriptor
 from .metrics import availability, lpips, sscd_similarity
 from .metrics.clip_space import clip_fd, clip_similarity
 from .models.loading import EMBEDDED, SHIPPED_NAMES, LoadedModel, LoadOptions, load_model
 from .requests import CompareRequest, GenerateRequest, RelapseRequest
 from .runs import RunInfo, RunStore, atomic_write_json, new_run_id
-from .surrogates import Surrogate, SurrogateParams, make_surrogate, near_copy_warning
+from .surrogates import Surrogate, SurrogateParams, check_near_copy, make_surrogate
 from .unlearn.config import UnlearnConfig
 from .unlearn.run import AlreadyFixedError, FixRequest, FixResult, unlearn  # noqa: F401 (re-exported)
 from .unlearn.prepare import Preparation, start_preparation
@@ -168,10 +167,7 @@ class Studio:
                         kind: str | None) -> tuple[SurrogateCopyCheck, str | None]:
         """Is the surrogate still a near copy of the flagged image (the judge's descriptor)? The check
         and the warning a user should read before training on it (None when it is no near copy)."""
-        res = self.model.info.resolution  # as the fix will see them (and its checks first: square, readable)
-        check = check_surrogate_copy(self.model, fit_to_model(flagged, res, "flagged image"),
-                                     fit_to_model(surrogate, res, "surrogate"))
-        return check, near_copy_warning(check, kind)
+        return check_near_copy(self.model, flagged, surrogate, kind)
 
     def default_config(self, **overrides) -> UnlearnConfig:
         """UnlearnConfig with the model's measured defaults, then the caller's overrides."""

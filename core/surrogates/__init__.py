@@ -10,7 +10,7 @@ from __future__ import annotations
 from PIL import Image
 
 from .base import Surrogate, SurrogateMaker
-from .checks import canvas_surrogate, near_copy_warning, require_changed, to_model_size
+from .checks import canvas_surrogate, check_near_copy, near_copy_warning, require_changed, to_model_size
 from .clip_edit import ClipEditParams, ClipEditSurrogate
 from .other_seed import OtherSeedParams, OtherSeedSurrogate
 from .paint import PaintParams, PaintSurrogate, composite_layers, is_blank
@@ -42,5 +42,5 @@ def make_surrogate(kind: str, image: Image.Image, model=None, params: SurrogateP
 
 __all__ = ["SURROGATES", "SURROGATE_KINDS", "Surrogate", "SurrogateMaker", "SurrogateParams", "make_surrogate",
            "surrogate_maker", "param_spec", "composite_layers", "is_blank", "canvas_surrogate", "require_changed",
-           "to_model_size", "near_copy_warning", "FlipParams", "NoiseParams", "PaintParams", "SDEditParams",
-           "ClipEditParams", "OtherSeedParams"]
+           "to_model_size", "near_copy_warning", "check_near_copy", "FlipParams", "NoiseParams", "PaintParams",
+           "SDEditParams", "ClipEditParams", "OtherSeedParams"]

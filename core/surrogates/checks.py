@@ -67,6 +67,18 @@ def near_copy_warning(check, kind: str | None) -> str | None:
             "only a detail must change, go on.")
 
 
+def check_near_copy(model, flagged: Image.Image, surrogate: Image.Image, kind: str | None):
+    """(core.judge.SurrogateCopyCheck, warning or None) for `surrogate` against `flagged`, both at the
+    model's size as the fix will see them (a square image of another size is resized, a non-square one
+    refused with the fix's own message)."""
+    from ..judge import check_surrogate_copy
+
+    res = model.info.resolution
+    check = check_surrogate_copy(model, fit_to_model(flagged, res, "flagged image"),
+                                 fit_to_model(surrogate, res, "surrogate"))
+    return check, near_copy_warning(check, kind)
+
+
 def to_model_size(img: Image.Image, resolution: int) -> Image.Image:
     """Bring a painted canvas back to the model's size.
 
