@@ -78,7 +78,8 @@ def main() -> int:
             config = studio.default_config(**overrides)
             for kind in args.surrogates.split(","):
                 row = one_fix(studio, kind, FaceInstance(face, flagged.seed), base, config)
-                row.update(face=target, flagged_seed=flagged.seed, overrides=overrides, met=met(row, target))
+                row.update(face=target, flagged_seed=flagged.seed, overrides=overrides, met=met(row, target),
+                           surrogate_request=kind)
                 rows.append(row)
                 print(json.dumps({k: row[k] for k in ("face", "overrides", "fix_seconds", "judge_forgotten", "met")}
                                  | {"kind": kind, "rate_after": row["copy_rate_after"][target]}), flush=True)
@@ -91,6 +92,13 @@ def main() -> int:
     return 0
 
 
+def surrogate_label(row: dict) -> str:
+    """The surrogate kind the row asked for (older files: its info's kind, with the warning-following
+    ladders told apart by the step they stopped at)."""
+    info = row["surrogate"]
+    return row.get("surrogate_request") or (f"{info['kind']}_until_no_copy" if "ladder_step" in info else info["kind"])
+
+
 def write_md(path: Path, out: dict, grid: list[dict]) -> None:
     lines = ["# Faces world: choosing the unlearning defaults (tuning seeds only)", "",
              f"Build: {out['build']}. Flagged: the first copy of each face among seeds {out['flag_seeds']}; measured "
@@ -100,15 +108,18 @@ def write_md(path: Path, out: dict, grid: list[dict]) -> None:
              "forgot nothing is switched off, and leaves every output as it was).", "",
              "| config | fixes | judge: forgotten | face gone (rate <= 0.5%, flagged seed) | others within 20% | "
              "SSIM >= 0.90 | all four targets | mean SSIM | median fix s |", "|---|---|---|---|---|---|---|---|---|"]
-    for overrides in grid:
-        rs = [r for r in out["rows"] if r["overrides"] == overrides]
+    # one row per config, or per config and surrogate when the grid ran several surrogates
+    labels = list(dict.fromkeys(surrogate_label(r) for r in out["rows"]))
+    for overrides, label in [(o, lab) for o in grid for lab in (labels if len(labels) > 1 else [None])]:
+        rs = [r for r in out["rows"] if r["overrides"] == overrides and label in (None, surrogate_label(r))]
         if not rs:
             continue
         n = len(rs)
         cnt = lambda key: sum(r["met"][key] for r in rs)  # noqa: E731
         gone = [r for r in rs if r["met"]["forgotten_rate"]]
         ssim = [r["ssim_novel_outputs_mean"] for r in gone if r["ssim_novel_outputs_mean"] is not None]
-        lines.append(f"| {json.dumps(overrides) if overrides else 'model defaults'} | {n} | "
+        config = json.dumps(overrides) if overrides else "model defaults"
+        lines.append(f"| {config}{f' · {label}' if label else ''} | {n} | "
                      f"{sum(bool(r['judge_forgotten']) for r in rs)}/{n} | {cnt('forgotten_rate')}/{n} | "
                      f"{sum(r['met']['other_faces'] for r in gone)}/{len(gone)} | {sum(r['met']['ssim'] for r in gone)}/{len(gone)} | "
                      f"{sum(all(r['met'].values()) for r in rs)}/{n} | "
@@ -117,7 +128,7 @@ def write_md(path: Path, out: dict, grid: list[dict]) -> None:
     lines += ["", "Per fix (face, surrogate: rate after, flagged seed after, judge score):", ""]
     for r in out["rows"]:
         j = r.get("judge") or {}
-        lines.append(f"- {json.dumps(r['overrides'])} {r['face']} {r['surrogate']['kind']}: "
+        lines.append(f"- {json.dumps(r['overrides'])} {r['face']} {surrogate_label(r)}: "
                      f"{r['copy_rate_after'][r['face']]:.2%}, {r['flagged_seed_after']['verdict']} "
                      f"({r['flagged_seed_after']['flag']}), score {j.get('score', 'n/a')}, kept step {r['kept_step']}"
                      + (f", {retried_words(r['retried_seeds'])}" if r.get("retried_seeds") else ""))

@@ -1,0 +1,25 @@
+"""bench/faces_tune.py's report: one row per config, split by surrogate when a grid ran several."""
+
+from bench.faces_tune import surrogate_label, write_md
+
+
+def _row(kind, info, gone, request=None):
+    row = {"overrides": {"seed": 0}, "face": "face 3", "surrogate": {"kind": kind, **info}, "judge_forgotten": True,
+           "met": {"forgotten_rate": gone, "other_faces": False, "ssim": True, "time": True},
+           "ssim_novel_outputs_mean": 0.95, "fix_seconds": 10.0, "copy_rate_after": {"face 3": 0.0 if gone else 0.07},
+           "flagged_seed_after": {"verdict": "correct", "flag": "novel face"}, "kept_step": 20}
+    return row | ({"surrogate_request": request} if request else {})
+
+
+def test_rows_split_by_the_surrogate_asked_for_and_older_files_are_told_apart_by_their_ladder(tmp_path):
+    rows = [_row("paint", {"band_rows": [10, 16]}, False), _row("paint", {"band_rows": [6, 24], "ladder_step": 4}, True),
+            _row("sdedit", {"strength": 0.9}, True, request="sdedit_until_no_copy")]
+    assert [surrogate_label(r) for r in rows] == ["paint", "paint_until_no_copy", "sdedit_until_no_copy"]
+    out = {"build": "b", "flag_seeds": "0-255", "tune_seeds": "256-767", "command": "c",
+           "copy_rate_before": {"face 3": 0.07}, "rows": rows}
+    write_md(tmp_path / "t.md", out, [{"seed": 0}])
+    text = (tmp_path / "t.md").read_text()
+    assert '| {"seed": 0} · paint | 1 | 1/1 | 0/1 |' in text and '| {"seed": 0} · paint_until_no_copy | 1 | 1/1 | 1/1 |' in text
+    assert '- {"seed": 0} face 3 sdedit_until_no_copy: 0.00%' in text
+    write_md(tmp_path / "one.md", out | {"rows": rows[:1]}, [{"seed": 0}])
+    assert '| {"seed": 0} | 1 |' in (tmp_path / "one.md").read_text()  # one surrogate: no label
