@@ -59,9 +59,10 @@ def sample(pipe, noise: torch.Tensor, steps: int, eta: float = 0.0) -> torch.Ten
     unet = pipe.unet
     sched = DDIMScheduler.from_config(pipe.scheduler.config)
     sched.set_timesteps(steps)
-    x = noise.to(unet.device, unet.dtype)
+    device = unet.device  # looked up once: diffusers walks the parameters and hooks for it on every call
+    x = noise.to(device, unet.dtype)
     for t in sched.timesteps:
-        eps = unet(x, t.to(unet.device)).sample
+        eps = unet(x, t.to(device)).sample
         x = sched.step(eps, t, x, eta=eta).prev_sample
     return x.float().clamp(-1, 1).cpu()
 
