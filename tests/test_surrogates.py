@@ -144,3 +144,22 @@ def test_other_seed_is_that_seeds_output_and_refuses_a_copy_or_a_missing_prompt(
         make_surrogate("other_seed", flagged, tiny_model, {"seed": 1})
     with pytest.raises(ValueError, match="other_seed draws the surrogate with the model"):
         make_surrogate("other_seed", flagged, None, {"seed": 1, "prompt": "ireland flag"})
+
+
+def test_other_seed_takes_a_flagged_image_of_another_square_size(tiny_model, monkeypatch):
+    """The flagged image is compared as the fix sees it, at the model's size: a descriptor that embeds
+    a batch (CLIP) took one size only, and a larger square flagged image failed."""
+    from core.generate import generate
+    from core.judge import Descriptor, thumbnail_embed
+
+    res, seen = tiny_model.info.resolution, []
+
+    def strict(images):
+        seen.append({img.size for img in images})
+        return thumbnail_embed(images)
+
+    monkeypatch.setattr("core.judge.pick_descriptor", lambda model, device="cpu": Descriptor("strict", strict, 0.9))
+    flagged, other = (g.image for g in generate(tiny_model, "ireland flag", [0, 1], steps=4))
+    sur = make_surrogate("other_seed", flagged.resize((4 * res, 4 * res)), tiny_model,
+                         {"seed": 1, "prompt": "ireland flag", "steps": 4})
+    assert np.array_equal(np.asarray(sur.image), np.asarray(other)) and seen == [{(res, res)}]

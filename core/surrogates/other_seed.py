@@ -41,7 +41,8 @@ class OtherSeedSurrogate(SurrogateMaker):
 
     def make(self, image: Image.Image, model, params: OtherSeedParams) -> Surrogate:
         from ..generate import generate
-        from ..judge import pick_descriptor
+        from ..images import fit_to_model
+        from ..judge import check_surrogate_copy, pick_descriptor
 
         if model is None:
             raise ValueError("other_seed draws the surrogate with the model: load one first")
@@ -52,16 +53,18 @@ class OtherSeedSurrogate(SurrogateMaker):
             raise ValueError("other_seed.prompt is empty: give the flagged output's prompt")
         out = generate(model, params.prompt, [params.seed], params.steps, params.guidance)[0].image
         descriptor = pick_descriptor(model)
-        a, b = np.asarray(descriptor.embed([image.convert("RGB"), out]), np.float64)
-        similarity = float(a @ b)
-        if similarity >= descriptor.copy_threshold:
+        # the flagged image as the fix sees it (a square one of another size is resized): a descriptor that
+        # embeds a batch (CLIP) takes one size only
+        check = check_surrogate_copy(model, fit_to_model(image, model.info.resolution, "flagged image"), out,
+                                     descriptor)
+        if check.near_copy:
             raise ValueError(f"other_seed.seed={params.seed} draws a copy of the flagged output (similarity "
-                             f"{similarity:.3f} >= {descriptor.copy_threshold:.3f} by the {descriptor.name} copy "
+                             f"{check.similarity:.3f} >= {check.threshold:.3f} by the {check.descriptor} copy "
                              "descriptor): pick a seed whose output looks as the flagged one should")
-        info = {"kind": self.name, **params.to_info(), "copy_similarity": round(similarity, 4)}
+        info = {"kind": self.name, **params.to_info(), "copy_similarity": round(check.similarity, 4)}
         warnings = []
         if model.unconditional and params.repeat_probe_seeds:
-            repeats = _near_copies_among_other_seeds(model, descriptor, b, params)
+            repeats = _near_copies_among_other_seeds(model, descriptor, out, params)
             info["repeated_at_seeds"] = repeats
             if repeats:
                 warnings.append(
@@ -72,7 +75,7 @@ class OtherSeedSurrogate(SurrogateMaker):
         return Surrogate(out, info, warnings)
 
 
-def _near_copies_among_other_seeds(model, descriptor, picked: np.ndarray, params: OtherSeedParams) -> int:
+def _near_copies_among_other_seeds(model, descriptor, picked: Image.Image, params: OtherSeedParams) -> int:
     """How many of `repeat_probe_seeds` other seeds (from the remember seeds' start on, the picked seed
     skipped) draw a near copy of the picked output."""
     from ..generate import generate
@@ -82,5 +85,6 @@ def _near_copies_among_other_seeds(model, descriptor, picked: np.ndarray, params
     seeds = [s for s in range(start, start + params.repeat_probe_seeds + 1) if s != params.seed]
     seeds = seeds[:params.repeat_probe_seeds]
     images = [g.image.convert("RGB") for g in generate(model, params.prompt, seeds, params.steps, params.guidance)]
-    sims = np.asarray(descriptor.embed(images), np.float64) @ picked
+    e = np.asarray(descriptor.embed([picked, *images]), np.float64)
+    sims = e[1:] @ e[0]
     return int((sims >= descriptor.copy_threshold).sum())
