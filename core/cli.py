@@ -39,8 +39,9 @@ EXIT_ERROR = 1
 
 def _model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
-    g.add_argument("--model", default=EMBEDDED, help=f"'{EMBEDDED}' (default, the flags SD3), '{FACES}' (the "
-                   "memorised-faces DDPM, unconditional), a diffusers folder, or a hub id")
+    g.add_argument("--model", default=None, help=f"'{EMBEDDED}' (the flags SD3), '{FACES}' (the memorised-faces "
+                   "DDPM, unconditional), a diffusers folder, or a hub id. Default: the model the --run folders were "
+                   f"made with (their config.json), else '{EMBEDDED}'")
     g.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     g.add_argument("--dtype", default="auto", help="auto | fp32 | fp16 | bf16")
     g.add_argument("--keep-t5", action="store_true", help="load SD3's T5 encoder too (4.7B params)")
@@ -232,6 +233,7 @@ def main(argv: list[str] | None = None, commands: dict | None = None) -> int:
     """Run one command in this process. `commands` adds or replaces handlers (gui/launcher.py passes `studio`)."""
     args = build_parser().parse_args(argv)
     try:
+        _default_model(args)
         return _run_command({**COMMANDS, **(commands or {})}[args.command], args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -243,6 +245,25 @@ def main(argv: list[str] | None = None, commands: dict | None = None) -> int:
             raise
         print(f"error: {err}", file=sys.stderr)
         return EXIT_ERROR
+
+
+def _default_model(args) -> None:
+    """--model not given: the model the --run folders record (config.json "model"."name", what --model was when
+    they were made), so a faces fix compares, probes and checks without repeating it; else the embedded SD3.
+    Runs made with different models name none: the studio's base check then says which one is wrong."""
+    if getattr(args, "model", EMBEDDED) is not None:
+        return
+    runs = args.run if isinstance(getattr(args, "run", None), list) else [r for r in [getattr(args, "run", None)] if r]
+    recorded = {_recorded_model(Path(r)) for r in runs}
+    args.model = recorded.pop() if len(recorded) == 1 and None not in recorded else EMBEDDED
+
+
+def _recorded_model(run: Path) -> str | None:
+    folder = run.parent if run.is_file() else run
+    try:
+        return json.loads((folder / "config.json").read_text())["model"]["name"] or None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _run_command(command, args) -> int:

@@ -382,10 +382,13 @@ class Studio:
             path = Path(run)
             folder = path.parent if path.is_file() else path
             cfg_file = folder / "config.json"
-            recorded = json.loads(cfg_file.read_text()).get("model", {}).get("base_fingerprint") if cfg_file.exists() else None
+            made_on = json.loads(cfg_file.read_text()).get("model", {}) if cfg_file.exists() else {}
+            recorded = made_on.get("base_fingerprint")
             if recorded and recorded != self.model.fingerprint():
-                raise WrongBaseError(f"fix {path} was trained on base {recorded}, this model is "
-                                 f"{self.model.fingerprint()}: it does not belong to this model")
+                named = f" ({made_on['name']!r})" if made_on.get("name") else ""
+                raise WrongBaseError(f"fix {path} was trained on base {recorded}{named}, this model is "
+                                     f"{self.model.fingerprint()} ({self.model.source!r}): it does not belong to this "
+                                     f"model; load it with the model it was made on{named}")
             name = _unique_fix_name(folder.name, set(self.fixes.fixes))
             self.fixes.load(path, name, enabled=True)
             loaded.append({"name": name, "path": str(path), "base_fingerprint": recorded})

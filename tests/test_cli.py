@@ -62,6 +62,15 @@ def test_cli_flow_end_to_end(tiny_model_dir, tmp_path, capsys, monkeypatch):
             if isinstance(lp, dict) else lp.startswith("LPIPS: unavailable"))
     assert (tmp_path / "cmp/compare-00.png").exists() and (tmp_path / "cmp/compare-01.png").exists()
 
+    # without --model, the model the run was made with (its config.json); another model is refused by name
+    code, out, err = _run(capsys, "compare", "--run", run, "--prompt", "ireland flag", "--seeds", "0", "--out",
+                          tmp_path / "cmp-default", "--device", "cpu")
+    assert code == 0, err
+    assert json.loads((tmp_path / "cmp-default/metrics.json").read_text())["prompts"]["ireland flag"]["seeds"]["0"]
+    code, out, err = _run(capsys, "compare", "--run", run, "--prompt", "ireland flag", "--seeds", "0", "--out", tmp_path / "cmp-other",
+                          "--model", "embedded", "--device", "cpu")
+    assert code == 1 and "does not belong to this model" in err and f"made on ({str(tiny_model_dir)!r})" in err
+
     code, out, err = _run(capsys, "export", "--run", run, "--out", tmp_path / "fix.zip")
     assert code == 0, err
     import zipfile
