@@ -192,8 +192,14 @@ def check_surrogate_copy(model, flagged: Image.Image, surrogate: Image.Image,
                          descriptor: Descriptor | None = None) -> SurrogateCopyCheck:
     """The surrogate against the flagged image with `descriptor` (default: the model's best)."""
     d = descriptor or pick_descriptor(model, str(getattr(model, "device", "cpu")))
-    a, b = np.asarray(d.embed([ensure_rgb(flagged), ensure_rgb(surrogate)]), np.float64)
-    return SurrogateCopyCheck(float(a @ b), float(d.copy_threshold), d.name)
+    a, b = d.embed([ensure_rgb(flagged), ensure_rgb(surrogate)])
+    return _copy_check(a, b, d)
+
+
+def _copy_check(e_flagged, e_surrogate, d: Descriptor) -> SurrogateCopyCheck:
+    """The record of one check from the two embeddings (unit vectors, so their dot is the cosine)."""
+    similarity = float(np.asarray(e_flagged, np.float64) @ np.asarray(e_surrogate, np.float64))
+    return SurrogateCopyCheck(similarity, float(d.copy_threshold), d.name)
 
 
 class ForgettingJudge:
@@ -292,8 +298,7 @@ class ForgettingJudge:
 
     def surrogate_check(self) -> SurrogateCopyCheck:
         """The surrogate against the flagged image (check_surrogate_copy), from the embeddings held."""
-        similarity = float(np.asarray(self._e_flagged, np.float64) @ np.asarray(self._e_surrogate, np.float64))
-        return SurrogateCopyCheck(similarity, float(self.descriptor.copy_threshold), self.descriptor.name)
+        return _copy_check(self._e_flagged, self._e_surrogate, self.descriptor)
 
     # -- 2. any other image -----------------------------------------------------------------------
     def similarity(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
