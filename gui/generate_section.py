@@ -92,7 +92,7 @@ def generate(studio, session: Session, prompt, start, count, seed_list, steps, g
     what = f"{len(gens)} outputs of *{prompt}*" if prompt else f"{len(gens)} outputs"
     status = f"{what}, seeds {seed_summary(seeds)}. Click the bad one to flag it."
     if prep.thread is not None:  # none when the remember store is off: nothing is prepared then
-        status += " (A fix of this prompt is being prepared in the background meanwhile.)"
+        status += f" (A fix {'of this prompt' if prompt else 'on this model'} is being prepared in the background meanwhile.)"
     return items, session, status, seed_text(seeds)
 
 

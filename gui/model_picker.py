@@ -9,6 +9,7 @@ import gradio as gr
 
 from .common import GPU, Session, user_errors
 from .surrogate_section import other_seed_hint
+from .unlearn_section import fix_name_example
 
 
 def build(ui, studio) -> None:
@@ -25,7 +26,7 @@ def build(ui, studio) -> None:
 def model_outputs(ui) -> list:
     """The widgets whose value or visibility depends on the loaded model (order of `model_widgets`)."""
     return [ui.model_pick, ui.prompt, ui.gen_steps, ui.gen_guidance, ui.cmp_prompt, ui.cmp_other, ui.cmp_steps,
-            ui.cmp_guidance, ui.sde_prompt, ui.paint_hint, ui.other_seed_hint]
+            ui.cmp_guidance, ui.sde_prompt, ui.paint_hint, ui.other_seed_hint, ui.fix_name]
 
 
 def model_widgets(studio) -> tuple:
@@ -34,7 +35,8 @@ def model_widgets(studio) -> tuple:
             gr.update(value=info.default_guidance, visible=conditional), gr.update(visible=conditional),
             gr.update(visible=conditional), gr.update(value=info.default_steps),
             gr.update(value=info.default_guidance, visible=conditional), gr.update(visible=conditional),
-            gr.update(visible=not conditional), gr.update(value=other_seed_hint(not conditional)))
+            gr.update(visible=not conditional), gr.update(value=other_seed_hint(not conditional)),
+            gr.update(placeholder=fix_name_example(not conditional)))
 
 
 def switch(studio, name, progress=gr.Progress()):

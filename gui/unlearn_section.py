@@ -60,6 +60,11 @@ PAPER = {
 }
 
 
+def fix_name_example(unconditional: bool) -> str:
+    """The fix-name box's example, in the loaded world's terms (a DDPM's outputs have no prompt)."""
+    return "e.g. seed 21: the copied face" if unconditional else "e.g. ireland: no orange"
+
+
 def build(ui, studio) -> None:
     """Section 4: the fix controls, Unlearn/Stop, status, live plots, monitor and what else moved."""
     from core.unlearn.config import UnlearnConfig
@@ -75,7 +80,7 @@ def build(ui, studio) -> None:
         for name in MAIN_FIELDS[:3]:
             ui.cfg[name] = _component(by_name[name], getattr(defaults, name), helps[name], PLAIN[name])
     with gr.Row():
-        ui.fix_name = gr.Textbox(label="fix name", placeholder="e.g. ireland: no orange", elem_id="fix-name",
+        ui.fix_name = gr.Textbox(label="fix name", placeholder=fix_name_example(studio.unconditional), elem_id="fix-name",
                                  max_length=80, scale=1)
         ui.fix_note = gr.Textbox(label="note", placeholder="why this fix (optional)", elem_id="fix-note", scale=2)
     with gr.Row():

@@ -30,6 +30,7 @@ def test_unconditional_model_hides_the_prompt_and_generates_by_seed(ddpm_dir, tm
     items, session, status, seeds = generate_section.generate(studio, session, "left over", 0, 3, "", 2, None, _noop)
     assert [c for _, c in items] == ["seed 0", "seed 1", "seed 2"] and seeds == "0-2"
     assert session.generation["prompt"] == "" and status.startswith("3 outputs, seeds")
+    assert "prompt" not in status  # "a fix on this model is being prepared", when one is
     out = generate_section.flag_seed(studio, session, 1)
     assert out[0].flag().prompt == "" and out[0].flag().seed == 1
     assert np.array_equal(np.asarray(out[3]), np.asarray(items[1][0]))
@@ -58,8 +59,12 @@ def test_picker_switches_between_a_text_to_image_and_an_unconditional_model(tiny
     widgets = dict(zip(["pick", "prompt", "steps", "guidance", "cmp_prompt", "cmp_other", "cmp_steps", "cmp_guidance",
                         "sde_prompt"], model_picker.model_widgets(studio)))
     assert widgets["prompt"]["visible"] is False and widgets["steps"]["value"] == studio.model.info.default_steps
+    assert len(model_picker.model_widgets(studio)) == len(model_picker.model_outputs(demo.ui))
+    assert "ireland" in demo.ui.fix_name.placeholder  # built on the text-to-image model
+    assert "seed" in model_picker.model_widgets(studio)[-1]["placeholder"]  # the fix-name example: no prompt
     model_picker.switch(studio, str(tiny_model_dir), _noop)
     assert not studio.unconditional and model_picker.model_widgets(studio)[1]["visible"] is True
+    assert "ireland" in model_picker.model_widgets(studio)[-1]["placeholder"]
     # A bad name keeps the loaded model and says why.
     import gradio as gr
 
