@@ -71,7 +71,8 @@ def summary_text(cmps, highlight: dict, names: list[str], lp_note: str) -> str:
     lines = [f"Fixes: {', '.join(names)}"]
     for c in cmps:
         s = c.summary
-        parts = [f"**{c.prompt}**: {s.get('changed_seeds')}/{s.get('seeds')} seeds changed",
+        lead = f"**{c.prompt}**: " if c.prompt else ""  # an unconditional model's seeds have no prompt
+        parts = [f"{lead}{s.get('changed_seeds')}/{s.get('seeds')} seeds changed",
                  f"mean |diff| {fmt(s.get('mean_abs_diff_mean'))}", f"SSIM {fmt(s.get('ssim_mean'))}",
                  f"PSNR {fmt(s.get('psnr_mean'))}"]
         if c.prompt in highlight and highlight[c.prompt] in c.per_seed:

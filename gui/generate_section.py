@@ -145,6 +145,15 @@ def preparing_note(studio, prompt: str) -> str:
     return f" Remember set drawn meanwhile: {prep.done}/{prep.total}" + ("." if prep.done == prep.total else " so far.")
 
 
+def ready_text(studio, session: Session, flag) -> str:
+    """The fix status line for a newly active flag: it stays true once a surrogate is made (that event
+    does not rewrite it), and names the surrogate the flag already has."""
+    sur = session.surrogates.get(flag.id)
+    step = (f"with its **{sur['info'].get('kind')}** surrogate: press Unlearn" if sur is not None
+            else "make its surrogate (3), then press Unlearn")
+    return f"Ready to fix **{flag.id}**: {step}.{preparing_note(studio, flag.prompt)}"
+
+
 def activate(studio, session: Session, flag_id):
     """Make a flag active; returns every widget that shows the active flag."""
     from .surrogate_section import shown_surrogate
@@ -168,7 +177,7 @@ def activate(studio, session: Session, flag_id):
             flag.image, flag.prompt, flag.seed,
             flag.steps or info.default_steps, info.default_guidance if flag.guidance is None else flag.guidance,
             *shown_surrogate(session, flag),
-            f"Ready to fix **{flag.id}** once it has a surrogate.{preparing_note(studio, flag.prompt)}", "", [],
+            ready_text(studio, session, flag), "", [],
             gr.update(value=None), gr.update(value=None),
             [])
 

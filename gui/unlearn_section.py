@@ -242,7 +242,8 @@ def run(studio, jobs, session: Session, key: str, values: dict):
     thread = threading.Thread(target=_work, args=(studio, flag, sur, config, token, events), name="unlearn",
                               daemon=True)
     reports, shots, outcome = [], [], None
-    head = f"Fixing **{flag.id}** (seed {flag.seed}, *{flag.prompt}*) with the **{sur['info'].get('kind')}** surrogate"
+    named = f"seed {flag.seed}, *{flag.prompt}*" if flag.prompt else f"seed {flag.seed}"  # a DDPM's: no prompt
+    head = f"Fixing **{flag.id}** ({named}) with the **{sur['info'].get('kind')}** surrogate"
     line = _Progress(head)
     jobs.start(key, token)
     thread.start()
@@ -437,7 +438,9 @@ def result_text(studio, result, flag) -> str:
         from core.images import load_image
 
         v = studio.check(flag.prompt, load_image(after))
-        lines.append(f"flags-world checker (evaluation only) on the flagged seed now: **{v['verdict']}**")
+        what = f" ({v['flag']})" if v.get("flag") else ""  # faces: "novel face", or which face it copies
+        lines.append(f"{studio.model.info.world}-world checker (evaluation only) on the flagged seed now: "
+                     f"**{v['verdict']}**{what}")
     return "  \n".join(lines)
 
 

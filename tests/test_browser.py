@@ -355,7 +355,9 @@ def test_faces_world_flow_is_seed_only_flag_paint_unlearn_compare(faces_server, 
         set_number(pg, "cfg-remember_set_size", 4)
         start_fix(pg, 6)
         wait_text(pg, "unlearn-status", ": done", timeout=FIX_MS)
+        assert "Fixing flag1 (seed 21) with the paint surrogate" in text(pg, "unlearn-status")  # no prompt to name
         assert "saved" in text(pg, "unlearn-result")
+        assert re.search(r"faces-world checker \(evaluation only\) on the flagged seed now: \w+ \(", text(pg, "unlearn-result"))
         wait_text(pg, "studio-header", f"fixes loaded: {n_fixes + 1}")
         pg.click("#tab-compare-button")
         assert not pg.locator("#cmp-prompt textarea").is_visible()

@@ -442,6 +442,27 @@ def test_fix_result_and_table_say_when_a_fix_ended_unfixed(tmp_path):
     assert list(table["fixed"]) == ["no", "yes"] and list(table["on"]) == ["off", "on"]
 
 
+def test_fix_result_names_the_world_whose_checker_judged_it(tmp_path):
+    """The evaluation-only line names the loaded world's checker and what it saw (faces: which face, or a novel
+    one); a seed-only flag has no prompt to show."""
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from gui.unlearn_section import result_text
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "after.png")
+    metrics = {"steps_done": 10, "stopped_early": False, "seconds_total": 3.0, "flagged_seed_fixed": True}
+    run = SimpleNamespace(run_id="fix-a", path=tmp_path, metrics=lambda: metrics,
+                          config={"prompt": "", "seed": 21, "config": {"steps": 10, "seed": 0}, "surrogate": {}})
+    seen = []
+    studio = SimpleNamespace(has_checker=True, model=SimpleNamespace(info=SimpleNamespace(world="faces")),
+                             check=lambda p, img: seen.append(p) or {"verdict": "correct", "flag": "novel face"})
+    text = result_text(studio, SimpleNamespace(run=run), SimpleNamespace(seed=21, prompt=""))
+    assert "faces-world checker (evaluation only) on the flagged seed now: **correct** (novel face)" in text
+    assert "flags-world" not in text and seen == [""]
+
+
 def test_the_brush_starts_in_a_colour_that_paints():
     """A saturated swatch where there is one (flags); for a palette of greys (the faces world) the
     middle grey, never plain black (the band tone of a painted-over face)."""
@@ -470,3 +491,18 @@ def test_status_line_names_the_try_once_a_fix_is_trained_again():
     assert "try 2 of 2 (training seed 1)" in line.text
     line.step(step)
     assert line.text.startswith("Fixing f1: try 2 of 2 (training seed 1) · step **3/200**")
+
+
+def test_compare_summary_names_a_prompt_only_where_there_is_one():
+    """An unconditional model's comparison has one prompt, "": its line starts with the seeds, not an empty bold."""
+    from types import SimpleNamespace
+
+    from gui.compare_section import summary_text
+
+    summary = {"changed_seeds": 3, "seeds": 4, "mean_abs_diff_mean": 0.1, "ssim_mean": 0.9, "psnr_mean": 20.0}
+    faces = summary_text([SimpleNamespace(prompt="", summary=summary, per_seed={21: {"mean_abs_diff": 0.2}})],
+                         {"": 21}, ["fix-a"], "LPIPS: unavailable")
+    assert faces.splitlines()[1].startswith("3/4 seeds changed") and "**" not in faces
+    assert "flagged seed 21: |diff| 0.2" in faces
+    flags = summary_text([SimpleNamespace(prompt="ireland flag", summary=summary, per_seed={})], {}, ["fix-a"], "")
+    assert flags.splitlines()[1].startswith("**ireland flag**: 3/4 seeds changed")

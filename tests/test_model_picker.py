@@ -41,6 +41,11 @@ def test_unconditional_model_hides_the_prompt_and_generates_by_seed(ddpm_dir, tm
     sur, _heat, text, session = surrogate_section.other_seed(studio, session, 2)
     assert np.array_equal(np.asarray(sur), np.asarray(items[2][0]))
     assert "other_seed" in text and "seed=2" in text and "prompt" not in text
+    # The fix's status line for the active flag stays true after a surrogate is made, and names it once there
+    ready = lambda out: next(o for o in out if isinstance(o, str) and o.startswith("Ready to fix"))  # noqa: E731
+    assert "make its surrogate (3), then press Unlearn" in ready(out)
+    again = generate_section.activate(studio, session, out[0].flag().id)
+    assert "with its **other_seed** surrogate: press Unlearn" in ready(again)
 
 
 def test_picker_switches_between_a_text_to_image_and_an_unconditional_model(tiny_model_dir, ddpm_dir, tmp_path):
