@@ -99,7 +99,9 @@ def report_html(run, compare_root: Path) -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Fix {esc(run.run_id)}</title>"
              f"<style>{CSS}</style></head><body>",
              f"<h1>Unlearn Studio fix {esc(run.run_id)}</h1>",
-             f"<p>Prompt <b>{esc(str(cfg.get('prompt')))}</b>, flagged seed <b>{esc(str(cfg.get('seed')))}</b>, "
+             (f"<p>Prompt <b>{esc(str(cfg.get('prompt')))}</b>, flagged seed" if cfg.get("prompt")
+              else "<p>Flagged seed")  # an unconditional model's output is named by its seed alone
+             + f" <b>{esc(str(cfg.get('seed')))}</b>, "
              f"method <b>{esc(str(cfg.get('config', {}).get('method')))}</b>, created {esc(str(cfg.get('created')))}, "
              f"model {esc(str(cfg.get('model', {}).get('name')))} "
              f"(base fingerprint {esc(str(cfg.get('model', {}).get('base_fingerprint')))}).</p>",

@@ -181,3 +181,18 @@ def test_every_command_prints_its_help(capsys):
     with pytest.raises(SystemExit):
         main(["unlearn", "--help"])
     assert "drawn at 3.8% and 6.6%" in " ".join(capsys.readouterr()[0].split())  # as written (argparse wraps lines)
+
+
+def test_export_report_names_a_prompt_only_where_there_is_one(tmp_path):
+    """The HTML report of a seed-only fix (an unconditional model) says 'Flagged seed', not an empty prompt."""
+    from types import SimpleNamespace
+
+    from core.report import report_html
+
+    def page(prompt):
+        cfg = {"prompt": prompt, "seed": 21, "config": {"method": "surrogate"}, "model": {"name": "faces"}}
+        run = SimpleNamespace(run_id="fix-a", config=cfg, metrics=lambda: {}, path=tmp_path)
+        return report_html(run, tmp_path / "no-compare")
+
+    assert "<p>Flagged seed <b>21</b>" in page("") and "Prompt <b></b>" not in page("")
+    assert "<p>Prompt <b>ireland flag</b>, flagged seed <b>21</b>" in page("ireland flag")
