@@ -38,8 +38,8 @@ def build(ui, studio) -> None:
             ui.fix_config = gr.JSON(label="Run config and metrics", open=False)
             ui.relapse_table = gr.Dataframe(
                 headers=RELAPSE_COLUMNS, interactive=False, wrap=True,
-                label="Relapse probe: does the fixed error come back at the prompt's other error seeds, "
-                      "other sampling steps, other guidance, other phrasings? (this fix alone, vs the base)")
+                label="Relapse probe: does the fixed error come back at other seeds that drew it, other sampling "
+                      "steps and, for a text-to-image model, other guidance and phrasings? (this fix alone, vs the base)")
 
 
 def _rows(studio) -> pd.DataFrame:
