@@ -380,7 +380,8 @@ def moved_items(moved) -> list:
         pair.paste(m.after.convert("RGB"), (w + max(1, w // 16), 0))
         pair = upscale(pair, max(1, 96 // h))
         verdicts = f" · {m.verdict_before} → {m.verdict_after}" if m.verdict_before else ""
-        items.append((pair, f"{m.prompt} · seed {m.seed} · changed {m.change:.3f}{verdicts}"))
+        named = f"{m.prompt} · seed {m.seed}" if m.prompt else f"seed {m.seed}"  # a DDPM's outputs: seeds alone
+        items.append((pair, f"{named} · changed {m.change:.3f}{verdicts}"))
     return items
 
 

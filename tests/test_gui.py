@@ -506,3 +506,16 @@ def test_compare_summary_names_a_prompt_only_where_there_is_one():
     assert "flagged seed 21: |diff| 0.2" in faces
     flags = summary_text([SimpleNamespace(prompt="ireland flag", summary=summary, per_seed={})], {}, ["fix-a"], "")
     assert flags.splitlines()[1].startswith("**ireland flag**: 3/4 seeds changed")
+
+
+def test_what_else_moved_captions_name_a_prompt_only_where_there_is_one():
+    from PIL import Image
+
+    from core.compare import Moved
+    from gui.unlearn_section import moved_items
+
+    img = Image.new("RGB", (8, 8))
+    seed_only, flags = moved_items([Moved("", 3, img, img, 0.25, "correct", "correct"),
+                                    Moved("japan flag", 4, img, img, 0.125, "", "")])
+    assert seed_only[1] == "seed 3 · changed 0.250 · correct → correct"
+    assert flags[1] == "japan flag · seed 4 · changed 0.125"
