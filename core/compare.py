@@ -166,9 +166,10 @@ def comparison_panels(cmp: PromptComparison, highlight_seed: int | None = None, 
     diffs = [heatmap_image(diff_map(b.image, a.image)) for b, a in zip(cmp.before, cmp.after)]
     diff_labels = [f"{s}: {cmp.per_seed[s]['mean_abs_diff']:.3f}" for s in cmp.seeds]
     cols = min(8, len(cmp.seeds))
+    of = f": {cmp.prompt}" if cmp.prompt else ""  # an unconditional model's seeds have no prompt
     return [
-        image_grid([g.image for g in cmp.before], labels, cols, cell, marked, title=f"before: {cmp.prompt}"),
-        image_grid([g.image for g in cmp.after], labels, cols, cell, marked, title=f"after (fixes on): {cmp.prompt}"),
+        image_grid([g.image for g in cmp.before], labels, cols, cell, marked, title=f"before{of}"),
+        image_grid([g.image for g in cmp.after], labels, cols, cell, marked, title=f"after (fixes on){of}"),
         image_grid(diffs, diff_labels, cols, cell, marked, title="|after - before|"),
     ]
 
