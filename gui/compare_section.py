@@ -52,6 +52,13 @@ def lpips_note(report: dict) -> str:
     return lp if isinstance(lp, str) else "LPIPS: unavailable"
 
 
+def _checked(verdict: dict | None) -> str:
+    """A world checker's verdict and what it saw: 'planted_error (face 3)', 'correct (Ireland)'."""
+    if not verdict:
+        return "no checker"
+    return f"{verdict['verdict']} ({verdict['flag']})" if verdict.get("flag") else verdict["verdict"]
+
+
 def table(cmps, highlight: dict) -> pd.DataFrame:
     rows = []
     for c in cmps:
@@ -60,8 +67,7 @@ def table(cmps, highlight: dict) -> pd.DataFrame:
             rows.append([c.prompt, seed, "yes" if highlight.get(c.prompt) == seed else "",
                          r.get("mean_abs_diff"), r.get("ssim"), r.get("psnr"),
                          r.get("lpips", "unavailable"),
-                         (r.get("before") or {}).get("verdict", "no checker"),
-                         (r.get("after") or {}).get("verdict", "no checker")])
+                         _checked(r.get("before")), _checked(r.get("after"))])
     df = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     df["psnr"] = df["psnr"].map(lambda v: "inf (identical)" if v == float("inf") else round(float(v), 2))
     return df

@@ -519,3 +519,19 @@ def test_what_else_moved_captions_name_a_prompt_only_where_there_is_one():
                                     Moved("japan flag", 4, img, img, 0.125, "", "")])
     assert seed_only[1] == "seed 3 · changed 0.250 · correct → correct"
     assert flags[1] == "japan flag · seed 4 · changed 0.125"
+
+
+def test_compare_table_shows_what_the_checker_saw():
+    """The per-seed table names the face or flag each verdict is about, and says when there is no checker."""
+    from types import SimpleNamespace
+
+    from gui.compare_section import table
+
+    per_seed = {21: {"mean_abs_diff": 0.15, "ssim": 0.46, "psnr": 14.0,
+                     "before": {"verdict": "planted_error", "flag": "face 3"},
+                     "after": {"verdict": "correct", "flag": "novel face"}},
+                22: {"mean_abs_diff": 0.0, "ssim": 1.0, "psnr": float("inf")}}
+    df = table([SimpleNamespace(prompt="", seeds=[21, 22], per_seed=per_seed)], {"": 21})
+    assert list(df["checker_before"]) == ["planted_error (face 3)", "no checker"]
+    assert list(df["checker_after"]) == ["correct (novel face)", "no checker"]
+    assert list(df["flagged"]) == ["yes", ""] and list(df["psnr"]) == [14.0, "inf (identical)"]
