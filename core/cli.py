@@ -248,12 +248,14 @@ def main(argv: list[str] | None = None, commands: dict | None = None) -> int:
 
 
 def _default_model(args) -> None:
-    """--model not given: the model the --run folders record (config.json "model"."name", what --model was when
-    they were made), so a faces fix compares, probes and checks without repeating it; else the embedded SD3.
-    Runs made with different models name none: the studio's base check then says which one is wrong."""
+    """--model not given: the model the --run folders (or `unlearn --config RUN/config.json`) record
+    (config.json "model"."name", what --model was when they were made), so a faces fix compares, probes, checks
+    and repeats without repeating it; else the embedded SD3. Runs made with different models name none: the
+    studio's base check then says which one is wrong."""
     if getattr(args, "model", EMBEDDED) is not None:
         return
     runs = args.run if isinstance(getattr(args, "run", None), list) else [r for r in [getattr(args, "run", None)] if r]
+    runs = runs + [c for c in [getattr(args, "config", None)] if c]
     recorded = {_recorded_model(Path(r)) for r in runs}
     args.model = recorded.pop() if len(recorded) == 1 and None not in recorded else EMBEDDED
 

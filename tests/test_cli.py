@@ -78,9 +78,9 @@ def test_cli_flow_end_to_end(tiny_model_dir, tmp_path, capsys, monkeypatch):
     names = zipfile.ZipFile(tmp_path / "fix.zip").namelist()
     assert any(n.endswith("pytorch_lora_weights.safetensors") for n in names) and any(n.endswith(".html") for n in names)
 
-    # the run is repeatable from its saved config
+    # the run is repeatable from its saved config, which also names the model (no --model needed)
     code, _, err = _run(capsys, "unlearn", "--prompt", "ireland flag", "--seed", 2, "--surrogate", tmp_path / "sur.png",
-                        "--config", run / "config.json", "--out", tmp_path / "runs/again", *m)
+                        "--config", run / "config.json", "--out", tmp_path / "runs/again", "--device", "cpu")
     assert code == 0, err
     from safetensors.torch import load_file
 
