@@ -190,6 +190,14 @@ def upload_dir(kind: str) -> Path:
     return dest
 
 
+def checked(verdict: dict | None, bold: bool = False) -> str:
+    """A world checker's verdict and what it saw: 'planted_error (face 3)', 'correct (Ireland)'; '' for none."""
+    if not verdict:
+        return ""
+    v = f"**{verdict['verdict']}**" if bold else verdict["verdict"]
+    return f"{v} ({verdict['flag']})" if verdict.get("flag") else v
+
+
 def fmt(v, digits: int = 4) -> str:
     if v is None:
         return "-"

@@ -11,7 +11,7 @@ import pandas as pd
 
 from core.compare import stacked_comparison_figure
 
-from .common import GPU, MAX_SEEDS, Session, fmt, serve_copy, user_errors
+from .common import GPU, MAX_SEEDS, Session, checked, fmt, serve_copy, user_errors
 
 TABLE_COLUMNS = ["prompt", "seed", "flagged", "mean_abs_diff", "ssim", "psnr", "lpips", "checker_before",
                  "checker_after"]
@@ -52,13 +52,6 @@ def lpips_note(report: dict) -> str:
     return lp if isinstance(lp, str) else "LPIPS: unavailable"
 
 
-def _checked(verdict: dict | None) -> str:
-    """A world checker's verdict and what it saw: 'planted_error (face 3)', 'correct (Ireland)'."""
-    if not verdict:
-        return "no checker"
-    return f"{verdict['verdict']} ({verdict['flag']})" if verdict.get("flag") else verdict["verdict"]
-
-
 def table(cmps, highlight: dict) -> pd.DataFrame:
     rows = []
     for c in cmps:
@@ -67,7 +60,7 @@ def table(cmps, highlight: dict) -> pd.DataFrame:
             rows.append([c.prompt, seed, "yes" if highlight.get(c.prompt) == seed else "",
                          r.get("mean_abs_diff"), r.get("ssim"), r.get("psnr"),
                          r.get("lpips", "unavailable"),
-                         _checked(r.get("before")), _checked(r.get("after"))])
+                         checked(r.get("before")) or "no checker", checked(r.get("after")) or "no checker"])
     df = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     df["psnr"] = df["psnr"].map(lambda v: "inf (identical)" if v == float("inf") else round(float(v), 2))
     return df

@@ -14,7 +14,7 @@ from dataclasses import fields
 import gradio as gr
 import pandas as pd
 
-from .common import GPU, Session, fmt, log, session_key, titled, upscale, user_errors
+from .common import GPU, Session, checked, fmt, log, session_key, titled, upscale, user_errors
 
 MAIN_FIELDS = ["method", "steps", "learning_rate", "lambda_scheme", "surgery", "remember_set_size", "stop_when_fixed"]
 HIDDEN_FIELDS = {"remember_seed_start"}  # kept at the engine default, far from browsed seeds
@@ -439,9 +439,8 @@ def result_text(studio, result, flag) -> str:
         from core.images import load_image
 
         v = studio.check(flag.prompt, load_image(after))
-        what = f" ({v['flag']})" if v.get("flag") else ""  # faces: "novel face", or which face it copies
         lines.append(f"{studio.model.info.world}-world checker (evaluation only) on the flagged seed now: "
-                     f"**{v['verdict']}**{what}")
+                     f"{checked(v, bold=True)}")
     return "  \n".join(lines)
 
 
