@@ -47,7 +47,9 @@ def _rows(studio) -> pd.DataFrame:
     for f in studio.list_fixes():
         run = studio.run(f.run_id)
         cfg, m = run.config, run.metrics()
-        rows.append([f.run_id, _label(run)["name"], "on" if f.enabled else "off", f.prompt, f.seed, f.method,
+        name = _label(run)["name"]
+        rows.append([f.run_id, "" if name == f.run_id else name,  # an unnamed fix: its id once, not twice
+                     "on" if f.enabled else "off", f.prompt, f.seed, f.method,
                      m.get("steps_done", cfg.get("config", {}).get("steps")),
                      (cfg.get("surrogate") or {}).get("kind", "?"), fmt(m.get("flagged_seed_mean_abs_change")),
                      _fixed(m.get("flagged_seed_fixed")), f.created])

@@ -440,6 +440,9 @@ def test_fix_result_and_table_say_when_a_fix_ended_unfixed(tmp_path):
     table = _rows(studio)
     assert list(table.columns) == FIX_COLUMNS
     assert list(table["fixed"]) == ["no", "yes"] and list(table["on"]) == ["off", "on"]
+    assert list(table["name"]) == ["", ""]  # unnamed fixes: the id shows once, in run_id
+    runs["fix-True"].label = lambda: {"name": "seed 3: no orange", "note": ""}
+    assert list(_rows(studio)["name"]) == ["", "seed 3: no orange"]
 
 
 def test_fix_result_names_the_world_whose_checker_judged_it(tmp_path):
