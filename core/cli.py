@@ -261,10 +261,11 @@ def _default_model(args) -> None:
 
 
 def _recorded_model(run: Path) -> str | None:
-    folder = run.parent if run.is_file() else run
+    from .runs import recorded_model
+
     try:
-        return json.loads((folder / "config.json").read_text())["model"]["name"] or None
-    except (OSError, ValueError, KeyError, TypeError):
+        return recorded_model(run).get("name") or None
+    except (OSError, ValueError, AttributeError):  # unreadable or not a run's config: no default from it
         return None
 
 

@@ -163,6 +163,14 @@ def read_loss_log(path: str | Path) -> list[dict]:
         return [{k: (float(v) if v not in ("", None) else None) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
+def recorded_model(path: str | Path) -> dict:
+    """The "model" record of a fix (what --model was, its base fingerprint, ...) from its run folder, its LoRA
+    file, or a config.json given itself; {} when there is no config.json."""
+    p = Path(path)
+    cfg = p if p.suffix == ".json" else (p.parent if p.is_file() else p) / CONFIG_FILE
+    return json.loads(cfg.read_text()).get("model", {}) if cfg.is_file() else {}
+
+
 @dataclass
 class RunInfo:
     run_id: str

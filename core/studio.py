@@ -26,7 +26,7 @@ from .metrics import availability, lpips, sscd_similarity
 from .metrics.clip_space import clip_fd, clip_similarity
 from .models.loading import EMBEDDED, SHIPPED_NAMES, LoadedModel, LoadOptions, load_model
 from .requests import CompareRequest, GenerateRequest, RelapseRequest
-from .runs import RunInfo, RunStore, atomic_write_json, new_run_id
+from .runs import RunInfo, RunStore, atomic_write_json, new_run_id, recorded_model
 from .surrogates import Surrogate, SurrogateParams, check_near_copy, make_surrogate
 from .unlearn.config import UnlearnConfig
 from .unlearn.run import AlreadyFixedError, FixRequest, FixResult, unlearn  # noqa: F401 (re-exported)
@@ -381,8 +381,7 @@ class Studio:
         for run in runs:
             path = Path(run)
             folder = path.parent if path.is_file() else path
-            cfg_file = folder / "config.json"
-            made_on = json.loads(cfg_file.read_text()).get("model", {}) if cfg_file.exists() else {}
+            made_on = recorded_model(path)
             recorded = made_on.get("base_fingerprint")
             if recorded and recorded != self.model.fingerprint():
                 named = f" ({made_on['name']!r})" if made_on.get("name") else ""

@@ -196,3 +196,23 @@ def test_export_report_names_a_prompt_only_where_there_is_one(tmp_path):
 
     assert "<p>Flagged seed <b>21</b>" in page("") and "Prompt <b></b>" not in page("")
     assert "<p>Prompt <b>ireland flag</b>, flagged seed <b>21</b>" in page("ireland flag")
+
+
+def test_the_model_a_run_records_is_read_from_its_folder_its_lora_file_or_a_config_given_itself(tmp_path):
+    """`--model`'s default: a run folder or its LoRA file read the folder's config.json; `unlearn --config X.json`
+    reads X.json itself, not a config.json beside it; no config, or not a run's, gives none."""
+    from core.cli import _recorded_model
+    from core.runs import recorded_model
+
+    run = tmp_path / "fix-a"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"model": {"name": "faces", "base_fingerprint": "ab"}}))
+    (run / "pytorch_lora_weights.safetensors").write_bytes(b"")
+    (run / "settings.json").write_text(json.dumps({"model": {"name": "embedded"}}))
+    assert recorded_model(run)["base_fingerprint"] == "ab" and _recorded_model(run) == "faces"
+    assert _recorded_model(run / "pytorch_lora_weights.safetensors") == "faces"
+    assert _recorded_model(run / "config.json") == "faces" and _recorded_model(run / "settings.json") == "embedded"
+    (run / "plain.json").write_text(json.dumps({"steps": 10}))
+    (run / "odd.json").write_text(json.dumps(["not", "a", "config"]))
+    assert recorded_model(tmp_path) == {} and _recorded_model(tmp_path) is None
+    assert _recorded_model(run / "plain.json") is None and _recorded_model(run / "odd.json") is None
