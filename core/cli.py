@@ -143,7 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(p)
 
     p = sub.add_parser("surrogate", help="make a surrogate image from a flagged image")
-    p.add_argument("--image", required=True, type=Path)
+    p.add_argument("--image", required=True, type=Path,
+                   help="the flagged image; for --kind sdedit also a painting of it (paint, then sdedit the result)")
+    p.add_argument("--flagged", type=Path, default=None,
+                   help="the flagged image, when --image is a painting of it: the near-copy check compares with it")
     p.add_argument("--kind", required=True, choices=SURROGATE_KINDS)
     _surrogate_param_args(p)
     p.add_argument("--layer", type=Path, action="append", default=[], help="paint: RGBA layer PNG (repeatable)")
@@ -373,12 +376,13 @@ def cmd_surrogate(args) -> int:
     maker = SURROGATES[args.kind]
     params = maker.params(surrogate_values(args))
     image = load_image(args.image)
+    flagged = image if args.flagged is None else load_image(args.flagged)  # read before the model loads
     model = _load(args) if maker.needs_model else None
     sur = make_surrogate(args.kind, image, model, params)
     atomic_save_image(sur.image, args.out)
     (args.out.with_suffix(".json")).write_text(json.dumps(sur.info, indent=2))
     # the near-copy check needs the model's descriptor: here when the kind loaded it, else at `unlearn`
-    near_copy = check_near_copy(model, image, sur.image, args.kind)[1] if model is not None else None
+    near_copy = check_near_copy(model, flagged, sur.image, args.kind)[1] if model is not None else None
     for warning in [*sur.warnings, *([near_copy] if near_copy else [])]:
         print(f"warning: {warning}", file=sys.stderr)
     print(json.dumps({"out": str(args.out), **sur.info}))

@@ -28,6 +28,10 @@ def _seed_box(params_type, label: str, elem_id: str | None = None):
     return gr.Number(label=label, value=spec["default"], precision=0, minimum=spec["lo"], maximum=spec["hi"],
                      info=spec["help"], elem_id=elem_id)
 
+# What SDEdit starts from. The second is SDEdit's stroke-guided use (Meng et al.): paint the change
+# roughly, then let the model redraw the painting into a picture it could have made.
+SDEDIT_FROM = ("the flagged image", "the current surrogate")
+
 MAX_PENDING_CANVASES = 64  # canvases uploaded through accept_blobs and not yet submitted
 
 
@@ -177,6 +181,9 @@ def build(ui, studio) -> None:
                                            info=param_spec(SDEditParams, "prompt")["help"],
                                            visible=not studio.unconditional)
                 ui.sde_seed = _seed_box(SDEditParams, "Seed")
+            ui.sde_from = gr.Radio(list(SDEDIT_FROM), value=SDEDIT_FROM[0], label="Start from", elem_id="sde-from",
+                                   info="paint the change roughly (Paint tab), then start from it: SDEdit "
+                                        "redraws the painting as the model would draw it")
             ui.sde_btn = gr.Button("Make SDEdit surrogate", variant="primary")
         with gr.Tab("CLIP edit"):
             with gr.Row():
@@ -262,13 +269,22 @@ def upload(studio, session: Session, path):
     return _finish(studio, session, flag, Surrogate(image, {"kind": "paint", "uploaded": True}))
 
 
-def sdedit(studio, session: Session, strength, prompt, seed):
+def sdedit(studio, session: Session, strength, prompt, seed, start_from=SDEDIT_FROM[0]):
     flag = session.require_flag()
     with user_errors("SDEdit"):
-        sur = studio.surrogate("sdedit", flag.image, SDEditParams(
+        if start_from not in SDEDIT_FROM:
+            raise ValueError(f"start from {start_from!r}: choose {' or '.join(map(repr, SDEDIT_FROM))}")
+        source, started = flag.image, {}
+        if start_from == SDEDIT_FROM[1]:
+            current = session.surrogates.get(flag.id)
+            if current is None:
+                raise ValueError(f"{flag.id} has no surrogate to start from yet: paint the change roughly (Paint "
+                                 "tab) and press 'Use painting as surrogate', or start from the flagged image")
+            source, started = current["image"], {"started_from": current["info"].get("kind", "?")}
+        sur = studio.surrogate("sdedit", source, SDEditParams(
             strength=float(strength), prompt=prompt or "", seed=int(seed or 0), steps=flag.steps,
             guidance=None if flag.guidance is None else float(flag.guidance)))
-    return _finish(studio, session, flag, sur)
+    return _finish(studio, session, flag, Surrogate(sur.image, {**sur.info, **started}, sur.warnings))
 
 
 def clip_edit(studio, session: Session, text, weight):
@@ -314,8 +330,8 @@ def wire(ui, studio) -> None:
     def on_paint(session, canvas):
         return paint(studio, session, canvas)
 
-    def on_sdedit(session, strength, prompt, seed):
-        return sdedit(studio, session, strength, prompt, seed)
+    def on_sdedit(session, strength, prompt, seed, start_from):
+        return sdedit(studio, session, strength, prompt, seed, start_from)
 
     def on_clip(session, text, clip_weight):
         return clip_edit(studio, session, text, clip_weight)
@@ -343,7 +359,8 @@ def wire(ui, studio) -> None:
         return load_canvas(studio, session)
 
     ui.editor.clear(on_clear, [ui.session], [ui.editor, ui.canvas_note], api_name=False, **canvas_output(ui))
-    ui.sde_btn.click(on_sdedit, [ui.session, ui.sde_strength, ui.sde_prompt, ui.sde_seed], out, api_name="sdedit",
+    ui.sde_btn.click(on_sdedit, [ui.session, ui.sde_strength, ui.sde_prompt, ui.sde_seed, ui.sde_from], out,
+                     api_name="sdedit",
                      **GPU, **status)
     ui.clip_btn.click(on_clip, [ui.session, ui.clip_text, ui.clip_weight], out, api_name="clip_edit", **GPU, **status)
     ui.flip_btn.click(on_flip, [ui.session], out, api_name="flip", **status)

@@ -352,10 +352,15 @@ def test_faces_world_flow_is_seed_only_flag_paint_unlearn_compare(faces_server, 
         paint(pg, "flag1", 0.3, 0.42, 0.7, 0.42)  # a band over the eyes (clear of the canvas toolbar)
         # still the same face to the judge's descriptor: the page says so under the surrogate, and trains anyway
         assert "still a near copy of the flagged image" in text(pg, "surrogate-info")
+        # ...so SDEdit redraws the painting (stroke-guided SDEdit), and that is what the fix trains toward
+        pg.get_by_role("tab", name="SDEdit", exact=True).click()
+        pg.locator("#sde-from").get_by_label("the current surrogate", exact=True).check()
+        pg.get_by_role("button", name="Make SDEdit surrogate").click()
+        wait_text(pg, "surrogate-info", "sdedit surrogate for flag1 \\(seed 21\\)[^]*started_from=paint")
         set_number(pg, "cfg-remember_set_size", 4)
         start_fix(pg, 6)
         wait_text(pg, "unlearn-status", ": done", timeout=FIX_MS)
-        assert "Fixing flag1 (seed 21) with the paint surrogate" in text(pg, "unlearn-status")  # no prompt to name
+        assert "Fixing flag1 (seed 21) with the sdedit surrogate" in text(pg, "unlearn-status")  # no prompt to name
         assert "saved" in text(pg, "unlearn-result")
         assert re.search(r"faces-world checker \(evaluation only\) on the flagged seed now: \w+ \(", text(pg, "unlearn-result"))
         wait_text(pg, "studio-header", f"fixes loaded: {n_fixes + 1}")

@@ -20,6 +20,7 @@ from tests.conftest import free_port, running_studio  # noqa: E402
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
+from gui.surrogate_section import SDEDIT_FROM  # noqa: E402
 
 PROMPT = "ireland flag"
 
@@ -214,9 +215,13 @@ def test_bad_inputs_get_errors_and_the_app_keeps_working(server, client, tmp_pat
         client.predict("ireland flag", 2, api_name="/clip_edit")  # the tiny model ships no CLIP
     with pytest.raises(AppError, match="minimum"):  # the slider refuses it before the engine does
         client.predict(0.0, "", 0, api_name="/sdedit")
+    with pytest.raises(AppError, match="flag1 has no surrogate to start from yet: paint the change"):
+        client.predict(0.5, "ireland flag", 0, SDEDIT_FROM[1], api_name="/sdedit")
+    made = {}
     for args, api in [((0.5, "ireland flag", 0), "/sdedit"), ((0.2, 3), "/noise"), ((), "/flip")]:
         sur, _heat, info = client.predict(*args, api_name=api)
         assert Image.open(sur).size == size and api.strip("/") in info
+        made[api] = _png(sur)
     # Light noise leaves the picture: the studio says so under the surrogate (and still accepts it).
     assert "⚠ the surrogate is still a near copy of the flagged image" in client.predict(0.05, 3, api_name="/noise")[2]
     touched = _png(flagged).copy()
@@ -230,6 +235,12 @@ def test_bad_inputs_get_errors_and_the_app_keeps_working(server, client, tmp_pat
     assert np.array_equal(_png(sur), _png(images[1])) and "other_seed" in info and "seed=1" in info
     with pytest.raises(AppError, match="^Other seed: not possible — other_seed.seed=0 draws a copy of the flagged"):
         client.predict(0, api_name="/other_seed")
+    client.predict(_canvas(flagged, _layer(tmp_path, size)), api_name="/paint")
+    # SDEdit of the painting (stroke-guided SDEdit): another start than the flagged image, same settings.
+    sur, _heat, info = client.predict(0.5, "ireland flag", 0, SDEDIT_FROM[1], api_name="/sdedit")
+    assert "started_from=paint" in info and not np.array_equal(_png(sur), made["/sdedit"])
+    sur, _heat, info = client.predict(0.5, "ireland flag", 0, SDEDIT_FROM[0], api_name="/sdedit")
+    assert "started_from" not in info and np.array_equal(_png(sur), made["/sdedit"])
     client.predict(_canvas(flagged, _layer(tmp_path, size)), api_name="/paint")
     # Several flags per session, each with its own surrogate; the active one is used.
     out = client.predict(1, api_name="/flag")
