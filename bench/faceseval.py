@@ -36,7 +36,9 @@ OTHER_SEED_POLICIES = ("nearest", "typical", "median")
 # surrogate a near copy of the flagged image (the matcher plays no part).
 PAINT_BANDS = ((10, 16), (9, 18), (8, 20), (7, 22), (6, 24), (5, 26), (4, 28), (3, 30))  # rows, cols 4-28
 SDEDIT_STRENGTHS = (0.6, 0.7, 0.8, 0.9, 0.95)
+PAINT_SDEDIT_STRENGTHS = (0.4, 0.5, *SDEDIT_STRENGTHS)  # SDEdit of the painting: the band already hides the eyes
 SURROGATES = ("other_face", "paint", "sdedit", "paint_until_no_copy", "sdedit_until_no_copy",
+              "paint_sdedit_until_no_copy",
               *(f"other_seed_{p}" for p in OTHER_SEED_POLICIES))
 SURROGATE_WORDS = {"paint": "a grey band painted over the eyes", "other_face": "the nearest non-memorised training face",
                    "sdedit": "SDEdit of the flagged output at strength 0.6",
@@ -46,6 +48,10 @@ SURROGATE_WORDS = {"paint": "a grey band painted over the eyes", "other_face": "
                    "sdedit_until_no_copy": f"SDEdit of the flagged output, strength raised from {SDEDIT_STRENGTHS[0]} "
                                            f"({', '.join(map(str, SDEDIT_STRENGTHS[1:]))}) until the studio no longer "
                                            "warns that it is a near copy",
+                   "paint_sdedit_until_no_copy": f"the grey band over the eyes, then SDEdit of that painting, strength "
+                                                 f"raised from {PAINT_SDEDIT_STRENGTHS[0]} "
+                                                 f"({', '.join(map(str, PAINT_SDEDIT_STRENGTHS[1:]))}) until the studio "
+                                                 "no longer warns that it is a near copy",
                    **{f"other_seed_{p}": f"the studio's 'Other seed' ({p}): the model's output among seeds 5000-5127 "
                                          "that is no copy of the flagged one and has no near copy in that grid, "
                                          + {"nearest": "nearest the flagged one",
@@ -93,6 +99,10 @@ def make_surrogate(kind: str, flagged: Image.Image, studio: Studio) -> tuple[Ima
         return _until_no_copy(studio, flagged, "paint", [lambda rows=rows: band_surrogate(flagged, rows) for rows in PAINT_BANDS])
     if kind == "sdedit_until_no_copy":
         return _until_no_copy(studio, flagged, "sdedit", [lambda s=s: _sdedit(studio, flagged, s) for s in SDEDIT_STRENGTHS])
+    if kind == "paint_sdedit_until_no_copy":
+        painted, band = band_surrogate(flagged, PAINT_BANDS[0])
+        return _until_no_copy(studio, flagged, "sdedit", [lambda s=s: _sdedit(studio, painted, s, band)
+                                                          for s in PAINT_SDEDIT_STRENGTHS])
     return _sdedit(studio, flagged, 0.6)
 
 
@@ -103,9 +113,10 @@ def band_surrogate(flagged: Image.Image, rows: tuple[int, int]) -> tuple[Image.I
     return Image.fromarray(arr), {"kind": "paint", "band_rows": list(rows), "grey": 128}
 
 
-def _sdedit(studio: Studio, flagged: Image.Image, strength: float) -> tuple[Image.Image, dict]:
-    sur = studio.surrogate("sdedit", flagged, {"strength": strength, "seed": 0})
-    return sur.image, sur.info
+def _sdedit(studio: Studio, source: Image.Image, strength: float, painted: dict | None = None) -> tuple[Image.Image, dict]:
+    """SDEdit of the flagged output, or of a painting of it (`painted`: how it was painted)."""
+    sur = studio.surrogate("sdedit", source, {"strength": strength, "seed": 0})
+    return sur.image, {**sur.info, **({"painted": painted} if painted else {})}
 
 
 def _until_no_copy(studio: Studio, flagged: Image.Image, kind: str, ladder) -> tuple[Image.Image, dict]:
