@@ -360,8 +360,7 @@ def wire(ui, studio) -> None:
 
     ui.editor.clear(on_clear, [ui.session], [ui.editor, ui.canvas_note], api_name=False, **canvas_output(ui))
     ui.sde_btn.click(on_sdedit, [ui.session, ui.sde_strength, ui.sde_prompt, ui.sde_seed, ui.sde_from], out,
-                     api_name="sdedit",
-                     **GPU, **status)
+                     api_name="sdedit", **GPU, **status)
     ui.clip_btn.click(on_clip, [ui.session, ui.clip_text, ui.clip_weight], out, api_name="clip_edit", **GPU, **status)
     ui.flip_btn.click(on_flip, [ui.session], out, api_name="flip", **status)
     ui.noise_btn.click(on_noise, [ui.session, ui.noise_sigma, ui.noise_seed], out, api_name="noise", **status)

@@ -133,6 +133,17 @@ def test_cli_unlearn_warns_when_the_surrogate_is_still_a_near_copy(tiny_model_di
     code, _, err = _run(capsys, "surrogate", "--image", tmp_path / "gen/seed-0002.png", "--kind", "sdedit", "--strength",
                         0.5, "--out", tmp_path / "sde.png", *m)
     assert code == 0 and "warning: the surrogate is still a near copy" in err and "raise the strength" in err
+    # SDEdit of a painting: the check compares the result with the flagged image, not with the painting
+    compared = []
+    monkeypatch.setattr("core.surrogates.check_near_copy",
+                        lambda model, flagged, sur, kind: compared.append(np.asarray(flagged)) or (None, None))
+    painted = np.asarray(Image.open(tmp_path / "gen/seed-0002.png").convert("RGB")).copy()
+    painted[: len(painted) // 2] = 128  # a grey band over the top half
+    Image.fromarray(painted).save(tmp_path / "painted.png")
+    code, _, err = _run(capsys, "surrogate", "--image", tmp_path / "painted.png", "--flagged", tmp_path / "gen/seed-0002.png",
+                        "--kind", "sdedit", "--strength", 0.5, "--out", tmp_path / "sde2.png", *m)
+    assert code == 0, err
+    assert np.array_equal(compared[0], np.asarray(Image.open(tmp_path / "gen/seed-0002.png").convert("RGB")))
 
 
 def test_cli_errors_are_one_line_with_nonzero_exit(tiny_model_dir, tmp_path, capsys):
