@@ -129,7 +129,9 @@ def default_colour(palette: list[tuple[str, str]]) -> str:
 # face away; painted over most of the face, 1 of 4; another face, 4 of 4.
 PAINT_FACE_HINT = ("To forget *who* a memorised face is, a band over the eyes is not enough: it is still the same face "
                    "(the studio warns under the surrogate) and no fix toward one took a face away. Painting over most "
-                   "of the face took 1 face of 4 away; **Other seed** or another face uploaded, 4 of 4.")
+                   "of the face took 1 face of 4 away; a band over the eyes, then **SDEdit** of the painting (start "
+                   "from the current surrogate, strength raised until the warning goes) 7 of 8; **Other seed** or "
+                   "another face uploaded, 4 of 4.")
 
 
 def other_seed_hint(unconditional: bool) -> str:
