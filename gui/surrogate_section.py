@@ -126,12 +126,12 @@ def default_colour(palette: list[tuple[str, str]]) -> str:
 
 # Measured on the faces world's fresh seeds 6408-7431 and 5128-6151 (bench/results/heldout_faces_*_seeds6408_*.md,
 # heldout_faces_other_face_build_seed1_retry1_seeds5128_*.md): a band over the eyes is still the face and took no
-# face away; painted over most of the face, 1 of 4; another face, 4 of 4. The band then SDEdit of the painting: 4 + 3
-# of 8 on seeds 7432-8455 (heldout_faces_paint_sdedit_until_no_copy_build_seed1_seeds7432_*.md).
+# face away; painted over most of the face, 1 of 4; another face, 4 of 4. The band then SDEdit of the painting: 11 of
+# 12 (training seeds 0-2) on seeds 7432-8455 (heldout_faces_paint_sdedit_until_no_copy_build_seed1_seeds7432_*.md).
 PAINT_FACE_HINT = ("To forget *who* a memorised face is, a band over the eyes is not enough: it is still the same face "
                    "(the studio warns under the surrogate) and no fix toward one took a face away. Painting over most "
                    "of the face took 1 face of 4 away; a band over the eyes, then **SDEdit** of the painting (start "
-                   "from the current surrogate, strength raised until the warning goes) 7 of 8; **Other seed** or "
+                   "from the current surrogate, strength raised until the warning goes) 11 of 12; **Other seed** or "
                    "another face uploaded, 4 of 4.")
 
 
