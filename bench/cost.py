@@ -371,7 +371,9 @@ def time_flow(model, n_seeds: int = 16, prompt: str = PROMPT, **overrides) -> di
     flagged = gens[flagged_seed].image
     with clock.stage("flip surrogate"):
         sur = studio.surrogate("flip", flagged)
-    config = studio.default_config(**overrides)
+    # The stages inside the fix are read off the callbacks' times, which hold only when the monitor
+    # renders inline (an overlapped one renders while the steps run: core/unlearn/overlap.py).
+    config = studio.default_config(**{"overlap_monitor": False, **overrides})
     marks: dict[str, float] = {}
     steps: list = []
     monitors: list[float] = []

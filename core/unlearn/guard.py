@@ -49,9 +49,11 @@ class FixGuard:
         self.points: list[MonitorPoint] = []
         self._snapshots: dict[int, list[torch.Tensor]] = {}
 
-    def record(self, point: MonitorPoint) -> None:
+    def record(self, point: MonitorPoint, weights: list[torch.Tensor] | None = None) -> None:
+        """`weights`: the LoRA weights `point` was rendered with, when the training has moved on since
+        (an overlapped monitor, core/unlearn/overlap.py); None = the parameters as they are now."""
         self.points.append(point)
-        self._snapshots[point.step] = [p.detach().clone() for p in self.params]
+        self._snapshots[point.step] = [w.detach().clone() for w in (weights if weights is not None else self.params)]
 
     def best(self) -> MonitorPoint | None:
         """The point to publish (module docstring); None before any monitor step."""

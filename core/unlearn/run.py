@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -30,6 +30,7 @@ from .config import UnlearnConfig
 from .earlier_fixes import drawing_from, earlier_fixes, leaving_out, split_left_out, with_fixed_pictures
 from .forms import form_for
 from .guard import FixGuard, MonitorPoint
+from .overlap import monitor_runner
 from .remember import (FractionProgressFn, KeepFn, RememberCache, build_remember_set, encode_prompts,
                        probe_generations, probe_requests, probes_lookalikes, remember_precision,
                        remember_prompts_for, remember_steps, stored_generations)
@@ -216,10 +217,16 @@ def _one_try(model: LoadedModel, fixes: FixManager, store: RunStore, request: Fi
         monitor = _FixMonitor(model, request, noise, config, judge, is_fixed, guard, guard_requests, guard_base,
                               twin_requests, on_monitor)
         form = form_for(model)  # SD3: rectified flow; a DDPM: the epsilon form
-        result = train(model.denoiser, params, form.timestep_table(), forget, remember, config, step_cb, cancel,
-                       monitor if noise is not None else None, form=form, guard=guard if config.keep_best else None,
-                       reference=lambda: fixes.muted(run_id),
-                       base_reference=(lambda: fixes.muted(run_id, *[e.name for e in earlier])) if earlier else None)
+        runner = (monitor_runner(model, params, config, lambda net: replace(monitor, model=net))
+                  if noise is not None else None)
+        try:
+            result = train(model.denoiser, params, form.timestep_table(), forget, remember, config, step_cb, cancel,
+                           runner, form=form, guard=guard if config.keep_best else None,
+                           reference=lambda: fixes.muted(run_id),
+                           base_reference=(lambda: fixes.muted(run_id, *[e.name for e in earlier])) if earlier else None)
+        finally:
+            if runner is not None:
+                runner.close()
         kept_point = guard.best() if config.keep_best else None
         if kept_point is not None:
             guard.restore(kept_point)
@@ -244,6 +251,7 @@ def _one_try(model: LoadedModel, fixes: FixManager, store: RunStore, request: Fi
                    "repeated": repeated, "kept": kept_point or (guard.points[-1] if guard.points else None)}
         partial.write_json(METRICS_FILE, _metrics(result, seconds, flagged, kept, dropped, outcome, config)
                            | {"remember_reused": found.reused, "remember_generated": found.generated}
+                           | ({"monitor_overlapped": runner.overlapped} if runner is not None else {})
                            | ({"earlier_tries": list(earlier_tries)} if earlier_tries else {})
                            | ({"remember_drawn_from": "base", "remember_as_fixed": len(theirs)} if earlier else {}))
         partial.write_json(CONFIG_FILE, _config_record(model, request, config, run_id, kept, model_defaults_applied))
@@ -322,7 +330,9 @@ class _FixMonitor:
     on_monitor: Callable[[int, Image.Image], None] | None = None
     images: list[tuple[int, Image.Image]] = field(default_factory=list)
 
-    def __call__(self, step: int) -> bool:
+    def __call__(self, step: int, weights: list[torch.Tensor]) -> bool:
+        """Judge the flagged seed as `self.model` draws it; `weights` are the fix's LoRA weights it draws
+        with (the guard keeps them with the point)."""
         img = _render(self.model, self.request, self.noise, self.config)
         self.images.append((step, img))
         if self.on_monitor:  # first: the GUI shows the render while it is judged
@@ -340,7 +350,7 @@ class _FixMonitor:
             if self.twin_requests:
                 twins_left = self._twins_left([g.image for g in gens[len(self.guard_requests):]])
                 now = twins_left == 0
-        self.guard.record(MonitorPoint(step, now, verdict.score, drift, twins_left))
+        self.guard.record(MonitorPoint(step, now, verdict.score, drift, twins_left), weights)
         return now
 
     def _twins_left(self, twins: list[Image.Image]) -> int:

@@ -2,13 +2,17 @@
 
 It knows nothing of files or prompts: it gets latents and embeddings, trains the LoRA
 parameters it is given, and reports each step. NaN/inf stops it with DivergedError before the
-bad update is applied; a cancel token is checked every step.
+bad update is applied; a cancel token is checked every step. With an overlapped monitor
+(overlap.py) the steps go on while a verdict is rendered; one that changes the course (settle,
+stop) sends the training back to the step it judged, so the fix is the same as inline.
 """
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Callable, ContextManager
 
@@ -17,6 +21,7 @@ import torch
 from .config import UnlearnConfig
 from .guard import FixGuard
 from .methods import METHODS, Batch
+from .overlap import MonitorRunner
 from .objectives import Conditioning
 from .weighting import sample_sigmas
 
@@ -96,7 +101,34 @@ class TrainResult:
 
 
 StepCallback = Callable[[StepReport], None]
-MonitorFn = Callable[[int], bool]  # step -> True once the flagged output is fixed
+
+
+@dataclass
+class _Checkpoint:
+    """Everything a step changes, so an overlapped monitor's verdict can send the training back to it."""
+    step: int
+    params: list[torch.Tensor]
+    optim: dict
+    gen: torch.Tensor
+
+    @classmethod
+    def take(cls, step: int, params, optim: torch.optim.Optimizer, gen: torch.Generator) -> "_Checkpoint":
+        return cls(step, [p.detach().clone() for p in params], copy.deepcopy(optim.state_dict()), gen.get_state())
+
+    @torch.no_grad()
+    def restore(self, params, optim: torch.optim.Optimizer, gen: torch.Generator) -> None:
+        for p, saved in zip(params, self.params):
+            p.copy_(saved)
+        optim.load_state_dict(copy.deepcopy(self.optim))
+        gen.set_state(self.gen)
+
+
+@dataclass
+class _Pending:
+    """A monitor step whose verdict is still being rendered (overlapped monitor)."""
+    step: int
+    verdict: Future
+    checkpoint: _Checkpoint | None  # None inline: the training waits, there is nothing to go back from
 
 
 def train(
@@ -108,15 +140,17 @@ def train(
     config: UnlearnConfig,
     on_step: StepCallback | None = None,
     cancel: CancelToken | None = None,
-    monitor: MonitorFn | None = None,
+    monitor: MonitorRunner | None = None,
     form=None,
     guard: FixGuard | None = None,
     reference: Callable[[], ContextManager] | None = None,
     base_reference: Callable[[], ContextManager] | None = None,
 ) -> TrainResult:
     """`scheduler_sigmas` is the table of noise levels a step samples from (`form.timestep_table()`);
-    `form` the loss parameterisation (forms.py), None = SD3's rectified flow; `guard` the fix's
-    FixGuard, which settle_patience asks for the state it would publish; `reference` a context in
+    `monitor` judges the flagged seed every config.monitor_every steps (core/unlearn/overlap.py: inline,
+    or beside the training, with the same result); `form` the loss parameterisation (forms.py), None =
+    SD3's rectified flow; `guard` the fix's FixGuard, which settle_patience asks for the state it would
+    publish; `reference` a context in
     which the network predicts as before this fix (FixManager.muted), for remember_target "model";
     `base_reference` one in which it predicts as the base model (every fix muted), the anchor of the
     remember rows drawn from the base (remember_from "base"), None = `reference` for every row."""
@@ -126,9 +160,47 @@ def train(
     optim = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     result = TrainResult(0, False)
     settle_until = None  # with stop_when_fixed: the step to stop at, once the monitor saw it fixed
+    pending: _Pending | None = None
+    held: list[StepReport] = []  # reports past a pending monitor step: shown once its verdict keeps them
+
+    def emit_held() -> None:
+        for r in held:
+            if on_step:
+                on_step(r)
+        held.clear()
+
+    def decide(p: _Pending) -> bool:
+        """The verdict of monitor step p.step, acted on as if the training had waited for it there
+        (going back to it if it moved on and the verdict changes the course); True = stop."""
+        nonlocal settle_until, step
+        fixed = p.verdict.result()
+        # A Stop pressed while the monitor rendered wins over "stop when fixed": a stopped
+        # run must never end as a finished (and saved) fix.
+        if cancel is not None:
+            cancel.check(f"at step {p.step} of {config.steps}")
+        starts_settling = fixed and config.stop_when_fixed and settle_until is None
+        if starts_settling:
+            settle_until = p.step + config.settle_steps
+        settled = settle_until is not None and (p.step >= settle_until or _settled(guard, p.step, config))
+        stop = settled or (settle_until is None and _twins_stalled(guard, p.step, config))
+        if (starts_settling or stop) and step > p.step:  # trained past it: back to the monitored step
+            p.checkpoint.restore(params, optim, gen)
+            del result.reports[p.step:]
+            result.steps_done = step = p.step
+            held.clear()
+        if starts_settling:
+            for group in optim.param_groups:  # settle_lr_scale: smaller steps once forgotten
+                group["lr"] = config.learning_rate * config.settle_lr_scale
+        if stop:
+            result.stopped_early = p.step < config.steps
+        emit_held()
+        return stop
+
     transformer.train()
+    step = 0
     try:
-        for step in range(1, config.steps + 1):
+        while step < config.steps:
+            step += 1
             if cancel is not None:
                 cancel.check(f"at step {step - 1} of {config.steps}")
             t0 = time.perf_counter()
@@ -141,22 +213,23 @@ def train(
                                 grad_norm, time.perf_counter() - t0)
             result.reports.append(report)
             result.steps_done = step
-            if on_step:
-                on_step(report)
+            held.append(report)
+            if pending is None:
+                emit_held()
             if monitor and config.monitor_every and (step % config.monitor_every == 0 or step == config.steps):
-                fixed = monitor(step)
-                # A Stop pressed while the monitor rendered wins over "stop when fixed": a stopped
-                # run must never end as a finished (and saved) fix.
-                if cancel is not None:
-                    cancel.check(f"at step {step} of {config.steps}")
-                if fixed and config.stop_when_fixed and settle_until is None:
-                    settle_until = step + config.settle_steps
-                    for group in optim.param_groups:  # settle_lr_scale: smaller steps once forgotten
-                        group["lr"] = config.learning_rate * config.settle_lr_scale
-                settled = settle_until is not None and (step >= settle_until or _settled(guard, step, config))
-                if settled or (settle_until is None and _twins_stalled(guard, step, config)):
-                    result.stopped_early = step < config.steps
-                    break
+                if pending is not None:
+                    done, pending = pending, None
+                    if decide(done):
+                        break
+                    if step == done.step:  # went back to it: train on from there
+                        continue
+                weights = [p.detach().clone() for p in params]
+                checkpoint = _Checkpoint.take(step, params, optim, gen) if monitor.overlapped else None
+                pending = _Pending(step, monitor.submit(step, weights), checkpoint)
+                if not monitor.overlapped or step == config.steps:
+                    done, pending = pending, None
+                    if decide(done):
+                        break
     finally:
         transformer.eval()
         for p in params:

@@ -1,0 +1,117 @@
+"""The overlapped monitor (core/unlearn/overlap.py): renders beside the training, the same fix as inline."""
+
+import csv
+
+import pytest
+import torch
+from PIL import ImageOps
+from safetensors.torch import load_file
+
+import core.unlearn.overlap as overlap
+from core.adapters import FixManager
+from core.generate import generate
+from core.runs import RunStore
+from core.unlearn.config import UnlearnConfig
+from core.unlearn.run import FixRequest, unlearn
+from core.unlearn.trainer import CancelledError, CancelToken
+
+PROMPT = "ireland flag"
+
+
+@pytest.fixture
+def one_intra_op_thread():
+    """Both ways at one intra-op thread (an overlapped fix halves them), so float sums add up alike."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _fix(model, tmp_path, name, overlapped, monkeypatch, **kw):
+    """A fix that the monitor sees forgotten from its second check on: it settles (learning rate cut)
+    then stops, so an overlapped run has to go back twice."""
+    monkeypatch.setattr(overlap.os, "cpu_count", lambda: 2)  # overlap does not depend on the test machine
+    flagged = generate(model, PROMPT, [1])[0].image
+    request = FixRequest(PROMPT, flagged, ImageOps.mirror(flagged), seed=1)
+    config = UnlearnConfig(**{**dict(steps=40, learning_rate=1e-2, remember_set_size=6, monitor_every=5,
+                                     stop_when_fixed=True, settle_steps=10, settle_lr_scale=0.25, guard_seeds=1,
+                                     overlap_monitor=overlapped), **kw})
+    seen, shown = [], []
+    fixes = FixManager(model)
+    res = unlearn(model, fixes, RunStore(tmp_path / name), request, config,
+                  on_step=lambda r: shown.append(r.step),
+                  is_fixed=lambda img: len(seen) >= 2, on_monitor=lambda step, img: seen.append(step))
+    with open(res.run.path / "loss_log.csv") as f:
+        log = [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
+    out = dict(lora=load_file(str(res.run.lora_path)), log=log, seen=seen, shown=shown,
+               points=[p.to_dict() for p in res.monitor_points], metrics=res.run.metrics(), train=res.train)
+    fixes.remove(res.run.run_id)
+    return out
+
+
+def test_an_overlapped_monitor_trains_and_publishes_the_same_fix_as_inline(tiny_model, tmp_path, monkeypatch,
+                                                                          one_intra_op_thread):
+    inline = _fix(tiny_model, tmp_path, "inline", False, monkeypatch)
+    beside = _fix(tiny_model, tmp_path, "beside", True, monkeypatch)
+    assert inline["metrics"]["monitor_overlapped"] is False and beside["metrics"]["monitor_overlapped"] is True
+    # Forgotten at step 10: ten settle steps at a quarter of the rate, then the stop at 20.
+    assert inline["seen"] == beside["seen"] == [5, 10, 15, 20]
+    assert inline["train"].steps_done == beside["train"].steps_done == 20
+    assert beside["train"].stopped_early and [r.step for r in beside["train"].reports] == list(range(1, 21))
+    # The steps it trained past 10 and 20 before their verdicts came back are undone and never shown.
+    assert inline["shown"] == beside["shown"] == list(range(1, 21))
+    assert inline["log"] == beside["log"]
+    assert inline["points"] == beside["points"]
+    assert inline["metrics"]["kept_step"] == beside["metrics"]["kept_step"]
+    assert inline["lora"].keys() == beside["lora"].keys()
+    assert all(torch.equal(inline["lora"][k], beside["lora"][k]) for k in inline["lora"])
+
+
+def test_a_stop_found_while_the_last_steps_train_goes_back_to_it(tiny_model, tmp_path, monkeypatch,
+                                                                 one_intra_op_thread):
+    """No settling: the check at step 10 stops the fix; the overlapped run learns it at step 12 (the
+    last, which checks too) and goes back to 10."""
+    runs = [_fix(tiny_model, tmp_path, name, ov, monkeypatch, steps=12, settle_steps=0)
+            for name, ov in (("inline", False), ("beside", True))]
+    assert [r["train"].steps_done for r in runs] == [10, 10]
+    assert runs[0]["log"] == runs[1]["log"] and runs[0]["seen"] == runs[1]["seen"] == [5, 10]
+    assert all(torch.equal(runs[0]["lora"][k], runs[1]["lora"][k]) for k in runs[0]["lora"])
+
+
+def test_stop_pressed_while_an_overlapped_monitor_renders_keeps_nothing(tiny_model, tmp_path, monkeypatch):
+    monkeypatch.setattr(overlap.os, "cpu_count", lambda: 2)
+    flagged = generate(tiny_model, PROMPT, [1])[0].image
+    fixes, store, cancel = FixManager(tiny_model), RunStore(tmp_path / "runs"), CancelToken()
+    threads = torch.get_num_threads()
+    with pytest.raises(CancelledError):
+        unlearn(tiny_model, fixes, store, FixRequest(PROMPT, flagged, ImageOps.mirror(flagged), seed=1),
+                UnlearnConfig(steps=40, remember_set_size=6, monitor_every=5, overlap_monitor=True), cancel=cancel,
+                on_monitor=lambda step, img: cancel.cancel())
+    assert not fixes.fixes and not store.list()
+    assert torch.get_num_threads() == threads  # the monitor gave its intra-op threads back
+
+
+def test_overlap_needs_a_cpu_with_two_cores_and_a_network_small_enough_to_copy(tiny_model, monkeypatch):
+    on, off = UnlearnConfig(overlap_monitor=True), UnlearnConfig(overlap_monitor=False)
+    monkeypatch.setattr(overlap.os, "cpu_count", lambda: 2)
+    assert overlap.can_overlap(tiny_model, on) and not overlap.can_overlap(tiny_model, off)
+    monkeypatch.setattr(overlap.os, "cpu_count", lambda: 1)
+    assert not overlap.can_overlap(tiny_model, on)
+    monkeypatch.setattr(overlap.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(overlap, "OVERLAP_MAX_PARAMETERS", 10)
+    assert not overlap.can_overlap(tiny_model, on)
+
+
+def test_the_monitors_copy_draws_like_the_model_and_leaves_it_alone(tiny_model):
+    fixes = FixManager(tiny_model)
+    params = fixes.create("fix", rank=4)
+    with torch.no_grad():
+        params[-1].add_(0.05)  # the fix does something
+    copy = overlap.network_copy(tiny_model)
+    assert copy.denoiser is not tiny_model.denoiser and copy.pipe.scheduler is not tiny_model.pipe.scheduler
+    a = generate(tiny_model, PROMPT, [3])[0].image
+    assert list(a.getdata()) == list(generate(copy, PROMPT, [3])[0].image.getdata())
+    with torch.no_grad():
+        dict(copy.denoiser.named_parameters())[next(n for n, p in tiny_model.denoiser.named_parameters()
+                                                     if p is params[-1])].add_(1.0)
+    assert list(a.getdata()) == list(generate(tiny_model, PROMPT, [3])[0].image.getdata())
