@@ -267,9 +267,16 @@ def _recorded_model(run: Path) -> str | None:
     from .runs import recorded_model
 
     try:
-        return recorded_model(run).get("name") or None
+        record = recorded_model(run)
+        name = record.get("name") or None
     except (OSError, ValueError, AttributeError):  # unreadable or not a run's config: no default from it
         return None
+    # A folder named relative to where the run was made: its absolute location, from anywhere else.
+    location = record.get("location")
+    if (name and name not in (EMBEDDED, FACES) and not Path(name).exists() and location
+            and Path(location).is_absolute() and Path(location).is_dir()):
+        return location
+    return name
 
 
 def _run_command(command, args) -> int:

@@ -227,3 +227,31 @@ def test_the_model_a_run_records_is_read_from_its_folder_its_lora_file_or_a_conf
     (run / "odd.json").write_text(json.dumps(["not", "a", "config"]))
     assert recorded_model(tmp_path) == {} and _recorded_model(tmp_path) is None
     assert _recorded_model(run / "plain.json") is None and _recorded_model(run / "odd.json") is None
+
+
+def test_a_model_folder_named_relative_to_where_the_run_was_made_is_found_from_elsewhere(tmp_path, monkeypatch):
+    """config.json records --model as typed ("./models/mine") and its absolute location: repeated from
+    another folder, the relative name points nowhere, so the location is used."""
+    from core.cli import _recorded_model
+
+    folder = tmp_path / "made-here" / "models" / "mine"
+    folder.mkdir(parents=True)
+    run = tmp_path / "fix-a"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"model": {"name": "./models/mine", "location": str(folder)}}))
+    monkeypatch.chdir(tmp_path / "made-here")
+    assert _recorded_model(run) == "./models/mine"  # where it was made: as typed
+    monkeypatch.chdir(tmp_path)
+    assert _recorded_model(run) == str(folder)
+    (run / "config.json").write_text(json.dumps({"model": {"name": "faces", "location": str(folder)}}))
+    assert _recorded_model(run) == "faces"  # a shipped name stays a name
+    (run / "config.json").write_text(json.dumps({"model": {"name": "owner/model", "location": "owner/model"}}))
+    assert _recorded_model(run) == "owner/model"  # a hub id has no folder
+
+
+def test_a_folder_models_location_is_absolute(tiny_model_dir, tmp_path, monkeypatch):
+    from core.models.loading import resolve
+
+    monkeypatch.chdir(tiny_model_dir.parent)
+    kind, location = resolve(f"./{tiny_model_dir.name}")
+    assert kind == "folder" and location == str(tiny_model_dir.resolve())

@@ -168,7 +168,7 @@ def resolve(name: str) -> tuple[str, str]:
     if path.exists():
         if not (path / "model_index.json").exists():
             raise ModelNotFoundError(f"{path} is not a diffusers folder (no model_index.json)")
-        return "folder", str(path)
+        return "folder", str(path.resolve())  # absolute: runs record it, and are repeated from other folders
     if name.count("/") == 1 and not name.startswith((".", "/")):
         return "hub", name
     raise ModelNotFoundError(f"no model folder at {name!r}, and it is not a hub id like 'owner/name'")
