@@ -146,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", required=True, type=Path,
                    help="the flagged image; for --kind sdedit also a painting of it (paint, then sdedit the result)")
     p.add_argument("--flagged", type=Path, default=None,
-                   help="the flagged image, when --image is a painting of it: the near-copy check compares with it")
+                   help="the flagged image, when --image is a painting of it: the near-copy check compares with it, "
+                        "and OUT.json records started_from (the painting's kind from its own .json, else its file name)")
     p.add_argument("--kind", required=True, choices=SURROGATE_KINDS)
     _surrogate_param_args(p)
     p.add_argument("--layer", type=Path, action="append", default=[], help="paint: RGBA layer PNG (repeatable)")
@@ -386,6 +387,8 @@ def cmd_surrogate(args) -> int:
     flagged = image if args.flagged is None else load_image(args.flagged)  # read before the model loads
     model = _load(args) if maker.needs_model else None
     sur = make_surrogate(args.kind, image, model, params)
+    if args.flagged is not None:  # --image was an edit of the flagged image: say which, as the studio does
+        sur.info["started_from"] = _surrogate_kind(args.image) or args.image.name
     atomic_save_image(sur.image, args.out)
     (args.out.with_suffix(".json")).write_text(json.dumps(sur.info, indent=2))
     # the near-copy check needs the model's descriptor: here when the kind loaded it, else at `unlearn`

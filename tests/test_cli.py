@@ -144,6 +144,12 @@ def test_cli_unlearn_warns_when_the_surrogate_is_still_a_near_copy(tiny_model_di
                         "--kind", "sdedit", "--strength", 0.5, "--out", tmp_path / "sde2.png", *m)
     assert code == 0, err
     assert np.array_equal(compared[0], np.asarray(Image.open(tmp_path / "gen/seed-0002.png").convert("RGB")))
+    assert json.loads((tmp_path / "sde2.json").read_text())["started_from"] == "painted.png"  # no .json beside it
+    (tmp_path / "painted.json").write_text(json.dumps({"kind": "paint"}))  # as `surrogate --kind paint` writes
+    code, _, err = _run(capsys, "surrogate", "--image", tmp_path / "painted.png", "--flagged", tmp_path / "gen/seed-0002.png",
+                        "--kind", "sdedit", "--strength", 0.5, "--out", tmp_path / "sde3.png", *m)
+    assert code == 0 and json.loads((tmp_path / "sde3.json").read_text())["started_from"] == "paint"
+    assert "started_from" not in json.loads((tmp_path / "sde.json").read_text())  # SDEdit of the flagged image
 
 
 def test_cli_errors_are_one_line_with_nonzero_exit(tiny_model_dir, tmp_path, capsys):
