@@ -115,3 +115,15 @@ def test_the_monitors_copy_draws_like_the_model_and_leaves_it_alone(tiny_model):
         dict(copy.denoiser.named_parameters())[next(n for n, p in tiny_model.denoiser.named_parameters()
                                                      if p is params[-1])].add_(1.0)
     assert list(a.getdata()) == list(generate(tiny_model, PROMPT, [3])[0].image.getdata())
+
+
+def test_no_monitor_no_copy(tiny_model, tmp_path, monkeypatch):
+    """monitor_every 0: nothing to render, so no copy of the network and no worker thread."""
+    monkeypatch.setattr(overlap.os, "cpu_count", lambda: 2)
+    made = []
+    monkeypatch.setattr(overlap, "network_copy", lambda model: made.append(model) or model)
+    flagged = generate(tiny_model, PROMPT, [1])[0].image
+    res = unlearn(tiny_model, FixManager(tiny_model), RunStore(tmp_path / "runs"),
+                  FixRequest(PROMPT, flagged, ImageOps.mirror(flagged), seed=1),
+                  UnlearnConfig(steps=3, remember_set_size=4, monitor_every=0, overlap_monitor=True))
+    assert not made and "monitor_overlapped" not in res.run.metrics()

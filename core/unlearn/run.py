@@ -218,7 +218,7 @@ def _one_try(model: LoadedModel, fixes: FixManager, store: RunStore, request: Fi
                               twin_requests, on_monitor)
         form = form_for(model)  # SD3: rectified flow; a DDPM: the epsilon form
         runner = (monitor_runner(model, params, config, lambda net: replace(monitor, model=net))
-                  if noise is not None else None)
+                  if noise is not None and config.monitor_every else None)
         try:
             result = train(model.denoiser, params, form.timestep_table(), forget, remember, config, step_cb, cancel,
                            runner, form=form, guard=guard if config.keep_best else None,
