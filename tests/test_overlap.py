@@ -54,6 +54,7 @@ def test_an_overlapped_monitor_trains_and_publishes_the_same_fix_as_inline(tiny_
     inline = _fix(tiny_model, tmp_path, "inline", False, monkeypatch)
     beside = _fix(tiny_model, tmp_path, "beside", True, monkeypatch)
     assert inline["metrics"]["monitor_overlapped"] is False and beside["metrics"]["monitor_overlapped"] is True
+    assert inline["metrics"]["intra_op_threads"] == beside["metrics"]["intra_op_threads"] == 1
     # Forgotten at step 10: ten settle steps at a quarter of the rate, then the stop at 20.
     assert inline["seen"] == beside["seen"] == [5, 10, 15, 20]
     assert inline["train"].steps_done == beside["train"].steps_done == 20

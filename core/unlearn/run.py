@@ -219,6 +219,7 @@ def _one_try(model: LoadedModel, fixes: FixManager, store: RunStore, request: Fi
         form = form_for(model)  # SD3: rectified flow; a DDPM: the epsilon form
         runner = (monitor_runner(model, params, config, lambda net: replace(monitor, model=net))
                   if noise is not None and config.monitor_every else None)
+        threads = torch.get_num_threads()  # float sums follow it: a fix repeats value for value at the same count
         try:
             result = train(model.denoiser, params, form.timestep_table(), forget, remember, config, step_cb, cancel,
                            runner, form=form, guard=guard if config.keep_best else None,
@@ -251,6 +252,7 @@ def _one_try(model: LoadedModel, fixes: FixManager, store: RunStore, request: Fi
                    "repeated": repeated, "kept": kept_point or (guard.points[-1] if guard.points else None)}
         partial.write_json(METRICS_FILE, _metrics(result, seconds, flagged, kept, dropped, outcome, config)
                            | {"remember_reused": found.reused, "remember_generated": found.generated}
+                           | {"intra_op_threads": threads}
                            | ({"monitor_overlapped": runner.overlapped} if runner is not None else {})
                            | ({"earlier_tries": list(earlier_tries)} if earlier_tries else {})
                            | ({"remember_drawn_from": "base", "remember_as_fixed": len(theirs)} if earlier else {}))
