@@ -78,9 +78,9 @@ class OverlappedMonitor:
         copied = dict(self.copy.denoiser.named_parameters())
         self._targets = [copied[names[id(p)]] for p in params]
         self.check = check_on(self.copy)
-        self._threads = torch.get_num_threads()
-        torch.set_num_threads(max(1, self._threads // 2))
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fix-monitor")
+        self._threads = torch.get_num_threads()  # last: nothing above can fail with the threads halved
+        torch.set_num_threads(max(1, self._threads // 2))
 
     def submit(self, step: int, weights: list[torch.Tensor]) -> Future:
         return self._pool.submit(self._run, step, weights)
