@@ -128,3 +128,30 @@ def test_no_monitor_no_copy(tiny_model, tmp_path, monkeypatch):
                   FixRequest(PROMPT, flagged, ImageOps.mirror(flagged), seed=1),
                   UnlearnConfig(steps=3, remember_set_size=4, monitor_every=0, overlap_monitor=True))
     assert not made and "monitor_overlapped" not in res.run.metrics()
+
+
+def test_a_fix_on_top_of_an_earlier_one_is_the_same_overlapped(tiny_model, tmp_path, monkeypatch, one_intra_op_thread):
+    """The copy carries the earlier fix as it acts (enabled, at its weight), and the remember set drawn from
+    the base keeps that fix's pictures: the second fix matches inline value for value."""
+    monkeypatch.setattr(overlap.os, "cpu_count", lambda: 2)
+    fixes, store = FixManager(tiny_model), RunStore(tmp_path / "runs")
+    first = generate(tiny_model, PROMPT, [1])[0].image
+    unlearn(tiny_model, fixes, store, FixRequest(PROMPT, first, ImageOps.mirror(first), seed=1),
+            UnlearnConfig(steps=6, learning_rate=1e-2, remember_set_size=6, monitor_every=0))
+    fixes.set_enabled(next(iter(fixes.fixes)), True, weight=0.8)
+    second = generate(tiny_model, PROMPT, [2])[0].image
+    out = []
+    for overlapped in (False, True):
+        seen = []
+        res = unlearn(tiny_model, fixes, store, FixRequest(PROMPT, second, ImageOps.flip(second), seed=2),
+                      UnlearnConfig(steps=20, learning_rate=1e-2, remember_set_size=6, monitor_every=4,
+                                    stop_when_fixed=True, settle_steps=8, settle_lr_scale=0.5, guard_seeds=1,
+                                    remember_from="base", remember_target="model", overlap_monitor=overlapped),
+                      is_fixed=lambda img: len(seen) >= 2, on_monitor=lambda step, img: seen.append(step))
+        out.append((load_file(str(res.run.lora_path)), res.run.metrics(), [p.to_dict() for p in res.monitor_points]))
+        fixes.remove(res.run.run_id)
+    (a, ma, pa), (b, mb, pb) = out
+    assert ma["monitor_overlapped"] is False and mb["monitor_overlapped"] is True
+    assert ma["remember_drawn_from"] == mb["remember_drawn_from"] == "base"
+    assert pa == pb and ma["kept_step"] == mb["kept_step"] and ma["steps_done"] == mb["steps_done"] == 16
+    assert all(torch.equal(a[k], b[k]) for k in a)
