@@ -79,8 +79,10 @@ def main() -> int:
             rates[step] = rates_now()
 
     overrides = config_overrides(args.overrides)
-    res = studio.unlearn("", flagged, surrogate, inst.seed, studio.default_config(**overrides), info,
-                         on_monitor=on_monitor)
+    # on_monitor draws with the model itself, so the training must wait for it: inline monitor (an
+    # overlapped one calls it while the steps go on, core/unlearn/overlap.py)
+    res = studio.unlearn("", flagged, surrogate, inst.seed,
+                         studio.default_config(**{"overlap_monitor": False, **overrides}), info, on_monitor=on_monitor)
     m = res.run.metrics()
     on_top = f"on top of faces {args.earlier}" if args.earlier else "alone"
     earlier = f"{before:.3f} with the earlier fixes, before this one" if args.earlier else "no earlier fixes"

@@ -98,6 +98,9 @@ def unlearn(
     replace it with an external oracle (the flags world's checker in benches, `oracle="checker"`).
     With config.retry_seeds, a try that ends with the flagged seed not forgotten is discarded and
     trained again from the start with the next training seed; the last try is published either way.
+    `on_monitor` and `is_fixed` judge the render they are given: with an overlapped monitor
+    (config.overlap_monitor, core/unlearn/overlap.py) they run in its thread while the steps go on, so a
+    callback that draws with the model itself needs overlap_monitor False.
     """
     tries: list[dict] = []  # the discarded tries, for the published fix's metrics
     while True:
