@@ -155,3 +155,26 @@ def test_a_fix_on_top_of_an_earlier_one_is_the_same_overlapped(tiny_model, tmp_p
     assert ma["remember_drawn_from"] == mb["remember_drawn_from"] == "base"
     assert pa == pb and ma["kept_step"] == mb["kept_step"] and ma["steps_done"] == mb["steps_done"] == 16
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_nan_in_a_step_past_the_stop_is_no_failure(tiny_model, tmp_path, monkeypatch, one_intra_op_thread):
+    """The check at step 10 stops the fix; step 12 would diverge. Inline it never runs; overlapped it runs
+    before the verdict is taken, and the fix still ends at 10, as inline."""
+    from core.unlearn.methods import SurrogateMethod
+
+    real_step, calls = SurrogateMethod.step, []
+
+    def poisoned_at_12(self, batch):
+        out = real_step(self, batch)
+        calls.append(1)
+        if len(calls) == 12:
+            out.loss_f = float("nan")
+        return out
+
+    monkeypatch.setattr(SurrogateMethod, "step", poisoned_at_12)
+    runs = []
+    for name, ov in (("inline", False), ("beside", True)):
+        calls.clear()
+        runs.append(_fix(tiny_model, tmp_path, name, ov, monkeypatch, steps=40, settle_steps=0))
+    assert [r["train"].steps_done for r in runs] == [10, 10] and runs[0]["log"] == runs[1]["log"]
+    assert all(torch.equal(runs[0]["lora"][k], runs[1]["lora"][k]) for k in runs[0]["lora"])

@@ -205,8 +205,20 @@ def train(
                 cancel.check(f"at step {step - 1} of {config.steps}")
             t0 = time.perf_counter()
             batch = _sample_batch(forget, remember, scheduler_sigmas, config, gen, device)
-            out = method.step(batch)
-            grad_norm = _apply(out.grads, params, config.max_grad_norm, step, out)
+            try:
+                out = method.step(batch)
+                grad_norm = _apply(out.grads, params, config.max_grad_norm, step, out)
+            except DivergedError:
+                if pending is None:
+                    raise
+                # A step trained past a pending verdict: inline, that verdict might have stopped the fix,
+                # or changed its course, before this step. Take it first, as inline would have.
+                done, pending = pending, None
+                if decide(done):
+                    break
+                if step == done.step:
+                    continue
+                raise
             optim.step()
             optim.zero_grad(set_to_none=True)
             report = StepReport(step, config.steps, out.loss_f, out.loss_r, out.lam, out.cos, out.projected,
