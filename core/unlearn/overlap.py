@@ -74,6 +74,7 @@ class OverlappedMonitor:
     def __init__(self, model: LoadedModel, params: list[torch.nn.Parameter],
                  check_on: Callable[[LoadedModel], MonitorCheck]):
         self.copy = network_copy(model)
+        self.copy.denoiser.train()  # as the trained network is while inline renders happen (train() sets it)
         names = {id(p): n for n, p in model.denoiser.named_parameters()}
         copied = dict(self.copy.denoiser.named_parameters())
         self._targets = [copied[names[id(p)]] for p in params]
