@@ -50,10 +50,11 @@ class FixGuard:
         self._snapshots: dict[int, list[torch.Tensor]] = {}
 
     def record(self, point: MonitorPoint, weights: list[torch.Tensor] | None = None) -> None:
-        """`weights`: the LoRA weights `point` was rendered with, when the training has moved on since
-        (an overlapped monitor, core/unlearn/overlap.py); None = the parameters as they are now."""
+        """`weights`: a copy of the LoRA weights `point` was rendered with, kept as given (the trainer's,
+        which nothing writes to; the training may have moved on since: an overlapped monitor,
+        core/unlearn/overlap.py); None = a copy of the parameters as they are now."""
         self.points.append(point)
-        self._snapshots[point.step] = [w.detach().clone() for w in (weights if weights is not None else self.params)]
+        self._snapshots[point.step] = weights if weights is not None else [p.detach().clone() for p in self.params]
 
     def best(self) -> MonitorPoint | None:
         """The point to publish (module docstring); None before any monitor step."""

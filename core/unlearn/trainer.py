@@ -112,8 +112,10 @@ class _Checkpoint:
     gen: torch.Tensor
 
     @classmethod
-    def take(cls, step: int, params, optim: torch.optim.Optimizer, gen: torch.Generator) -> "_Checkpoint":
-        return cls(step, [p.detach().clone() for p in params], copy.deepcopy(optim.state_dict()), gen.get_state())
+    def take(cls, step: int, weights: list[torch.Tensor], optim: torch.optim.Optimizer,
+             gen: torch.Generator) -> "_Checkpoint":
+        """`weights`: a copy of the LoRA weights at `step`, which nothing writes to (only read back)."""
+        return cls(step, weights, copy.deepcopy(optim.state_dict()), gen.get_state())
 
     @torch.no_grad()
     def restore(self, params, optim: torch.optim.Optimizer, gen: torch.Generator) -> None:
@@ -235,8 +237,8 @@ def train(
                         break
                     if step == done.step:  # went back to it: train on from there
                         continue
-                weights = [p.detach().clone() for p in params]
-                checkpoint = _Checkpoint.take(step, params, optim, gen) if monitor.overlapped else None
+                weights = [p.detach().clone() for p in params]  # the monitor, the guard and the checkpoint read it
+                checkpoint = _Checkpoint.take(step, weights, optim, gen) if monitor.overlapped else None
                 pending = _Pending(step, monitor.submit(step, weights), checkpoint)
                 if not monitor.overlapped or step == config.steps:
                     done, pending = pending, None
