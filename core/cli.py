@@ -62,6 +62,7 @@ CONFIG_FLAGS = {"--method": "method", "--steps": "steps", "--lr": "learning_rate
                 "--oracle": "oracle", "--forget-threshold": "forget_threshold", "--forget-projection": "forget_projection",
                 "--remember-floor": "remember_floor",
                 "--twin-seeds": "twin_seeds", "--twin-patience": "twin_patience", "--retry-seeds": "retry_seeds",
+                "--near-miss-steps": "near_miss_steps", "--near-miss-margin": "near_miss_margin",
                 "--remember-from": "remember_from",
                 "--settle-steps": "settle_steps",
                 "--settle-patience": "settle_patience", "--settle-lr-scale": "settle_lr_scale",
@@ -466,6 +467,8 @@ def cmd_unlearn(args) -> int:
         print(f"warning: {near_copy}", file=sys.stderr)
     with _progress_bar(config.steps, "unlearning") as bar:
         def on_step(r):
+            if r.total != bar.total:  # near_miss_steps: a near miss trains on past `steps`
+                bar.total = r.total
             bar.update(1)
             bar.set_postfix(L_f=f"{r.L_f:.3f}", L_r=f"{r.L_r:.3f}")
 

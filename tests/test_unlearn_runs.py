@@ -713,3 +713,56 @@ def test_retry_seeds_publish_the_last_try_when_none_forgets(tiny_model, tmp_path
     assert m["flagged_seed_fixed"] is False and [t["seed"] for t in m["earlier_tries"]] == [0]
     assert res.run.config["config"]["seed"] == 1 and len(store.list()) == 1
     fixes.remove(res.run.run_id)
+
+
+def _scored(monkeypatch, scores):
+    """The judge's score of the flagged seed at each monitor render, in turn (the verdict itself is the oracle's)."""
+    import dataclasses
+
+    from core.judge import ForgettingJudge
+
+    real, it = ForgettingJudge.judge_flagged_seed, iter(scores)
+    monkeypatch.setattr(ForgettingJudge, "judge_flagged_seed",
+                        lambda self, img: dataclasses.replace(real(self, img), score=next(it, 0.0)))
+
+
+@pytest.mark.parametrize("overlapped", [False, True])
+def test_near_miss_steps_train_on_past_the_last_step_when_the_score_ends_just_under_the_bar(
+        tiny_model, tmp_path, monkeypatch, overlapped):
+    """At step 10 (the last) the flagged seed scores 0.47 against the bar 0.5: the fix trains on, monitored,
+    and stops once it is forgotten at step 20; the progress counts to the new end."""
+    import core.unlearn.overlap as overlap
+
+    monkeypatch.setattr(overlap.os, "cpu_count", lambda: 2)
+    _scored(monkeypatch, [0.2, 0.47, 0.49, 0.6])  # monitor steps 5, 10, 15, 20 (the oracle decides "before")
+    fixes, store = FixManager(tiny_model), RunStore(tmp_path / "runs")
+    seen, totals = [], []
+    res = unlearn(tiny_model, fixes, store, _request(tiny_model),
+                  _cfg(steps=10, monitor_every=5, stop_when_fixed=True, forget_threshold=0.5, near_miss_steps=20,
+                       near_miss_margin=0.05, overlap_monitor=overlapped),
+                  on_step=lambda r: totals.append((r.step, r.total)),
+                  is_fixed=lambda img: len(seen) >= 4, on_monitor=lambda step, img: seen.append(step))
+    assert seen == [5, 10, 15, 20] and res.train.steps_done == 20 and res.train.stopped_early
+    assert totals[:10] == [(s, 10) for s in range(1, 11)] and totals[10:] == [(s, 30) for s in range(11, 21)]
+    m = res.run.metrics()
+    assert m["flagged_seed_fixed"] is True and m["kept_step"] == 20 and m["steps_done"] == 20
+    assert m["monitor_overlapped"] is overlapped
+
+
+def test_near_miss_steps_leave_a_far_miss_and_extend_only_once(tiny_model, tmp_path, monkeypatch):
+    fixes, store = FixManager(tiny_model), RunStore(tmp_path / "runs")
+    cfg = _cfg(steps=10, monitor_every=5, stop_when_fixed=True, forget_threshold=0.5, near_miss_steps=10,
+               near_miss_margin=0.05, overlap_monitor=False)
+    _scored(monkeypatch, [0.2, 0.44])  # 0.06 under the bar at the last step: ends there
+    res = unlearn(tiny_model, fixes, store, _request(tiny_model), cfg, is_fixed=lambda img: False)
+    assert res.train.steps_done == 10 and res.run.metrics()["flagged_seed_fixed"] is False
+    fixes.remove(res.run.run_id)
+    _scored(monkeypatch, [0.2, 0.46, 0.47, 0.48])  # near at 10 and again at 20: one extension only
+    res = unlearn(tiny_model, fixes, store, _request(tiny_model), cfg, is_fixed=lambda img: False)
+    assert res.train.steps_done == 20 and not res.train.stopped_early
+    assert [p.step for p in res.monitor_points] == [5, 10, 15, 20]
+
+
+def test_near_miss_steps_need_the_guard_they_read():
+    with pytest.raises(ValueError, match="near_miss_steps.*keep_best"):
+        UnlearnConfig(near_miss_steps=40, stop_when_fixed=True, keep_best=False)

@@ -47,7 +47,7 @@ RANGES = {
     "remember_mode_weight": (1, 64, False), "settle_steps": (0, 100_000, False),
     "settle_patience": (0, 100_000, False), "settle_lr_scale": (0, 1, True), "twin_patience": (0, 100_000, False),
     "remember_sampling_steps": (*STEPS_RANGE, False), "remember_model_share": (0, 1, False),
-    "retry_seeds": (0, 16, False),
+    "retry_seeds": (0, 16, False), "near_miss_steps": (0, 100_000, False), "near_miss_margin": (0, 1, False),
     "neggrad_weight": (0, None, True), "erasediff_eta": (0, None, False), "siss_scaling_norm": (0, None, True),
 }
 
@@ -153,6 +153,14 @@ class UnlearnConfig:
         "that the edited region moved toward the surrogate. The faces world's default: on its tuning seeds "
         "it stopped an Other-seed fix that had turned face 3 into face 27 and changed nothing for other-face "
         "surrogates (bench/results/faces_tune_mode_guard_*.md); not measured on the flags world")
+    near_miss_steps: int = _f(
+        0, "with stop_when_fixed and keep_best: when the last step's monitor sees the flagged seed itself not forgotten "
+        "but its score within near_miss_margin of forget_threshold, train on up to this many more steps "
+        "(still monitored, the fix stopping as usual once forgotten) before retry_seeds starts over. 0 = end "
+        "at `steps`. A near miss is often a few steps short, and a retry costs a whole try")
+    near_miss_margin: float = _f(
+        0.05, "with near_miss_steps: how far under forget_threshold the judge's score of the flagged seed may "
+        "end for the fix to train on")
     retry_seeds: int = _f(
         0, "when the deciding oracle does not see the flagged seed forgotten at the end of a fix, train it again "
         "from the start with the next training seed (seed + 1, + 2, ...), up to this many more times; the tries "
@@ -264,6 +272,9 @@ class UnlearnConfig:
             # Patience counts the age of the state the guard keeps; without keep_best nothing is kept.
             _bad("settle_patience", self.settle_patience, "set keep_best true (patience waits on the state it "
                  "keeps), or settle_patience 0 to settle all settle_steps")
+        if self.near_miss_steps and self.stop_when_fixed and not self.keep_best:
+            _bad("near_miss_steps", self.near_miss_steps, "set keep_best true (it reads the guard's monitored "
+                 "score), or near_miss_steps 0")
         if not 0 < self.siss_lambda < 1:
             _bad("siss_lambda", self.siss_lambda, "choose a value in (0, 1)")
 

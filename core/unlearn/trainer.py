@@ -162,6 +162,7 @@ def train(
     optim = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     result = TrainResult(0, False)
     settle_until = None  # with stop_when_fixed: the step to stop at, once the monitor saw it fixed
+    limit = config.steps  # the last step; near_miss_steps may move it once
     pending: _Pending | None = None
     held: list[StepReport] = []  # reports past a pending monitor step: shown once its verdict keeps them
 
@@ -174,12 +175,12 @@ def train(
     def decide(p: _Pending) -> bool:
         """The verdict of monitor step p.step, acted on as if the training had waited for it there
         (going back to it if it moved on and the verdict changes the course); True = stop."""
-        nonlocal settle_until, step
+        nonlocal settle_until, step, limit
         fixed = p.verdict.result()
         # A Stop pressed while the monitor rendered wins over "stop when fixed": a stopped
         # run must never end as a finished (and saved) fix.
         if cancel is not None:
-            cancel.check(f"at step {p.step} of {config.steps}")
+            cancel.check(f"at step {p.step} of {limit}")
         starts_settling = fixed and config.stop_when_fixed and settle_until is None
         if starts_settling:
             settle_until = p.step + config.settle_steps
@@ -194,17 +195,19 @@ def train(
             for group in optim.param_groups:  # settle_lr_scale: smaller steps once forgotten
                 group["lr"] = config.learning_rate * config.settle_lr_scale
         if stop:
-            result.stopped_early = p.step < config.steps
+            result.stopped_early = p.step < limit
+        elif p.step == limit == config.steps and _near_miss(guard, p.step, config):
+            limit += config.near_miss_steps
         emit_held()
         return stop
 
     transformer.train()
     step = 0
     try:
-        while step < config.steps:
+        while step < limit:
             step += 1
             if cancel is not None:
-                cancel.check(f"at step {step - 1} of {config.steps}")
+                cancel.check(f"at step {step - 1} of {limit}")
             t0 = time.perf_counter()
             batch = _sample_batch(forget, remember, scheduler_sigmas, config, gen, device)
             try:
@@ -223,14 +226,14 @@ def train(
                 raise
             optim.step()
             optim.zero_grad(set_to_none=True)
-            report = StepReport(step, config.steps, out.loss_f, out.loss_r, out.lam, out.cos, out.projected,
+            report = StepReport(step, limit, out.loss_f, out.loss_r, out.lam, out.cos, out.projected,
                                 grad_norm, time.perf_counter() - t0)
             result.reports.append(report)
             result.steps_done = step
             held.append(report)
             if pending is None:
                 emit_held()
-            if monitor and config.monitor_every and (step % config.monitor_every == 0 or step == config.steps):
+            if monitor and config.monitor_every and (step % config.monitor_every == 0 or step == limit):
                 if pending is not None:
                     done, pending = pending, None
                     if decide(done):
@@ -240,7 +243,7 @@ def train(
                 weights = [p.detach().clone() for p in params]  # the monitor, the guard and the checkpoint read it
                 checkpoint = _Checkpoint.take(step, weights, optim, gen) if monitor.overlapped else None
                 pending = _Pending(step, monitor.submit(step, weights), checkpoint)
-                if not monitor.overlapped or step == config.steps:
+                if not monitor.overlapped or step == limit:
                     done, pending = pending, None
                     if decide(done):
                         break
@@ -256,6 +259,14 @@ def _settled(guard: FixGuard | None, step: int, config: UnlearnConfig) -> bool:
     is not moving the other outputs back any more."""
     best = guard.best() if guard is not None and config.settle_patience else None
     return best is not None and best.forgotten and step - best.step >= config.settle_patience
+
+
+def _near_miss(guard: FixGuard | None, step: int, config: UnlearnConfig) -> bool:
+    """near_miss_steps: the monitor of the last step saw the flagged seed itself not forgotten (not a
+    fix that only leaves twins), with the judge's score within near_miss_margin of its bar."""
+    last = guard.points[-1] if guard is not None and guard.points and config.stop_when_fixed else None
+    return (config.near_miss_steps > 0 and last is not None and last.step == step and not last.forgotten
+            and last.twins_left is None and last.score >= config.forget_threshold - config.near_miss_margin)
 
 
 def _twins_stalled(guard: FixGuard | None, step: int, config: UnlearnConfig) -> bool:
