@@ -68,7 +68,8 @@ CONFIG_FLAGS = {"--method": "method", "--steps": "steps", "--lr": "learning_rate
                 "--settle-patience": "settle_patience", "--settle-lr-scale": "settle_lr_scale",
                 "--remember-target": "remember_target", "--remember-model-share": "remember_model_share"}
 BOOL_FLAGS = {"--stop-when-fixed": "stop_when_fixed", "--keep-best": "keep_best", "--twin-forget": "twin_forget",
-              "--mode-guard": "mode_guard", "--overlap-monitor": "overlap_monitor"}
+              "--mode-guard": "mode_guard", "--overlap-monitor": "overlap_monitor",
+              "--parallel-passes": "parallel_passes"}
 
 
 def _float_or_none(text: str):

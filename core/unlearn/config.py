@@ -105,6 +105,10 @@ class UnlearnConfig:
         True, "on a CPU with two cores or more, render the monitor on a copy of the network in a second thread "
         "while the training goes on (core/unlearn/overlap.py): the same fix, figure for figure, in less time. "
         "No effect on a GPU or for networks over 100M parameters")
+    parallel_passes: bool = _f(
+        True, "on a CPU with two cores or more, run a step's forget and remember passes (each a forward and a "
+        "backward pass of the network) in two threads at once (core/unlearn/passes.py): the same fix, value for "
+        "value, in less time. Methods without separate passes (neggrad, siss, surgery off) are unaffected")
     stop_when_fixed: bool = _f(
         True, "stop once the oracle sees the flagged seed forgotten (checked every monitor_every steps); "
         "False runs every step, as the paper does")

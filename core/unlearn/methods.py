@@ -27,6 +27,7 @@ from . import objectives as obj
 from . import surgery
 from .config import UnlearnConfig
 from .forms import FlowForm
+from .passes import SequentialPasses, StepPasses
 from .weighting import lambda_weight
 
 
@@ -70,8 +71,10 @@ class UnlearnMethod(ABC):
 
     def __init__(self, transformer, params: list[torch.nn.Parameter], config: UnlearnConfig, form=None,
                  reference: Callable[[], ContextManager] | None = None,
-                 base_reference: Callable[[], ContextManager] | None = None):
+                 base_reference: Callable[[], ContextManager] | None = None, passes: StepPasses | None = None):
         self.transformer, self.params, self.config = transformer, params, config
+        # How a step's separate forget and remember passes run: one after the other, or at once (passes.py).
+        self.passes = passes or SequentialPasses()
         # The loss parameterisation (forms.py): SD3's rectified flow by default, a DDPM's epsilon form.
         self.form = form or FlowForm()
         # remember_target "model": a context in which the network predicts as before this fix
@@ -94,8 +97,29 @@ class UnlearnMethod(ABC):
 
     def remember_loss(self, b: Batch, weights: torch.Tensor | None = None) -> torch.Tensor:
         x_t = self.form.noisy(b.x_r, b.eps_r, b.s_r)
-        per = obj.per_sample_mse(self.v(x_t, b.s_r, b.cond_r), self.remember_target(b, x_t))
+        return self._remember_mse(b, x_t, self.remember_target(b, x_t), weights)
+
+    def _remember_mse(self, b: Batch, x_t: torch.Tensor, target: torch.Tensor,
+                      weights: torch.Tensor | None) -> torch.Tensor:
+        per = obj.per_sample_mse(self.v(x_t, b.s_r, b.cond_r), target)
         return (per * weights).mean() if weights is not None else per.mean()
+
+    def separate_passes(self, forget_loss: Callable[[], torch.Tensor], b: Batch,
+                        remember_weights: torch.Tensor | None = None):
+        """((loss_f, g_f), (loss_r, g_r)) from two passes that may run at once (self.passes). The remember
+        target is computed first, here: it may mute this fix on the shared network, which no pass may see."""
+        x_t = self.form.noisy(b.x_r, b.eps_r, b.s_r)
+        target = self.remember_target(b, x_t)
+
+        def forget():
+            loss = forget_loss()
+            return loss, _grads(loss, self.params)
+
+        def remember():
+            loss = self._remember_mse(b, x_t, target, remember_weights)
+            return loss, _grads(loss, self.params)
+
+        return self.passes.run(forget, remember)
 
     def remember_target(self, b: Batch, x_t: torch.Tensor) -> torch.Tensor:
         """The sampled noise in the form's terms, or (remember_target "model") the network's own
@@ -142,10 +166,7 @@ class SurrogateMethod(UnlearnMethod):
             loss_f, loss_r = self.forget_loss(b, lam_f), self.remember_loss(b, w_r)
             grads = _grads(loss_f + loss_r, self.params)
             return StepGradients(grads, loss_f.item(), loss_r.item(), lam_f.mean().item())
-        loss_f = self.forget_loss(b, lam_f)
-        g_f = _grads(loss_f, self.params)
-        loss_r = self.remember_loss(b, w_r)
-        g_r = _grads(loss_r, self.params)
+        (loss_f, g_f), (loss_r, g_r) = self.separate_passes(lambda: self.forget_loss(b, lam_f), b, w_r)
         grads, cos, projected = self.combine(g_f, g_r)
         return StepGradients(grads, loss_f.item(), loss_r.item(), lam_f.mean().item(), cos, projected)
 
@@ -170,14 +191,14 @@ class NegGradMethod(UnlearnMethod):
 class EraseDiffMethod(UnlearnMethod):
     name = "erasediff"
 
-    def step(self, b: Batch) -> StepGradients:
+    def forget_loss(self, b: Batch) -> torch.Tensor:
         x_t = self.form.noisy(b.x_f, b.eps_f, b.s_f)
         # The forget image's noise is swapped for U[0,1) draws (flow: v target = u - x_f; DDPM: u).
         target = self.form.ordinary_target(b.x_f, b.uniform_f)
-        loss_f = obj.per_sample_mse(self.v(x_t, b.s_f, b.cond_f), target).mean()
-        g_f = _grads(loss_f, self.params)
-        loss_r = self.remember_loss(b)
-        g_r = _grads(loss_r, self.params)
+        return obj.per_sample_mse(self.v(x_t, b.s_f, b.cond_f), target).mean()
+
+    def step(self, b: Batch) -> StepGradients:
+        (loss_f, g_f), (loss_r, g_r) = self.separate_passes(lambda: self.forget_loss(b), b)
         nf2 = surgery.dot(g_f, g_f)
         coef = torch.clamp(self.config.erasediff_eta - surgery.dot(g_r, g_f) / (nf2 + 1e-20), min=0)
         grads = [r + coef.to(f.dtype) * f for f, r in zip(g_f, g_r)]

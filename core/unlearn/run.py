@@ -31,6 +31,7 @@ from .earlier_fixes import drawing_from, earlier_fixes, leaving_out, split_left_
 from .forms import form_for
 from .guard import FixGuard, MonitorPoint
 from .overlap import monitor_runner
+from .passes import step_passes
 from .remember import (FractionProgressFn, KeepFn, RememberCache, build_remember_set, encode_prompts,
                        probe_generations, probe_requests, probes_lookalikes, remember_precision,
                        remember_prompts_for, remember_steps, stored_generations)
@@ -222,13 +223,18 @@ def _one_try(model: LoadedModel, fixes: FixManager, store: RunStore, request: Fi
         form = form_for(model)  # SD3: rectified flow; a DDPM: the epsilon form
         runner = (monitor_runner(model, params, config, lambda net: replace(monitor, model=net))
                   if noise is not None and config.monitor_every else None)
-        threads = torch.get_num_threads()  # float sums follow it: a fix repeats value for value at the same count
+        passes = None
         try:
+            passes = step_passes(model.device, config)  # halves the intra-op threads too when parallel
+            threads = torch.get_num_threads()  # float sums follow it: a fix repeats value for value at the same count
             result = train(model.denoiser, params, form.timestep_table(), forget, remember, config, step_cb, cancel,
                            runner, form=form, guard=guard if config.keep_best else None,
                            reference=lambda: fixes.muted(run_id),
-                           base_reference=(lambda: fixes.muted(run_id, *[e.name for e in earlier])) if earlier else None)
+                           base_reference=(lambda: fixes.muted(run_id, *[e.name for e in earlier])) if earlier else None,
+                           passes=passes)
         finally:
+            if passes is not None:
+                passes.close()  # first: the threads each halved are given back in turn
             if runner is not None:
                 runner.close()
         kept_point = guard.best() if config.keep_best else None
@@ -255,7 +261,7 @@ def _one_try(model: LoadedModel, fixes: FixManager, store: RunStore, request: Fi
                    "repeated": repeated, "kept": kept_point or (guard.points[-1] if guard.points else None)}
         partial.write_json(METRICS_FILE, _metrics(result, seconds, flagged, kept, dropped, outcome, config)
                            | {"remember_reused": found.reused, "remember_generated": found.generated}
-                           | {"intra_op_threads": threads}
+                           | {"intra_op_threads": threads, "parallel_passes": passes.parallel}
                            | ({"monitor_overlapped": runner.overlapped} if runner is not None else {})
                            | ({"earlier_tries": list(earlier_tries)} if earlier_tries else {})
                            | ({"remember_drawn_from": "base", "remember_as_fixed": len(theirs)} if earlier else {}))

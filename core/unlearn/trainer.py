@@ -22,6 +22,7 @@ from .config import UnlearnConfig
 from .guard import FixGuard
 from .methods import METHODS, Batch
 from .overlap import MonitorRunner
+from .passes import StepPasses
 from .objectives import Conditioning
 from .weighting import sample_sigmas
 
@@ -147,6 +148,7 @@ def train(
     guard: FixGuard | None = None,
     reference: Callable[[], ContextManager] | None = None,
     base_reference: Callable[[], ContextManager] | None = None,
+    passes: StepPasses | None = None,
 ) -> TrainResult:
     """`scheduler_sigmas` is the table of noise levels a step samples from (`form.timestep_table()`);
     `monitor` judges the flagged seed every config.monitor_every steps (core/unlearn/overlap.py: inline,
@@ -155,10 +157,11 @@ def train(
     publish; `reference` a context in
     which the network predicts as before this fix (FixManager.muted), for remember_target "model";
     `base_reference` one in which it predicts as the base model (every fix muted), the anchor of the
-    remember rows drawn from the base (remember_from "base"), None = `reference` for every row."""
+    remember rows drawn from the base (remember_from "base"), None = `reference` for every row; `passes` how
+    a step's separate forget and remember passes run (passes.py), None = one after the other."""
     device = params[0].device
     gen = torch.Generator("cpu").manual_seed(config.seed)
-    method = METHODS[config.method](transformer, params, config, form, reference, base_reference)
+    method = METHODS[config.method](transformer, params, config, form, reference, base_reference, passes)
     optim = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     result = TrainResult(0, False)
     settle_until = None  # with stop_when_fixed: the step to stop at, once the monitor saw it fixed
