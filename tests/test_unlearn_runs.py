@@ -766,3 +766,19 @@ def test_near_miss_steps_leave_a_far_miss_and_extend_only_once(tiny_model, tmp_p
 def test_near_miss_steps_need_the_guard_they_read():
     with pytest.raises(ValueError, match="near_miss_steps.*keep_best"):
         UnlearnConfig(near_miss_steps=40, stop_when_fixed=True, keep_best=False)
+
+
+def test_near_miss_steps_leave_a_try_the_guard_would_publish_as_forgotten():
+    """A state with the flagged seed forgotten but twins left is published as forgotten (no retry), so a
+    near miss at the last step does not train on."""
+    from core.unlearn.guard import FixGuard, MonitorPoint
+    from core.unlearn.trainer import _near_miss
+
+    cfg = UnlearnConfig(near_miss_steps=20, near_miss_margin=0.05, forget_threshold=0.5, stop_when_fixed=True)
+    guard = FixGuard([torch.nn.Parameter(torch.zeros(2))])
+    guard.record(MonitorPoint(5, False, 0.3, None))
+    guard.record(MonitorPoint(10, False, 0.47, None))
+    assert _near_miss(guard, 10, cfg) and not _near_miss(guard, 5, cfg)
+    assert not _near_miss(guard, 10, cfg.with_overrides(near_miss_margin=0.02))
+    guard.points.insert(1, MonitorPoint(8, False, 0.52, 0.01, twins_left=1))
+    assert not _near_miss(guard, 10, cfg)

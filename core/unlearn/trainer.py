@@ -265,11 +265,14 @@ def _settled(guard: FixGuard | None, step: int, config: UnlearnConfig) -> bool:
 
 
 def _near_miss(guard: FixGuard | None, step: int, config: UnlearnConfig) -> bool:
-    """near_miss_steps: the monitor of the last step saw the flagged seed itself not forgotten (not a
-    fix that only leaves twins), with the judge's score within near_miss_margin of its bar."""
-    last = guard.points[-1] if guard is not None and guard.points and config.stop_when_fixed else None
-    return (config.near_miss_steps > 0 and last is not None and last.step == step and not last.forgotten
-            and last.twins_left is None and last.score >= config.forget_threshold - config.near_miss_margin)
+    """near_miss_steps: no monitored state had the flagged seed forgotten (with or without twins left:
+    the guard would publish none as forgotten, so a retry would start over), and the judge's score at
+    the last step is within near_miss_margin of its bar."""
+    if not (config.near_miss_steps and config.stop_when_fixed and guard is not None and guard.points):
+        return False
+    last, best = guard.points[-1], guard.best()
+    return (last.step == step and not best.forgotten and best.twins_left is None
+            and last.score >= config.forget_threshold - config.near_miss_margin)
 
 
 def _twins_stalled(guard: FixGuard | None, step: int, config: UnlearnConfig) -> bool:
