@@ -199,13 +199,14 @@ class _Progress:
         self.head, self.stage_start, self.stage = head, time.monotonic(), None
         self.text = f"{head}: preparing"
         self.try_note = ""  # retry_seeds: "try 2 of 2 (training seed 1) · " once a try is trained again
+        self.planned = None  # the try's steps as it started; near_miss_steps may train on past them
 
     def progress(self, frac: float, msg: str) -> None:
         from core.unlearn.run import new_try
 
         stage, label = msg.split(":")[0], new_try(msg)
         if label:
-            self.try_note = f"{label} · "
+            self.try_note, self.planned = f"{label} · ", None
         if stage != self.stage:
             self.stage, self.stage_start = stage, time.monotonic()
         spent = time.monotonic() - self.stage_start
@@ -213,7 +214,10 @@ class _Progress:
         self.text = f"{self.head}: {msg} ({frac:.0%}{est})"
 
     def step(self, r) -> None:
-        self.text = (f"{self.head}: {self.try_note}step **{r.step}/{r.total}** "
+        self.planned = self.planned or r.total
+        near = (f"the flagged seed scored just under the bar at step {self.planned}: training on · "
+                if r.total > self.planned else "")
+        self.text = (f"{self.head}: {self.try_note}{near}step **{r.step}/{r.total}** "
                      f"({_eta(r.seconds * (r.total - r.step))}) · forget loss {fmt(r.L_f)} · "
                      f"remember loss {fmt(r.L_r)} · {r.seconds:.2f} s/step")
 

@@ -507,6 +507,23 @@ def test_status_line_names_the_try_once_a_fix_is_trained_again():
     assert line.text.startswith("Fixing f1: try 2 of 2 (training seed 1) · step **3/200**")
 
 
+def test_status_line_says_why_a_near_miss_trains_past_its_steps():
+    """near_miss_steps: the step count grows past the try's steps; the line says why, and a new try starts afresh."""
+    from types import SimpleNamespace
+
+    from gui.unlearn_section import _Progress
+
+    line = _Progress("Fixing f1")
+    line.step(SimpleNamespace(step=200, total=200, seconds=0.1, L_f=1.0, L_r=2.0))
+    assert "training on" not in line.text
+    line.step(SimpleNamespace(step=201, total=220, seconds=0.1, L_f=1.0, L_r=2.0))
+    assert line.text.startswith("Fixing f1: the flagged seed scored just under the bar at step 200: training on · "
+                                "step **201/220**")
+    line.progress(0.0, "try 2 of 2 (training seed 1): the one before ended with the flagged seed not forgotten")
+    line.step(SimpleNamespace(step=1, total=200, seconds=0.1, L_f=1.0, L_r=2.0))
+    assert "training on" not in line.text
+
+
 def test_compare_summary_names_a_prompt_only_where_there_is_one():
     """An unconditional model's comparison has one prompt, "": its line starts with the seeds, not an empty bold."""
     from types import SimpleNamespace
