@@ -109,3 +109,15 @@ def running_studio(model: str, root):
             os.environ.pop("GRADIO_TEMP_DIR", None)
         else:
             os.environ["GRADIO_TEMP_DIR"] = old_tmp
+
+
+@pytest.fixture
+def one_intra_op_thread():
+    """Two ways of running a fix compared at one intra-op thread (an overlapped monitor and parallel passes
+    halve them), so float sums add up alike."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -18,15 +18,6 @@ from core.unlearn.trainer import CancelledError, CancelToken
 PROMPT = "ireland flag"
 
 
-@pytest.fixture
-def one_intra_op_thread():
-    """Both ways at one intra-op thread (an overlapped fix halves them), so float sums add up alike."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _fix(model, tmp_path, name, overlapped, monkeypatch, **kw):
     """A fix that the monitor sees forgotten from its second check on: it settles (learning rate cut)
     then stops, so an overlapped run has to go back twice."""

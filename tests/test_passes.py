@@ -18,15 +18,6 @@ from core.unlearn.run import FixRequest, unlearn
 PROMPT = "ireland flag"
 
 
-@pytest.fixture
-def one_intra_op_thread():
-    """Both ways at one intra-op thread (parallel passes halve them), so float sums add up alike."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _fix(model, tmp_path, name, parallel, monkeypatch, **kw):
     monkeypatch.setattr(passes_mod.os, "cpu_count", lambda: 2)  # not the test machine's count
     flagged = generate(model, PROMPT, [1])[0].image
