@@ -127,6 +127,7 @@ def _fix_row(studio, model, fix, inst, base, flagged, target: str, round_: int) 
             # what the product saw: the guard seeds' drift at the state it published
             "kept_step": metrics.get("kept_step"), "guard_drift": metrics.get("remember_drift"),
             "retried_seeds": retried_seeds(metrics),  # retry_seeds: the discarded tries
+            "earlier_tries": metrics.get("earlier_tries", []),  # their steps, seconds and final scores
             "enabled": studio.fixes.fixes[fix.result.run.run_id].enabled, "copy_rates": ev["copy_rate_after"],
             "flagged_seeds_now": earlier, "ssim_novel_outputs_mean": ev["ssim_mean"]}
 

@@ -65,6 +65,7 @@ def run(args, studio, overrides: dict) -> int:
                             "steps_done": m["steps_done"], "kept_step": m.get("kept_step"),
                             # retry_seeds: the discarded tries' training seeds (their time is in "seconds")
                             "retried_seeds": retried_seeds(m),
+                            "earlier_tries": m.get("earlier_tries", []),  # their steps, seconds, final scores
                             "judge_fixed": m.get("flagged_seed_fixed"), "surrogate": fix.surrogate_info, "agree": agree,
                             **ev})
             print({k: records[-1][k] for k in ("row", "face", "seed", "flagged_fixed", "face_rate_after",
