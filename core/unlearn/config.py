@@ -108,7 +108,9 @@ class UnlearnConfig:
     parallel_passes: bool = _f(
         True, "on a CPU with two cores or more, run a step's forget and remember passes (each a forward and a "
         "backward pass of the network) in two threads at once (core/unlearn/passes.py): the same fix, value for "
-        "value, in less time. Methods without separate passes (neggrad, siss, surgery off) are unaffected")
+        "value, in less time (a faces fix's median step 90 ms against 113 ms on two cores: "
+        "bench/results/faces_fix_time_near_miss_passes.md). Methods without separate passes (neggrad, siss, "
+        "surgery off) are unaffected")
     stop_when_fixed: bool = _f(
         True, "stop once the oracle sees the flagged seed forgotten (checked every monitor_every steps); "
         "False runs every step, as the paper does")
@@ -158,10 +160,12 @@ class UnlearnConfig:
         "it stopped an Other-seed fix that had turned face 3 into face 27 and changed nothing for other-face "
         "surrogates (bench/results/faces_tune_mode_guard_*.md); not measured on the flags world")
     near_miss_steps: int = _f(
-        0, "with stop_when_fixed and keep_best: when the last step's monitor sees the flagged seed itself not forgotten "
-        "but its score within near_miss_margin of forget_threshold, train on up to this many more steps "
-        "(still monitored, the fix stopping as usual once forgotten) before retry_seeds starts over. 0 = end "
-        "at `steps`. A near miss is often a few steps short, and a retry costs a whole try")
+        0, "with stop_when_fixed and keep_best: when no monitored state had the flagged seed forgotten by the last "
+        "step (so a retry would start over) but the judge's score there is within near_miss_margin of "
+        "forget_threshold, train on up to this many more steps, still monitored, the fix stopping as usual once "
+        "forgotten. 0 = end at `steps`. The faces world's default 20: on its tuning seeds 15 of 16 fixes were the "
+        "same and a near miss (0.473) was forgotten at step 202 instead of being retried "
+        "(bench/results/faces_tune_near_miss.md, faces_tune_trajectory260.md); not measured on the flags world")
     near_miss_margin: float = _f(
         0.05, "with near_miss_steps: how far under forget_threshold the judge's score of the flagged seed may "
         "end for the fix to train on")

@@ -7,7 +7,7 @@ two passes in two threads do: `ParallelPasses` runs the forget pass in a worker 
 calling thread runs the remember pass. Each pass's values are what it computes alone at the same
 intra-op thread count, so a fix is the same either way (tests/test_passes.py).
 
-    passes = step_passes(model, config)   # SequentialPasses or ParallelPasses
+    passes = step_passes(device, config)  # SequentialPasses or ParallelPasses
     (loss_f, g_f), (loss_r, g_r) = passes.run(forget, remember)
     passes.close()
 """
