@@ -132,8 +132,9 @@ CALIBRATION_SEEDS = 1000  # seeds 0-999 tune the judge's threshold and the unlea
 # 0-2 (faces_tune_trajectory260.md): of the tries with no forgotten state by step 200, face 27 at seed 0 scored
 # 0.473 and forgot at step 202; the others scored 0.407-0.447 and none forgot by step 260. Full fixes at training
 # seeds 0 / 1 (faces_tune_near_miss.md): 15 of 16 the same fix; face 27 at seed 0 forgets in its first try (kept
-# step 214, 25.2 s, SSIM 0.904) instead of its retry (43.0 s, SSIM 0.914). 40 steps (steps 240, tried before) also
-# trained on the tries that fail anyway.
+# step 214, 25.2 s, SSIM 0.904) instead of its retry (43.0 s, SSIM 0.914); at seed 2 the same 4 fixes, face 3's
+# failing retry trained on 20 steps for nothing (faces_tune_near_miss_seed2.md). 40 steps (steps 240, tried
+# before) also trained on the tries that fail anyway.
 FACES_UNLEARN_DEFAULTS = {"learning_rate": 2e-3, "timestep_sampling": "uniform", "lambda_scheme": "constant",
                           "remember_set_size": 64, "steps": 200, "monitor_every": 2, "lora_rank": 4,
                           "lora_targets": ["to_q", "to_k", "to_v", "to_out.0"], "forget_threshold": 0.5,
