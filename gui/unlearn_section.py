@@ -398,8 +398,11 @@ def result_text(studio, result, flag) -> str:
              f"the same settings and seed ({result.run.config.get('config', {}).get('seed', '?')}) train the same "
              "fix again.")
     label = result.run.label()["name"] if hasattr(result.run, "label") else result.run.run_id
+    planned = result.run.config.get("config", {}).get("steps")
+    past = (f" ({m['steps_done'] - planned} past {planned}: the flagged seed scored just under the bar there, "
+            "so the fix trained on)" if planned and (m.get("steps_done") or 0) > planned else "")
     lines = [f"**Fix {label}** {state}",
-             f"steps {m.get('steps_done')}{' (stopped early: fixed)' if m.get('stopped_early') else ''}"
+             f"steps {m.get('steps_done')}{past}{' (stopped early: fixed)' if m.get('stopped_early') else ''}"
              f" · {fmt(m.get('seconds_total'))} s · final forget loss {fmt(m.get('final_L_f'))}"
              f" · remember loss {fmt(m.get('final_L_r'))}"
              f" · outputs kept {m.get('remember_set_size')} (left out {m.get('remember_excluded')})"

@@ -420,7 +420,10 @@ def test_fix_result_and_table_say_when_a_fix_ended_unfixed(tmp_path):
     runs["fix-True"].metrics().update(twin_seeds=[100003, 100029], twins_left=1)
     assert "other seeds that drew the flagged picture (100003, 100029): 1 still draws it" in result_text(
         studio, SimpleNamespace(run=runs["fix-True"]), flag)
-    assert "fixes off" not in on and "discarded" not in on
+    assert "fixes off" not in on and "discarded" not in on and "past 100" not in on
+    runs["fix-True"].metrics().update(steps_done=112, stopped_early=True)  # near_miss_steps trained on
+    assert "steps 112 (12 past 100: the flagged seed scored just under the bar there, so the fix trained on) " \
+           "(stopped early: fixed)" in result_text(studio, SimpleNamespace(run=runs["fix-True"]), flag)
     runs["fix-True"].metrics().update(earlier_tries=[{"seed": 7, "steps_done": 200, "seconds_total": 37.2,
                                                       "score": 0.47}])
     assert "discarded before this one, not forgotten: training seed 7 (judge's score 0.47, 200 steps, 37.2 s)" in \
