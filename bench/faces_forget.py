@@ -46,8 +46,8 @@ def one_fix(studio: Studio, kind: str, inst: FaceInstance, base: FacesBase, conf
             "steps_done": m.get("steps_done"), "kept_step": m.get("kept_step"),
             "retried_seeds": retried_seeds(m),  # retry_seeds: the discarded tries
             "earlier_tries": m.get("earlier_tries", []),  # their seeds, steps, seconds and final scores
-            # the published try's monitor: [step, judge score, forgotten] per monitored step
-            "monitor": [[p["step"], p["score"], p["forgotten"]] for p in m.get("monitor", [])],
+            # the published try's monitor: [step, judge score, forgotten, projection] per monitored step
+            "monitor": [[p["step"], p["score"], p["forgotten"], p.get("projection")] for p in m.get("monitor", [])],
             "remember_set_size": m.get("remember_set_size"), "remember_excluded": m.get("remember_excluded"),
             "flagged_seed_after": ev["flagged_seed_after"], "copy_rate_after": ev["copy_rate_after"],
             "other_faces_relative_change": ev["other_faces_relative_change"],

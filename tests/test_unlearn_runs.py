@@ -747,6 +747,8 @@ def test_near_miss_steps_train_on_past_the_last_step_when_the_score_ends_just_un
     m = res.run.metrics()
     assert m["flagged_seed_fixed"] is True and m["kept_step"] == 20 and m["steps_done"] == 20
     assert m["monitor_overlapped"] is overlapped
+    # each point keeps the judge's second measure too (what the near miss does not read yet)
+    assert all(isinstance(p["projection"], float) for p in m["monitor"])
 
 
 def test_near_miss_steps_leave_a_far_miss_and_extend_only_once(tiny_model, tmp_path, monkeypatch):

@@ -36,6 +36,8 @@ class MonitorPoint:
     drift: float | None
     # twin seeds (config.twin_seeds) still drawing the flagged picture; None when not checked
     twins_left: int | None = None
+    # the judge's second progress measure ('projection_centred', its bar forget_projection); None = not recorded
+    projection: float | None = None
 
     def to_dict(self) -> dict:
         return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in asdict(self).items()}

@@ -361,7 +361,7 @@ class _FixMonitor:
             if self.twin_requests:
                 twins_left = self._twins_left([g.image for g in gens[len(self.guard_requests):]])
                 now = twins_left == 0
-        self.guard.record(MonitorPoint(step, now, verdict.score, drift, twins_left), weights)
+        self.guard.record(MonitorPoint(step, now, verdict.score, drift, twins_left, verdict.projection), weights)
         return now
 
     def _twins_left(self, twins: list[Image.Image]) -> int:
