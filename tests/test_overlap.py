@@ -8,6 +8,7 @@ from PIL import ImageOps
 from safetensors.torch import load_file
 
 import core.unlearn.overlap as overlap
+import core.unlearn.threads as threads_mod
 from core.adapters import FixManager
 from core.generate import generate
 from core.runs import RunStore
@@ -21,7 +22,7 @@ PROMPT = "ireland flag"
 def _fix(model, tmp_path, name, overlapped, monkeypatch, **kw):
     """A fix that the monitor sees forgotten from its second check on: it settles (learning rate cut)
     then stops, so an overlapped run has to go back twice."""
-    monkeypatch.setattr(overlap.os, "cpu_count", lambda: 2)  # overlap does not depend on the test machine
+    monkeypatch.setattr(threads_mod.os, "cpu_count", lambda: 2)  # overlap does not depend on the test machine
     flagged = generate(model, PROMPT, [1])[0].image
     request = FixRequest(PROMPT, flagged, ImageOps.mirror(flagged), seed=1)
     config = UnlearnConfig(**{**dict(steps=40, learning_rate=1e-2, remember_set_size=6, monitor_every=5,
@@ -71,7 +72,7 @@ def test_a_stop_found_while_the_last_steps_train_goes_back_to_it(tiny_model, tmp
 
 
 def test_stop_pressed_while_an_overlapped_monitor_renders_keeps_nothing(tiny_model, tmp_path, monkeypatch):
-    monkeypatch.setattr(overlap.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(threads_mod.os, "cpu_count", lambda: 2)
     flagged = generate(tiny_model, PROMPT, [1])[0].image
     fixes, store, cancel = FixManager(tiny_model), RunStore(tmp_path / "runs"), CancelToken()
     threads = torch.get_num_threads()
@@ -85,11 +86,11 @@ def test_stop_pressed_while_an_overlapped_monitor_renders_keeps_nothing(tiny_mod
 
 def test_overlap_needs_a_cpu_with_two_cores_and_a_network_small_enough_to_copy(tiny_model, monkeypatch):
     on, off = UnlearnConfig(overlap_monitor=True), UnlearnConfig(overlap_monitor=False)
-    monkeypatch.setattr(overlap.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(threads_mod.os, "cpu_count", lambda: 2)
     assert overlap.can_overlap(tiny_model, on) and not overlap.can_overlap(tiny_model, off)
-    monkeypatch.setattr(overlap.os, "cpu_count", lambda: 1)
+    monkeypatch.setattr(threads_mod.os, "cpu_count", lambda: 1)
     assert not overlap.can_overlap(tiny_model, on)
-    monkeypatch.setattr(overlap.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(threads_mod.os, "cpu_count", lambda: 2)
     monkeypatch.setattr(overlap, "OVERLAP_MAX_PARAMETERS", 10)
     assert not overlap.can_overlap(tiny_model, on)
 
@@ -111,7 +112,7 @@ def test_the_monitors_copy_draws_like_the_model_and_leaves_it_alone(tiny_model):
 
 def test_no_monitor_no_copy(tiny_model, tmp_path, monkeypatch):
     """monitor_every 0: nothing to render, so no copy of the network and no worker thread."""
-    monkeypatch.setattr(overlap.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(threads_mod.os, "cpu_count", lambda: 2)
     made = []
     monkeypatch.setattr(overlap, "network_copy", lambda model: made.append(model) or model)
     flagged = generate(tiny_model, PROMPT, [1])[0].image
@@ -124,7 +125,7 @@ def test_no_monitor_no_copy(tiny_model, tmp_path, monkeypatch):
 def test_a_fix_on_top_of_an_earlier_one_is_the_same_overlapped(tiny_model, tmp_path, monkeypatch, one_intra_op_thread):
     """The copy carries the earlier fix as it acts (enabled, at its weight), and the remember set drawn from
     the base keeps that fix's pictures: the second fix matches inline value for value."""
-    monkeypatch.setattr(overlap.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(threads_mod.os, "cpu_count", lambda: 2)
     fixes, store = FixManager(tiny_model), RunStore(tmp_path / "runs")
     first = generate(tiny_model, PROMPT, [1])[0].image
     unlearn(tiny_model, fixes, store, FixRequest(PROMPT, first, ImageOps.mirror(first), seed=1),

@@ -7,7 +7,7 @@ import torch
 from PIL import ImageOps
 from safetensors.torch import load_file
 
-import core.unlearn.passes as passes_mod
+import core.unlearn.threads as threads_mod
 from core.adapters import FixManager
 from core.generate import generate
 from core.runs import RunStore
@@ -19,7 +19,7 @@ PROMPT = "ireland flag"
 
 
 def _fix(model, tmp_path, name, parallel, monkeypatch, **kw):
-    monkeypatch.setattr(passes_mod.os, "cpu_count", lambda: 2)  # not the test machine's count
+    monkeypatch.setattr(threads_mod.os, "cpu_count", lambda: 2)  # not the test machine's count
     flagged = generate(model, PROMPT, [1])[0].image
     request = FixRequest(PROMPT, flagged, ImageOps.mirror(flagged), seed=1)
     config = UnlearnConfig(**{**dict(steps=8, learning_rate=1e-2, remember_set_size=6, monitor_every=0,
@@ -50,7 +50,7 @@ def test_parallel_passes_train_the_same_fix_as_one_after_the_other(tiny_model, t
 
 
 def test_step_passes_run_in_parallel_only_on_a_cpu_with_two_cores_when_asked(monkeypatch):
-    monkeypatch.setattr(passes_mod.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(threads_mod.os, "cpu_count", lambda: 2)
     on, off = UnlearnConfig(parallel_passes=True), UnlearnConfig(parallel_passes=False)
     p = step_passes(torch.device("cpu"), on)
     try:
@@ -59,7 +59,7 @@ def test_step_passes_run_in_parallel_only_on_a_cpu_with_two_cores_when_asked(mon
         p.close()
     assert isinstance(step_passes(torch.device("cpu"), off), SequentialPasses)
     assert isinstance(step_passes(torch.device("cuda"), on), SequentialPasses)
-    monkeypatch.setattr(passes_mod.os, "cpu_count", lambda: 1)
+    monkeypatch.setattr(threads_mod.os, "cpu_count", lambda: 1)
     assert isinstance(step_passes(torch.device("cpu"), on), SequentialPasses)
 
 

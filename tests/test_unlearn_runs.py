@@ -731,9 +731,9 @@ def test_near_miss_steps_train_on_past_the_last_step_when_the_score_ends_just_un
         tiny_model, tmp_path, monkeypatch, overlapped):
     """At step 10 (the last) the flagged seed scores 0.47 against the bar 0.5: the fix trains on, monitored,
     and stops once it is forgotten at step 20; the progress counts to the new end."""
-    import core.unlearn.overlap as overlap
+    import core.unlearn.threads as threads_mod
 
-    monkeypatch.setattr(overlap.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(threads_mod.os, "cpu_count", lambda: 2)
     _scored(monkeypatch, [0.2, 0.47, 0.49, 0.6])  # monitor steps 5, 10, 15, 20 (the oracle decides "before")
     fixes, store = FixManager(tiny_model), RunStore(tmp_path / "runs")
     seen, totals = [], []

@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import os
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Callable, Protocol
 
 import torch
 
 from ..models.loading import LoadedModel
 from .config import UnlearnConfig
+from .threads import CoreSharingWorker, two_cpu_cores
 
 # (step, the LoRA weights at that step) -> True when the oracle sees the flagged seed forgotten
 MonitorCheck = Callable[[int, list[torch.Tensor]], bool]
@@ -65,9 +65,7 @@ class InlineMonitor:
 
 class OverlappedMonitor:
     """The check runs in one worker thread on a copy of the network, which gets each step's weights
-    before it renders. Intra-op threads are halved while it lives, so the two threads share the cores
-    instead of oversubscribing them (measured: two threads of two intra-op threads each on two cores ran
-    1.3x slower than one after the other)."""
+    before it renders; intra-op threads are halved while it lives (threads.py)."""
 
     overlapped = True
 
@@ -79,12 +77,10 @@ class OverlappedMonitor:
         copied = dict(self.copy.denoiser.named_parameters())
         self._targets = [copied[names[id(p)]] for p in params]
         self.check = check_on(self.copy)
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fix-monitor")
-        self._threads = torch.get_num_threads()  # last: nothing above can fail with the threads halved
-        torch.set_num_threads(max(1, self._threads // 2))
+        self._worker = CoreSharingWorker("fix-monitor")  # last: nothing above can fail with the threads halved
 
     def submit(self, step: int, weights: list[torch.Tensor]) -> Future:
-        return self._pool.submit(self._run, step, weights)
+        return self._worker.submit(self._run, step, weights)
 
     def _run(self, step: int, weights: list[torch.Tensor]) -> bool:
         with torch.no_grad():
@@ -95,14 +91,13 @@ class OverlappedMonitor:
     def close(self) -> None:
         """Wait for a render in flight (a stopped or failed fix leaves at most one) and give the
         intra-op threads back."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
-        torch.set_num_threads(self._threads)
+        self._worker.close()
 
 
 def can_overlap(model: LoadedModel, config: UnlearnConfig) -> bool:
     """Whether overlapping pays here: asked for, on a CPU with two cores or more, a network small enough
     to copy."""
-    return (config.overlap_monitor and model.device.type == "cpu" and (os.cpu_count() or 1) >= 2
+    return (config.overlap_monitor and two_cpu_cores(model.device)
             and sum(p.numel() for p in model.denoiser.parameters()) <= OVERLAP_MAX_PARAMETERS)
 
 

@@ -14,13 +14,12 @@ intra-op thread count, so a fix is the same either way (tests/test_passes.py).
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Protocol, TypeVar
 
 import torch
 
 from .config import UnlearnConfig
+from .threads import CoreSharingWorker, two_cpu_cores
 
 A = TypeVar("A")
 B = TypeVar("B")
@@ -48,18 +47,16 @@ class SequentialPasses:
 
 
 class ParallelPasses:
-    """`first` in a worker thread while `second` runs in the calling thread. Intra-op threads are
-    halved while it lives, so the two passes share the cores instead of oversubscribing them."""
+    """`first` in a worker thread while `second` runs in the calling thread; intra-op threads are
+    halved while it lives (threads.py)."""
 
     parallel = True
 
     def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fix-pass")
-        self._threads = torch.get_num_threads()
-        torch.set_num_threads(max(1, self._threads // 2))
+        self._worker = CoreSharingWorker("fix-pass")
 
     def run(self, first: Callable[[], A], second: Callable[[], B]) -> tuple[A, B]:
-        pending = self._pool.submit(first)
+        pending = self._worker.submit(first)
         try:
             b = second()
         finally:
@@ -67,12 +64,11 @@ class ParallelPasses:
         return a, b
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-        torch.set_num_threads(self._threads)
+        self._worker.close()
 
 
 def step_passes(device: torch.device, config: UnlearnConfig) -> StepPasses:
     """Parallel where it pays: asked for (config.parallel_passes), on a CPU with two cores or more."""
-    if config.parallel_passes and device.type == "cpu" and (os.cpu_count() or 1) >= 2:
+    if config.parallel_passes and two_cpu_cores(device):
         return ParallelPasses()
     return SequentialPasses()
