@@ -96,8 +96,12 @@ class UnlearnMethod(ABC):
         return self.form.predict(self.transformer, x_t, s, cond)
 
     def remember_loss(self, b: Batch, weights: torch.Tensor | None = None) -> torch.Tensor:
+        return self._remember_mse(b, *self._remember_inputs(b), weights)
+
+    def _remember_inputs(self, b: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(noised remember latents, their target); the target may mute this fix on the shared network."""
         x_t = self.form.noisy(b.x_r, b.eps_r, b.s_r)
-        return self._remember_mse(b, x_t, self.remember_target(b, x_t), weights)
+        return x_t, self.remember_target(b, x_t)
 
     def _remember_mse(self, b: Batch, x_t: torch.Tensor, target: torch.Tensor,
                       weights: torch.Tensor | None) -> torch.Tensor:
@@ -108,8 +112,7 @@ class UnlearnMethod(ABC):
                         remember_weights: torch.Tensor | None = None):
         """((loss_f, g_f), (loss_r, g_r)) from two passes that may run at once (self.passes). The remember
         target is computed first, here: it may mute this fix on the shared network, which no pass may see."""
-        x_t = self.form.noisy(b.x_r, b.eps_r, b.s_r)
-        target = self.remember_target(b, x_t)
+        x_t, target = self._remember_inputs(b)
 
         def forget():
             loss = forget_loss()

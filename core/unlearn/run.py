@@ -267,7 +267,8 @@ def _one_try(model: LoadedModel, fixes: FixManager, store: RunStore, request: Fi
                            | ({"remember_drawn_from": "base", "remember_as_fixed": len(theirs)} if earlier else {}))
         partial.write_json(CONFIG_FILE, _config_record(model, request, config, run_id, kept, model_defaults_applied))
         if cancel is not None:  # Stop pressed during the last step or the final render: keep nothing
-            cancel.check(f"after step {result.steps_done} of {config.steps}, before saving")
+            last = result.reports[-1].total if result.reports else config.steps  # near_miss_steps may have moved it
+            cancel.check(f"after step {result.steps_done} of {last}, before saving")
         run = partial.commit(required=[LORA_FILE])
         fixes.fixes[run_id].path = run.lora_path  # the partial folder it was saved in is gone
     except BaseException:
