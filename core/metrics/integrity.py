@@ -24,7 +24,6 @@ import math
 from typing import Sequence
 
 import numpy as np
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from core.metrics.images import ImageLike, check_pairs
 from core.metrics.result import MetricResult
@@ -46,6 +45,8 @@ def ssim_window(height: int, width: int) -> str:
 
 def ssim_pair(before: ImageLike, after: ImageLike) -> float:
     """SSIM of one same-size pair (see module docstring for the window)."""
+    from skimage.metrics import structural_similarity  # imported here: skimage.metrics brings scipy.stats (~0.6 s)
+
     ((a, b),) = check_pairs([before], [after])
     window = ssim_window(a.shape[0], a.shape[1])
     common = dict(channel_axis=-1, data_range=255)
@@ -63,6 +64,8 @@ def psnr_pair(before: ImageLike, after: ImageLike) -> float:
     ((a, b),) = check_pairs([before], [after])
     if np.array_equal(a, b):
         return math.inf  # skimage would divide by zero (with a warning) to get the same inf
+    from skimage.metrics import peak_signal_noise_ratio  # see ssim_pair
+
     return float(peak_signal_noise_ratio(a, b, data_range=255))
 
 
