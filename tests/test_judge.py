@@ -223,7 +223,7 @@ def test_a_surrogate_that_is_still_a_near_copy_of_the_flagged_image_is_found_and
     assert near_copy_warning(far, "paint") is None
     paint, sdedit, other = (near_copy_warning(near, k) for k in ("paint", "sdedit", "file"))
     assert "near copy of the flagged image" in paint and f"{near.similarity:.3f}" in paint
-    assert "paint over more" in paint and "raise the strength" in sdedit and "edit more of it" in other
+    assert "paint over more" in paint and "SDEdit the painting" in paint and "raise the strength" in sdedit and "edit more of it" in other
     assert paint.endswith("If only a detail must change, go on.")  # a warning, not a refusal
 
 

@@ -43,9 +43,11 @@ def require_changed(flagged: Image.Image, surrogate: Image.Image) -> None:
                                       "part first (paint over it, or raise the strength / weight)")
 
 
-# What to change when the surrogate is still a near copy, per kind of surrogate (info["kind"]).
+# What to change when the surrogate is still a near copy, per kind of surrogate (info["kind"]). Paint: on the
+# faces world's fresh seeds painting over more took 1 face of 4 away, SDEdit of the painting 11 of 12
+# (bench/results/README.md, "Paint, then SDEdit the painting").
 NEAR_COPY_ADVICE = {
-    "paint": "paint over more of the unwanted part",
+    "paint": "paint over more of the unwanted part, or SDEdit the painting (start from it) until this warning goes",
     "sdedit": "raise the strength until the picture changes",
     "clip": "raise the CLIP weight or change the target text",
     "noise": "noise keeps the picture: make the surrogate another way",
