@@ -163,6 +163,57 @@ def test_surrogate_method_with_identical_surrogate_is_the_training_loss():
     assert out.loss_f == pytest.approx(float((per * lambda_weight(b.s_f, cfg)).mean()), rel=1e-5)
 
 
+def test_forget_snr_gamma_weights_each_forget_sample_by_min_snr_over_snr():
+    """Min-SNR: the eps-form forget loss times min(SNR, gamma)/SNR, per sample; the remember loss as before.
+    A gamma above every SNR of the batch changes nothing."""
+    from diffusers import DDPMScheduler
+
+    from core.unlearn.config import UnlearnConfig
+    from core.unlearn.forms import EpsForm
+    from core.unlearn.methods import SurrogateMethod
+    from core.unlearn.weighting import lambda_weight
+
+    sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear")
+    form = EpsForm(sched.alphas_cumprod)
+    net, b = _TinyEpsNet(), _batch(form)
+    plain = SurrogateMethod(net, list(net.parameters()), UnlearnConfig(surgery="off"), form).step(b)
+    cfg = UnlearnConfig(surgery="off", forget_snr_gamma=5.0)
+    out = SurrogateMethod(net, list(net.parameters()), cfg, form).step(b)
+    t = form.timesteps(b.s_f)
+    snr = (sched.alphas_cumprod[t] / (1 - sched.alphas_cumprod[t])).double()
+    assert snr[0] > 5 > snr[-1]  # the batch has samples on both sides of gamma
+    weight = (snr.clamp(max=5.0) / snr).float()
+    x_t = form.noisy(b.x_f, b.eps_f, b.s_f)
+    per = ((net(x_t, t).sample - form.surrogate_target(x_t, b.x_s, b.s_f)) ** 2).flatten(1).mean(1)
+    assert out.loss_f == pytest.approx(float((per * lambda_weight(b.s_f, cfg) * weight).mean()), rel=1e-5)
+    assert out.loss_f < plain.loss_f and out.loss_r == pytest.approx(plain.loss_r)
+    # The low-noise sample's eps-form error is SNR times its x0 error; weighted, it counts gamma times the x0 error.
+    assert float(weight[0] * snr[0]) == pytest.approx(5.0, rel=1e-5)
+    above = UnlearnConfig(surgery="off", forget_snr_gamma=float(snr.max()) * 2)
+    same = SurrogateMethod(net, list(net.parameters()), above, form).step(b)
+    assert same.loss_f == pytest.approx(plain.loss_f, rel=1e-6)
+
+
+def test_forget_snr_gamma_is_refused_where_it_means_nothing(tiny_model, tmp_path):
+    from core.unlearn.config import UnlearnConfig
+
+    with pytest.raises(ValueError, match="forget_snr_gamma=5.*method 'surrogate'"):
+        UnlearnConfig(forget_snr_gamma=5, method="erasediff")
+    with pytest.raises(ValueError, match="forget_snr_gamma=-1"):
+        UnlearnConfig(forget_snr_gamma=-1)
+    # A flow model (SD3): refused before any work, the run store left empty.
+    from PIL import Image
+
+    from core.studio import Studio
+
+    studio = Studio(tiny_model, data_dir=tmp_path, restore=False, persist_state=False)
+    res = tiny_model.info.resolution
+    flagged, surrogate = Image.new("RGB", (res, res), "red"), Image.new("RGB", (res, res), "blue")
+    with pytest.raises(ValueError, match="forget_snr_gamma=5.0.*flow model.*set forget_snr_gamma 0"):
+        studio.unlearn("a flag", flagged, surrogate, 3, studio.default_config(forget_snr_gamma=5.0))
+    assert studio.store.list() == []
+
+
 @pytest.mark.parametrize("method", ["surrogate", "neggrad", "erasediff", "siss"])
 def test_unlearn_a_seed_on_a_ddpm_saves_a_reloadable_fix(ddpm_model, tmp_path, method):
     from core.generate import generate

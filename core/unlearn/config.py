@@ -42,7 +42,7 @@ RANGES = {
     "logit_std": (0, None, True), "max_grad_norm": (0, None, True), "weight_decay": (0, 1, False),
     "monitor_every": (0, 100_000, False), "sampling_steps": (*STEPS_RANGE, False), "guidance": (*GUIDANCE_RANGE, False),
     "seed": (0, SEED_MAX, False), "forget_threshold": (0, 1, True), "forget_projection": (0, 1, False),
-    "remember_floor": (0, 1, False),
+    "remember_floor": (0, 1, False), "forget_snr_gamma": (0, None, False),
     "guard_seeds": (0, 64, False), "twin_seeds": (0, 64, False), "lookalike_probe_seeds": (0, 64, False),
     "remember_mode_weight": (1, 64, False), "settle_steps": (0, 100_000, False),
     "settle_patience": (0, 100_000, False), "settle_lr_scale": (0, 1, True), "twin_patience": (0, 100_000, False),
@@ -93,6 +93,12 @@ class UnlearnConfig:
         "paper's form) silences it at high noise, where a prompt's global look is decided: on the flags "
         "world's tuning seeds a fix then carried its surrogate's look to the whole prompt (right seeds kept "
         "0.38 with 0, 0.57 with 0.5, 0.91 with 1)")
+    forget_snr_gamma: float = _f(
+        0.0, "DDPM (epsilon) models, the surrogate method: weight each forget sample by min(SNR, gamma) / SNR "
+        "(Min-SNR weighting, Hang et al. 2023; diffusers' training scripts' --snr_gamma, 5 there). The forget "
+        "target eps + sqrt(SNR) (x_f - x_s) grows without bound as the noise goes (SNR 455 at t=10 on a linear "
+        "schedule), so a few low-noise samples outweigh the rest; this bounds them. 0 = off (every sample counts "
+        "as the plain loss has it)")
     surgery: str = _f("forget", "off | forget (project g_f off g_r on conflict; paper's best) | pcgrad (both; ablation)")
     timestep_sampling: str = _f("logit_normal", "noise-level density: logit_normal (SD3's) | uniform")
     logit_mean: float = _f(0.0, "logit-normal mean (SD3 default)")
@@ -283,6 +289,9 @@ class UnlearnConfig:
         if self.near_miss_steps and self.stop_when_fixed and not self.keep_best:
             _bad("near_miss_steps", self.near_miss_steps, "set keep_best true (it reads the guard's monitored "
                  "score), or near_miss_steps 0")
+        if self.forget_snr_gamma and self.method != "surrogate":
+            _bad("forget_snr_gamma", self.forget_snr_gamma, "it weights the surrogate method's forget loss: set "
+                 "method 'surrogate', or forget_snr_gamma 0")
         if not 0 < self.siss_lambda < 1:
             _bad("siss_lambda", self.siss_lambda, "choose a value in (0, 1)")
 

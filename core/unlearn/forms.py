@@ -86,6 +86,13 @@ class EpsForm:
     def timestep_table(self) -> torch.Tensor:
         return (torch.arange(self.T, dtype=torch.float64) + 1).float() / self.T
 
+    def min_snr_weight(self, s: torch.Tensor, gamma: float) -> torch.Tensor:
+        """min(SNR, gamma) / SNR per sample, SNR = abar / (1 - abar): the epsilon loss times this is the
+        x0 loss times min(SNR, gamma) (Min-SNR-gamma weighting)."""
+        abar = self.abar[self.timesteps(s.cpu())]
+        snr = abar / (1 - abar)
+        return (snr.clamp(max=gamma) / snr).float()
+
 
 def form_for(model) -> "FlowForm | EpsForm":
     """The parameterisation of a LoadedModel's denoiser."""

@@ -133,6 +133,10 @@ def _one_try(model: LoadedModel, fixes: FixManager, store: RunStore, request: Fi
     if np.array_equal(to_array(flagged), to_array(surrogate)):
         raise ImageInputError("the surrogate is identical to the flagged image: edit it so the unwanted part is gone")
     check_prompt_for(model, request.prompt)  # "" for an unconditional model: a fix named by its seed alone
+    if config.forget_snr_gamma and not model.unconditional:
+        raise ValueError(f"UnlearnConfig.forget_snr_gamma={config.forget_snr_gamma!r}: it weights a DDPM (epsilon) "
+                         f"model's forget loss, and {model.info.name} is a flow model, whose surrogate target does "
+                         "not grow as the noise goes: set forget_snr_gamma 0")
     if request.seed is not None:
         check_seed(request.seed, "flagged seed")
     t_start = time.perf_counter()
