@@ -60,7 +60,7 @@ CONFIG_FLAGS = {"--method": "method", "--steps": "steps", "--lr": "learning_rate
                 "--remember-size": "remember_set_size", "--flagged-prompt-share": "flagged_prompt_share",
                 "--lookalike-share": "lookalike_share", "--rank": "lora_rank", "--train-seed": "seed",
                 "--oracle": "oracle", "--forget-threshold": "forget_threshold", "--forget-projection": "forget_projection",
-                "--remember-floor": "remember_floor",
+                "--remember-floor": "remember_floor", "--forget-snr-gamma": "forget_snr_gamma",
                 "--twin-seeds": "twin_seeds", "--twin-patience": "twin_patience", "--retry-seeds": "retry_seeds",
                 "--near-miss-steps": "near_miss_steps", "--near-miss-margin": "near_miss_margin",
                 "--remember-from": "remember_from",
