@@ -141,7 +141,7 @@ FACES_UNLEARN_DEFAULTS = {"learning_rate": 2e-3, "timestep_sampling": "uniform",
                           "forget_projection": 0.35, "twin_seeds": 4, "remember_from": "base", "settle_steps": 60,
                           "settle_patience": 10, "settle_lr_scale": 0.3, "remember_target": "model",
                           "remember_model_share": 0.5, "mode_guard": True, "retry_seeds": 1,
-                          "near_miss_steps": 20}
+                          "near_miss_steps": 20, "forget_snr_gamma": 5.0}
 
 
 def training_list(repeats: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
