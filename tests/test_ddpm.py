@@ -187,6 +187,7 @@ def test_forget_snr_gamma_weights_each_forget_sample_by_min_snr_over_snr():
     per = ((net(x_t, t).sample - form.surrogate_target(x_t, b.x_s, b.s_f)) ** 2).flatten(1).mean(1)
     assert out.loss_f == pytest.approx(float((per * lambda_weight(b.s_f, cfg) * weight).mean()), rel=1e-5)
     assert out.loss_f < plain.loss_f and out.loss_r == pytest.approx(plain.loss_r)
+    assert out.lam == pytest.approx(plain.lam)  # the logged lambda stays the timestep weight alone
     # The low-noise sample's eps-form error is SNR times its x0 error; weighted, it counts gamma times the x0 error.
     assert float(weight[0] * snr[0]) == pytest.approx(5.0, rel=1e-5)
     above = UnlearnConfig(surgery="off", forget_snr_gamma=float(snr.max()) * 2)

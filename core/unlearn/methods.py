@@ -163,15 +163,14 @@ class SurrogateMethod(UnlearnMethod):
 
     def step(self, b: Batch) -> StepGradients:
         lam_f = lambda_weight(b.s_f, self.config).to(b.x_f.device)
-        if self.config.forget_snr_gamma:
-            lam_f = lam_f * self._min_snr(b.s_f).to(lam_f.device)
+        w_f = lam_f * self._min_snr(b.s_f).to(lam_f.device) if self.config.forget_snr_gamma else lam_f
         w_r = (1 - lambda_weight(b.s_r, self.config)).clamp(min=self.config.remember_floor).to(b.x_r.device)
         if self.config.surgery == "off":
             # One combined pass: the plain step the surgery's cost is measured against.
-            loss_f, loss_r = self.forget_loss(b, lam_f), self.remember_loss(b, w_r)
+            loss_f, loss_r = self.forget_loss(b, w_f), self.remember_loss(b, w_r)
             grads = _grads(loss_f + loss_r, self.params)
             return StepGradients(grads, loss_f.item(), loss_r.item(), lam_f.mean().item())
-        (loss_f, g_f), (loss_r, g_r) = self.separate_passes(lambda: self.forget_loss(b, lam_f), b, w_r)
+        (loss_f, g_f), (loss_r, g_r) = self.separate_passes(lambda: self.forget_loss(b, w_f), b, w_r)
         grads, cos, projected = self.combine(g_f, g_r)
         return StepGradients(grads, loss_f.item(), loss_r.item(), lam_f.mean().item(), cos, projected)
 
