@@ -94,7 +94,7 @@ class UnlearnConfig:
         "world's tuning seeds a fix then carried its surrogate's look to the whole prompt (right seeds kept "
         "0.38 with 0, 0.57 with 0.5, 0.91 with 1)")
     forget_snr_gamma: float = _f(
-        0.0, "DDPM (epsilon) models, the surrogate method: weight each forget sample by min(SNR, gamma) / SNR "
+        0.0, "DDPM (epsilon) models, the surrogate method (the other methods' losses do not read it): weight each forget sample by min(SNR, gamma) / SNR "
         "(Min-SNR weighting, Hang et al. 2023; diffusers' training scripts' --snr_gamma, which recommend 5.0). The forget "
         "target eps + sqrt(SNR) (x_f - x_s) grows without bound as the noise goes (SNR 455 at t=10 on a linear "
         "schedule), so a few low-noise samples outweigh the rest; this bounds them. 0 = off (every sample counts "
@@ -291,9 +291,6 @@ class UnlearnConfig:
         if self.near_miss_steps and self.stop_when_fixed and not self.keep_best:
             _bad("near_miss_steps", self.near_miss_steps, "set keep_best true (it reads the guard's monitored "
                  "score), or near_miss_steps 0")
-        if self.forget_snr_gamma and self.method != "surrogate":
-            _bad("forget_snr_gamma", self.forget_snr_gamma, "it weights the surrogate method's forget loss: set "
-                 "method 'surrogate', or forget_snr_gamma 0")
         if not 0 < self.siss_lambda < 1:
             _bad("siss_lambda", self.siss_lambda, "choose a value in (0, 1)")
 
