@@ -195,7 +195,7 @@ def test_forget_snr_gamma_weights_each_forget_sample_by_min_snr_over_snr():
     assert same.loss_f == pytest.approx(plain.loss_f, rel=1e-6)
 
 
-def test_forget_snr_gamma_is_refused_where_it_means_nothing(tiny_model, tmp_path):
+def test_forget_snr_gamma_goes_with_every_method_and_is_refused_for_flow_models(tiny_model, tmp_path):
     from core.models import load_model
     from core.unlearn.config import METHODS, UnlearnConfig
 
