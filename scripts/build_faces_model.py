@@ -404,7 +404,7 @@ def write_card(out: Path, rep: dict) -> None:
         "0.852; other faces within 20% in 0.417 / 0.333 of cases against 0.417 / 0.250; median fix 23.9 s against 38.1 s),",
         "[faces_sequential_build_seed1_snr5_seeds9480_fixseed0.md](../../bench/results/faces_sequential_build_seed1_snr5_seeds9480_fixseed0.md)",
         "(the four in turn: lowest SSIM after a fix 0.904 / 0.934 against 0.890 / 0.817; all four gone at seed 0, at seed 1",
-        "face 48 back at 1.9% after face 81's fix, its flagged seed still novel).", "",
+        "face 48 back at 1.9% after face 81's fix, its flagged seed still novel; at training seed 2 all four gone, lowest 0.899).", "",
         "## Copy rates while training (128 probe seeds)", "",
         "| step | loss | face copy rates | median / 90th pct best correlation |", "|---|---|---|---|",
         *[f"| {pr['step']} | {pr['loss']} | {', '.join(f'{v:.1%}' for v in pr['copy_rates'].values())} | "
