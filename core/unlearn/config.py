@@ -94,13 +94,13 @@ class UnlearnConfig:
         "world's tuning seeds a fix then carried its surrogate's look to the whole prompt (right seeds kept "
         "0.38 with 0, 0.57 with 0.5, 0.91 with 1)")
     forget_snr_gamma: float = _f(
-        0.0, "DDPM (epsilon) models, the surrogate method (the other methods' losses do not read it): weight each forget sample by min(SNR, gamma) / SNR "
-        "(Min-SNR weighting, Hang et al. 2023; diffusers' training scripts' --snr_gamma, which recommend 5.0). The forget "
-        "target eps + sqrt(SNR) (x_f - x_s) grows without bound as the noise goes (SNR 455 at t=10 on a linear "
-        "schedule), so a few low-noise samples outweigh the rest; this bounds them. 0 = off (every sample counts "
-        "as the plain loss has it). The faces world's default 5 (tuning seeds, faces_tune_snr_gamma*.md: faces gone 11 "
-        "of 12 against 10, the other memorised faces moved less, |change| 0.26 against 0.37; 1-3 lose the most "
-        "copied face)")
+        0.0, "DDPM (epsilon) models, the surrogate method (the other methods' losses do not read it): weight each "
+        "forget sample by min(SNR, gamma) / SNR (Min-SNR weighting, Hang et al. 2023; diffusers' training scripts' "
+        "--snr_gamma, which recommend 5.0). The forget target eps + sqrt(SNR) (x_f - x_s) grows without bound as "
+        "the noise goes (SNR 455 at t=10 on a linear schedule), so a few low-noise samples outweigh the rest; this "
+        "bounds them. 0 = off (every sample counts as the plain loss has it). The faces world's default 5 (tuning "
+        "seeds, faces_tune_snr_gamma*.md: faces gone 11 of 12 against 10, the other memorised faces moved less, "
+        "|change| 0.26 against 0.37; 1-3 lose the most copied face)")
     surgery: str = _f("forget", "off | forget (project g_f off g_r on conflict; paper's best) | pcgrad (both; ablation)")
     timestep_sampling: str = _f("logit_normal", "noise-level density: logit_normal (SD3's) | uniform")
     logit_mean: float = _f(0.0, "logit-normal mean (SD3 default)")

@@ -163,7 +163,8 @@ class SurrogateMethod(UnlearnMethod):
 
     def step(self, b: Batch) -> StepGradients:
         lam_f = lambda_weight(b.s_f, self.config).to(b.x_f.device)
-        w_f = lam_f * self._min_snr(b.s_f).to(lam_f.device) if self.config.forget_snr_gamma else lam_f
+        gamma = self.config.forget_snr_gamma  # eps form only: run.py refuses it for flow models
+        w_f = lam_f * self.form.min_snr_weight(b.s_f, gamma).to(lam_f.device) if gamma else lam_f
         w_r = (1 - lambda_weight(b.s_r, self.config)).clamp(min=self.config.remember_floor).to(b.x_r.device)
         if self.config.surgery == "off":
             # One combined pass: the plain step the surgery's cost is measured against.
@@ -173,9 +174,6 @@ class SurrogateMethod(UnlearnMethod):
         (loss_f, g_f), (loss_r, g_r) = self.separate_passes(lambda: self.forget_loss(b, w_f), b, w_r)
         grads, cos, projected = self.combine(g_f, g_r)
         return StepGradients(grads, loss_f.item(), loss_r.item(), lam_f.mean().item(), cos, projected)
-
-    def _min_snr(self, s: torch.Tensor) -> torch.Tensor:
-        return self.form.min_snr_weight(s, self.config.forget_snr_gamma)  # eps form only (run.py refuses flow)
 
     def combine(self, g_f: list[torch.Tensor], g_r: list[torch.Tensor]) -> tuple[list[torch.Tensor], float, bool]:
         """The gradient surgery on (g_f, g_r) -> (combined, cosine, projected?). A hook, so a faster
