@@ -653,6 +653,50 @@ def test_remember_from_base_refuses_an_enabled_fix_without_its_run_folder(tiny_m
     assert res.run.path.is_dir()
 
 
+def test_earlier_forget_share_replays_each_enabled_fix_of_the_prompt_and_needs_its_run_folder(tiny_model, tmp_path,
+                                                                                            monkeypatch):
+    """The new fix's forget data ends with each enabled earlier fix's flagged image and surrogate (same
+    prompt; a switched-off fix is not replayed); an imported LoRA file without its run folder is refused
+    before any work, naming the field."""
+    import shutil
+
+    import core.unlearn.run as run_mod
+
+    seen, real = [], run_mod.train
+
+    def spy(denoiser, params, table, forget, *args, **kwargs):
+        seen.append(forget)
+        return real(denoiser, params, table, forget, *args, **kwargs)
+
+    monkeypatch.setattr(run_mod, "train", spy)
+    fixes, store = FixManager(tiny_model), RunStore(tmp_path / "runs")
+    cfg = _cfg(remember_set_size=4, remember_filter=False)
+    first_request = _request(tiny_model, seed=1)
+    first = unlearn(tiny_model, fixes, store, first_request, cfg)
+    off = unlearn(tiny_model, fixes, store, _request(tiny_model, seed=3), cfg)
+    fixes.set_enabled(off.run.run_id, False)
+    replay = cfg.with_overrides(earlier_forget_share=0.25)
+    res = unlearn(tiny_model, fixes, store, _request(tiny_model, seed=2), replay)
+    forget = seen[-1]
+    assert forget.earlier == 1 and len(forget.x_f) == 2 and res.run.metrics()["earlier_forget_rows"] == 1
+    assert torch.allclose(forget.x_f[1:], encode(tiny_model, [first_request.flagged]), atol=1e-5)
+    assert torch.allclose(forget.x_s[1:], encode(tiny_model, [first_request.surrogate]), atol=1e-5)
+    assert "earlier_forget_rows" not in first.run.metrics()
+    unlearn(tiny_model, fixes, store, _request(tiny_model, seed=4), replay.with_overrides(method="neggrad"))
+    assert seen[-1].earlier == 0  # the other methods do not read it
+
+    fixes.remove(first.run.run_id)
+    bare = tmp_path / "elsewhere"
+    bare.mkdir()
+    shutil.copy(first.run.lora_path, bare / first.run.lora_path.name)
+    fixes.load(bare, "imported")
+    runs_before = [r.run_id for r in store.list()]
+    with pytest.raises(ValueError, match="earlier_forget_share replays.*fix 'imported' has no run folder"
+                                         ".*earlier_forget_share 0"):
+        unlearn(tiny_model, fixes, store, _request(tiny_model, seed=5), replay)
+    assert [r.run_id for r in store.list()] == runs_before
+
+
 def test_left_out_seeds_split_into_this_fixs_picture_and_earlier_fixes_pictures(monkeypatch):
     """With earlier fixes' pictures left out too, a left-out seed is a twin only if this fix's judge sees
     its own picture there; the rest are remembered as the fixes draw them."""

@@ -51,24 +51,46 @@ def earlier_fixes(model, fixes: FixManager, runs: RunStore, config: UnlearnConfi
 
 
 def _earlier_fix(model, fix: Fix, runs: RunStore, config: UnlearnConfig) -> EarlierFix:
-    # The fix's run folder: where its LoRA file was loaded from or saved to, else the run of its name.
-    folders = ([fix.path.parent] if fix.path is not None else []) + [runs.root / fix.name]
-    folder = next((f for f in folders if all((f / n).is_file() for n in (*PICTURES, CONFIG_FILE))), None)
-    if folder is None:
-        raise ValueError(
-            f"remember_from='base' needs each enabled fix's flagged picture (its seeds are remembered as the fix "
-            f"draws them, not as the base model did), and fix "
-            f"{fix.name!r} has no run folder with {', '.join(PICTURES)} and {CONFIG_FILE}. Switch that fix off, "
-            "or set remember_from='current'.")
-    record = json.loads((folder / CONFIG_FILE).read_text())
-    flagged, surrogate = (fit_to_model(load_image(folder / n), model.info.resolution, f"fix {fix.name}'s {n}")
-                          for n in PICTURES)
+    record, flagged, surrogate = _fix_pictures(
+        model, fix, runs, "remember_from='base' needs each enabled fix's flagged picture (its seeds are remembered "
+        "as the fix draws them, not as the base model did)", "or set remember_from='current'")
     threshold = record.get("config", {}).get("forget_threshold", config.forget_threshold)
     projection = record.get("config", {}).get("forget_projection", 0.0)  # fixes saved before it existed: none
     digest = hashlib.sha256(to_array(flagged).tobytes() + to_array(surrogate).tobytes()).hexdigest()[:12]
     judge = ForgettingJudge.for_model(model, flagged, surrogate, threshold, projection)
     key = f"{digest}@{threshold}" + (f"/{projection}" if projection else "")
     return EarlierFix(fix.name, record.get("prompt", ""), judge, key)
+
+
+def _fix_pictures(model, fix: Fix, runs: RunStore, why: str, or_else: str):
+    """(config record, flagged, surrogate) from a fix's run folder: where its LoRA file was loaded from
+    or saved to, else the run of its name. `why` and `or_else` say, in the error, what needs them."""
+    folders = ([fix.path.parent] if fix.path is not None else []) + [runs.root / fix.name]
+    folder = next((f for f in folders if all((f / n).is_file() for n in (*PICTURES, CONFIG_FILE))), None)
+    if folder is None:
+        raise ValueError(f"{why}, and fix {fix.name!r} has no run folder with {', '.join(PICTURES)} and "
+                         f"{CONFIG_FILE}. Switch that fix off, {or_else}.")
+    record = json.loads((folder / CONFIG_FILE).read_text())
+    flagged, surrogate = (fit_to_model(load_image(folder / n), model.info.resolution, f"fix {fix.name}'s {n}")
+                          for n in PICTURES)
+    return record, flagged, surrogate
+
+
+def earlier_pairs(model, fixes: FixManager, runs: RunStore, prompt: str, config: UnlearnConfig) -> list[tuple]:
+    """(flagged, surrogate) of each enabled fix of `prompt` (UnlearnConfig.earlier_forget_share): the new
+    fix's forget loss replays them. [] when the share is 0 or the method is not the surrogate's."""
+    if not config.earlier_forget_share or config.method != "surrogate":
+        return []
+    pairs = []
+    for fix in fixes.fixes.values():
+        if not fix.enabled:
+            continue
+        record, flagged, surrogate = _fix_pictures(
+            model, fix, runs, "earlier_forget_share replays each enabled fix's flagged picture and surrogate",
+            "or set earlier_forget_share 0")
+        if record.get("prompt", "") == prompt:
+            pairs.append((flagged, surrogate))
+    return pairs
 
 
 def drawing_from(fixes: FixManager, config: UnlearnConfig):

@@ -27,7 +27,8 @@ from ..limits import SEED_MAX, check_seed
 from ..models.loading import LoadedModel
 from ..runs import CONFIG_FILE, LORA_FILE, METRICS_FILE, RunInfo, RunStore, environment_versions
 from .config import UnlearnConfig
-from .earlier_fixes import drawing_from, earlier_fixes, leaving_out, split_left_out, with_fixed_pictures
+from .earlier_fixes import (drawing_from, earlier_fixes, earlier_pairs, leaving_out, split_left_out,
+                            with_fixed_pictures)
 from .forms import form_for
 from .guard import FixGuard, MonitorPoint
 from .overlap import monitor_runner
@@ -166,6 +167,7 @@ def _one_try(model: LoadedModel, fixes: FixManager, store: RunStore, request: Fi
     prompts = remember_prompts_for(model, request.prompt, config)
     remember_store = remember_cache.store if remember_cache is not None else None
     earlier = earlier_fixes(model, fixes, store, config)  # remember_from="base": what they removed stays out
+    replayed = earlier_pairs(model, fixes, store, request.prompt, config)  # read now: a missing folder fails first
     with drawing_from(fixes, config):
         if keep_in_remember is None:
             config = _with_lookalikes(model, fixes, judge, prompts, config, progress, cancel, remember_store)
@@ -202,6 +204,10 @@ def _one_try(model: LoadedModel, fixes: FixManager, store: RunStore, request: Fi
     forget = ForgetData(x_f, x_s, encode_prompts(model, [request.prompt]))
     if config.twin_forget and twin_requests:
         forget = _with_twins(model, forget, twin_requests, config, remember_store, fixes)
+    if replayed:  # earlier fixes' pairs last: the trainer draws earlier_forget_share of the samples there
+        forget = ForgetData(torch.cat([forget.x_f, encode(model, [f for f, _ in replayed])]),
+                            torch.cat([forget.x_s, encode(model, [s for _, s in replayed])]), forget.cond,
+                            earlier=len(replayed))
 
     # 4. A fresh adapter in a partial run folder; everything below is undone on failure.
     partial = store.begin(run_id)  # claims the id (a generated one is redrawn on a clash)
@@ -268,7 +274,8 @@ def _one_try(model: LoadedModel, fixes: FixManager, store: RunStore, request: Fi
                            | {"intra_op_threads": threads, "parallel_passes": passes.parallel}
                            | ({"monitor_overlapped": runner.overlapped} if runner is not None else {})
                            | ({"earlier_tries": list(earlier_tries)} if earlier_tries else {})
-                           | ({"remember_drawn_from": "base", "remember_as_fixed": len(theirs)} if earlier else {}))
+                           | ({"remember_drawn_from": "base", "remember_as_fixed": len(theirs)} if earlier else {})
+                           | ({"earlier_forget_rows": len(replayed)} if replayed else {}))
         partial.write_json(CONFIG_FILE, _config_record(model, request, config, run_id, kept, model_defaults_applied))
         if cancel is not None:  # Stop pressed during the last step or the final render: keep nothing
             last = result.reports[-1].total if result.reports else config.steps  # near_miss_steps may have moved it
