@@ -352,9 +352,9 @@ def test_forget_rows_with_twins_keep_the_flagged_image_first_and_pair_each_row_w
     assert torch.equal(plain.x_f, torch.zeros(64, C, H, W))
 
 
-def test_earlier_fixes_rows_take_their_share_of_the_forget_samples_and_leave_the_rest_as_before():
-    """earlier_forget_share: the last samples of a step replay earlier fixes' pairs (each with its own
-    target); the first stays the flagged image, the rest are drawn as without them, the generator too."""
+def test_earlier_fixes_rows_are_more_forget_samples_and_leave_the_others_as_before():
+    """earlier_forget_samples: that many more samples each step replay earlier fixes' pairs (each with its
+    own target); the forget_batch_size samples before them are drawn as without them, the generator too."""
     from core.unlearn.trainer import ForgetData, RememberData, _sample_batch
 
     g = torch.Generator().manual_seed(7)
@@ -362,20 +362,19 @@ def test_earlier_fixes_rows_take_their_share_of_the_forget_samples_and_leave_the
     rem = RememberData(torch.zeros(4, C, H, W), Conditioning.cat([cond] * 4))
     x_f = torch.arange(5.0).view(5, 1, 1, 1).expand(5, C, H, W).contiguous()  # flagged, twin, 3 earlier fixes
     sigmas = torch.linspace(1, 0, 11)
-    cfg = UnlearnConfig(forget_batch_size=8, remember_batch_size=4, earlier_forget_share=0.25)
+    cfg = UnlearnConfig(forget_batch_size=8, remember_batch_size=4, earlier_forget_samples=3)
     own = ForgetData(x_f[:2], x_f[:2] + 10, cond)
     with_earlier = ForgetData(x_f, x_f + 10, cond, earlier=3)
     plain, b = (_sample_batch(f, rem, sigmas, cfg, torch.Generator().manual_seed(0), "cpu") for f in (own, with_earlier))
     rows = b.x_f[:, 0, 0, 0]
-    assert set(rows[:6].tolist()) <= {0.0, 1.0} and set(rows[6:].tolist()) <= {2.0, 3.0, 4.0}  # 0.25 of 8 = 2
-    assert torch.equal(rows[:6], plain.x_f[:6, 0, 0, 0]) and torch.equal(b.x_s, b.x_f + 10)
-    assert torch.equal(plain.eps_f, b.eps_f) and torch.equal(plain.s_f, b.s_f)
-    tiny = UnlearnConfig(forget_batch_size=2, earlier_forget_share=0.05)  # rounds to 0: still one sample
-    assert _sample_batch(with_earlier, rem, sigmas, tiny, torch.Generator(), "cpu").x_f[1, 0, 0, 0] >= 2
-    off = UnlearnConfig(forget_batch_size=8, remember_batch_size=4)  # share 0: earlier rows never drawn
-    assert set(_sample_batch(with_earlier, rem, sigmas, off, torch.Generator(), "cpu").x_f[:, 0, 0, 0].tolist()) <= {0.0, 1.0}
-    with pytest.raises(ValueError, match="earlier_forget_share=0.5.*forget_batch_size to 2"):
-        UnlearnConfig(forget_batch_size=1, earlier_forget_share=0.5)
+    assert len(rows) == 11 and set(rows[8:].tolist()) <= {2.0, 3.0, 4.0}
+    assert torch.equal(b.x_f[:8], plain.x_f) and torch.equal(b.x_s, b.x_f + 10)
+    for name in ("eps_f", "s_f", "uniform_f", "x_r", "eps_r", "s_r"):
+        got, want = getattr(b, name), getattr(plain, name)
+        assert torch.equal(got[:len(want)], want), name
+    assert len(b.eps_f) == len(b.s_f) == len(b.uniform_f) == b.cond_f.pooled.shape[0] == 11
+    assert len(plain.eps_f) == 8  # without earlier rows the setting changes nothing
+    assert torch.equal(_sample_batch(own, rem, sigmas, cfg, torch.Generator().manual_seed(0), "cpu").x_f, plain.x_f)
 
 
 # --- Ours: surrogate target, lambda weighting, gradient surgery ------------------------------------

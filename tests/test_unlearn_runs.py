@@ -653,7 +653,7 @@ def test_remember_from_base_refuses_an_enabled_fix_without_its_run_folder(tiny_m
     assert res.run.path.is_dir()
 
 
-def test_earlier_forget_share_replays_each_enabled_fix_of_the_prompt_and_needs_its_run_folder(tiny_model, tmp_path,
+def test_earlier_forget_samples_replays_each_enabled_fix_of_the_prompt_and_needs_its_run_folder(tiny_model, tmp_path,
                                                                                             monkeypatch):
     """The new fix's forget data ends with each enabled earlier fix's flagged image and surrogate (same
     prompt; a switched-off fix is not replayed); an imported LoRA file without its run folder is refused
@@ -675,7 +675,7 @@ def test_earlier_forget_share_replays_each_enabled_fix_of_the_prompt_and_needs_i
     first = unlearn(tiny_model, fixes, store, first_request, cfg)
     off = unlearn(tiny_model, fixes, store, _request(tiny_model, seed=3), cfg)
     fixes.set_enabled(off.run.run_id, False)
-    replay = cfg.with_overrides(earlier_forget_share=0.25)
+    replay = cfg.with_overrides(earlier_forget_samples=1)
     res = unlearn(tiny_model, fixes, store, _request(tiny_model, seed=2), replay)
     forget = seen[-1]
     assert forget.earlier == 1 and len(forget.x_f) == 2 and res.run.metrics()["earlier_forget_rows"] == 1
@@ -691,8 +691,8 @@ def test_earlier_forget_share_replays_each_enabled_fix_of_the_prompt_and_needs_i
     shutil.copy(first.run.lora_path, bare / first.run.lora_path.name)
     fixes.load(bare, "imported")
     runs_before = [r.run_id for r in store.list()]
-    with pytest.raises(ValueError, match="earlier_forget_share replays.*fix 'imported' has no run folder"
-                                         ".*earlier_forget_share 0"):
+    with pytest.raises(ValueError, match="earlier_forget_samples replays.*fix 'imported' has no run folder"
+                                         ".*earlier_forget_samples 0"):
         unlearn(tiny_model, fixes, store, _request(tiny_model, seed=5), replay)
     assert [r.run_id for r in store.list()] == runs_before
 

@@ -43,7 +43,7 @@ RANGES = {
     "monitor_every": (0, 100_000, False), "sampling_steps": (*STEPS_RANGE, False), "guidance": (*GUIDANCE_RANGE, False),
     "seed": (0, SEED_MAX, False), "forget_threshold": (0, 1, True), "forget_projection": (0, 1, False),
     "remember_floor": (0, 1, False), "forget_snr_gamma": (0, None, False),
-    "earlier_forget_share": (0, 1, False),
+    "earlier_forget_samples": (0, 64, False),
     "guard_seeds": (0, 64, False), "twin_seeds": (0, 64, False), "lookalike_probe_seeds": (0, 64, False),
     "remember_mode_weight": (1, 64, False), "settle_steps": (0, 100_000, False),
     "settle_patience": (0, 100_000, False), "settle_lr_scale": (0, 1, True), "twin_patience": (0, 100_000, False),
@@ -210,12 +210,12 @@ class UnlearnConfig:
         "toward itself plus your edit (twin + surrogate - flagged), so the fix moves the picture's other "
         "seeds, not only the flagged one. Needs twin_seeds > 0. Measured on the faces world's tuning seeds: "
         "fewer faces gone and lower SSIM than without (bench/results/faces_tune_twin_forget.md); off by default")
-    earlier_forget_share: float = _f(
-        0.0, "the surrogate method with other fixes on: this share of each step's forget samples (at most all but "
-        "one) are the enabled fixes' own flagged images of the same prompt, noised and denoised toward their "
-        "surrogates again, so that the new fix does not draw back a picture an earlier fix removed (the other "
-        "methods do not read it). Each enabled fix's run folder must hold its flagged.png and surrogate.png. "
-        "0 = off")
+    earlier_forget_samples: int = _f(
+        0, "the surrogate method with other fixes on: this many more forget samples each step, drawn among the "
+        "enabled fixes' own flagged images of the same prompt and denoised toward their surrogates again, so that "
+        "the new fix does not draw back a picture an earlier fix removed (forget_batch_size samples of the new "
+        "flagged image stay as they are; the other methods do not read it). Each enabled fix's run folder must "
+        "hold its flagged.png and surrogate.png. 0 = off")
     lookalike_probe_seeds: int = _f(
         3, "seeds per remember prompt rendered to find look-alike prompts with the judge (0 = do not look)")
     sampling_steps: int | None = _f(None, "denoising steps for remember set and monitor; None = the model's default")
@@ -298,9 +298,6 @@ class UnlearnConfig:
         if self.near_miss_steps and self.stop_when_fixed and not self.keep_best:
             _bad("near_miss_steps", self.near_miss_steps, "set keep_best true (it reads the guard's monitored "
                  "score), or near_miss_steps 0")
-        if self.earlier_forget_share and self.forget_batch_size < 2:
-            _bad("earlier_forget_share", self.earlier_forget_share, "raise forget_batch_size to 2 or more (one "
-                 "sample each step stays the flagged image), or set earlier_forget_share 0")
         if not 0 < self.siss_lambda < 1:
             _bad("siss_lambda", self.siss_lambda, "choose a value in (0, 1)")
 

@@ -77,17 +77,17 @@ def _fix_pictures(model, fix: Fix, runs: RunStore, why: str, or_else: str):
 
 
 def earlier_pairs(model, fixes: FixManager, runs: RunStore, prompt: str, config: UnlearnConfig) -> list[tuple]:
-    """(flagged, surrogate) of each enabled fix of `prompt` (UnlearnConfig.earlier_forget_share): the new
+    """(flagged, surrogate) of each enabled fix of `prompt` (UnlearnConfig.earlier_forget_samples): the new
     fix's forget loss replays them. [] when the share is 0 or the method is not the surrogate's."""
-    if not config.earlier_forget_share or config.method != "surrogate":
+    if not config.earlier_forget_samples or config.method != "surrogate":
         return []
     pairs = []
     for fix in fixes.fixes.values():
         if not fix.enabled:
             continue
         record, flagged, surrogate = _fix_pictures(
-            model, fix, runs, "earlier_forget_share replays each enabled fix's flagged picture and surrogate",
-            "or set earlier_forget_share 0")
+            model, fix, runs, "earlier_forget_samples replays each enabled fix's flagged picture and surrogate",
+            "or set earlier_forget_samples 0")
         if record.get("prompt", "") == prompt:
             pairs.append((flagged, surrogate))
     return pairs

@@ -204,7 +204,7 @@ def _one_try(model: LoadedModel, fixes: FixManager, store: RunStore, request: Fi
     forget = ForgetData(x_f, x_s, encode_prompts(model, [request.prompt]))
     if config.twin_forget and twin_requests:
         forget = _with_twins(model, forget, twin_requests, config, remember_store, fixes)
-    if replayed:  # earlier fixes' pairs last: the trainer draws earlier_forget_share of the samples there
+    if replayed:  # earlier fixes' pairs last: the trainer draws earlier_forget_samples more samples there
         forget = ForgetData(torch.cat([forget.x_f, encode(model, [f for f, _ in replayed])]),
                             torch.cat([forget.x_s, encode(model, [s for _, s in replayed])]), forget.cond,
                             earlier=len(replayed))

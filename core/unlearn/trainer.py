@@ -74,7 +74,7 @@ class StepReport:
 @dataclass
 class ForgetData:
     # (K, C, h, w): row 0 the flagged latent; then twin seeds' latents (UnlearnConfig.twin_forget); the
-    # last `earlier` rows are enabled earlier fixes' flagged latents (UnlearnConfig.earlier_forget_share)
+    # last `earlier` rows are enabled earlier fixes' flagged latents (UnlearnConfig.earlier_forget_samples)
     x_f: torch.Tensor
     x_s: torch.Tensor  # (K, C, h, w) their targets: the surrogate, each twin with the user's edit, each fix's surrogate
     cond: Conditioning  # batch 1: the flagged prompt (twins and those earlier fixes are of the same prompt)
@@ -326,20 +326,15 @@ def _sample_batch(forget: ForgetData, remember: RememberData, sigmas: torch.Tens
     if own > 1:  # ...or, with twins, the first one and the rest drawn among the flagged and twin rows
         # drawn last, so a run without twins consumes the generator exactly as before
         rows[1:] = torch.randint(0, own, (F - 1,), generator=gen)
-    n_earlier = _earlier_samples(forget, config)
-    if n_earlier:  # the last samples replay earlier fixes' pairs; drawn after the rest, for the same reason
-        rows[F - n_earlier:] = own + torch.randint(0, forget.earlier, (n_earlier,), generator=gen)
+    n = config.earlier_forget_samples if forget.earlier else 0
+    if n:  # more samples replaying earlier fixes' pairs, drawn after the rest, for the same reason
+        rows = torch.cat([rows, own + torch.randint(0, forget.earlier, (n,), generator=gen)])
+        batch.eps_f = torch.cat([batch.eps_f, to(torch.randn((n, *shape), generator=gen))])
+        batch.s_f = torch.cat([batch.s_f, to(sample_sigmas(n, sigmas, config, gen))])
+        batch.uniform_f = torch.cat([batch.uniform_f, to(torch.rand((n, *shape), generator=gen))])
+        batch.cond_f = forget.cond.repeat(F + n)
     batch.x_f, batch.x_s = to(forget.x_f[rows]), to(forget.x_s[rows])
     return batch
-
-
-def _earlier_samples(forget: ForgetData, config: UnlearnConfig) -> int:
-    """Forget samples per step that replay earlier fixes: their share of the batch, rounded (at least one
-    for any share above 0), and always one flagged sample left."""
-    if not forget.earlier or not config.earlier_forget_share:
-        return 0
-    n = max(1, round(config.earlier_forget_share * config.forget_batch_size))
-    return min(config.forget_batch_size - 1, n)
 
 
 def _remember_pool(remember: RememberData, config: UnlearnConfig) -> torch.Tensor:
