@@ -63,7 +63,7 @@ CONFIG_FLAGS = {"--method": "method", "--steps": "steps", "--lr": "learning_rate
                 "--remember-floor": "remember_floor", "--forget-snr-gamma": "forget_snr_gamma",
                 "--twin-seeds": "twin_seeds", "--twin-patience": "twin_patience", "--retry-seeds": "retry_seeds",
                 "--near-miss-steps": "near_miss_steps", "--near-miss-margin": "near_miss_margin",
-                "--remember-from": "remember_from",
+                "--remember-from": "remember_from", "--earlier-forget-samples": "earlier_forget_samples",
                 "--settle-steps": "settle_steps",
                 "--settle-patience": "settle_patience", "--settle-lr-scale": "settle_lr_scale",
                 "--remember-target": "remember_target", "--remember-model-share": "remember_model_share"}

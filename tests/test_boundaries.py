@@ -132,6 +132,8 @@ def test_cli_choices_and_reset_read_the_config():
     assert args.seed == 3 and _unlearn_overrides(args) == {"seed": 7}
     args = parser.parse_args(["unlearn", "--seed", "3", "--surrogate", "s", "--out", "o", "--forget-snr-gamma", "5"])
     assert _unlearn_overrides(args) == {"forget_snr_gamma": 5.0}
+    args = parser.parse_args(["unlearn", "--seed", "3", "--surrogate", "s", "--out", "o", "--earlier-forget-samples", "1"])
+    assert _unlearn_overrides(args) == {"earlier_forget_samples": 1}
     sub = parser._subparsers._group_actions[0].choices["unlearn"]
     actions = {a.dest.removeprefix("cfg_"): a for a in sub._actions}
     assert tuple(actions["method"].choices) == METHODS == CHOICES["method"]
