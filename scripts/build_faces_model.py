@@ -135,13 +135,19 @@ CALIBRATION_SEEDS = 1000  # seeds 0-999 tune the judge's threshold and the unlea
 # step 214, 25.2 s, SSIM 0.904) instead of its retry (43.0 s, SSIM 0.914); at seed 2 the same 4 fixes, face 3's
 # failing retry trained on 20 steps for nothing (faces_tune_near_miss_seed2.md). 40 steps (steps 240, tried
 # before) also trained on the tries that fail anyway.
+# earlier_forget_samples 1 (2026-12-05, evening, tuning seeds 256-767): with other fixes on, each step adds one
+# forget sample replaying an earlier fix's flagged face toward its surrogate. The four in turn at training seeds
+# 0-2 (faces_seq_tune_earlier1_fixseed*.md against faces_seq_tune_snr5_fixseed*.md): no earlier face rises after
+# a later fix against 2 of 3 runs (face 48 0.2% -> 1.0% and 0.0% -> 0.2% after face 81's fix); all four faces gone
+# either way; lowest SSIM after a fix 0.890 / 0.916 / 0.922 against 0.890 / 0.930 / 0.891; 218 s of fixes against
+# 324 s. A share of the batch instead (0.25, one of four samples) lost face 81 at seed 1. Single fixes: unchanged.
 FACES_UNLEARN_DEFAULTS = {"learning_rate": 2e-3, "timestep_sampling": "uniform", "lambda_scheme": "constant",
                           "remember_set_size": 64, "steps": 200, "monitor_every": 2, "lora_rank": 4,
                           "lora_targets": ["to_q", "to_k", "to_v", "to_out.0"], "forget_threshold": 0.5,
                           "forget_projection": 0.35, "twin_seeds": 4, "remember_from": "base", "settle_steps": 60,
                           "settle_patience": 10, "settle_lr_scale": 0.3, "remember_target": "model",
                           "remember_model_share": 0.5, "mode_guard": True, "retry_seeds": 1,
-                          "near_miss_steps": 20, "forget_snr_gamma": 5.0}
+                          "near_miss_steps": 20, "forget_snr_gamma": 5.0, "earlier_forget_samples": 1}
 
 
 def training_list(repeats: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -343,7 +349,7 @@ def write_card(out: Path, rep: dict) -> None:
         "build (shipped until 2026-12-04; [bench/results/faces_tune*.md](../../bench/results/faces_tune.md), the reasons",
         "are in the build script); the learning rate tuned again on this build's tuning seeds",
         "([faces_tune_build_seed1_lr2e-3.md](../../bench/results/faces_tune_build_seed1_lr2e-3.md)), and the judge's",
-        "second bar (forget_projection), the remember target, the mode guard, the retry at the next training seed, the near miss and the forget samples' Min-SNR weight",
+        "second bar (forget_projection), the remember target, the mode guard, the retry at the next training seed, the near miss, the forget samples' Min-SNR weight and the earlier fixes' replay",
         "chosen on them too ([faces_judge_score_pooled.md](../../bench/results/faces_judge_score_pooled.md),",
         "[faces_tune_bar035_remember_target_fixseed0.md](../../bench/results/faces_tune_bar035_remember_target_fixseed0.md),",
         "[faces_tune_mode_guard_other_seed.md](../../bench/results/faces_tune_mode_guard_other_seed.md),",
