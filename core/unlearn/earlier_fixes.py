@@ -78,7 +78,7 @@ def _fix_pictures(model, fix: Fix, runs: RunStore, why: str, or_else: str):
 
 def earlier_pairs(model, fixes: FixManager, runs: RunStore, prompt: str, config: UnlearnConfig) -> list[tuple]:
     """(flagged, surrogate) of each enabled fix of `prompt` (UnlearnConfig.earlier_forget_samples): the new
-    fix's forget loss replays them. [] when the share is 0 or the method is not the surrogate's."""
+    fix's forget loss replays them. [] when earlier_forget_samples is 0 or the method is not the surrogate's."""
     if not config.earlier_forget_samples or config.method != "surrogate":
         return []
     pairs = []
