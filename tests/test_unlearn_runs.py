@@ -676,7 +676,9 @@ def test_earlier_forget_samples_replays_each_enabled_fix_of_the_prompt_and_needs
     off = unlearn(tiny_model, fixes, store, _request(tiny_model, seed=3), cfg)
     fixes.set_enabled(off.run.run_id, False)
     replay = cfg.with_overrides(earlier_forget_samples=1)
-    res = unlearn(tiny_model, fixes, store, _request(tiny_model, seed=2), replay)
+    said = []
+    res = unlearn(tiny_model, fixes, store, _request(tiny_model, seed=2), replay, progress=lambda f, text: said.append(text))
+    assert any(t.startswith("the forget loss also replays 1 earlier fix(es)") for t in said)
     forget = seen[-1]
     assert forget.earlier == 1 and len(forget.x_f) == 2 and res.run.metrics()["earlier_forget_rows"] == 1
     assert torch.allclose(forget.x_f[1:], encode(tiny_model, [first_request.flagged]), atol=1e-5)

@@ -205,6 +205,9 @@ def _one_try(model: LoadedModel, fixes: FixManager, store: RunStore, request: Fi
     if config.twin_forget and twin_requests:
         forget = _with_twins(model, forget, twin_requests, config, remember_store, fixes)
     if replayed:  # earlier fixes' pairs last: the trainer draws earlier_forget_samples more samples there
+        if progress:
+            progress(1.0, f"the forget loss also replays {len(replayed)} earlier fix(es) of this prompt, "
+                          f"{config.earlier_forget_samples} sample(s) a step, so their pictures stay away")
         forget = ForgetData(torch.cat([forget.x_f, encode(model, [f for f, _ in replayed])]),
                             torch.cat([forget.x_s, encode(model, [s for _, s in replayed])]), forget.cond,
                             earlier=len(replayed))
