@@ -684,6 +684,11 @@ def test_earlier_forget_samples_replays_each_enabled_fix_of_the_prompt_and_needs
     assert torch.allclose(forget.x_f[1:], encode(tiny_model, [first_request.flagged]), atol=1e-5)
     assert torch.allclose(forget.x_s[1:], encode(tiny_model, [first_request.surrogate]), atol=1e-5)
     assert "earlier_forget_rows" not in first.run.metrics()
+    fixes.set_enabled(res.run.run_id, False)
+    based = unlearn(tiny_model, fixes, store, _request(tiny_model, seed=2), replay.with_overrides(remember_from="base"))
+    assert seen[-1].earlier == 1 and torch.equal(seen[-1].x_f[1:], forget.x_f[1:])  # pictures remember_from read
+    assert torch.equal(seen[-1].x_s[1:], forget.x_s[1:])
+    fixes.set_enabled(based.run.run_id, False)
     unlearn(tiny_model, fixes, store, _request(tiny_model, seed=4), replay.with_overrides(method="neggrad"))
     assert seen[-1].earlier == 0  # the other methods do not read it
 

@@ -32,11 +32,13 @@ Requests = list[tuple[str, int]]  # (prompt, seed) pairs
 
 @dataclass(frozen=True)
 class EarlierFix:
-    """One enabled fix: its prompt, the judge of its flagged picture, and a key for cached verdicts."""
+    """One enabled fix: its prompt, the judge of its flagged picture, a key for cached verdicts, and its
+    (flagged, surrogate) as read from its run folder."""
     name: str
     prompt: str
     judge: ForgettingJudge
     key: str
+    pictures: tuple
 
     def shows_picture(self, prompt: str, image) -> bool:
         return prompt == self.prompt and bool(self.judge.shows_error([image])[0])
@@ -59,7 +61,7 @@ def _earlier_fix(model, fix: Fix, runs: RunStore, config: UnlearnConfig) -> Earl
     digest = hashlib.sha256(to_array(flagged).tobytes() + to_array(surrogate).tobytes()).hexdigest()[:12]
     judge = ForgettingJudge.for_model(model, flagged, surrogate, threshold, projection)
     key = f"{digest}@{threshold}" + (f"/{projection}" if projection else "")
-    return EarlierFix(fix.name, record.get("prompt", ""), judge, key)
+    return EarlierFix(fix.name, record.get("prompt", ""), judge, key, (flagged, surrogate))
 
 
 def _fix_pictures(model, fix: Fix, runs: RunStore, why: str, or_else: str):
@@ -76,11 +78,15 @@ def _fix_pictures(model, fix: Fix, runs: RunStore, why: str, or_else: str):
     return record, flagged, surrogate
 
 
-def earlier_pairs(model, fixes: FixManager, runs: RunStore, prompt: str, config: UnlearnConfig) -> list[tuple]:
+def earlier_pairs(model, fixes: FixManager, runs: RunStore, prompt: str, config: UnlearnConfig,
+                  earlier: list[EarlierFix]) -> list[tuple]:
     """(flagged, surrogate) of each enabled fix of `prompt` (UnlearnConfig.earlier_forget_samples): the new
-    fix's forget loss replays them. [] when earlier_forget_samples is 0 or the method is not the surrogate's."""
+    fix's forget loss replays them. [] when earlier_forget_samples is 0 or the method is not the surrogate's.
+    `earlier` (earlier_fixes' answer) already holds every enabled fix's pictures when it is not empty."""
     if not config.earlier_forget_samples or config.method != "surrogate":
         return []
+    if earlier:  # remember_from "base" read every enabled fix's run folder already
+        return [e.pictures for e in earlier if e.prompt == prompt]
     pairs = []
     for fix in fixes.fixes.values():
         if not fix.enabled:

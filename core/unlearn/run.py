@@ -167,7 +167,7 @@ def _one_try(model: LoadedModel, fixes: FixManager, store: RunStore, request: Fi
     prompts = remember_prompts_for(model, request.prompt, config)
     remember_store = remember_cache.store if remember_cache is not None else None
     earlier = earlier_fixes(model, fixes, store, config)  # remember_from="base": what they removed stays out
-    replayed = earlier_pairs(model, fixes, store, request.prompt, config)  # read now: a missing folder fails first
+    replayed = earlier_pairs(model, fixes, store, request.prompt, config, earlier)  # now: a missing folder fails first
     with drawing_from(fixes, config):
         if keep_in_remember is None:
             config = _with_lookalikes(model, fixes, judge, prompts, config, progress, cancel, remember_store)
