@@ -141,12 +141,19 @@ CALIBRATION_SEEDS = 1000  # seeds 0-999 tune the judge's threshold and the unlea
 # a later fix against 2 of 3 runs (face 48 0.2% -> 1.0% and 0.0% -> 0.2% after face 81's fix); all four faces gone
 # either way; lowest SSIM after a fix 0.890 / 0.916 / 0.922 against 0.890 / 0.930 / 0.891; 218 s of fixes against
 # 324 s. A share of the batch instead (0.25, one of four samples) lost face 81 at seed 1. Single fixes: unchanged.
+# remember_model_share 1.0 (2026-12-06, tuning seeds 256-767; 0.5 before): the remember loss regresses the model's
+# own prediction before the fix alone, no sampled noise. Remember-only fine-tunes at 0.5 moved a memorised face past
+# 20% at every training seed (faces_control_remember_only_*.md), less with a bigger remember batch: the noise in
+# that target drifts the faces. Single fixes at training seeds 0-2 (faces_tune_share_snr5_seed*.md): all four
+# targets 4 of 12 fixes against 1, faces gone 11 of 12 either way, other faces' mean |change| 0.208 against 0.258,
+# mean SSIM 0.927 against 0.926 (lowest 0.850 against 0.890). The four in turn at seeds 0 / 1
+# (faces_seq_tune_share1_fixseed*.md): all four gone, lowest SSIM 0.850 / 0.928 against 0.890 / 0.916.
 FACES_UNLEARN_DEFAULTS = {"learning_rate": 2e-3, "timestep_sampling": "uniform", "lambda_scheme": "constant",
                           "remember_set_size": 64, "steps": 200, "monitor_every": 2, "lora_rank": 4,
                           "lora_targets": ["to_q", "to_k", "to_v", "to_out.0"], "forget_threshold": 0.5,
                           "forget_projection": 0.35, "twin_seeds": 4, "remember_from": "base", "settle_steps": 60,
                           "settle_patience": 10, "settle_lr_scale": 0.3, "remember_target": "model",
-                          "remember_model_share": 0.5, "mode_guard": True, "retry_seeds": 1,
+                          "remember_model_share": 1.0, "mode_guard": True, "retry_seeds": 1,
                           "near_miss_steps": 20, "forget_snr_gamma": 5.0, "earlier_forget_samples": 1}
 
 
@@ -419,7 +426,15 @@ def write_card(out: Path, rep: dict) -> None:
         "[faces_sequential_build_seed1_earlier1_seeds10504_fixseed0.md](../../bench/results/faces_sequential_build_seed1_earlier1_seeds10504_fixseed0.md)",
         "(all four faces at 0.0% at the end of every run and no earlier face rising after a later fix, against 2 of 3 runs",
         "where face 48 rose after face 81's fix, to 1.7% and 0.3%; lowest SSIM after a fix 0.908 / 0.917 / 0.923 against",
-        "0.908 / 0.931 / 0.895).", "",
+        "0.908 / 0.931 / 0.895).",
+        "With the remember target the model's own prediction alone (remember_model_share 1.0 since 2026-12-06, 0.5",
+        "before; chosen on tuning seeds, [faces_tune_share_snr5_seed1.md](../../bench/results/faces_tune_share_snr5_seed1.md)),",
+        "single fixes on seeds 12552-13575 (chose nothing), training seeds 0 / 1, with 1.0 and 0.5:",
+        "[heldout_faces_other_face_build_seed1_share1_seeds12552_fixseed0.md](../../bench/results/heldout_faces_other_face_build_seed1_share1_seeds12552_fixseed0.md)",
+        "(4 of 4 faces to 0.00% either way; other faces within 20% in 0.333 / 0.250 of cases against 0.167 / 0.250;",
+        "SSIM 0.934 / 0.945 against 0.927 / 0.942), and the four in turn on seeds 13576-14599:",
+        "[faces_sequential_build_seed1_share1_seeds13576_fixseed0.md](../../bench/results/faces_sequential_build_seed1_share1_seeds13576_fixseed0.md)",
+        "(all four gone in every run; lowest SSIM after a fix 0.853 / 0.928 against 0.892 / 0.913).", "",
         "## Copy rates while training (128 probe seeds)", "",
         "| step | loss | face copy rates | median / 90th pct best correlation |", "|---|---|---|---|",
         *[f"| {pr['step']} | {pr['loss']} | {', '.join(f'{v:.1%}' for v in pr['copy_rates'].values())} | "
