@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 
 from bench.common import add_set_option, config_overrides, scratch_dir  # noqa: E402
 from bench.faceseval import (OTHER_FACES_TOLERANCE, FacesBase, build_name, evaluate_face_fix,  # noqa: E402
-                             find_face_instances, fix_face)
+                             find_face_instances, fix_face, write_lines)
 
 
 def summary_lines(records: list[dict], weights: list[float]) -> list[str]:
@@ -112,11 +112,7 @@ def main(argv=None) -> int:
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(map(str, row)) + " |" for row in table]
     lines += summary_lines(records, weights)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.name}.json").write_text(json.dumps({"build": build_name(studio.model), "records": records},
-                                                           indent=1))
-    (args.out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_lines(args.out, args.name, lines, {"build": build_name(studio.model), "records": records})
     return 0
 
 

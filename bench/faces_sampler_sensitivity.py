@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from bench.common import scratch_dir  # noqa: E402
-from bench.faceseval import OTHER_FACES_TOLERANCE, FaceInstance, build_name, fix_face  # noqa: E402
+from bench.faceseval import OTHER_FACES_TOLERANCE, FaceInstance, build_name, fix_face, write_lines  # noqa: E402
 
 REMEMBER_ONLY = {"lambda_constant": 0.0, "stop_when_fixed": False, "keep_best": False, "retry_seeds": 0}
 
@@ -90,11 +90,7 @@ def main(argv=None) -> int:
         lines.append(f"| {r['train_seed']} | {r['sampling_steps']} | " + " | ".join(f"{ch[f]:+.0%}" for f in faces)
                      + f" | {sum(abs(v) <= OTHER_FACES_TOLERANCE for v in ch.values())}/{len(ch)} | "
                        f"{r['ssim_novel_mean']:.3f} |")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.name}.json").write_text(json.dumps({"build": build_name(studio.model), "records": records},
-                                                           indent=1))
-    (args.out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_lines(args.out, args.name, lines, {"build": build_name(studio.model), "records": records})
     return 0
 
 

@@ -257,10 +257,12 @@ def fix_earlier_faces(studio: Studio, earlier: str, flag_seeds: Sequence[int]) -
     return done
 
 
-def write_lines(out: Path, name: str, lines: Sequence[str]) -> None:
-    """A faces bench's markdown: written to out/<name>.md and printed."""
+def write_lines(out: Path, name: str, lines: Sequence[str], data: dict | None = None) -> None:
+    """A faces bench's markdown: written to out/<name>.md and printed; `data`, if given, to out/<name>.json."""
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.md").write_text("\n".join(lines) + "\n")
+    if data is not None:
+        (out / f"{name}.json").write_text(json.dumps(data, indent=1))
     print("\n".join(lines))
 
 

@@ -21,3 +21,15 @@ def test_summary_counts_other_faces_and_ssim_over_the_fixes_that_took_the_face_a
         "mean |change| 0.247, mean SSIM 0.940",
         "- both at 0.7: face gone (<= 0.5%, flagged seed) 0/1; where gone, other faces within 20% 0/0, "
         "mean |change| nan, mean SSIM nan"]
+
+
+def test_a_faces_bench_writes_its_markdown_and_with_data_its_json(tmp_path):
+    import json
+
+    from bench.faceseval import write_lines
+
+    write_lines(tmp_path, "only_md", ["# title", "", "a line"])
+    assert (tmp_path / "only_md.md").read_text() == "# title\n\na line\n"
+    assert not (tmp_path / "only_md.json").exists()
+    write_lines(tmp_path / "sub", "both", ["# t"], {"records": [{"face": "face 3"}]})
+    assert json.loads((tmp_path / "sub" / "both.json").read_text()) == {"records": [{"face": "face 3"}]}
