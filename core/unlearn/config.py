@@ -261,8 +261,9 @@ class UnlearnConfig:
     remember_model_share: float = _f(
         1.0, "with remember_target model: the target is this share of the model's prediction before the fix plus "
         "the rest of the sampled noise's target (1 = the model's alone; 0 = the same as noise). The flags world "
-        "ships 0.5 (see remember_target). The faces world 1.0 since 2026-12-06: at 0.5 the sampled noise alone, "
-        "with no forget loss, moved a memorised face's copy rate past 20% at every training seed "
+        "ships 0.5 (see remember_target). The faces world 1.0 since 2026-12-06: at 0.5 the remember loss alone "
+        "(no forget loss; half its target the sampled noise) moved a memorised face's copy rate past 20% at every "
+        "training seed "
         "(faces_control_remember_only_*.md); tuning seeds: fixes meeting all four targets 4 of 12 against 1 "
         "(faces_tune_share_snr5_seed*.md)")
     neggrad_weight: float = _f(1.0, "NegGrad: weight of the ascent term")
