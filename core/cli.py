@@ -57,7 +57,8 @@ def _sampling_args(p: argparse.ArgumentParser) -> None:
 # flag -> UnlearnConfig field; help, choices and the model's defaults come from the config itself.
 CONFIG_FLAGS = {"--method": "method", "--steps": "steps", "--lr": "learning_rate", "--surgery": "surgery",
                 "--lambda-scheme": "lambda_scheme", "--lambda-exponent": "lambda_exponent",
-                "--remember-size": "remember_set_size", "--flagged-prompt-share": "flagged_prompt_share",
+                "--remember-size": "remember_set_size", "--remember-batch-size": "remember_batch_size",
+                "--flagged-prompt-share": "flagged_prompt_share",
                 "--lookalike-share": "lookalike_share", "--rank": "lora_rank", "--train-seed": "seed",
                 "--oracle": "oracle", "--forget-threshold": "forget_threshold", "--forget-projection": "forget_projection",
                 "--remember-floor": "remember_floor", "--forget-snr-gamma": "forget_snr_gamma",

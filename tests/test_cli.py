@@ -33,11 +33,12 @@ def test_cli_flow_end_to_end(tiny_model_dir, tmp_path, capsys, monkeypatch):
 
     run = tmp_path / "runs" / "fix-ireland"
     code, out, err = _run(capsys, "unlearn", "--prompt", "ireland flag", "--seed", 2, "--surrogate", tmp_path / "sur.png",
-                          "--steps", 6, "--remember-size", 4, "--out", run, *m)
+                          "--steps", 6, "--remember-size", 4, "--remember-batch-size", 2, "--out", run, *m)
     assert code == 0, err
     assert {"config.json", "pytorch_lora_weights.safetensors", "loss_log.csv", "metrics.json"} <= {p.name for p in run.iterdir()}
     config = json.loads((run / "config.json").read_text())
     assert config["seed"] == 2 and config["config"]["steps"] == 6 and config["config"]["learning_rate"] == 1e-2
+    assert config["config"]["remember_batch_size"] == 2
     assert config["config"]["oracle"] == "judge"
     metrics = json.loads((run / "metrics.json").read_text())
     # the tiny model ships no CLIP and no SSCD is cached here: the judge says it used thumbnails
