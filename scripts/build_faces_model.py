@@ -148,8 +148,15 @@ CALIBRATION_SEEDS = 1000  # seeds 0-999 tune the judge's threshold and the unlea
 # targets 4 of 12 fixes against 1, faces gone 11 of 12 either way, other faces' mean |change| 0.208 against 0.258,
 # mean SSIM 0.927 against 0.926 (lowest 0.850 against 0.890). The four in turn at seeds 0 / 1
 # (faces_seq_tune_share1_fixseed*.md): all four gone, lowest SSIM 0.850 / 0.928 against 0.890 / 0.916.
+# remember_batch_size 16 (2026-12-06, night, tuning seeds 256-767; 4 before): remember-only fine-tunes with 16
+# samples a step kept every memorised face within 20% where 4 did not. Single fixes at training seeds 0-2
+# (faces_tune_share1_rb16_seed*.md against the share-1.0 rows above): faces gone 12 of 12 against 11, pairs within
+# 20% 28/36 against 19/33, SSIM 0.946 against 0.927 (lowest 0.914 against 0.850); all four targets 3 against 4 as
+# timed beside another bench, 4 against 4 with the one slow fix timed alone (47.4 s, faces_fix_time_rb16.md), then
+# more fixes forgotten with SSIM >= 0.90. Median fix 20.5 s against 16.6 s.
 FACES_UNLEARN_DEFAULTS = {"learning_rate": 2e-3, "timestep_sampling": "uniform", "lambda_scheme": "constant",
-                          "remember_set_size": 64, "steps": 200, "monitor_every": 2, "lora_rank": 4,
+                          "remember_set_size": 64, "remember_batch_size": 16, "steps": 200, "monitor_every": 2,
+                          "lora_rank": 4,
                           "lora_targets": ["to_q", "to_k", "to_v", "to_out.0"], "forget_threshold": 0.5,
                           "forget_projection": 0.35, "twin_seeds": 4, "remember_from": "base", "settle_steps": 60,
                           "settle_patience": 10, "settle_lr_scale": 0.3, "remember_target": "model",
@@ -434,7 +441,16 @@ def write_card(out: Path, rep: dict) -> None:
         "(4 of 4 faces to 0.00% either way; other faces within 20% in 0.333 / 0.250 of cases against 0.167 / 0.250;",
         "SSIM 0.934 / 0.945 against 0.927 / 0.942), and the four in turn on seeds 13576-14599:",
         "[faces_sequential_build_seed1_share1_seeds13576_fixseed0.md](../../bench/results/faces_sequential_build_seed1_share1_seeds13576_fixseed0.md)",
-        "(all four gone in every run; lowest SSIM after a fix 0.853 / 0.928 against 0.892 / 0.913).", "",
+        "(all four gone in every run; lowest SSIM after a fix 0.853 / 0.928 against 0.892 / 0.913).",
+        "With 16 remember samples a step (remember_batch_size 16 since 2026-12-06, 4 before; chosen on tuning seeds,",
+        "[faces_tune_share1_rb16_seed0.md](../../bench/results/faces_tune_share1_rb16_seed0.md)), single fixes on seeds",
+        "14600-15623 (chose nothing), training seeds 0 / 1, with 16 and 4:",
+        "[heldout_faces_other_face_build_seed1_share1_rb16_seeds14600_fixseed0.md](../../bench/results/heldout_faces_other_face_build_seed1_share1_rb16_seeds14600_fixseed0.md)",
+        "(4 of 4 faces to 0.00% either way; other faces within 20% in 0.667 / 0.750 of cases against 0.583 / 0.250;",
+        "SSIM 0.963 / 0.954 against 0.955 / 0.948; the slowest fix 43.2 s as a whole CLI process alone against 16.9 s,",
+        "[faces_fix_time_rb16.md](../../bench/results/faces_fix_time_rb16.md)), and the four in turn on seeds 15624-16647:",
+        "[faces_sequential_build_seed1_share1_rb16_seeds15624_fixseed0.md](../../bench/results/faces_sequential_build_seed1_share1_rb16_seeds15624_fixseed0.md)",
+        "(all four gone in every run; lowest SSIM after a fix 0.887 / 0.929 against 0.850 / 0.926).", "",
         "## Copy rates while training (128 probe seeds)", "",
         "| step | loss | face copy rates | median / 90th pct best correlation |", "|---|---|---|---|",
         *[f"| {pr['step']} | {pr['loss']} | {', '.join(f'{v:.1%}' for v in pr['copy_rates'].values())} | "
