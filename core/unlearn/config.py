@@ -267,8 +267,8 @@ class UnlearnConfig:
         "the rest of the sampled noise's target (1 = the model's alone; 0 = the same as noise). The flags world "
         "ships 0.5 (see remember_target). The faces world 1.0 since 2026-12-06: at 0.5 the remember loss alone "
         "(no forget loss; half its target the sampled noise) moved a memorised face's copy rate past 20% at every "
-        "training seed "
-        "(faces_control_remember_only_*.md); tuning seeds: fixes meeting all four targets 4 of 12 against 1 "
+        "training seed (faces_control_remember_only_*.md); tuning seeds: fixes meeting all four targets 4 of 12 "
+        "against 1 "
         "(faces_tune_share_snr5_seed*.md)")
     neggrad_weight: float = _f(1.0, "NegGrad: weight of the ascent term")
     erasediff_eta: float = _f(
