@@ -3,7 +3,7 @@
 
     python bench/faces_sampler_sensitivity.py [--model faces] [--seed-start 3048] [--seeds 1024]
                                               [--sampling-steps 10,50] [--train-seeds 0,1] [--steps 120]
-                                              [--name NAME]
+                                              [--set FIELD=VALUE ...] [--name NAME]
 
 A fine-tune that forgets nothing (the remember loss alone, as bench/faces_control.py with lambda_constant 0)
 already moves a memorised face's copy rate by more than 20% at the world's 10 sampling steps. Each such
@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from bench.common import scratch_dir  # noqa: E402
+from bench.common import add_set_option, config_overrides, scratch_dir  # noqa: E402
 from bench.faceseval import OTHER_FACES_TOLERANCE, FaceInstance, build_name, fix_face, write_lines  # noqa: E402
 
 REMEMBER_ONLY = {"lambda_constant": 0.0, "stop_when_fixed": False, "keep_best": False, "retry_seeds": 0}
@@ -52,7 +52,9 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=120, help="remember-only training steps")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     ap.add_argument("--name", default="faces_sampler_sensitivity")
+    add_set_option(ap, "UnlearnConfig override under the remember-only settings (e.g. the defaults of a past run)")
     args = ap.parse_args(argv)
+    overrides = config_overrides(args.overrides)
     seeds = list(range(args.seed_start, args.seed_start + args.seeds))
     counts = [int(s) for s in args.sampling_steps.split(",")]
 
@@ -62,7 +64,7 @@ def main(argv=None) -> int:
     flag_seed = seeds[base[counts[0]][2].index("correct")]  # a novel output: only left out of the remember set
     records = []
     for s in [int(t) for t in args.train_seeds.split(",")]:
-        config = studio.default_config(**REMEMBER_ONLY, steps=args.steps, seed=s)
+        config = studio.default_config(**{**overrides, **REMEMBER_ONLY, "steps": args.steps, "seed": s})
         fix = fix_face(studio, FaceInstance(None, flag_seed), config, "other_face")
         for n in counts:
             with studio.fixes.only([fix.result.run.run_id]):  # on, whatever the judge said (it forgot nothing)
@@ -79,7 +81,7 @@ def main(argv=None) -> int:
     lines = ["# Memorised faces under a remember-only fine-tune, by sampler step count (a diagnosis)", "",
              f"Command: `python bench/faces_sampler_sensitivity.py {' '.join(sys.argv[1:] if argv is None else argv)}`",
              "", f"Build: {build_name(studio.model)}. Seeds {seeds[0]}-{seeds[-1]}; each fine-tune: the faces defaults "
-             f"with {json.dumps(REMEMBER_ONLY)}, {args.steps} steps, the remember set drawn as the studio draws it "
+             f"with {json.dumps({**overrides, **REMEMBER_ONLY})}, {args.steps} steps, the remember set drawn as the studio draws it "
              f"(the model's sampling steps); the flagged seed #{flag_seed} is a novel output.", "",
              "Copy rates before: " + "; ".join(f"{n} steps: " + ", ".join(f"{k} {v:.1%}" for k, v in base[n][0].items())
                                                 for n in counts), "",
