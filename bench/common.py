@@ -59,21 +59,35 @@ def add_set_option(p: argparse.ArgumentParser, help: str) -> argparse.ArgumentPa
     return p
 
 
+def _json_or_text(text: str):
+    """A command-line value: JSON, or else the bare string (bfloat16 means "bfloat16")."""
+    import json
+
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
 def config_overrides(items: Sequence[str]) -> dict:
     """{field: value} from --set's FIELD=VALUE strings: each VALUE is JSON, or else a bare string
     (--set remember_precision=bfloat16 means the string)."""
-    import json
-
-    def value(text: str):
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError:
-            return text
-
     bad = [o for o in items if "=" not in o]
     if bad:
         raise SystemExit(f"--set {bad[0]!r}: write FIELD=VALUE, e.g. --set steps=40")
-    return {k: value(v) for k, v in (o.split("=", 1) for o in items)}
+    return {k: _json_or_text(v) for k, v in (o.split("=", 1) for o in items)}
+
+
+def grid_values(text: str) -> list:
+    """The values of a --grid FIELD=V1,V2: read as the JSON list [V1,V2] (so a value may itself be a
+    list: lora_targets=["to_q"]), or else split at commas, each value JSON or a bare string
+    (timestep_sampling=uniform,stratified)."""
+    import json
+
+    try:
+        return json.loads(f"[{text}]")
+    except json.JSONDecodeError:
+        return [_json_or_text(v) for v in text.split(",")]
 
 
 def apply_threads(threads: int | None) -> None:

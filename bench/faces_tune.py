@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from bench.common import scratch_dir  # noqa: E402
+from bench.common import grid_values, scratch_dir  # noqa: E402
 from core.generate import generate, parse_seeds  # noqa: E402
 from core.models import load_model  # noqa: E402
 from core.studio import Studio  # noqa: E402
@@ -59,8 +59,10 @@ def main() -> int:
     tune_seeds = parse_seeds(args.tune_seeds, max_count=100_000)
     if max(tune_seeds) >= 1000 or max(parse_seeds(args.flag_seeds, max_count=100_000)) >= 1000:
         raise SystemExit("tuning uses seeds < 1000 only: seeds >= 1000 are kept for the report")
-    # "FIELD=V1,V2" is read as the JSON list [V1,V2], so a value may itself be a list: lora_targets=["to_q"]
-    fields = [(k, json.loads(f"[{vs}]")) for k, vs in (g.split("=", 1) for g in args.grid)]
+    bad = [g for g in args.grid if "=" not in g]
+    if bad:
+        raise SystemExit(f"--grid {bad[0]!r}: write FIELD=V1,V2, e.g. --grid steps=40,80")
+    fields = [(k, grid_values(vs)) for k, vs in (g.split("=", 1) for g in args.grid)]
     grid = [dict(zip([k for k, _ in fields], combo)) for combo in itertools.product(*[v for _, v in fields])] or [{}]
     model = load_model(args.model)
     studio = Studio(model, data_dir=scratch_dir("faces-tune-"), restore=False, persist_state=False)

@@ -23,3 +23,13 @@ def test_rows_split_by_the_surrogate_asked_for_and_older_files_are_told_apart_by
     assert '- {"seed": 0} face 3 sdedit_until_no_copy: 0.00%' in text
     write_md(tmp_path / "one.md", out | {"rows": rows[:1]}, [{"seed": 0}])
     assert '| {"seed": 0} | 1 |' in (tmp_path / "one.md").read_text()  # one surrogate: no label
+
+
+def test_grid_values_read_json_lists_and_bare_strings():
+    from bench.common import grid_values
+
+    assert grid_values("0.5,1.0") == [0.5, 1.0]
+    assert grid_values('["to_q"],["to_q","to_v"]') == [["to_q"], ["to_q", "to_v"]]
+    assert grid_values("uniform,stratified") == ["uniform", "stratified"]
+    assert grid_values('"stratified"') == ["stratified"]
+    assert grid_values("true,8") == [True, 8]
