@@ -65,17 +65,6 @@ def test_sigma_sampling_is_seeded_and_in_range():
     assert ln.std() < u.std()
 
 
-def test_stratified_sampling_puts_one_draw_in_each_stratum():
-    table = torch.linspace(1, 0, 1001)
-    cfg = UnlearnConfig(timestep_sampling="stratified")
-    a = sample_sigmas(16, table, cfg, torch.Generator().manual_seed(5))
-    assert torch.equal(a, sample_sigmas(16, table, cfg, torch.Generator().manual_seed(5)))
-    # the table runs from 1 down to 0: stratum k of 16 holds sigmas in (1 - (k+1)/16, 1 - k/16]
-    strata = ((1 - a) * 16).floor().clamp(0, 15).long()
-    assert sorted(strata.tolist()) == list(range(16))
-    assert not torch.equal(strata, torch.arange(16))  # shuffled, so no sample row always gets low noise
-
-
 @pytest.mark.parametrize("field,value", [("method", "magic"), ("steps", 0), ("surgery", "both"),
                                          ("learning_rate", -1.0), ("lambda_scheme", "cosine"), ("siss_lambda", 1.0)])
 def test_config_rejects_bad_values_naming_the_field(field, value):

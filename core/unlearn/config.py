@@ -14,7 +14,7 @@ from ..limits import GUIDANCE_RANGE, MAX_PROMPT_CHARS, MAX_PROMPTS, SAMPLING_PRE
 METHODS = ("surrogate", "neggrad", "erasediff", "siss")
 SURGERY_MODES = ("off", "forget", "pcgrad")
 LAMBDA_SCHEMES = ("timestep", "constant")
-TIMESTEP_SAMPLING = ("logit_normal", "uniform", "stratified")
+TIMESTEP_SAMPLING = ("logit_normal", "uniform")
 ORACLES = ("judge", "copy", "checker")
 REMEMBER_FROM = ("current", "base")
 REMEMBER_TARGETS = ("noise", "model")
@@ -107,8 +107,7 @@ class UnlearnConfig:
         "seeds, faces_tune_snr_gamma*.md: faces gone 11 of 12 against 10, the other memorised faces moved less, "
         "|change| 0.26 against 0.37; 1-3 lose the most copied face)")
     surgery: str = _f("forget", "off | forget (project g_f off g_r on conflict; paper's best) | pcgrad (both; ablation)")
-    timestep_sampling: str = _f("logit_normal", "noise-level density: logit_normal (SD3's) | uniform | stratified "
-                                 "(uniform, one draw per equal stratum in each batch: less step-to-step noise)")
+    timestep_sampling: str = _f("logit_normal", "noise-level density: logit_normal (SD3's) | uniform")
     logit_mean: float = _f(0.0, "logit-normal mean (SD3 default)")
     logit_std: float = _f(1.0, "logit-normal std (SD3 default)")
     max_grad_norm: float = _f(1.0, "clip the final gradient to this norm")

@@ -24,10 +24,6 @@ def sample_sigmas(n: int, scheduler_sigmas: torch.Tensor, config: UnlearnConfig,
     index into the scheduler's (already shifted) sigma table."""
     if config.timestep_sampling == "logit_normal":
         u = torch.sigmoid(torch.randn(n, generator=generator) * config.logit_std + config.logit_mean)
-    elif config.timestep_sampling == "stratified":
-        # the uniform density, one draw in each of n equal strata (shuffled): a batch always spans the
-        # noise levels, so its gradient varies less from step to step than n independent draws
-        u = (torch.randperm(n, generator=generator) + torch.rand(n, generator=generator)) / n
     else:
         u = torch.rand(n, generator=generator)
     table = scheduler_sigmas[:-1] if scheduler_sigmas[-1] == 0 else scheduler_sigmas  # drop the final 0
