@@ -134,21 +134,17 @@ def _other_seed(flagged: Image.Image, studio: Studio, policy: str) -> tuple[Imag
     """What a user of the studio's 'Other seed' tab picks, with the product's own copy descriptor
     (no matcher): in a grid of outputs, one that is no copy of the flagged output and has no near
     copy elsewhere in the grid (what the grid repeats may be memorised too); of those, by `policy`,
-    the one nearest the flagged output, the one nearest the grid's mean embedding, or the nearest
-    of those no nearer the flagged output than the grid's median."""
-    from core.judge import has_near_copy, pick_descriptor
+    the one nearest the grid's mean embedding (the studio's "Suggest a seed"), the one nearest the
+    flagged output, or the nearest of those no nearer the flagged output than the grid's median."""
+    from core.surrogates import SeedSurveyParams
 
-    d = pick_descriptor(studio.model)
-    seeds = list(OTHER_SEED_GRID)
-    e = np.asarray(d.embed([g.image for g in generate(studio.model, "", seeds)]), np.float64)
-    to_flagged = e @ np.asarray(d.embed([flagged]), np.float64)[0]
-    ok = (to_flagged < d.copy_threshold) & ~has_near_copy(e, d.copy_threshold)
-    score = to_flagged
+    survey = studio.survey_other_seeds(flagged, SeedSurveyParams(start=OTHER_SEED_GRID.start,
+                                                                 count=len(OTHER_SEED_GRID)))
     if policy == "typical":
-        score = e @ e.mean(axis=0)
-    elif policy == "median":
-        ok &= to_flagged <= np.median(to_flagged)
-    seed = seeds[int(np.argmax(np.where(ok, score, -np.inf)))]
+        seed = survey.suggested
+    else:
+        ok = survey.usable & (survey.to_flagged <= np.median(survey.to_flagged) if policy == "median" else True)
+        seed = survey.seeds[int(np.argmax(np.where(ok, survey.to_flagged, -np.inf)))]
     sur = studio.surrogate("other_seed", flagged, {"seed": seed})
     return sur.image, sur.info
 

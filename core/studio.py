@@ -27,7 +27,8 @@ from .metrics.clip_space import clip_fd, clip_similarity
 from .models.loading import EMBEDDED, SHIPPED_NAMES, LoadedModel, LoadOptions, load_model
 from .requests import CompareRequest, GenerateRequest, RelapseRequest
 from .runs import RunInfo, RunStore, atomic_write_json, new_run_id, recorded_model
-from .surrogates import Surrogate, SurrogateParams, check_near_copy, make_surrogate
+from .surrogates import (SeedSurvey, SeedSurveyParams, Surrogate, SurrogateParams, check_near_copy, make_surrogate,
+                         survey_other_seeds)
 from .unlearn.config import UnlearnConfig
 from .unlearn.run import AlreadyFixedError, FixRequest, FixResult, unlearn  # noqa: F401 (re-exported)
 from .unlearn.prepare import Preparation, start_preparation
@@ -162,6 +163,13 @@ class Studio:
     def surrogate(self, kind: str, image: Image.Image, params: SurrogateParams | dict | None = None) -> Surrogate:
         """`params`: the kind's dataclass (core.surrogates.NoiseParams, ...) or a dict of its values."""
         return make_surrogate(kind, image, self.model, params)
+
+    @_exclusive
+    def survey_other_seeds(self, flagged: Image.Image, params: SeedSurveyParams | dict | None = None) -> SeedSurvey:
+        """A grid of other seeds judged as stand-ins for the flagged output; `.suggested` is the seed the
+        'Other seed' tab proposes (core/surrogates/other_seed.py)."""
+        typed = params if isinstance(params, SeedSurveyParams) else SeedSurveyParams.from_dict(params)
+        return survey_other_seeds(self.model, flagged, typed)
 
     def check_surrogate(self, flagged: Image.Image, surrogate: Image.Image,
                         kind: str | None) -> tuple[SurrogateCopyCheck, str | None]:

@@ -26,7 +26,7 @@ def build(ui, studio) -> None:
 def model_outputs(ui) -> list:
     """The widgets whose value or visibility depends on the loaded model (order of `model_widgets`)."""
     return [ui.model_pick, ui.prompt, ui.gen_steps, ui.gen_guidance, ui.cmp_prompt, ui.cmp_other, ui.cmp_steps,
-            ui.cmp_guidance, ui.sde_prompt, ui.paint_hint, ui.other_seed_hint, ui.fix_name]
+            ui.cmp_guidance, ui.sde_prompt, ui.paint_hint, ui.other_seed_hint, ui.other_seed_suggest, ui.fix_name]
 
 
 def model_widgets(studio) -> tuple:
@@ -36,7 +36,7 @@ def model_widgets(studio) -> tuple:
             gr.update(visible=conditional), gr.update(value=info.default_steps),
             gr.update(value=info.default_guidance, visible=conditional), gr.update(visible=conditional),
             gr.update(visible=not conditional), gr.update(value=other_seed_hint(not conditional)),
-            gr.update(placeholder=fix_name_example(not conditional)))
+            gr.update(visible=not conditional), gr.update(placeholder=fix_name_example(not conditional)))
 
 
 def switch(studio, name, progress=gr.Progress()):

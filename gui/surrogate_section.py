@@ -9,7 +9,7 @@ import gradio as gr
 import numpy as np
 from gradio.components.base import server
 
-from core.surrogates import ClipEditParams, NoiseParams, OtherSeedParams, SDEditParams, Surrogate, \
+from core.surrogates import ClipEditParams, NoiseParams, OtherSeedParams, SDEditParams, SeedSurveyParams, Surrogate, \
     canvas_surrogate, param_spec, require_changed, to_model_size
 
 from .common import CLIP_WEIGHTS, DEFAULT_NAMES, DEFAULT_PALETTE, GPU, Session, difference, fmt, paint_scale, titled, \
@@ -140,7 +140,9 @@ def other_seed_hint(unconditional: bool) -> str:
             + (": a face that is no copy, the paper's *another face*. Pick one the grid shows once, "
                "not one it repeats across seeds (that may be memorised too): the studio draws "
                f"{param_spec(OtherSeedParams, 'repeat_probe_seeds')['default']} other seeds and warns when one of "
-               "them draws a near copy of your pick."
+               "them draws a near copy of your pick. **Suggest a seed** looks through "
+               f"{param_spec(SeedSurveyParams, 'count')['default']} seeds for you and takes the most ordinary face "
+               "that is neither."
                if unconditional else ": a seed drawn the way the flagged one should look."))
 
 
@@ -208,6 +210,8 @@ def build(ui, studio) -> None:
             with gr.Row():
                 ui.other_seed = _seed_box(OtherSeedParams, "Seed", "other-seed")
                 ui.other_seed_btn = gr.Button("Use this seed's output", variant="primary", elem_id="other-seed-btn")
+            ui.other_seed_suggest = gr.Button("Suggest a seed", elem_id="other-seed-suggest",
+                                              visible=studio.unconditional)
     with gr.Row(equal_height=True):
         shown = dict(type="pil", format="png", interactive=False, height=120, min_width=90,
                      elem_classes=["pixelated", "fill-img"])
@@ -217,9 +221,9 @@ def build(ui, studio) -> None:
     ui.sur_info = gr.Markdown("No surrogate yet.", elem_id="surrogate-info")
 
 
-def _finish(studio, session: Session, flag, sur: Surrogate):
+def _finish(studio, session: Session, flag, sur: Surrogate, note: str = ""):
     """Store the surrogate for the active flag and show it next to the flagged image, with the
-    maker's warnings under it."""
+    maker's warnings (and `note`, how it was chosen) under it."""
     info = sur.info
     image = to_model_size(sur.image, studio.model.info.resolution)
     with user_errors("Surrogate"):
@@ -229,7 +233,8 @@ def _finish(studio, session: Session, flag, sur: Surrogate):
     heat, mad = difference(flag.image, image)
     changed = float((np.asarray(image) != np.asarray(flag.image.convert("RGB"))).any(axis=2).mean())
     params = ", ".join(f"{k}={fmt(v)}" for k, v in info.items() if k != "kind" and v not in ("", None))
-    text = (f"**{info.get('kind', '?')}** surrogate for **{flag.id}** (seed {flag.seed})  \n{params}  \n"
+    text = (f"**{info.get('kind', '?')}** surrogate for **{flag.id}** (seed {flag.seed})  \n"
+            + (f"{note}  \n" if note else "") + f"{params}  \n"
             f"mean |diff| **{mad:.4f}** · pixels changed **{changed:.1%}**"
             + "".join(f"  \n⚠ {w}" for w in [*sur.warnings, *([near_copy] if near_copy else [])]))
     session.surrogates[flag.id] = {"image": image, "info": dict(info), "heat": heat, "text": text}
@@ -324,6 +329,19 @@ def other_seed(studio, session: Session, seed):
     return _finish(studio, session, flag, sur)
 
 
+def suggest_other_seed(studio, session: Session):
+    """'Suggest a seed' (unconditional models): the most ordinary output of a grid of other seeds that is
+    no copy of the flagged one and that no other seed there repeats; its seed goes in the box."""
+    flag = session.require_flag()
+    with user_errors("Suggest a seed"):
+        survey = studio.survey_other_seeds(flag.image, SeedSurveyParams(steps=flag.steps))
+        if survey.suggested is None:
+            raise ValueError(survey.message())
+        sur = studio.surrogate("other_seed", flag.image, OtherSeedParams(seed=survey.suggested, steps=flag.steps))
+    sur.info["suggested_from"] = f"{survey.seeds[0]}-{survey.seeds[-1]}"
+    return (survey.suggested, *_finish(studio, session, flag, sur, note=survey.message()))
+
+
 def wire(ui, studio) -> None:
     out = [ui.sur_image, ui.sur_diff, ui.sur_info, ui.session]
     # Progress and a refusal show on the line under the images (and the toast), not as "Error" over the
@@ -372,3 +390,9 @@ def wire(ui, studio) -> None:
         return other_seed(studio, session, seed)
 
     ui.other_seed_btn.click(on_other_seed, [ui.session, ui.other_seed], out, api_name="other_seed", **GPU, **status)
+
+    def on_suggest(session):
+        return suggest_other_seed(studio, session)
+
+    ui.other_seed_suggest.click(on_suggest, [ui.session], [ui.other_seed, *out], api_name="suggest_other_seed",
+                                **GPU, **status)

@@ -175,3 +175,42 @@ def test_on_the_shipped_faces_model_a_band_over_the_eyes_is_warned_a_face_painte
         assert studio.check_surrogate(flagged, band_surrogate(flagged, (3, 30))[0], "paint")[1] is None
         other = make_surrogate("other_face", flagged, studio)[0]
         assert studio.check_surrogate(flagged, other, "file")[1] is None
+
+
+def test_a_suggested_other_seed_on_the_shipped_faces_model_is_a_novel_face_and_skips_copies(monkeypatch, tmp_path):
+    """'Suggest a seed': over a grid, the most ordinary output that is no copy of the flagged one and
+    that no other seed of the grid repeats. The faces matcher (tests only) says what each seed draws."""
+    import pytest
+
+    from core.generate import generate
+    from core.models import load_model
+    from core.models.loading import FACES_DIR
+    from dataclasses import replace
+
+    from core.surrogates import SeedSurveyParams, survey_other_seeds
+
+    if not (FACES_DIR / "model_index.json").exists():
+        pytest.skip("assets/faces-ddpm not built (python scripts/build_faces_model.py)")
+    monkeypatch.setenv("UNLEARN_SSCD_PATH", str(tmp_path / "missing.pt"))
+    model = load_model("faces")
+    first = json.loads((FACES_DIR / "build_report.json").read_text())["evaluation"]["first_copy_seed"]
+    face = W.face_name(W.MEMORISED[0])
+    flagged = generate(model, "", [first[face]])[0].image
+    params = SeedSurveyParams(start=first[face], count=48)  # the flagged seed itself is in the grid
+    survey = survey_other_seeds(model, flagged, params)
+    flags = [W.verdict(g.image)["flag"] for g in generate(model, "", params.seeds)]
+    assert flags[0] == face and not survey.usable[0]  # a copy of the flagged output never stands in
+    copies = [i for i, f in enumerate(flags) if f.startswith("face")]
+    assert len(copies) >= 2 and not survey.usable[copies].any()  # memorised faces repeat across seeds
+    pick = survey.suggested
+    assert pick is not None and flags[params.seeds.index(pick)] == "novel face"
+    usable = np.flatnonzero(survey.usable)
+    assert survey.typicality[params.seeds.index(pick)] == survey.typicality[usable].max()
+    assert f"seed {pick}: the most ordinary of the {len(usable)} outputs of 48" in survey.message()
+    # nothing usable: no seed, and the message says what to change
+    none = replace(survey, usable=np.zeros_like(survey.usable))
+    assert none.suggested is None and "Look through more seeds (count) or others (start)" in none.message()
+    for bad, field in (({"count": 1}, "suggest.count"), ({"start": 2**32}, "suggest.start"),
+                       ({"steps": 0}, "suggest.steps")):
+        with pytest.raises(ValueError, match=field):
+            survey_other_seeds(model, flagged, SeedSurveyParams.from_dict(bad))

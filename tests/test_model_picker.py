@@ -41,6 +41,11 @@ def test_unconditional_model_hides_the_prompt_and_generates_by_seed(ddpm_dir, tm
     sur, _heat, text, session = surrogate_section.other_seed(studio, session, 2)
     assert np.array_equal(np.asarray(sur), np.asarray(items[2][0]))
     assert "other_seed" in text and "seed=2" in text and "prompt" not in text
+    # "Suggest a seed" (unconditional models only): a seed of the survey's grid goes in the box, with why
+    assert demo.ui.other_seed_suggest.visible is True
+    seed, sur, _heat, text, session = surrogate_section.suggest_other_seed(studio, session)
+    assert 5000 <= seed < 5128 and f"seed {seed}: the most ordinary of the" in text and f"seed={seed}" in text
+    assert session.surrogates[session.flag().id]["info"]["suggested_from"] == "5000-5127"
     # The fix's status line for the active flag stays true after a surrogate is made, and names it once there
     ready = lambda out: next(o for o in out if isinstance(o, str) and o.startswith("Ready to fix"))  # noqa: E731
     assert "make its surrogate (3), then press Unlearn" in ready(out)
@@ -57,13 +62,14 @@ def test_picker_switches_between_a_text_to_image_and_an_unconditional_model(tiny
 
     studio = Studio(load_model(str(tiny_model_dir)), data_dir=tmp_path, restore=False, persist_state=False)
     demo = build_app(studio)
-    assert demo.ui.prompt.visible is True
+    assert demo.ui.prompt.visible is True and demo.ui.other_seed_suggest.visible is False
     assert list(demo.ui.model_pick.choices) == [(n, n) for n in SHIPPED_NAMES]
     session, gallery, *_ = model_picker.switch(studio, str(ddpm_dir), _noop)
     assert studio.unconditional and session.flags == [] and gallery == []
     widgets = dict(zip(["pick", "prompt", "steps", "guidance", "cmp_prompt", "cmp_other", "cmp_steps", "cmp_guidance",
                         "sde_prompt"], model_picker.model_widgets(studio)))
     assert widgets["prompt"]["visible"] is False and widgets["steps"]["value"] == studio.model.info.default_steps
+    assert model_picker.model_widgets(studio)[-2]["visible"] is True  # "Suggest a seed"
     assert len(model_picker.model_widgets(studio)) == len(model_picker.model_outputs(demo.ui))
     assert "ireland" in demo.ui.fix_name.placeholder  # built on the text-to-image model
     assert "seed" in model_picker.model_widgets(studio)[-1]["placeholder"]  # the fix-name example: no prompt

@@ -146,6 +146,18 @@ def test_other_seed_is_that_seeds_output_and_refuses_a_copy_or_a_missing_prompt(
         make_surrogate("other_seed", flagged, None, {"seed": 1, "prompt": "ireland flag"})
 
 
+def test_suggesting_a_seed_is_refused_for_a_prompted_model_and_without_one(tiny_model):
+    """A prompt's right outputs look alike at every seed: 'no picture the grid repeats' would rule them
+    all out, so the suggestion is for unconditional models, and says what to do instead."""
+    from core.surrogates import SeedSurveyParams, survey_other_seeds
+
+    flagged = Image.new("RGB", (32, 32), "red")
+    with pytest.raises(ValueError, match="for unconditional models: for a prompt, type the seed"):
+        survey_other_seeds(tiny_model, flagged, SeedSurveyParams(count=4))
+    with pytest.raises(ValueError, match="load one first"):
+        survey_other_seeds(None, flagged, SeedSurveyParams(count=4))
+
+
 def test_other_seed_takes_a_flagged_image_of_another_square_size(tiny_model, monkeypatch):
     """The flagged image is compared as the fix sees it, at the model's size: a descriptor that embeds
     a batch (CLIP) took one size only, and a larger square flagged image failed."""

@@ -12,7 +12,7 @@ from PIL import Image
 from .base import Surrogate, SurrogateMaker
 from .checks import canvas_surrogate, check_near_copy, near_copy_warning, require_changed, to_model_size
 from .clip_edit import ClipEditParams, ClipEditSurrogate
-from .other_seed import OtherSeedParams, OtherSeedSurrogate
+from .other_seed import OtherSeedParams, OtherSeedSurrogate, SeedSurvey, SeedSurveyParams, survey_other_seeds
 from .paint import PaintParams, PaintSurrogate, composite_layers, is_blank
 from .params import SurrogateParams, param_spec
 from .sdedit import SDEditParams, SDEditSurrogate
@@ -43,4 +43,4 @@ def make_surrogate(kind: str, image: Image.Image, model=None, params: SurrogateP
 __all__ = ["SURROGATES", "SURROGATE_KINDS", "Surrogate", "SurrogateMaker", "SurrogateParams", "make_surrogate",
            "surrogate_maker", "param_spec", "composite_layers", "is_blank", "canvas_surrogate", "require_changed",
            "to_model_size", "near_copy_warning", "check_near_copy", "FlipParams", "NoiseParams", "PaintParams",
-           "SDEditParams", "ClipEditParams", "OtherSeedParams"]
+           "SDEditParams", "ClipEditParams", "OtherSeedParams", "SeedSurvey", "SeedSurveyParams", "survey_other_seeds"]
