@@ -154,6 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", required=True, choices=SURROGATE_KINDS)
     _surrogate_param_args(p)
     p.add_argument("--layer", type=Path, action="append", default=[], help="paint: RGBA layer PNG (repeatable)")
+    p.add_argument("--suggest", default=None, metavar="SEEDS",
+                   help="other_seed, unconditional models, instead of --seed: look through these seeds (e.g. "
+                        "5000-5127, the studio's 'Suggest a seed') and take the most ordinary output that is no copy "
+                        "of the flagged one and that no other seed there repeats")
     p.add_argument("--out", required=True, type=Path)
     _model_args(p)
 
@@ -382,14 +386,24 @@ def cmd_generate(args) -> int:
 def cmd_surrogate(args) -> int:
     from .images import load_image
     from .runs import atomic_save_image
-    from .surrogates import SURROGATES, check_near_copy, make_surrogate
+    from .surrogates import SURROGATES, check_near_copy, make_surrogate, survey_other_seeds
 
     maker = SURROGATES[args.kind]
-    params = maker.params(surrogate_values(args))
+    values = surrogate_values(args)
+    survey_params = _suggest_params(args, values)
+    params = maker.params(values) if survey_params is None else None
     image = load_image(args.image)
     flagged = image if args.flagged is None else load_image(args.flagged)  # read before the model loads
     model = _load(args) if maker.needs_model else None
+    if survey_params is not None:
+        survey = survey_other_seeds(model, flagged, survey_params)
+        print(survey.message(), file=sys.stderr)
+        if survey.suggested is None:
+            raise ValueError(f"--suggest {args.suggest}: {survey.message()}")
+        params = maker.params({**values, "seed": survey.suggested})
     sur = make_surrogate(args.kind, image, model, params)
+    if survey_params is not None:
+        sur.info["suggested_from"] = args.suggest
     if args.flagged is not None:  # --image was an edit of the flagged image: say which, as the studio does
         sur.info["started_from"] = _surrogate_kind(args.image) or args.image.name
     atomic_save_image(sur.image, args.out)
@@ -400,6 +414,23 @@ def cmd_surrogate(args) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     print(json.dumps({"out": str(args.out), **sur.info}))
     return 0
+
+
+def _suggest_params(args, values: dict):
+    """--suggest SEEDS as the survey's parameters (None without it); a clash names the flag to drop."""
+    from .generate import parse_seeds
+    from .surrogates import SeedSurveyParams
+
+    if args.suggest is None:
+        return None
+    if args.kind != "other_seed":
+        raise ValueError(f"--suggest does not apply to --kind {args.kind} (it is for other_seed): drop it")
+    if "seed" in values:
+        raise ValueError("--suggest picks the seed: drop --seed, or drop --suggest to use that seed")
+    seeds = parse_seeds(args.suggest, max_count=1024)
+    if seeds != list(range(seeds[0], seeds[0] + len(seeds))):
+        raise ValueError(f"--suggest {args.suggest}: give one run of seeds, e.g. 5000-5127")
+    return SeedSurveyParams(start=seeds[0], count=len(seeds), steps=values.get("steps"))
 
 
 def surrogate_values(args) -> dict:

@@ -292,6 +292,30 @@ def test_cli_generate_without_prompt_and_refuses_one(ddpm_dir, tmp_path, capsys)
     assert "unconditional" in capsys.readouterr().err
 
 
+def test_cli_surrogate_suggests_another_seed_and_names_clashing_flags(ddpm_dir, tmp_path, capsys, monkeypatch):
+    """`surrogate --kind other_seed --suggest SEEDS`: the studio's 'Suggest a seed' from the command line."""
+    from core.cli import main
+
+    monkeypatch.setenv("UNLEARN_SSCD_PATH", str(tmp_path / "no-sscd.pt"))
+    m = ["--model", str(ddpm_dir)]
+    assert main(["generate", "--seeds", "3", "--steps", "2", "--out", str(tmp_path / "g"), *m]) == 0
+    capsys.readouterr()
+    flagged = str(tmp_path / "g" / "seed-0003.png")
+    assert main(["surrogate", "--image", flagged, "--kind", "other_seed", "--suggest", "40-55", "--steps", "2",
+                 "--out", str(tmp_path / "s.png"), *m]) == 0
+    out, err = capsys.readouterr()
+    info = json.loads(out)
+    assert 40 <= info["seed"] <= 55 and info["suggested_from"] == "40-55"
+    assert f"seed {info['seed']}: the most ordinary of the" in err
+    for extra, words in ((["--seed", "41"], "drop --seed"), (["--suggest", "1,5"], "one run of seeds")):
+        argv = ["surrogate", "--image", flagged, "--kind", "other_seed", "--suggest", "40-55", *extra,
+                "--out", str(tmp_path / "t.png"), *m]
+        assert main(argv) == 1 and words in capsys.readouterr().err
+    assert main(["surrogate", "--image", flagged, "--kind", "flip", "--suggest", "40-55", "--out",
+                 str(tmp_path / "u.png"), *m]) == 1
+    assert "it is for other_seed" in capsys.readouterr().err and not (tmp_path / "t.png").exists()
+
+
 def test_lora_targets_choose_the_modules_a_fix_adapts_and_the_saved_fix_reloads(ddpm_model, tmp_path):
     """UnlearnConfig.lora_targets: attention only on a UNet; the file holds only those modules and
     loads again in a fresh studio (its LoRA config travels in the file); the config records them."""
