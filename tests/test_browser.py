@@ -348,6 +348,12 @@ def test_faces_world_flow_is_seed_only_flag_paint_unlearn_compare(faces_server, 
         set_number(pg, "other-seed", other)  # waits until the box holds it
         pg.click("#other-seed-btn")
         wait_text(pg, "surrogate-info", f"seed={other}[^]*seed {other} draws a picture the model repeats")
+        # "Suggest a seed": the studio looks through a grid of seeds and puts the one it takes in the box
+        pg.click("#other-seed-suggest")
+        wait_text(pg, "surrogate-info", r"seed \d+: the most ordinary of the \d+ outputs of 128 \(seeds 5000-5127\)")
+        suggested = re.search(r"seed (\d+): the most ordinary", text(pg, "surrogate-info")).group(1)
+        assert pg.locator("#other-seed input").input_value() == suggested
+        assert "draws a picture the model repeats" not in text(pg, "surrogate-info")
         pg.get_by_role("tab", name="Paint", exact=True).click()
         paint(pg, "flag1", 0.3, 0.42, 0.7, 0.42)  # a band over the eyes (clear of the canvas toolbar)
         # still the same face to the judge's descriptor: the page says so under the surrogate, and trains anyway
@@ -396,6 +402,7 @@ def test_the_model_picker_switches_worlds_and_what_depends_on_them(faces_server,
             assert pg.locator("#paint-hint").is_visible() == (not conditional)
             pg.get_by_role("tab", name="Other seed").click()
             assert ("flagged one should look" in text(pg, "other-seed-hint")) == conditional
+            assert pg.locator("#other-seed-suggest").is_visible() == (not conditional)
             pg.get_by_role("tab", name="Paint", exact=True).click()
         assert studio.unconditional
     finally:
