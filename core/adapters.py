@@ -71,6 +71,8 @@ class FixManager:
 
         from .models.ddpm import UNET_LORA_TARGETS
 
+        if targets:  # the family defaults below are peft's to match: some modules lack some of them
+            self.check_targets(targets)
         targets = targets or (UNET_LORA_TARGETS if self.unconditional else SD3_LORA_TARGETS)
         self._check_name(name)
         config = LoraConfig(r=rank, lora_alpha=alpha or rank, init_lora_weights="gaussian",
@@ -84,6 +86,17 @@ class FixManager:
         for p in params:
             p.data = p.data.float()
         return params
+
+    def check_targets(self, targets) -> None:
+        """Every target names a module (a suffix such as to_q, or a whole path), as peft matches them;
+        said before any adapter is added, so a typo leaves the model as it was."""
+        names = [n for n, _ in self.transformer.named_modules() if n]
+        missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+        if missing:
+            attention = [n for n in names if n.endswith(".to_q")][:4]
+            raise ValueError(f"UnlearnConfig.lora_targets: {', '.join(map(repr, missing))} names no module of this "
+                             f"model: give module names such as to_q, to_out.0, or whole paths such as "
+                             f"{', '.join(attention) or 'the ones named by named_modules()'}")
 
     def trainable_parameters(self, name: str) -> list[torch.nn.Parameter]:
         """Make exactly this fix's LoRA weights trainable (others and the base stay frozen)."""

@@ -335,6 +335,19 @@ def test_lora_targets_choose_the_modules_a_fix_adapts_and_the_saved_fix_reloads(
     assert keys and all(any(f".{t}.lora_" in k for t in attention) for k in keys), keys[:4]
     assert not any("conv1" in k or "conv2" in k for k in keys)
     assert json.loads((result.run.path / "config.json").read_text())["config"]["lora_targets"] == attention
+    # a whole module path (the faces world's decoder attention) adapts that module alone; a name that
+    # matches no module is refused naming the field, and the model keeps no trace of the try
+    decoder = studio.default_config(steps=2, remember_set_size=4, sampling_steps=4, monitor_every=0,
+                                    lora_targets=["up_blocks.0.attentions.0.to_q"])
+    only = studio.unlearn("", flagged, flagged.transpose(0), 6, decoder, {"kind": "flip"})
+    with safe_open(str(only.run.path / "pytorch_lora_weights.safetensors"), framework="pt") as f:
+        assert {k.split(".lora_")[0] for k in f.keys()} == {"unet.up_blocks.0.attentions.0.to_q"}
+    typo = studio.default_config(steps=2, remember_set_size=4, sampling_steps=4, monitor_every=0,
+                                 lora_targets=["up_blocks.9.to_q"])
+    fixes_before = studio.list_fixes()
+    with pytest.raises(ValueError, match="lora_targets: 'up_blocks.9.to_q' names no module of this model"):
+        studio.unlearn("", flagged, flagged.transpose(0), 7, typo, {"kind": "flip"})
+    assert studio.list_fixes() == fixes_before
     from core.images import load_image
 
     after = load_image(result.run.path / "after.png")

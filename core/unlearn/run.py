@@ -134,6 +134,8 @@ def _one_try(model: LoadedModel, fixes: FixManager, store: RunStore, request: Fi
     if np.array_equal(to_array(flagged), to_array(surrogate)):
         raise ImageInputError("the surrogate is identical to the flagged image: edit it so the unwanted part is gone")
     check_prompt_for(model, request.prompt)  # "" for an unconditional model: a fix named by its seed alone
+    if config.lora_targets:  # a typo is said before the remember set is drawn, not after
+        fixes.check_targets(config.lora_targets)
     if config.forget_snr_gamma and not model.unconditional:
         raise ValueError(f"UnlearnConfig.forget_snr_gamma={config.forget_snr_gamma!r}: it weights a DDPM (epsilon) "
                          f"model's forget loss, and {model.info.name} is a flow model, whose surrogate target does "
