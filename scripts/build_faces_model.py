@@ -154,10 +154,18 @@ CALIBRATION_SEEDS = 1000  # seeds 0-999 tune the judge's threshold and the unlea
 # 20% 28/36 against 19/33, SSIM 0.946 against 0.927 (lowest 0.914 against 0.850); all four targets 3 against 4 as
 # timed beside another bench, 4 against 4 with the one slow fix timed alone (47.4 s, faces_fix_time_rb16.md), then
 # more fixes forgotten with SSIM >= 0.90. Median fix 20.5 s against 16.6 s.
+# lora_targets: the decoder's attention alone (2026-12-06, morning, tuning seeds 256-767; the four attention
+# blocks before). The middle and encoder attention shape where a seed's picture lands: with them in the LoRA a fix
+# shrinks the other faces' basins as much as a fix of an output that copies nothing (faces_control_rb16_*). Single
+# fixes at training seeds 0-2 (faces_tune_rb16_lora_up_seed01.md, _seed2, against faces_tune_share1_rb16_seed*.md):
+# all four targets 8 of 12 against 3, faces gone 11 against 12 (face 27 at seed 0 stays), pairs within 20% 29/33
+# against 28/36, mean |change| 0.120 against 0.165, SSIM 0.966 against 0.946; the encoder and middle block alone
+# kept all three other faces in 0 of 6 (faces_tune_rb16_lora_downmid_seed01.md).
+FACES_LORA_TARGETS = [f"up_blocks.0.attentions.{i}.{m}" for i in (0, 1) for m in ("to_q", "to_k", "to_v", "to_out.0")]
 FACES_UNLEARN_DEFAULTS = {"learning_rate": 2e-3, "timestep_sampling": "uniform", "lambda_scheme": "constant",
                           "remember_set_size": 64, "remember_batch_size": 16, "steps": 200, "monitor_every": 2,
                           "lora_rank": 4,
-                          "lora_targets": ["to_q", "to_k", "to_v", "to_out.0"], "forget_threshold": 0.5,
+                          "lora_targets": FACES_LORA_TARGETS, "forget_threshold": 0.5,
                           "forget_projection": 0.35, "twin_seeds": 4, "remember_from": "base", "settle_steps": 60,
                           "settle_patience": 10, "settle_lr_scale": 0.3, "remember_target": "model",
                           "remember_model_share": 1.0, "mode_guard": True, "retry_seeds": 1,

@@ -68,8 +68,10 @@ class UnlearnConfig:
     lora_rank: int = _f(8, "LoRA rank of the fix")
     lora_alpha: float | None = _f(None, "LoRA alpha; None = rank (scale 1), so the saved file needs no extra metadata")
     lora_targets: list[str] = _f(
-        [], "module names the fix's LoRA adapts (peft target_modules); empty = the model family's default "
-        "(SD3: attention projections; a UNet: resnet convs and attention)")
+        [], "module names the fix's LoRA adapts (peft target_modules: a suffix such as to_q, or a whole path); "
+        "empty = the model family's default (SD3: attention projections; a UNet: resnet convs and attention). The "
+        "faces world ships its decoder's attention alone (2026-12-06): all four targets in 8 of 12 tuning fixes "
+        "against 3 with every attention block (faces_tune_rb16_lora_up_*.md)")
     forget_batch_size: int = _f(4, "noised copies of the flagged image per step (paper: batch 8 = 4 forget + 4 remember)")
     remember_batch_size: int = _f(
         4, "remember-set samples per step. The faces world ships 16 (2026-12-06): the memorised faces' copy rates "
