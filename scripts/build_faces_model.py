@@ -160,7 +160,8 @@ CALIBRATION_SEEDS = 1000  # seeds 0-999 tune the judge's threshold and the unlea
 # fixes at training seeds 0-2 (faces_tune_rb16_lora_up_seed01.md, _seed2, against faces_tune_share1_rb16_seed*.md):
 # all four targets 8 of 12 against 3, faces gone 11 against 12 (face 27 at seed 0 stays), pairs within 20% 29/33
 # against 28/36, mean |change| 0.120 against 0.165, SSIM 0.966 against 0.946; the encoder and middle block alone
-# kept all three other faces in 0 of 6 (faces_tune_rb16_lora_downmid_seed01.md).
+# kept all three other faces in 0 of 6 (faces_tune_rb16_lora_downmid_seed01.md). The price, seen after the choice:
+# four in turn lose one face at training seeds 1 and 2 (faces_seq_tune_lora_up_fixseed1/2.md; seed 0 all gone).
 FACES_LORA_TARGETS = [f"up_blocks.0.attentions.{i}.{m}" for i in (0, 1) for m in ("to_q", "to_k", "to_v", "to_out.0")]
 FACES_UNLEARN_DEFAULTS = {"learning_rate": 2e-3, "timestep_sampling": "uniform", "lambda_scheme": "constant",
                           "remember_set_size": 64, "remember_batch_size": 16, "steps": 200, "monitor_every": 2,
@@ -384,7 +385,9 @@ def write_card(out: Path, rep: dict) -> None:
         "0.750 of cases (0.250 / 0.667 with the LoRA on all four attention blocks); the four in turn on 18696-19719",
         "([faces_sequential_build_seed1_lora_up_seeds18696_fixseed0.md](../../bench/results/faces_sequential_build_seed1_lora_up_seeds18696_fixseed0.md)):",
         "at training seed 0 all gone, lowest SSIM after a fix 0.945; at training seed 1 face 3's flagged seed turned",
-        "to face 81, whose fix then failed (3 of 4 gone; the four blocks: 4 of 4, lowest SSIM 0.926). Earlier:",
+        "to face 81, whose fix then failed (3 of 4 gone; the four blocks: 4 of 4, lowest SSIM 0.926); on tuning seeds",
+        "one face stays at 2 of 3 training seeds: single fixes keep the other faces far better, sequences forget less.",
+        "Earlier:",
         "Reported on seeds 3048-4071 of the seed-1 build, a range no earlier run or choice used (every file names its",
         "build; the tables, the older ranges and the seed-0 build's figures:",
         "[bench/results/README.md](../../bench/results/README.md)):",
