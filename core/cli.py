@@ -384,6 +384,8 @@ def cmd_generate(args) -> int:
 
 
 def cmd_surrogate(args) -> int:
+    from dataclasses import replace
+
     from .images import load_image
     from .runs import atomic_save_image
     from .surrogates import SURROGATES, check_near_copy, make_surrogate, survey_other_seeds
@@ -391,19 +393,19 @@ def cmd_surrogate(args) -> int:
     maker = SURROGATES[args.kind]
     values = surrogate_values(args)
     survey_params = _suggest_params(args, values)
-    params = maker.params(values) if survey_params is None else None
+    params = maker.params(values)  # checked before the model loads; --suggest fills in the seed below
     image = load_image(args.image)
     flagged = image if args.flagged is None else load_image(args.flagged)  # read before the model loads
     model = _load(args) if maker.needs_model else None
-    if survey_params is not None:
-        survey = survey_other_seeds(model, flagged, survey_params)
+    survey = survey_other_seeds(model, flagged, survey_params) if survey_params is not None else None
+    if survey is not None:
         print(survey.message(), file=sys.stderr)
         if survey.suggested is None:
             raise ValueError(f"--suggest {args.suggest}: {survey.message()}")
-        params = maker.params({**values, "seed": survey.suggested})
+        params = replace(params, seed=survey.suggested)
     sur = make_surrogate(args.kind, image, model, params)
-    if survey_params is not None:
-        sur.info["suggested_from"] = args.suggest
+    if survey is not None:
+        sur.info["suggested_from"] = survey.span
     if args.flagged is not None:  # --image was an edit of the flagged image: say which, as the studio does
         sur.info["started_from"] = _surrogate_kind(args.image) or args.image.name
     atomic_save_image(sur.image, args.out)

@@ -343,7 +343,7 @@ def suggest_other_seed(studio, session: Session):
         if survey.suggested is None:
             raise ValueError(survey.message())
         sur = studio.surrogate("other_seed", flag.image, OtherSeedParams(seed=survey.suggested, steps=flag.steps))
-    sur.info["suggested_from"] = f"{survey.seeds[0]}-{survey.seeds[-1]}"
+    sur.info["suggested_from"] = survey.span
     return (survey.suggested, *_finish(studio, session, flag, sur, note=survey.message()))
 
 

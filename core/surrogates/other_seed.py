@@ -65,9 +65,14 @@ class SeedSurvey:
             return None
         return self.seeds[int(np.argmax(np.where(self.usable, self.typicality, -np.inf)))]
 
+    @property
+    def span(self) -> str:
+        """The seeds looked through, as a user writes them: 5000-5127."""
+        return f"{self.seeds[0]}-{self.seeds[-1]}"
+
     def message(self) -> str:
         n, ok = len(self.seeds), int(self.usable.sum())
-        span = f"seeds {self.seeds[0]}-{self.seeds[-1]}"
+        span = f"seeds {self.span}"
         if self.suggested is None:
             return (f"none of {n} outputs ({span}) can stand in: each is a copy of the flagged output or a picture "
                     "other seeds repeat. Look through more seeds (count) or others (start)")
