@@ -87,15 +87,14 @@ class FixManager:
             p.data = p.data.float()
         return params
 
-    def check_targets(self, targets, field: str = "lora_targets") -> None:
+    def check_targets(self, targets) -> None:
         """Every target names a module (a suffix such as to_q, or a whole path), as peft matches them;
-        said before any adapter is added, so a typo leaves the model as it was. `field` names the
-        UnlearnConfig field the targets came from in the error."""
+        said before any adapter is added, so a typo leaves the model as it was."""
         names = [n for n, _ in self.transformer.named_modules() if n]
         missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
         if missing:
             attention = [n for n in names if n.endswith(".to_q")][:4]
-            raise ValueError(f"UnlearnConfig.{field}: {', '.join(map(repr, missing))} names no module of this "
+            raise ValueError(f"UnlearnConfig.lora_targets: {', '.join(map(repr, missing))} names no module of this "
                              f"model: give module names such as to_q, to_out.0, or whole paths such as "
                              f"{', '.join(attention) or 'the ones named by named_modules()'}")
 

@@ -420,10 +420,6 @@ def result_text(studio, result, flag) -> str:
         lines.append("discarded before this one, not forgotten: " + ", ".join(
             f"training seed {t['seed']} (judge's score {fmt(t['score'])}, {t['steps_done']} steps, "
             f"{fmt(t['seconds_total'])} s)" for t in m["earlier_tries"]))
-        targets = result.run.config.get("config", {}).get("lora_targets")
-        if "lora_targets" in m["earlier_tries"][-1] and targets != m["earlier_tries"][-1]["lora_targets"]:
-            lines.append(f"this one's LoRA adapts {', '.join(targets) or 'the model family default'} "
-                         "(retry_lora_targets)")
     if m.get("flagged_seed_mean_abs_change") is not None:
         lines.append(f"flagged seed {flag.seed} changed by mean |diff| {fmt(m['flagged_seed_mean_abs_change'])}")
     f = m.get("forgetting")

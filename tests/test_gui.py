@@ -428,11 +428,6 @@ def test_fix_result_and_table_say_when_a_fix_ended_unfixed(tmp_path):
                                                       "score": 0.47}])
     assert "discarded before this one, not forgotten: training seed 7 (judge's score 0.47, 200 steps, 37.2 s)" in \
         result_text(studio, SimpleNamespace(run=runs["fix-True"]), flag)
-    assert "retry_lora_targets" not in result_text(studio, SimpleNamespace(run=runs["fix-True"]), flag)
-    runs["fix-True"].metrics()["earlier_tries"][0]["lora_targets"] = ["up_blocks.0.attentions.0.to_q"]
-    runs["fix-True"].config.setdefault("config", {})["lora_targets"] = ["to_q", "to_k"]  # retry_lora_targets
-    assert "this one's LoRA adapts to_q, to_k (retry_lora_targets)" in \
-        result_text(studio, SimpleNamespace(run=runs["fix-True"]), flag)
     verdict = {"forgotten": False, "score": 0.55, "threshold": 0.5, "copy_similarity": 0.9, "descriptor": "thumbnail",
                "projection": 0.21, "projection_threshold": 0.4}
     runs["fix-False"].metrics().update(forgetting=verdict)

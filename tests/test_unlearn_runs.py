@@ -756,33 +756,6 @@ def test_retry_seeds_train_again_with_the_next_seed_and_keep_only_the_try_that_f
     assert retried.keys() == direct.keys() and all(torch.equal(retried[k], direct[k]) for k in retried)
 
 
-def test_a_retry_trains_its_lora_on_retry_lora_targets(tiny_model, tmp_path):
-    """retry_lora_targets: the first try adapts lora_targets (here the family default), the retry the
-    modules named, and the published fix's file and config say so; a typo there is said before any try."""
-    from safetensors.torch import load_file
-
-    fixes, store = FixManager(tiny_model), RunStore(tmp_path / "runs")
-    with pytest.raises(ValueError, match="retry_lora_targets: 'to_qq' names no module"):
-        unlearn(tiny_model, fixes, store, _request(tiny_model), _cfg(retry_seeds=1, retry_lora_targets=["to_qq"]))
-    assert store.list() == [] and fixes.fixes == {}
-    with pytest.raises(ValueError, match="retry_lora_targets"):
-        _cfg(retry_lora_targets=["to q"])
-
-    firsts, messages = [], []
-    on_step = lambda r: firsts.append(r.step) if r.step == 1 else None  # noqa: E731 - a try starts at step 1
-    res = unlearn(tiny_model, fixes, store, _request(tiny_model),
-                  _cfg(steps=4, monitor_every=2, stop_when_fixed=True, retry_seeds=1, retry_lora_targets=["to_q"]),
-                  on_step=on_step, is_fixed=lambda img: len(firsts) >= 2,
-                  progress=lambda f, msg: messages.append(msg))
-    m = res.run.metrics()
-    assert m["flagged_seed_fixed"] is True and m["earlier_tries"][0]["lora_targets"] == []
-    assert any(msg.startswith("try 2 of 2 (training seed 1, LoRA on to_q)") for msg in messages)
-    assert res.run.config["config"]["lora_targets"] == ["to_q"]
-    keys = load_file(str(res.run.lora_path)).keys()
-    assert keys and all(".to_q." in k for k in keys)
-    fixes.remove(res.run.run_id)
-
-
 def test_retry_seeds_publish_the_last_try_when_none_forgets(tiny_model, tmp_path):
     fixes, store = FixManager(tiny_model), RunStore(tmp_path / "runs")
     res = unlearn(tiny_model, fixes, store, _request(tiny_model), _cfg(steps=4, monitor_every=2, retry_seeds=1),

@@ -190,10 +190,6 @@ class UnlearnConfig:
         "that did not forget are discarded and listed in the published fix's metrics (earlier_tries), and its "
         "config.json records the seed that trained it. 0 = one try. What a retry brings and costs is measured "
         "in bench/results/faces_tune_retry*.md")
-    retry_lora_targets: list[str] = _f(
-        [], "module names the LoRA of a retry (retry_seeds) adapts instead of lora_targets, named as there; "
-        "empty = the same as the first try. A first try on few modules keeps the model's other outputs best, "
-        "a retry on more of them forgets where the few could not")
     keep_best: bool = _f(
         True, "publish the monitored state that is forgotten with the least drift of the guard seeds "
         "(core/unlearn/guard.py), not simply the last step")
@@ -299,11 +295,9 @@ class UnlearnConfig:
             if len(prompts) > MAX_PROMPTS or any(len(p) > MAX_PROMPT_CHARS for p in prompts):
                 _bad(name, f"{len(prompts)} prompts", f"give at most {MAX_PROMPTS} prompts of at most "
                      f"{MAX_PROMPT_CHARS} characters each")
-        for name in ("lora_targets", "retry_lora_targets"):
-            targets = getattr(self, name)
-            if len(targets) > 64 or any(not t or len(t) > 64 or not all(c.isalnum() or c in "._" for c in t)
-                                        for t in targets):
-                _bad(name, targets, "give at most 64 module names such as to_q or to_out.0")
+        if len(self.lora_targets) > 64 or any(not t or len(t) > 64 or not all(c.isalnum() or c in "._" for c in t)
+                                               for t in self.lora_targets):
+            _bad("lora_targets", self.lora_targets, "give at most 64 module names such as to_q or to_out.0")
         if not 0.0 <= self.lookalike_share < 1.0:
             _bad("lookalike_share", self.lookalike_share, "choose a value in [0, 1)")
         if self.twin_forget and self.twin_seeds == 0:

@@ -99,30 +99,25 @@ def unlearn(
     The forgetting judge (core/judge.py) decides by default. `is_fixed` and `keep_in_remember`
     replace it with an external oracle (the flags world's checker in benches, `oracle="checker"`).
     With config.retry_seeds, a try that ends with the flagged seed not forgotten is discarded and
-    trained again from the start with the next training seed (and config.retry_lora_targets, when
-    given, as its LoRA's modules); the last try is published either way.
+    trained again from the start with the next training seed; the last try is published either way.
     `on_monitor` and `is_fixed` judge the render they are given: with an overlapped monitor
     (config.overlap_monitor, core/unlearn/overlap.py) they run in its thread while the steps go on, so a
     callback that draws with the model itself needs overlap_monitor False.
     """
-    if config.retry_seeds and config.retry_lora_targets:  # a typo is said before the first try, not after it
-        fixes.check_targets(config.retry_lora_targets, "retry_lora_targets")
     tries: list[dict] = []  # the discarded tries, for the published fix's metrics
     while True:
         seed = (config.seed + len(tries)) % (SEED_MAX + 1)
-        targets = config.retry_lora_targets if tries and config.retry_lora_targets else config.lora_targets
         if tries and progress:
-            on = f", LoRA on {', '.join(targets)}" if targets != config.lora_targets else ""
-            progress(0.0, f"{TRY_PREFIX}{len(tries) + 1} of {config.retry_seeds + 1} (training seed {seed}{on}): the "
-                          "one before ended with the flagged seed not forgotten")
-        result = _one_try(model, fixes, store, request, config.with_overrides(seed=seed, lora_targets=targets), on_step,
-                          cancel, is_fixed, on_monitor, keep_in_remember, progress, remember_cache, keep_key,
-                          model_defaults_applied, run_id, tries)
+            progress(0.0, f"{TRY_PREFIX}{len(tries) + 1} of {config.retry_seeds + 1} (training seed {seed}): the one "
+                          "before ended with the flagged seed not forgotten")
+        result = _one_try(model, fixes, store, request, config.with_overrides(seed=seed), on_step, cancel, is_fixed,
+                          on_monitor, keep_in_remember, progress, remember_cache, keep_key, model_defaults_applied,
+                          run_id, tries)
         m = result.run.metrics()
         if m.get("flagged_seed_fixed") is not False or len(tries) == config.retry_seeds:
             return result
-        tries.append({"seed": seed, "lora_targets": targets, "steps_done": m.get("steps_done"),
-                      "seconds_total": m.get("seconds_total"), "score": (m.get("forgetting") or {}).get("score")})
+        tries.append({"seed": seed, "steps_done": m.get("steps_done"), "seconds_total": m.get("seconds_total"),
+                      "score": (m.get("forgetting") or {}).get("score")})
         fixes.remove(result.run.run_id)  # a try that did not forget is not kept: its numbers are in `tries`
         store.remove(result.run.run_id)
 
