@@ -128,11 +128,6 @@ def _fix_row(studio, model, fix, inst, base, flagged, target: str, round_: int) 
             "kept_step": metrics.get("kept_step"), "guard_drift": metrics.get("remember_drift"),
             "retried_seeds": retried_seeds(metrics),  # retry_seeds: the discarded tries
             "earlier_tries": metrics.get("earlier_tries", []),  # their steps, seconds and final scores
-            # keep_earlier_seeds: the earlier flagged seeds the guard drew, and per forgotten monitor step
-            # how many of them drew a picture the model repeats (the product's view, not the matcher's)
-            "earlier_seeds": metrics.get("earlier_seeds"), "earlier_swapped": metrics.get("earlier_swapped"),
-            "earlier_swapped_by_step": {p["step"]: p.get("earlier_swapped") for p in metrics.get("monitor", [])
-                                        if p.get("earlier_swapped") is not None} or None,
             "enabled": studio.fixes.fixes[fix.result.run.run_id].enabled, "copy_rates": ev["copy_rate_after"],
             "flagged_seeds_now": earlier, "ssim_novel_outputs_mean": ev["ssim_mean"]}
 

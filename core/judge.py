@@ -255,26 +255,12 @@ class ForgettingJudge:
         near copy of one is not forgotten. Pictures the surrogate or the flagged image is a near copy of
         are left out (the user asked for the first; the second is not forgotten anyway). Returns how
         many outputs count as repeated pictures."""
-        self._modes = self.repeated_pictures(outputs)
-        return len(self._modes)
-
-    def repeated_pictures(self, outputs: Sequence[Image.Image]) -> np.ndarray:
-        """Embeddings of the `outputs` with a near copy among the others, less those the surrogate or the
-        flagged image is a near copy of (with_modes)."""
         t = self.descriptor.copy_threshold
-        e = np.asarray(self.descriptor.embed(list(outputs)), np.float64) if len(outputs) else np.zeros((0, 0))
+        e = np.asarray(self.descriptor.embed(list(outputs)), np.float64) if outputs else np.zeros((0, 0))
         repeated = has_near_copy(e, t) & (e @ self._e_surrogate < t) & (e @ self._e_flagged < t) if len(e) else \
             np.zeros(0, bool)
-        return e[repeated] if repeated.any() else np.zeros((0, len(self._e_flagged)))
-
-    def shows_mode(self, images: Sequence[Image.Image], modes: np.ndarray | None = None) -> list[bool]:
-        """Whether each image is a near copy of a picture the model repeats: of `modes` (repeated_pictures),
-        else of with_modes' (before it, or with none repeated, no image is)."""
-        modes = self._modes if modes is None else modes
-        if modes is None or not len(modes) or not images:
-            return [False] * len(images)
-        e = np.asarray(self.descriptor.embed(list(images)), np.float64)
-        return [bool(x) for x in (e @ modes.T).max(axis=1) >= self.descriptor.copy_threshold]
+        self._modes = e[repeated] if repeated.any() else np.zeros((0, len(self._e_flagged)))
+        return int(repeated.sum())
 
     def progress(self, render: Image.Image, kind: str = "l1_ratio") -> float:
         """Progress of `render` from the flagged image (0) to the surrogate (1) inside the region:

@@ -204,33 +204,6 @@ def test_a_mode_guard_refuses_a_re_render_that_landed_on_another_picture_the_mod
     assert judge.with_modes([]) == 0 and judge.judge_flagged_seed(other).forgotten  # nothing repeated: no guard
 
 
-def test_shows_mode_says_which_images_draw_a_picture_the_model_repeats():
-    """keep_earlier_seeds's test of an earlier fix's seed: a near copy of a repeated picture, by the
-    judge's descriptor; nothing before with_modes, or with nothing repeated."""
-    other = _bands(GREEN, WHITE, (200, 30, 40))
-    judge = ForgettingJudge(REVERSED, RIGHT, Descriptor("thumbnail", thumbnail_embed, 0.99))
-    novel = _bands(WHITE, GREEN, WHITE)
-    assert judge.shows_mode([other, novel]) == [False, False]
-    judge.with_modes([other, other, RIGHT, RIGHT, novel])
-    assert judge.shows_mode([other, novel, RIGHT]) == [True, False, False] and judge.shows_mode([]) == []
-    judge.with_modes([novel])
-    assert judge.shows_mode([other]) == [False]
-    # Against a set given (the guard's pictures repeated before the fixes), not with_modes' own.
-    given = judge.repeated_pictures([novel, novel, other, RIGHT, RIGHT])
-    assert len(given) == 2 and judge.shows_mode([novel, other], given) == [True, False]
-
-
-def test_guard_prefers_the_forgotten_state_that_leaves_no_earlier_seed_on_a_repeated_picture():
-    """keep_earlier_seeds: among forgotten states, fewer earlier fixes' seeds on a repeated picture
-    first, then least drift; unchecked points (None) count as none."""
-    guard = FixGuard([torch.nn.Parameter(torch.zeros(1))])
-    for step, drift, swapped in [(20, 0.02, 1), (30, 0.05, 0), (40, 0.04, 0), (50, 0.01, 2)]:
-        guard.record(MonitorPoint(step, True, 0.8, drift, None, None, swapped))
-    assert guard.best().step == 40
-    guard.record(MonitorPoint(60, True, 0.8, 0.03, None, None, None))
-    assert guard.best().step == 60
-
-
 def test_a_surrogate_that_is_still_a_near_copy_of_the_flagged_image_is_found_and_worded_per_kind():
     from core.judge import check_surrogate_copy
     from core.surrogates import near_copy_warning

@@ -653,41 +653,6 @@ def test_remember_from_base_refuses_an_enabled_fix_without_its_run_folder(tiny_m
     assert res.run.path.is_dir()
 
 
-def test_keep_earlier_seeds_remembers_and_watches_the_enabled_fixes_flagged_seeds(tiny_model, tmp_path):
-    """keep_earlier_seeds: each enabled fix's flagged seed (not a switched-off one, not the new fix's own)
-    joins the remember set as the fixes draw it and is drawn at the monitor steps where the flagged seed
-    is forgotten; the metrics name them and how many drew a repeated picture at the kept step. It reads
-    the base's pictures, so it needs remember_from base, said naming both fields."""
-    from core.unlearn.earlier_fixes import earlier_fixes, earlier_seeds
-
-    with pytest.raises(ValueError, match="keep_earlier_seeds=True: set remember_from 'base'"):
-        _cfg(keep_earlier_seeds=True)
-    fixes, store = FixManager(tiny_model), RunStore(tmp_path / "runs")
-    cfg = _cfg(steps=4, monitor_every=2, remember_set_size=4, remember_filter=False, remember_from="base")
-    first = unlearn(tiny_model, fixes, store, _request(tiny_model, seed=1), cfg)
-    off = unlearn(tiny_model, fixes, store, _request(tiny_model, seed=3), cfg)
-    fixes.set_enabled(off.run.run_id, False)
-    same_seed = unlearn(tiny_model, fixes, store, _request(tiny_model, seed=1), cfg.with_overrides(seed=5))
-    assert "earlier_seeds" not in same_seed.run.metrics()  # off by default
-    kept_cfg = cfg.with_overrides(keep_earlier_seeds=True)
-    calls = []  # not fixed before training, fixed at every monitor step
-    res = unlearn(tiny_model, fixes, store, _request(tiny_model, seed=2), kept_cfg,
-                  is_fixed=lambda img: bool(calls.append(1)) or len(calls) > 1)
-    m = res.run.metrics()
-    assert m["earlier_seeds"] == [1] and m["earlier_swapped"] in (0, 1)  # seed 1 twice (two fixes), seed 3 off
-    assert all(p["earlier_swapped"] is not None for p in m["monitor"])
-    fixes.set_enabled(res.run.run_id, False)  # the same fix without it, against the same enabled fixes
-    plain = unlearn(tiny_model, fixes, store, _request(tiny_model, seed=2), cfg).run.metrics()
-    assert m["remember_as_fixed"] == plain.get("remember_as_fixed", 0) + 1  # seed 1, as the fixes draw it
-    assert m["remember_set_size"] == plain["remember_set_size"] + 1
-    fixes.set_enabled(res.run.run_id, True)
-    earlier = earlier_fixes(tiny_model, fixes, store, kept_cfg)
-    assert earlier_seeds(kept_cfg, earlier, (PROMPT, 1)) == [(PROMPT, 2)]
-    assert earlier_seeds(cfg, earlier, (PROMPT, 1)) == []  # off
-    for run_id in list(fixes.fixes):
-        fixes.remove(run_id)
-
-
 def test_earlier_forget_samples_replays_each_enabled_fix_of_the_prompt_and_needs_its_run_folder(tiny_model, tmp_path,
                                                                                             monkeypatch):
     """The new fix's forget data ends with each enabled earlier fix's flagged image and surrogate (same

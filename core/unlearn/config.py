@@ -216,12 +216,6 @@ class UnlearnConfig:
         "toward itself plus your edit (twin + surrogate - flagged), so the fix moves the picture's other "
         "seeds, not only the flagged one. Needs twin_seeds > 0. Measured on the faces world's tuning seeds: "
         "fewer faces gone and lower SSIM than without (bench/results/faces_tune_twin_forget.md); off by default")
-    keep_earlier_seeds: bool = _f(
-        False, "with other fixes on (remember_from base): the enabled fixes' flagged seeds, as the fixes draw them "
-        "now, join the remember set (unless one already draws this fix's picture or one the base model repeats), "
-        "and at each monitor step where the flagged seed is forgotten they are drawn too: the guard publishes the "
-        "forgotten state with the fewest of them on a picture the base repeats (their own face back, or another "
-        "memorised one: a new error), then the least drift")
     earlier_forget_samples: int = _f(
         0, "the surrogate method with other fixes on: this many more forget samples each step, drawn among the "
         "enabled fixes' own flagged images of the same prompt and denoised toward their surrogates again, so that "
@@ -306,9 +300,6 @@ class UnlearnConfig:
             _bad("lora_targets", self.lora_targets, "give at most 64 module names such as to_q or to_out.0")
         if not 0.0 <= self.lookalike_share < 1.0:
             _bad("lookalike_share", self.lookalike_share, "choose a value in [0, 1)")
-        if self.keep_earlier_seeds and self.remember_from != "base":
-            _bad("keep_earlier_seeds", self.keep_earlier_seeds, "set remember_from 'base' (the pictures the base "
-                 "model repeats are read from its remember outputs), or leave it False")
         if self.twin_forget and self.twin_seeds == 0:
             _bad("twin_forget", self.twin_forget, "set twin_seeds above 0 (the twins it trains on), or leave it False")
         if self.twin_patience and self.stop_when_fixed and not self.keep_best:

@@ -39,7 +39,6 @@ class EarlierFix:
     judge: ForgettingJudge
     key: str
     pictures: tuple
-    seed: int | None = None  # the seed it was flagged at (None: flagged by image alone)
 
     def shows_picture(self, prompt: str, image) -> bool:
         return prompt == self.prompt and bool(self.judge.shows_error([image])[0])
@@ -62,7 +61,7 @@ def _earlier_fix(model, fix: Fix, runs: RunStore, config: UnlearnConfig) -> Earl
     digest = hashlib.sha256(to_array(flagged).tobytes() + to_array(surrogate).tobytes()).hexdigest()[:12]
     judge = ForgettingJudge.for_model(model, flagged, surrogate, threshold, projection)
     key = f"{digest}@{threshold}" + (f"/{projection}" if projection else "")
-    return EarlierFix(fix.name, record.get("prompt", ""), judge, key, (flagged, surrogate), record.get("seed"))
+    return EarlierFix(fix.name, record.get("prompt", ""), judge, key, (flagged, surrogate))
 
 
 def _fix_pictures(model, fix: Fix, runs: RunStore, why: str, or_else: str):
@@ -98,19 +97,6 @@ def earlier_pairs(model, fixes: FixManager, runs: RunStore, prompt: str, config:
         if record.get("prompt", "") == prompt:
             pairs.append((flagged, surrogate))
     return pairs
-
-
-def earlier_seeds(config: UnlearnConfig, earlier: list[EarlierFix], flagged: tuple[str, int]) -> Requests:
-    """The enabled fixes' flagged (prompt, seed)s for UnlearnConfig.keep_earlier_seeds (`earlier` as
-    earlier_fixes gives them), without the new fix's own `flagged` request; [] when it is off."""
-    if not config.keep_earlier_seeds:
-        return []
-    seen, requests = {flagged}, []
-    for e in earlier:
-        if e.seed is not None and (e.prompt, e.seed) not in seen:
-            seen.add((e.prompt, e.seed))
-            requests.append((e.prompt, e.seed))
-    return requests
 
 
 def drawing_from(fixes: FixManager, config: UnlearnConfig):

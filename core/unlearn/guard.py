@@ -5,8 +5,7 @@ it is forgotten, a few remember seeds whose base images are known (how far they 
 copy of the LoRA weights at every monitored step (a fix's LoRA is small: ~100k values on the
 embedded model, ~10M on SD3-medium) and, at the end, puts back the state to publish:
 
-    the earliest monitored step that is forgotten with the fewest earlier fixes' flagged seeds drawing
-    a picture the model repeats (UnlearnConfig.keep_earlier_seeds), then the least drift;
+    the earliest monitored step that is forgotten with the least drift;
     else, with twin seeds (UnlearnConfig.twin_seeds), a step whose flagged seed is forgotten with the
     fewest twins still showing the picture;
     if none is forgotten, the step with the highest forgetting score (the fix is then reported
@@ -39,8 +38,6 @@ class MonitorPoint:
     twins_left: int | None = None
     # the judge's second progress measure ('projection_centred', its bar forget_projection); None = not recorded
     projection: float | None = None
-    # earlier fixes' flagged seeds drawing a picture the model repeats (keep_earlier_seeds); None = not checked
-    earlier_swapped: int | None = None
 
     def to_dict(self) -> dict:
         return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -66,8 +63,8 @@ class FixGuard:
         if not self.points:
             return None
         forgotten = [p for p in self.points if p.forgotten]
-        if forgotten:  # fewest earlier seeds on a repeated picture, least drift, then earliest
-            return min(forgotten, key=lambda p: (p.earlier_swapped or 0, round(p.drift, 6), p.step))
+        if forgotten:  # least drift, then earliest
+            return min(forgotten, key=lambda p: (round(p.drift, 6), p.step))
         # The flagged seed forgotten but some twin seeds not (twins_left > 0): the fewest twins left,
         # then least drift. A fix that frees the flagged seed is not thrown away for its twins.
         partly = [p for p in self.points if p.twins_left is not None]

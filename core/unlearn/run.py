@@ -27,7 +27,7 @@ from ..limits import SEED_MAX, check_seed
 from ..models.loading import LoadedModel
 from ..runs import CONFIG_FILE, LORA_FILE, METRICS_FILE, RunInfo, RunStore, environment_versions
 from .config import UnlearnConfig
-from .earlier_fixes import (drawing_from, earlier_fixes, earlier_pairs, earlier_seeds, leaving_out, split_left_out,
+from .earlier_fixes import (drawing_from, earlier_fixes, earlier_pairs, leaving_out, split_left_out,
                             with_fixed_pictures)
 from .forms import form_for
 from .guard import FixGuard, MonitorPoint
@@ -190,17 +190,6 @@ def _one_try(model: LoadedModel, fixes: FixManager, store: RunStore, request: Fi
         guard_requests = [kept[i] for i in guard_rows]
         guard_base = _guard_base(model, remember, guard_rows, guard_requests, config, remember_store, fixes)
         own, theirs = split_left_out(model, judge, request.prompt, dropped, earlier, config, remember_store, fixes)
-    # Earlier fixes' flagged seeds (keep_earlier_seeds): remembered as the fixes draw them unless one
-    # already draws this fix's picture or one the base repeats, and watched by the guard. The pictures
-    # the base repeats are read before the rows drawn as the fixes draw them join: those repeat the
-    # earlier fixes' own edits (every copy of a fixed face moved toward one surrogate).
-    earlier_requests, earlier_modes = [], None
-    if config.keep_earlier_seeds and noise is not None:
-        earlier_requests = earlier_seeds(config, earlier, (request.prompt, request.seed))
-        earlier_modes = judge.repeated_pictures(decode_batched(model, remember.latents)) if earlier_requests else None
-        now = [g.image for g in probe_generations(model, earlier_requests, config, remember_store, fixes)]
-        on_picture = [a or b for a, b in zip(judge.shows_error(now), judge.shows_mode(now, earlier_modes))]
-        theirs = theirs + [r for r, bad in zip(earlier_requests, on_picture) if not bad and r not in theirs]
     # Seeds that showed an earlier fix's picture: remembered as the fixes draw them, not as the base did.
     remember, kept = with_fixed_pictures(model, remember, kept, theirs, request.prompt, config, remember_store, fixes)
     if progress and theirs:
@@ -245,7 +234,7 @@ def _one_try(model: LoadedModel, fixes: FixManager, store: RunStore, request: Fi
                 on_step(r)
 
         monitor = _FixMonitor(model, request, noise, config, judge, is_fixed, guard, guard_requests, guard_base,
-                              twin_requests, on_monitor, earlier_requests, earlier_modes)
+                              twin_requests, on_monitor)
         form = form_for(model)  # SD3: rectified flow; a DDPM: the epsilon form
         runner = (monitor_runner(model, params, config, lambda net: replace(monitor, model=net))
                   if noise is not None and config.monitor_every else None)
@@ -284,7 +273,7 @@ def _one_try(model: LoadedModel, fixes: FixManager, store: RunStore, request: Fi
         fixed = None if after is None else (bool(is_fixed(after)) if is_fixed else after_verdict.forgotten)
         outcome = {"after_verdict": after_verdict, "after": after, "fixed": fixed, "oracle": oracle,
                    "surrogate_copy": judge.surrogate_check(), "guard": guard, "drift": drift, "twins": twin_requests,
-                   "repeated": repeated, "earlier_seeds": earlier_requests, "kept": kept_point or (guard.points[-1] if guard.points else None)}
+                   "repeated": repeated, "kept": kept_point or (guard.points[-1] if guard.points else None)}
         partial.write_json(METRICS_FILE, _metrics(result, seconds, flagged, kept, dropped, outcome, config)
                            | {"remember_reused": found.reused, "remember_generated": found.generated}
                            | {"intra_op_threads": threads, "parallel_passes": passes.parallel}
@@ -367,8 +356,6 @@ class _FixMonitor:
     guard_base: list[Image.Image]
     twin_requests: list[tuple[str, int]]
     on_monitor: Callable[[int, Image.Image], None] | None = None
-    earlier_requests: list[tuple[str, int]] = field(default_factory=list)  # config.keep_earlier_seeds
-    earlier_modes: np.ndarray | None = None  # the pictures they must not draw (judge.repeated_pictures)
     images: list[tuple[int, Image.Image]] = field(default_factory=list)
 
     def __call__(self, step: int, weights: list[torch.Tensor]) -> bool:
@@ -382,20 +369,16 @@ class _FixMonitor:
         now = bool(self.is_fixed(img)) if self.is_fixed else verdict.forgotten
         # Drift decides only among forgotten states (FixGuard.best), so the guard and twin seeds are
         # re-drawn only then: most monitor steps render one image instead of 1 + guard_seeds.
-        drift, twins_left, swapped = None, None, None
+        drift, twins_left = None, None
         if now:
-            extra = self.guard_requests + self.twin_requests + self.earlier_requests
+            extra = self.guard_requests + self.twin_requests
             gens = generate_many(self.model, extra, self.config.sampling_steps, self.config.guidance,
                                  batch_size=len(extra)) if extra else []
-            n_guard, n_twins = len(self.guard_requests), len(self.twin_requests)
-            drift = _drift(self.guard_base, gens[:n_guard])
-            if self.earlier_requests:
-                swapped = sum(self.judge.shows_mode([g.image for g in gens[n_guard + n_twins:]], self.earlier_modes))
+            drift = _drift(self.guard_base, gens[:len(self.guard_requests)])
             if self.twin_requests:
-                twins_left = self._twins_left([g.image for g in gens[n_guard:n_guard + n_twins]])
+                twins_left = self._twins_left([g.image for g in gens[len(self.guard_requests):]])
                 now = twins_left == 0
-        self.guard.record(MonitorPoint(step, now, verdict.score, drift, twins_left, verdict.projection, swapped),
-                          weights)
+        self.guard.record(MonitorPoint(step, now, verdict.score, drift, twins_left, verdict.projection), weights)
         return now
 
     def _twins_left(self, twins: list[Image.Image]) -> int:
@@ -501,9 +484,6 @@ def _metrics(result: TrainResult, seconds: float, flagged, kept, dropped, outcom
     if outcome["twins"]:  # other seeds that drew the flagged picture, and how many still do at the kept step
         m["twin_seeds"] = [s for _, s in outcome["twins"]]
         m["twins_left"] = point.twins_left if point is not None else None
-    if outcome["earlier_seeds"]:  # keep_earlier_seeds: earlier fixes' seeds, how many draw a repeated picture
-        m["earlier_seeds"] = [s for _, s in outcome["earlier_seeds"]]
-        m["earlier_swapped"] = point.earlier_swapped if point is not None else None
     return m
 
 
