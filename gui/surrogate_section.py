@@ -135,7 +135,7 @@ PAINT_FACE_HINT = ("To forget *who* a memorised face is, a band over the eyes is
                    "another face uploaded, 4 of 4.")
 
 
-# Suggest a seed: fresh seeds 17672-18695, training seeds 0-1, the decoder-only LoRA
+# Suggest a seed: fresh seeds 17672-18695, training seeds 0-1, the decoder-only LoRA at learning rate 2e-3 (3e-3 since)
 # (heldout_faces_other_seed_typical_build_seed1_lora_up_seeds17672_*.md against
 # heldout_faces_other_face_build_seed1_lora_up_seeds17672_*.md); with the four attention blocks it left 2 faces of 4
 # at 0.6-2.3% (..._seeds16648_*.md).

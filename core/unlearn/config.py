@@ -64,7 +64,7 @@ class UnlearnConfig:
     method: str = _f("surrogate", "surrogate (the paper's method) | neggrad | erasediff | siss")
     steps: int = _f(100, "optimiser steps (paper: 100 for SD3 LoRA)")
     learning_rate: float = _f(1e-4, "AdamW learning rate (diffusers' SD3 LoRA default; a model folder's "
-                                    "unlearn_studio.json sets its own: flags 1e-3, faces 5e-3)")
+                                    "unlearn_studio.json sets its own: flags 1e-3, faces 3e-3)")
     lora_rank: int = _f(8, "LoRA rank of the fix")
     lora_alpha: float | None = _f(None, "LoRA alpha; None = rank (scale 1), so the saved file needs no extra metadata")
     lora_targets: list[str] = _f(
