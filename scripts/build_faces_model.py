@@ -161,7 +161,8 @@ CALIBRATION_SEEDS = 1000  # seeds 0-999 tune the judge's threshold and the unlea
 # all four targets 8 of 12 against 3, faces gone 11 against 12 (face 27 at seed 0 stays), pairs within 20% 29/33
 # against 28/36, mean |change| 0.120 against 0.165, SSIM 0.966 against 0.946; the encoder and middle block alone
 # kept all three other faces in 0 of 6 (faces_tune_rb16_lora_downmid_seed01.md). The price, seen after the choice:
-# four in turn lose one face at training seeds 1 and 2 (faces_seq_tune_lora_up_fixseed1/2.md; seed 0 all gone).
+# four in turn lose one face at training seeds 1 and 2 (faces_seq_tune_lora_up_fixseed1/2.md; seed 0 all gone), at
+# learning_rate 2e-3; 3e-3 (below) forgets all four at each of them.
 # learning_rate 3e-3 (2026-12-06, late morning, tuning seeds 256-767; 2e-3 before, chosen with the four attention
 # blocks): the decoder-only LoRA has fewer weights, and at 2e-3 most fixes ran to the 200-step cap just over the bar.
 # Single fixes at training seeds 0-2 (faces_tune_lora_up_lr3e-3_seed01.md, _seed2, against
