@@ -135,10 +135,10 @@ PAINT_FACE_HINT = ("To forget *who* a memorised face is, a band over the eyes is
                    "another face uploaded, 4 of 4.")
 
 
-# Suggest a seed: fresh seeds 17672-18695, training seeds 0-1, the decoder-only LoRA at learning rate 2e-3 (3e-3 since)
-# (heldout_faces_other_seed_typical_build_seed1_lora_up_seeds17672_*.md against
-# heldout_faces_other_face_build_seed1_lora_up_seeds17672_*.md); with the four attention blocks it left 2 faces of 4
-# at 0.6-2.3% (..._seeds16648_*.md).
+# Suggest a seed: fresh seeds 19720-20743, training seeds 0-1, the shipped defaults (learning rate 3e-3)
+# (heldout_faces_other_seed_typical_build_seed1_lr3e-3_seeds19720_*.md against
+# heldout_faces_other_face_build_seed1_lr3e-3_seeds19720_*.md); at 2e-3 on 17672-18695 it left 1 face of 8 at over
+# 0.5%; with the four attention blocks 2 faces of 4 at 0.6-2.3% (..._seeds16648_*.md).
 def other_seed_hint(unconditional: bool) -> str:
     return ("The model's own output at another seed, drawn as the flagged one was"
             + (": a face that is no copy, the paper's *another face*. Pick one the grid shows once, "
@@ -146,8 +146,8 @@ def other_seed_hint(unconditional: bool) -> str:
                f"{param_spec(OtherSeedParams, 'repeat_probe_seeds')['default']} other seeds and warns when one of "
                "them draws a near copy of your pick. **Suggest a seed** looks through "
                f"{param_spec(SeedSurveyParams, 'count')['default']} seeds for you and takes the most ordinary face "
-               "that is neither: on fresh seeds its fixes took 7 of 8 faces to <= 0.5% of seeds (another real "
-               "face uploaded: 8 of 8), kept the other faces and pixels as well, and ran about twice as fast."
+               "that is neither: on fresh seeds its fixes took 8 of 8 faces to <= 0.1% of seeds, as another real "
+               "face uploaded did, and moved the other memorised faces less."
                if unconditional else ": a seed drawn the way the flagged one should look."))
 
 
