@@ -18,12 +18,10 @@ TIMESTEP_SAMPLING = ("logit_normal", "uniform")
 ORACLES = ("judge", "copy", "checker")
 REMEMBER_FROM = ("current", "base")
 REMEMBER_TARGETS = ("noise", "model")
-FORGET_TARGETS = ("surrogate", "shift")
 # The one table of choice lists: validation, the CLI's argparse choices and the GUI's dropdowns.
 CHOICES = {"method": METHODS, "surgery": SURGERY_MODES, "lambda_scheme": LAMBDA_SCHEMES,
            "timestep_sampling": TIMESTEP_SAMPLING, "oracle": ORACLES, "remember_precision": SAMPLING_PRECISIONS,
-           "remember_from": REMEMBER_FROM, "remember_target": REMEMBER_TARGETS,
-           "forget_target": FORGET_TARGETS}
+           "remember_from": REMEMBER_FROM, "remember_target": REMEMBER_TARGETS}
 
 
 class _Unset:
@@ -110,12 +108,6 @@ class UnlearnConfig:
         "bounds them. 0 = off (every sample counts as the plain loss has it). The faces world's default 5 (tuning "
         "seeds, faces_tune_snr_gamma*.md: faces gone 11 of 12 against 10, the other memorised faces moved less, "
         "|change| 0.26 against 0.37; 1-3 lose the most copied face)")
-    forget_target: str = _f(
-        "surrogate", "surrogate method, DDPM (epsilon) models: what a noised copy of the flagged image is trained "
-        "to predict. surrogate (the paper): the surrogate, at every noise level. shift: the model's own prediction "
-        "before the fix, its clean image moved by (surrogate - flagged) times the flagged image's share of it (the "
-        "projection of the predicted clean image onto flagged - the model's mean output): at high noise, where a "
-        "prediction blends many pictures, only the flagged picture's part is moved, not the others'")
     surgery: str = _f("forget", "off | forget (project g_f off g_r on conflict; paper's best) | pcgrad (both; ablation)")
     timestep_sampling: str = _f("logit_normal", "noise-level density: logit_normal (SD3's) | uniform")
     logit_mean: float = _f(0.0, "logit-normal mean (SD3 default)")

@@ -47,7 +47,6 @@ class Batch:
     uniform_f: torch.Tensor  # U[0,1) draws, EraseDiff's forget "noise" target
     mix_from_forget: torch.Tensor  # (R,) bool, SISS's mixture choice
     as_fixed_r: torch.Tensor | None = None  # (R,) bool, remember samples drawn as the enabled fixes draw them
-    x_mean: torch.Tensor | None = None  # (1, C, h, w) the model's mean output (forget_target "shift")
 
 
 @dataclass
@@ -157,32 +156,10 @@ class UnlearnMethod(ABC):
 class SurrogateMethod(UnlearnMethod):
     name = "surrogate"
 
-    def forget_inputs(self, b: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """(noised flagged latents, their target). Computed before the passes run: the "shift" target
-        mutes this fix on the shared network, which no pass may see."""
+    def forget_loss(self, b: Batch, weights: torch.Tensor) -> torch.Tensor:
         x_t = self.form.noisy(b.x_f, b.eps_f, b.s_f)
-        if self.config.forget_target == "shift":
-            return x_t, self.shifted_target(b, x_t)
-        return x_t, self.form.surrogate_target(x_t, b.x_s, b.s_f)
-
-    def forget_loss(self, b: Batch, weights: torch.Tensor, inputs=None) -> torch.Tensor:
-        x_t, target = inputs or self.forget_inputs(b)
+        target = self.form.surrogate_target(x_t, b.x_s, b.s_f)
         return (obj.per_sample_mse(self.v(x_t, b.s_f, b.cond_f), target) * weights).mean()
-
-    @torch.no_grad()
-    def shifted_target(self, b: Batch, x_t: torch.Tensor) -> torch.Tensor:
-        """forget_target "shift" (epsilon form): the prediction before the fix, eps_b, with its clean
-        image x0_b = (x_t - sigma eps_b) / gamma moved by p (x_s - x_f), p the flagged image's share of
-        x0_b measured from the model's mean output m along x_f - m (clamped to [0, 1]):
-        eps = eps_b - (gamma / sigma) p (x_s - x_f). At low noise p ~ 1 and this is the surrogate target."""
-        with self.reference():
-            eps_b = self.v(x_t, b.s_f, b.cond_f).detach().to(x_t.dtype)
-        gamma, sigma = self.form.coeffs(b.s_f, x_t)
-        x0_b = (x_t - sigma * eps_b) / gamma
-        d = b.x_f - b.x_mean
-        p = ((x0_b - b.x_mean) * d).flatten(1).sum(1) / (d * d).flatten(1).sum(1).clamp(min=1e-12)
-        p = obj.broadcast(p.clamp(0, 1), x_t)
-        return eps_b - (gamma / sigma) * p * (b.x_s - b.x_f)
 
     def step(self, b: Batch) -> StepGradients:
         lam_f = lambda_weight(b.s_f, self.config).to(b.x_f.device)
@@ -194,8 +171,7 @@ class SurrogateMethod(UnlearnMethod):
             loss_f, loss_r = self.forget_loss(b, w_f), self.remember_loss(b, w_r)
             grads = _grads(loss_f + loss_r, self.params)
             return StepGradients(grads, loss_f.item(), loss_r.item(), lam_f.mean().item())
-        inputs = self.forget_inputs(b)
-        (loss_f, g_f), (loss_r, g_r) = self.separate_passes(lambda: self.forget_loss(b, w_f, inputs), b, w_r)
+        (loss_f, g_f), (loss_r, g_r) = self.separate_passes(lambda: self.forget_loss(b, w_f), b, w_r)
         grads, cos, projected = self.combine(g_f, g_r)
         return StepGradients(grads, loss_f.item(), loss_r.item(), lam_f.mean().item(), cos, projected)
 

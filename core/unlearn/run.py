@@ -140,9 +140,6 @@ def _one_try(model: LoadedModel, fixes: FixManager, store: RunStore, request: Fi
         raise ValueError(f"UnlearnConfig.forget_snr_gamma={config.forget_snr_gamma!r}: it weights a DDPM (epsilon) "
                          f"model's forget loss, and {model.info.name} is a flow model, whose surrogate target does "
                          "not grow as the noise goes: set forget_snr_gamma 0")
-    if config.forget_target != "surrogate" and not (model.unconditional and config.method == "surrogate"):
-        raise ValueError(f"UnlearnConfig.forget_target={config.forget_target!r}: it is the surrogate method's target "
-                         "for DDPM (epsilon) models only: set forget_target 'surrogate'")
     if request.seed is not None:
         check_seed(request.seed, "flagged seed")
     t_start = time.perf_counter()
@@ -206,8 +203,7 @@ def _one_try(model: LoadedModel, fixes: FixManager, store: RunStore, request: Fi
 
     # 3. Latents and conditioning of the instance.
     x_f, x_s = encode(model, [flagged]), encode(model, [surrogate])
-    forget = ForgetData(x_f, x_s, encode_prompts(model, [request.prompt]),
-                        mean=remember.latents.mean(0, keepdim=True) if config.forget_target == "shift" else None)
+    forget = ForgetData(x_f, x_s, encode_prompts(model, [request.prompt]))
     if config.twin_forget and twin_requests:
         forget = _with_twins(model, forget, twin_requests, config, remember_store, fixes)
     if replayed:  # earlier fixes' pairs last: the trainer draws earlier_forget_samples more samples there
@@ -216,7 +212,7 @@ def _one_try(model: LoadedModel, fixes: FixManager, store: RunStore, request: Fi
                           f"{config.earlier_forget_samples} sample(s) a step, so their pictures stay away")
         forget = ForgetData(torch.cat([forget.x_f, encode(model, [f for f, _ in replayed])]),
                             torch.cat([forget.x_s, encode(model, [s for _, s in replayed])]), forget.cond,
-                            earlier=len(replayed), mean=forget.mean)
+                            earlier=len(replayed))
 
     # 4. A fresh adapter in a partial run folder; everything below is undone on failure.
     partial = store.begin(run_id)  # claims the id (a generated one is redrawn on a clash)
@@ -424,8 +420,7 @@ def _with_twins(model: LoadedModel, forget: ForgetData, twins: list[tuple[str, i
     flagged, in latent space). A twin is a near copy of the flagged image, so the edit carries over."""
     x_t = encode(model, _draw_now(model, twins, config, store, fixes))
     edit = forget.x_s - forget.x_f
-    return ForgetData(torch.cat([forget.x_f, x_t]), torch.cat([forget.x_s, x_t + edit]), forget.cond,
-                      mean=forget.mean)
+    return ForgetData(torch.cat([forget.x_f, x_t]), torch.cat([forget.x_s, x_t + edit]), forget.cond)
 
 
 def _drift(base: list[Image.Image], renders: list) -> float:

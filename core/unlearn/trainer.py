@@ -79,9 +79,6 @@ class ForgetData:
     x_s: torch.Tensor  # (K, C, h, w) their targets: the surrogate, each twin with the user's edit, each fix's surrogate
     cond: Conditioning  # batch 1: the flagged prompt (twins and those earlier fixes are of the same prompt)
     earlier: int = 0
-    # (1, C, h, w) the model's mean output (of the remember set): forget_target "shift" measures the
-    # flagged image's share of a prediction from it. None = not needed.
-    mean: torch.Tensor | None = None
 
 
 @dataclass
@@ -324,7 +321,6 @@ def _sample_batch(forget: ForgetData, remember: RememberData, sigmas: torch.Tens
         uniform_f=to(torch.rand((F, *shape), generator=gen)),
         mix_from_forget=to(torch.rand(R, generator=gen) < config.siss_lambda),
         as_fixed_r=None if remember.as_fixed is None else to(remember.as_fixed[idx]),
-        x_mean=None if forget.mean is None else to(forget.mean),
     )
     own = forget.x_f.shape[0] - forget.earlier
     if own > 1:  # ...or, with twins, the first one and the rest drawn among the flagged and twin rows
