@@ -389,6 +389,16 @@ def moved_items(moved) -> list:
     return items
 
 
+def _swap_hint(metrics: dict) -> str:
+    """A switched-off fix whose flagged seed ended on another picture the model repeats: the surrogate
+    steered it there, so the surrogate is the thing to change."""
+    f = metrics.get("forgetting") or {}
+    if f.get("mode_similarity") is None or f["mode_similarity"] < f["mode_threshold"]:
+        return ""
+    return (" Here the flagged seed went to another picture the model repeats: a surrogate that is an ordinary "
+            "output of the model (Surrogate, Other seed, **Suggest a seed**) can steer it clear of them.")
+
+
 def result_text(studio, result, flag) -> str:
     m = result.run.metrics()
     state = ("saved and switched on." if m.get("flagged_seed_fixed") is not False else
@@ -396,7 +406,7 @@ def result_text(studio, result, flag) -> str:
              "fix tends to damage the prompt's other seeds. Switch it on in Fixes to use it anyway, or "
              "try more steps, a higher learning rate, another surrogate or another *seed* (More settings): "
              f"the same settings and seed ({result.run.config.get('config', {}).get('seed', '?')}) train the same "
-             "fix again.")
+             "fix again." + _swap_hint(m))
     label = result.run.label()["name"] if hasattr(result.run, "label") else result.run.run_id
     planned = result.run.config.get("config", {}).get("steps")
     past = (f" ({m['steps_done'] - planned} past {planned}: the flagged seed scored just under the bar there, "

@@ -440,6 +440,10 @@ def test_fix_result_and_table_say_when_a_fix_ended_unfixed(tmp_path):
     assert "similarity to the pictures the model repeats 0.97 (at or above the copy threshold: the flagged seed now " \
            "draws another picture the model repeats, so this is a swap, not a fix)" in result_text(
                studio, SimpleNamespace(run=runs["fix-False"]), flag)
+    # a swap says which surrogate to try next; a plain miss does not
+    assert "a surrogate that is an ordinary output of the model (Surrogate, Other seed, **Suggest a seed**)" in \
+        result_text(studio, SimpleNamespace(run=runs["fix-False"]), flag)
+    assert "Suggest a seed" not in text
     assert "the surrogate itself is a near copy" not in text
     copy = {"similarity": 0.991, "threshold": 0.965, "descriptor": "thumbnail", "near_copy": True}
     runs["fix-False"].metrics()["surrogate_copy"] = copy
