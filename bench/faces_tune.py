@@ -1,9 +1,10 @@
 """Choose the faces world's unlearning defaults on tuning seeds only (seeds < 1000).
 
-    python bench/faces_tune.py [--model faces] [--faces 3,27] [--flag-seeds 0-255] [--tune-seeds 256-767]
-                               [--grid learning_rate=1e-3,3e-3 --grid steps=60,150 ...]
+    python bench/faces_tune.py [--model faces] [--faces 3,27] [--flag-seeds 0-255] [--per-face 1]
+                               [--tune-seeds 256-767] [--grid learning_rate=1e-3,3e-3 --grid steps=60,150 ...]
 
-For each memorised face and surrogate kind: flag the first copy among --flag-seeds, fix it with every
+For each memorised face and surrogate kind: flag the first copy (the first --per-face copies) among
+--flag-seeds, fix it with every
 config of the grid (a product over the --grid fields, over the model's defaults) and measure on
 --tune-seeds: the face's copy rate after, the flagged seed after, the other faces' relative change
 and the SSIM of non-copies to the base (bench/faces_forget.py's measures and targets). The copy matcher
@@ -43,6 +44,9 @@ def main() -> int:
     ap.add_argument("--faces", default=f"{W.MEMORISED[0]},{W.MEMORISED[1]}")
     ap.add_argument("--surrogates", default=",".join(SURROGATES))
     ap.add_argument("--flag-seeds", default="0-255")
+    ap.add_argument("--per-face", type=int, default=1,
+                    help="flag this many copies of each face (the first ones among --flag-seeds): one instance "
+                         "per face chose the defaults until 2026-12-06, and other instances fared worse")
     ap.add_argument("--tune-seeds", default="256-767")
     ap.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2",
                     help="UnlearnConfig field and its values (JSON each); repeatable: the grid is their product")
@@ -59,6 +63,8 @@ def main() -> int:
     tune_seeds = parse_seeds(args.tune_seeds, max_count=100_000)
     if max(tune_seeds) >= 1000 or max(parse_seeds(args.flag_seeds, max_count=100_000)) >= 1000:
         raise SystemExit("tuning uses seeds < 1000 only: seeds >= 1000 are kept for the report")
+    if args.per_face < 1:
+        raise SystemExit(f"--per-face {args.per_face}: give 1 or more")
     bad = [g for g in args.grid if "=" not in g]
     if bad:
         raise SystemExit(f"--grid {bad[0]!r}: write FIELD=V1,V2, e.g. --grid steps=40,80")
@@ -70,28 +76,38 @@ def main() -> int:
     base = FacesBase.build(studio, tune_seeds)
     before = base.copy_rates
     rows = []
-    for face in [int(f) for f in args.faces.split(",")]:
-        target = W.face_name(face)
-        flagged = next((g for g in flag_gens if W.verdict(g.image)["flag"] == target), None)
-        if flagged is None:
-            print(f"no copy of {target} among seeds {args.flag_seeds}: skipped", flush=True)
-            continue
+    found = [(g.seed, W.verdict(g.image)["flag"]) for g in flag_gens]
+    for inst in pick_instances(found, [int(f) for f in args.faces.split(",")], args.per_face, args.flag_seeds):
+        target = W.face_name(inst.face)
         for overrides in grid:
             config = studio.default_config(**overrides)
             for kind in args.surrogates.split(","):
-                row = one_fix(studio, kind, FaceInstance(face, flagged.seed), base, config)
-                row.update(face=target, flagged_seed=flagged.seed, overrides=overrides, met=met(row, target),
+                row = one_fix(studio, kind, inst, base, config)
+                row.update(face=target, flagged_seed=inst.seed, overrides=overrides, met=met(row, target),
                            surrogate_request=kind)
                 rows.append(row)
                 print(json.dumps({k: row[k] for k in ("face", "overrides", "fix_seconds", "judge_forgotten", "met")}
                                  | {"kind": kind, "rate_after": row["copy_rate_after"][target]}), flush=True)
-    out = {"build": build_name(model), "flag_seeds": args.flag_seeds, "tune_seeds": args.tune_seeds,
+    out = {"build": build_name(model), "flag_seeds": args.flag_seeds, "per_face": args.per_face,
+           "tune_seeds": args.tune_seeds,
            "command": "python bench/faces_tune.py " + " ".join(sys.argv[1:]), "copy_rate_before": before, "rows": rows}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.name}.json").write_text(json.dumps(out, indent=1))
     write_md(args.out / f"{args.name}.md", out, grid)
     print((args.out / f"{args.name}.md").read_text())
     return 0
+
+
+def pick_instances(found: list[tuple[int, str]], faces: list[int], per_face: int, where: str) -> list[FaceInstance]:
+    """The first `per_face` seeds whose verdict names each face, face by face (`found`: (seed, verdict flag)
+    in seed order); a face with fewer copies is said and keeps the ones it has."""
+    out = []
+    for face in faces:
+        seeds = [seed for seed, flag in found if flag == W.face_name(face)][:per_face]
+        if len(seeds) < per_face:
+            print(f"{len(seeds)} of {per_face} copies of {W.face_name(face)} among seeds {where}", flush=True)
+        out += [FaceInstance(face, seed) for seed in seeds]
+    return out
 
 
 def surrogate_label(row: dict) -> str:
@@ -101,9 +117,14 @@ def surrogate_label(row: dict) -> str:
     return row.get("surrogate_request") or (f"{info['kind']}_until_no_copy" if "ladder_step" in info else info["kind"])
 
 
+def _copies(n: int) -> str:
+    return "copy" if n == 1 else f"{n} copies"
+
+
 def write_md(path: Path, out: dict, grid: list[dict]) -> None:
     lines = ["# Faces world: choosing the unlearning defaults (tuning seeds only)", "",
-             f"Build: {out['build']}. Flagged: the first copy of each face among seeds {out['flag_seeds']}; measured "
+             f"Build: {out['build']}. Flagged: the first {_copies(out.get('per_face', 1))} of each face among seeds "
+             f"{out['flag_seeds']}; measured "
              f"on tuning seeds {out['tune_seeds']}. Seeds >= 1000 were not used.", "", f"Command: `{out['command']}`", "",
              "Before: " + ", ".join(f"{k} {v:.1%}" for k, v in out["copy_rate_before"].items()), "",
              "'others within 20%', 'SSIM >= 0.90' and 'mean SSIM' count the fixes where the face went (a fix that "
@@ -133,7 +154,8 @@ def write_md(path: Path, out: dict, grid: list[dict]) -> None:
         lines.append(f"- {json.dumps(r['overrides'])} {r['face']} {surrogate_label(r)}: "
                      f"{r['copy_rate_after'][r['face']]:.2%}, {r['flagged_seed_after']['verdict']} "
                      f"({r['flagged_seed_after']['flag']}), score {j.get('score', 'n/a')}, kept step {r['kept_step']}"
-                     + (f", {retried_words(r['retried_seeds'])}" if r.get("retried_seeds") else ""))
+                     + (f", {retried_words(r['retried_seeds'])}" if r.get("retried_seeds") else "")
+                     + (f", flagged seed {r['flagged_seed']}" if out.get("per_face", 1) > 1 else ""))
     path.write_text("\n".join(lines) + "\n")
 
 

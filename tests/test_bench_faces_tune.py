@@ -1,6 +1,6 @@
 """bench/faces_tune.py's report: one row per config, split by surrogate when a grid ran several."""
 
-from bench.faces_tune import surrogate_label, write_md
+from bench.faces_tune import pick_instances, surrogate_label, write_md
 
 
 def _row(kind, info, gone, request=None):
@@ -33,3 +33,11 @@ def test_grid_values_read_json_lists_and_bare_strings():
     assert grid_values("uniform,stratified") == ["uniform", "stratified"]
     assert grid_values('"stratified"') == ["stratified"]
     assert grid_values("true,8") == [True, 8]
+
+
+def test_per_face_flags_the_first_copies_of_each_face_in_seed_order(capsys):
+    found = [(0, "face 3"), (1, "novel face"), (2, "face 27"), (3, "face 3"), (4, "face 3"), (5, "face 27")]
+    picked = pick_instances(found, [3, 27, 48], 2, "0-5")
+    assert [(i.face, i.seed) for i in picked] == [(3, 0), (3, 3), (27, 2), (27, 5)]
+    assert "0 of 2 copies of face 48 among seeds 0-5" in capsys.readouterr().out
+    assert [(i.face, i.seed) for i in pick_instances(found, [27, 3], 1, "0-5")] == [(27, 2), (3, 0)]
