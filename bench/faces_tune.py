@@ -4,8 +4,8 @@
                                [--tune-seeds 256-767] [--grid learning_rate=1e-3,3e-3 --grid steps=60,150 ...]
 
 For each memorised face and surrogate kind: flag the first copy (the first --per-face copies) among
---flag-seeds, fix it with every
-config of the grid (a product over the --grid fields, over the model's defaults) and measure on
+--flag-seeds, fix it with every config of the grid (a product over the --grid fields, over the model's
+defaults) and measure on
 --tune-seeds: the face's copy rate after, the flagged seed after, the other faces' relative change
 and the SSIM of non-copies to the base (bench/faces_forget.py's measures and targets). The copy matcher
 measures; the forgetting judge decides every fix, as in the studio. Report seeds (>= 1000) are never

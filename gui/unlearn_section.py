@@ -389,14 +389,16 @@ def moved_items(moved) -> list:
     return items
 
 
-def _swap_hint(metrics: dict) -> str:
+def _swap_hint(metrics: dict, unconditional: bool) -> str:
     """A switched-off fix whose flagged seed ended on another picture the model repeats: the surrogate
-    steered it there, so the surrogate is the thing to change."""
+    steered it there, so the surrogate is the thing to change (bench/results/README.md: a face's swap at
+    both training seeds with another face, forgotten with Suggest a seed)."""
     f = metrics.get("forgetting") or {}
     if f.get("mode_similarity") is None or f["mode_similarity"] < f["mode_threshold"]:
         return ""
-    return (" Here the flagged seed went to another picture the model repeats: a surrogate that is an ordinary "
-            "output of the model (Surrogate, Other seed, **Suggest a seed**) can steer it clear of them.")
+    return (" Here the flagged seed went to another picture the model repeats: "
+            + ("a surrogate that is an ordinary output of the model (Surrogate, Other seed, **Suggest a seed**) "
+               "can steer it clear of them." if unconditional else "try a surrogate farther from it."))
 
 
 def result_text(studio, result, flag) -> str:
@@ -406,7 +408,7 @@ def result_text(studio, result, flag) -> str:
              "fix tends to damage the prompt's other seeds. Switch it on in Fixes to use it anyway, or "
              "try more steps, a higher learning rate, another surrogate or another *seed* (More settings): "
              f"the same settings and seed ({result.run.config.get('config', {}).get('seed', '?')}) train the same "
-             "fix again." + _swap_hint(m))
+             "fix again." + _swap_hint(m, studio.unconditional))
     label = result.run.label()["name"] if hasattr(result.run, "label") else result.run.run_id
     planned = result.run.config.get("config", {}).get("steps")
     past = (f" ({m['steps_done'] - planned} past {planned}: the flagged seed scored just under the bar there, "

@@ -408,7 +408,7 @@ def test_fix_result_and_table_say_when_a_fix_ended_unfixed(tmp_path):
         return SimpleNamespace(run_id=f"fix-{fixed}", path=tmp_path, metrics=lambda: metrics, config=config)
 
     runs = {r.run_id: r for r in (run_with(False), run_with(True))}
-    studio = SimpleNamespace(has_checker=False, run=runs.__getitem__, list_fixes=lambda: [
+    studio = SimpleNamespace(has_checker=False, unconditional=False, run=runs.__getitem__, list_fixes=lambda: [
         SimpleNamespace(run_id=k, enabled=k.endswith("True"), prompt="ireland flag", seed=3, method="surrogate",
                         created="") for k in runs])
     flag = SimpleNamespace(seed=3, prompt="ireland flag")
@@ -440,10 +440,14 @@ def test_fix_result_and_table_say_when_a_fix_ended_unfixed(tmp_path):
     assert "similarity to the pictures the model repeats 0.97 (at or above the copy threshold: the flagged seed now " \
            "draws another picture the model repeats, so this is a swap, not a fix)" in result_text(
                studio, SimpleNamespace(run=runs["fix-False"]), flag)
-    # a swap says which surrogate to try next; a plain miss does not
+    # a swap says which surrogate to try next (Suggest a seed where the model has no prompts); a plain miss does not
+    assert "went to another picture the model repeats: try a surrogate farther from it." in \
+        result_text(studio, SimpleNamespace(run=runs["fix-False"]), flag)
+    studio.unconditional = True
     assert "a surrogate that is an ordinary output of the model (Surrogate, Other seed, **Suggest a seed**)" in \
         result_text(studio, SimpleNamespace(run=runs["fix-False"]), flag)
-    assert "Suggest a seed" not in text
+    studio.unconditional = False
+    assert "Suggest a seed" not in text and "farther" not in text
     assert "the surrogate itself is a near copy" not in text
     copy = {"similarity": 0.991, "threshold": 0.965, "descriptor": "thumbnail", "near_copy": True}
     runs["fix-False"].metrics()["surrogate_copy"] = copy
