@@ -138,7 +138,9 @@ PAINT_FACE_HINT = ("To forget *who* a memorised face is, a band over the eyes is
 # Suggest a seed: fresh seeds 19720-20743, training seeds 0-1, the shipped defaults (learning rate 3e-3)
 # (heldout_faces_other_seed_typical_build_seed1_lr3e-3_seeds19720_*.md against
 # heldout_faces_other_face_build_seed1_lr3e-3_seeds19720_*.md); at 2e-3 on 17672-18695 it left 1 face of 8 at over
-# 0.5%; with the four attention blocks 2 faces of 4 at 0.6-2.3% (..._seeds16648_*.md).
+# 0.5%; with the four attention blocks 2 faces of 4 at 0.6-2.3% (..._seeds16648_*.md). Twelve tuning instances
+# (faces_tune_lr3e-3_perface3_suggest_seed*.md against faces_tune_lr3e-3_perface3_seed*.md); the swap it forgot:
+# faces_tune_lr3e-3_flag128_suggest_seed01.md.
 def other_seed_hint(unconditional: bool) -> str:
     return ("The model's own output at another seed, drawn as the flagged one was"
             + (": a face that is no copy, the paper's *another face*. Pick one the grid shows once, "
@@ -147,7 +149,9 @@ def other_seed_hint(unconditional: bool) -> str:
                "them draws a near copy of your pick. **Suggest a seed** looks through "
                f"{param_spec(SeedSurveyParams, 'count')['default']} seeds for you and takes the most ordinary face "
                "that is neither: on fresh seeds its fixes took 8 of 8 faces to <= 0.1% of seeds, as another real "
-               "face uploaded did, and moved the other memorised faces less."
+               "face uploaded did, and moved the other memorised faces less; over more flagged faces it forgot "
+               "a little less often (20 of 24 against 24), but it is the one to try when a fix lands the flagged "
+               "seed on another face the model repeats."
                if unconditional else ": a seed drawn the way the flagged one should look."))
 
 

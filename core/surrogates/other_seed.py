@@ -12,7 +12,9 @@ decoder's attention, learning rate 3e-3), fresh seeds 19720-20743, training seed
 as with another training face, the other faces within 20% in 0.750 / 0.917 of cases against 0.583 / 0.583, SSIM
 0.967 / 0.970 against 0.959 / 0.971, median fix 38.7 / 32.0 s against 27.8 / 25.4 s beside another bench. At 2e-3
 (17672-18695) 7 of 8 faces went; with the LoRA on every attention block it forgot less (2 faces of 4 left at
-0.6-2.3%, seeds 16648-17671). The output nearest the flagged one is too close to it to
+0.6-2.3%, seeds 16648-17671). On twelve tuning instances (the first three copies of each face) it forgot 20 of
+24 against 24 with another face, but it forgot a face whose fixes toward another face swapped it for another
+memorised face at both training seeds. The output nearest the flagged one is too close to it to
 forget toward (1 of 8 on tuning seeds).
 """
 
