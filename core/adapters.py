@@ -90,8 +90,12 @@ class FixManager:
     def check_targets(self, targets) -> None:
         """Every target names a module (a suffix such as to_q, or a whole path), as peft matches them;
         said before any adapter is added, so a typo leaves the model as it was."""
+        from peft import LoraConfig
+        from peft.tuners.tuners_utils import check_target_module_exists
+
         names = [n for n, _ in self.transformer.named_modules() if n]
-        missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+        configs = {t: LoraConfig(target_modules=[t]) for t in targets}  # peft's own matching rule
+        missing = [t for t, c in configs.items() if not any(check_target_module_exists(c, n) for n in names)]
         if missing:
             attention = [n for n in names if n.endswith(".to_q")][:4]
             raise ValueError(f"UnlearnConfig.lora_targets: {', '.join(map(repr, missing))} names no module of this "
