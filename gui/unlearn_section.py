@@ -389,12 +389,17 @@ def moved_items(moved) -> list:
     return items
 
 
+def _swapped(verdict: dict) -> bool:
+    """The judge's saved verdict puts the flagged seed on a picture the model repeats (at or above the
+    copy threshold, as core/judge.py refuses it)."""
+    return verdict.get("mode_similarity") is not None and verdict["mode_similarity"] >= verdict["mode_threshold"]
+
+
 def _swap_hint(metrics: dict, unconditional: bool) -> str:
     """A switched-off fix whose flagged seed ended on another picture the model repeats: the surrogate
     steered it there, so the surrogate is the thing to change (bench/results/README.md: a face's swap at
     both training seeds with another face, forgotten with Suggest a seed)."""
-    f = metrics.get("forgetting") or {}
-    if f.get("mode_similarity") is None or f["mode_similarity"] < f["mode_threshold"]:
+    if not _swapped(metrics.get("forgetting") or {}):
         return ""
     return (" Here the flagged seed went to another picture the model repeats: "
             + ("a surrogate that is an ordinary output of the model (Surrogate, Other seed, **Suggest a seed**) "
@@ -443,7 +448,7 @@ def result_text(studio, result, flag) -> str:
                      + f") · copy similarity {fmt(f['copy_similarity'])} ({f['descriptor']})"
                      + (f" · similarity to the pictures the model repeats {fmt(f['mode_similarity'])}"
                         + (" (at or above the copy threshold: the flagged seed now draws another picture the model "
-                           "repeats, so this is a swap, not a fix)" if f["mode_similarity"] >= f["mode_threshold"] else "")
+                           "repeats, so this is a swap, not a fix)" if _swapped(f) else "")
                         if f.get("mode_similarity") is not None else ""))
     if m.get("kept_step") is not None:
         lines.append(f"kept the state of step {m['kept_step']} (other outputs moved by {fmt(m.get('remember_drift'))} "
