@@ -30,11 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from bench.common import grid_values, scratch_dir  # noqa: E402
-from core.generate import generate, parse_seeds  # noqa: E402
+from core.generate import parse_seeds  # noqa: E402
 from core.models import load_model  # noqa: E402
 from core.studio import Studio  # noqa: E402
 from core.world import faces as W  # noqa: E402
-from bench.faceseval import SURROGATES, FaceInstance, FacesBase, build_name, retried_words  # noqa: E402
+from bench.faceseval import SURROGATES, FacesBase, build_name, find_face_instances, retried_words  # noqa: E402
 from bench.faces_forget import met, one_fix  # noqa: E402
 
 
@@ -72,12 +72,11 @@ def main() -> int:
     grid = [dict(zip([k for k, _ in fields], combo)) for combo in itertools.product(*[v for _, v in fields])] or [{}]
     model = load_model(args.model)
     studio = Studio(model, data_dir=scratch_dir("faces-tune-"), restore=False, persist_state=False)
-    flag_gens = generate(model, "", parse_seeds(args.flag_seeds), batch_size=256)
     base = FacesBase.build(studio, tune_seeds)
     before = base.copy_rates
     rows = []
-    found = [(g.seed, W.verdict(g.image)["flag"]) for g in flag_gens]
-    for inst in pick_instances(found, [int(f) for f in args.faces.split(",")], args.per_face, args.flag_seeds):
+    faces = [int(f) for f in args.faces.split(",")]
+    for inst in find_face_instances(studio, parse_seeds(args.flag_seeds), faces, args.per_face, args.flag_seeds):
         target = W.face_name(inst.face)
         for overrides in grid:
             config = studio.default_config(**overrides)
@@ -96,18 +95,6 @@ def main() -> int:
     write_md(args.out / f"{args.name}.md", out, grid)
     print((args.out / f"{args.name}.md").read_text())
     return 0
-
-
-def pick_instances(found: list[tuple[int, str]], faces: list[int], per_face: int, where: str) -> list[FaceInstance]:
-    """The first `per_face` seeds whose verdict names each face, face by face (`found`: (seed, verdict flag)
-    in seed order); a face with fewer copies is said and keeps the ones it has."""
-    out = []
-    for face in faces:
-        seeds = [seed for seed, flag in found if flag == W.face_name(face)][:per_face]
-        if len(seeds) < per_face:
-            print(f"{len(seeds)} of {per_face} copies of {W.face_name(face)} among seeds {where}", flush=True)
-        out += [FaceInstance(face, seed) for seed in seeds]
-    return out
 
 
 def surrogate_label(row: dict) -> str:

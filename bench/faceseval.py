@@ -159,14 +159,23 @@ def build_name(model) -> str:
 
 
 def find_face_instances(studio: Studio, flag_seeds: Sequence[int], faces: Sequence[int] = W.MEMORISED,
-                        per_face: int = 1) -> list[FaceInstance]:
+                        per_face: int = 1, where: str | None = None) -> list[FaceInstance]:
     """The first `per_face` copies of each face among `flag_seeds` (with the studio's enabled fixes),
-    face by face; faces with no copy there are left out."""
+    face by face; faces with no copy there are left out (`where`: see pick_instances)."""
     gens = generate(studio.model, "", list(flag_seeds), batch_size=BATCH)
-    found = [W.verdict(g.image)["flag"] for g in gens]
+    return pick_instances([(g.seed, W.verdict(g.image)["flag"]) for g in gens], faces, per_face, where)
+
+
+def pick_instances(found: Sequence[tuple[int, str]], faces: Sequence[int], per_face: int = 1,
+                   where: str | None = None) -> list[FaceInstance]:
+    """The first `per_face` seeds whose verdict names each face, face by face (`found`: (seed, verdict flag)
+    in seed order). With `where` (the seeds as the user wrote them), a face with fewer copies is said."""
     out = []
     for face in faces:
-        out += [FaceInstance(face, g.seed) for g, f in zip(gens, found) if f == W.face_name(face)][:per_face]
+        seeds = [seed for seed, flag in found if flag == W.face_name(face)][:per_face]
+        if where is not None and len(seeds) < per_face:
+            print(f"{len(seeds)} of {per_face} copies of {W.face_name(face)} among seeds {where}", flush=True)
+        out += [FaceInstance(face, seed) for seed in seeds]
     return out
 
 

@@ -1,6 +1,7 @@
 """bench/faces_tune.py's report: one row per config, split by surrogate when a grid ran several."""
 
-from bench.faces_tune import pick_instances, surrogate_label, write_md
+from bench.faceseval import pick_instances
+from bench.faces_tune import surrogate_label, write_md
 
 
 def _row(kind, info, gone, request=None):
